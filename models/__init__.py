@@ -1,0 +1,1 @@
+"""All torch code: backbones, heads, losses, methods, training, evaluation, inference."""

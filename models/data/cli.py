@@ -1,0 +1,44 @@
+"""`xmr data ...`: import a raw corpus into the pinned corpus format."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from models.data.corpus import read_corpus, summarize
+from models.data.importers.report import ImportProblem, ImportReport
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="import a corpus into the pinned corpus format")
+    sources = data.add_subparsers(dest="source", required=True)
+    openmoji = sources.add_parser("openmoji", help="the embedded default corpus (OpenMoji)")
+    openmoji.add_argument("out", type=Path)
+    wiki = sources.add_parser("wikipedia", help="a corpus in the classic Wikipedia layout")
+    wiki.add_argument("src", type=Path)
+    wiki.add_argument("out", type=Path)
+    wiki.add_argument("--skip-invalid", action="store_true",
+                      help="leave bad items out and list them instead of stopping at the first")
+    data.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = ImportReport(skip_invalid=getattr(args, "skip_invalid", False))
+    try:
+        if args.source == "openmoji":
+            from models.data.importers.openmoji import import_openmoji
+
+            import_openmoji(args.out, report)
+        else:
+            from models.data.importers.wikipedia import import_wikipedia
+
+            import_wikipedia(args.src, args.out, report)
+    except ImportProblem as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        print("(use --skip-invalid to leave bad items out)", file=sys.stderr)
+        return 2
+    print(summarize(read_corpus(args.out)))
+    if report.skipped:
+        print(report.summary())
+    return 0

@@ -1,0 +1,1 @@
+"""Importers turn raw corpora into the pinned corpus format (models.data.corpus)."""

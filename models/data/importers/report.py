@@ -1,0 +1,32 @@
+"""Strict-or-skip handling shared by importers.
+
+Importers are strict by default: the first bad item stops them with its file and line.
+With `skip_invalid` they leave bad items out, list each one, and count them at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+class ImportProblem(ValueError):
+    """One bad raw item; the message names the file (and line) at fault."""
+
+
+@dataclass
+class ImportReport:
+    skip_invalid: bool = False
+    skipped: list[str] = field(default_factory=list)
+    out: TextIO = sys.stderr
+
+    def reject(self, problem: ImportProblem) -> None:
+        """Stop on `problem`, or (with skip_invalid) note it and carry on."""
+        if not self.skip_invalid:
+            raise problem
+        self.skipped.append(str(problem))
+        print(f"skipped: {problem}", file=self.out)
+
+    def summary(self) -> str:
+        return f"{len(self.skipped)} invalid item(s) left out" if self.skipped else "no invalid item"

@@ -1,0 +1,3 @@
+from xmr.cli import main
+
+raise SystemExit(main())
