@@ -9,6 +9,7 @@ import importlib
 # command -> module that defines add_parser(subparsers) and sets `run` as the default.
 COMMANDS = {
     "data": "models.data.cli",
+    "train": "models.training.cli",
 }
 
 

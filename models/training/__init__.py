@@ -1,0 +1,1 @@
+"""The offline trainer: configs, the training loop, and `xmr train`."""

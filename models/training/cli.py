@@ -1,0 +1,49 @@
+"""`xmr train`: train one method on a corpus and write a self-describing run directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from models.features import TEXT_BACKBONES
+
+DEFAULT_CACHE = Path("artifacts/cache")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="train a method; writes RUN/checkpoint.pt")
+    p.add_argument("--data", type=Path, required=True, help="corpus directory")
+    p.add_argument("--method", help="method name (default from config: linear)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--config", type=Path, help="YAML experiment config")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--text-backbone", choices=TEXT_BACKBONES)
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.backbones.cache import FeatureCache
+    from models.data.corpus import CorpusError, read_corpus
+    from models.methods import method_names
+    from models.training.config import ConfigError, load_config
+    from models.training.trainer import train
+
+    try:
+        config = load_config(args.config, method=args.method, epochs=args.epochs, seed=args.seed,
+                             text_backbone=args.text_backbone)
+        if config.method not in method_names():
+            raise ConfigError(f"unknown method {config.method!r}; known: {method_names()}")
+        corpus = read_corpus(args.data)
+    except (ConfigError, CorpusError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    checkpoint = train(config, corpus, args.out, FeatureCache(args.cache), device)
+    print(f"wrote {checkpoint}")
+    return 0

@@ -1,0 +1,48 @@
+"""Training configuration: data, not code. Loaded from YAML; unknown keys are rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot train; raised before any work starts."""
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str = "linear"
+    text_backbone: str = "minilm"
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    embed_dim: int = Field(256, ge=2)
+    seed: int = 0
+    # Part of the train split held out for model selection and early stopping (never test).
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    patience: int = Field(10, ge=1)
+    # Method-specific settings; each method validates its own.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_config(path: Path | None, **overrides: Any) -> TrainConfig:
+    """YAML file (optional) then command-line overrides (None means not given)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config ({err})") from err
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config is a mapping of keys to values")
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as err:
+        raise ConfigError(f"invalid config{f' {path}' if path else ''}:\n{err}") from err

@@ -1,0 +1,168 @@
+"""The training loop: seeded, early-stopped on a validation part of train, never on test.
+
+Stages meet through artifacts: the run directory gets `checkpoint.pt` (self-describing),
+`metrics.json` and `curves.png`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.backbones.cache import FeatureCache
+from models.checkpoint import save_checkpoint
+from models.data.corpus import Corpus, Item
+from models.evaluation.metrics import cross_modal_map
+from models.features import Backbones, FeatureSet
+from models.methods import build_method
+from models.methods.base import Method, MethodDims
+from models.training.config import TrainConfig
+
+
+@dataclass
+class Split:
+    """Features and per-level integer labels of a list of items."""
+
+    items: list[Item]
+    features: FeatureSet
+    labels: np.ndarray  # int64 (n, levels)
+
+
+@dataclass
+class History:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_map: float = -1.0
+
+
+def carve_validation(items: list[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """Seeded random part of train held out for model selection."""
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_val = max(1, round(len(items) * fraction))
+    return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
+
+
+def make_split(corpus: Corpus, items: list[Item], backbones: Backbones, cache: FeatureCache) -> Split:
+    labels = np.stack(
+        [np.asarray(corpus.label_index(level, items)) for level in range(len(corpus.levels))],
+        axis=1,
+    )
+    return Split(items, backbones.features(corpus, items, cache), labels.astype(np.int64))
+
+
+@torch.no_grad()
+def embed(method: Method, features: FeatureSet, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    method.eval()
+    images = method.embed_images(features.image_batch(device)).cpu().numpy()
+    texts = method.embed_texts(features.text_batch(device)).cpu().numpy()
+    return images, texts
+
+
+def run_epoch(
+    method: Method, optimizer: torch.optim.Optimizer, split: Split, config: TrainConfig,
+    epoch: int, rng: np.random.Generator, device: torch.device,
+) -> dict[str, float]:
+    method.train()
+    order = rng.permutation(len(split.items))
+    sums: dict[str, float] = {}
+    batches = range(0, len(order) - 1, config.batch_size)  # a lone last pair has no negatives
+    for step, start in enumerate(batches):
+        rows = order[start : start + config.batch_size]
+        batch = split.features.subset(rows)
+        labels = [torch.from_numpy(split.labels[rows, level]).to(device)
+                  for level in range(split.labels.shape[1])]
+        progress = (epoch + step / len(batches)) / config.epochs
+        losses = method.losses(batch.image_batch(device), batch.text_batch(device), labels, progress)
+        total = sum(losses.values())  # the one place the loss terms are summed
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        for name, value in {**losses, "total": total}.items():
+            sums[name] = sums.get(name, 0.0) + float(value) / len(batches)
+    return sums
+
+
+def fit(
+    method: Method, train: Split, val: Split, config: TrainConfig, device: torch.device
+) -> tuple[dict[str, torch.Tensor], History]:
+    """Train; keep the weights of the epoch with the best validation mAP (finest level)."""
+    optimizer = torch.optim.AdamW(method.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(config.seed)
+    history, best_state, stale = History(), {}, 0
+    for epoch in (bar := tqdm(range(config.epochs), desc=f"train {config.method}", unit="epoch")):
+        losses = run_epoch(method, optimizer, train, config, epoch, rng, device)
+        val_map = cross_modal_map(*embed(method, val.features, device), val.labels[:, -1])["avg_map"]
+        history.epochs.append({"epoch": epoch, **losses, "val_avg_map": val_map})
+        bar.set_postfix(loss=f"{losses['total']:.3f}", val_map=f"{val_map:.3f}")
+        if val_map > history.best_val_map:
+            history.best_epoch, history.best_val_map, stale = epoch, val_map, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    return best_state, history
+
+
+def train(config: TrainConfig, corpus: Corpus, out: Path, cache: FeatureCache,
+          device: torch.device) -> Path:
+    torch.manual_seed(config.seed)
+    train_items, val_items = carve_validation(corpus.split("train"), config.val_fraction, config.seed)
+    backbones = Backbones.build(config.text_backbone, device,
+                                fit_texts=[item.text for item in train_items])
+    train_split = make_split(corpus, train_items, backbones, cache)
+    val_split = make_split(corpus, val_items, backbones, cache)
+    dims = MethodDims(
+        image=backbones.image.dim, text=backbones.text.dim,
+        classes=tuple(len(corpus.label_sets[level]) for level in corpus.levels),
+    )
+    method = build_method(config, dims).to(device)
+    state, history = fit(method, train_split, val_split, config, device)
+    write_run(out, config, corpus, backbones, dims, state, history)
+    return out / "checkpoint.pt"
+
+
+def write_run(out: Path, config: TrainConfig, corpus: Corpus, backbones: Backbones,
+              dims: MethodDims, state: dict[str, torch.Tensor], history: History) -> None:
+    metrics: dict[str, Any] = {
+        "best_epoch": history.best_epoch, "best_val_avg_map": history.best_val_map,
+        "epochs": history.epochs,
+    }
+    save_checkpoint(out / "checkpoint.pt", {
+        "config": config.model_dump(),
+        "state_dict": state,
+        "dims": {"image": dims.image, "text": dims.text, "classes": list(dims.classes)},
+        "levels": list(corpus.levels),
+        "label_sets": {level: list(names) for level, names in corpus.label_sets.items()},
+        "backbones": {"image": backbones.image.id, "text": backbones.text.id,
+                      "text_state": backbones.text_state()},
+        "metrics": {k: v for k, v in metrics.items() if k != "epochs"},
+    })
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot_curves(history, out / "curves.png")
+
+
+def plot_curves(history: History, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history.epochs]
+    fig, (loss_ax, map_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in history.epochs[0] if history.epochs else []:
+        if name not in ("epoch", "val_avg_map"):
+            loss_ax.plot(epochs, [row[name] for row in history.epochs], label=name)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="training losses")
+    loss_ax.legend()
+    map_ax.plot(epochs, [row["val_avg_map"] for row in history.epochs])
+    map_ax.set(xlabel="epoch", ylabel="avg mAP@all", title="validation (part of train)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
