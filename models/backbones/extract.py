@@ -36,7 +36,8 @@ def image_features(
         decoded = _decode_ahead([contents[i] for i in indices], batch_size)
         for start, pixels in zip(range(0, len(indices), batch_size), decoded, strict=True):
             out = backbone.encode(pixels)
-            yield indices[start : start + batch_size], {"pooled": out.pooled, "regions": out.regions}
+            arrays = {"pooled": out.pooled, "regions": out.regions}
+            yield indices[start : start + batch_size], arrays
 
     arrays = _cached(keys, backbone.id, cache, compute, "image features", progress)
     return ImageFeatures(arrays["pooled"], arrays["regions"])
@@ -78,7 +79,10 @@ def _cached(
     misses = list(first_of.values())
     with tqdm(total=len(misses), desc=desc, unit="item", disable=not progress or not misses) as bar:
         for indices, arrays in compute(misses):
-            entries = [(keys[i], {n: a[row] for n, a in arrays.items()}) for row, i in enumerate(indices)]
+            entries = [
+                (keys[i], {name: a[row] for name, a in arrays.items()})
+                for row, i in enumerate(indices)
+            ]
             cache.put_many(backbone_id, entries)
             found.update(entries)
             bar.update(len(indices))

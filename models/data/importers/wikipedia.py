@@ -113,7 +113,8 @@ def import_wikipedia(src: Path, out: Path, report: ImportReport) -> list[Item]:
     for row in tqdm(rows, desc="import wikipedia", unit="pair"):
         try:
             if row.text_id in seen:
-                raise ImportProblem(f"{row.where}: duplicate id {row.text_id!r} ({seen[row.text_id]})")
+                first = seen[row.text_id]
+                raise ImportProblem(f"{row.where}: duplicate id {row.text_id!r} (first at {first})")
             items.append(import_row(src, out, row))
             seen[row.text_id] = row.where
         except ImportProblem as problem:

@@ -1,0 +1,64 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Both build .venv from nothing (and the Debian packages the browser tests need), and are quick
+# when it is already there: the venv is rebuilt only when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+ART := artifacts
+CORPUS := $(ART)/data/openmoji
+RUN := $(ART)/runs/default
+INDEX := $(ART)/indexes/default
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv with everything (CPU torch, faiss-cpu, dev tools)
+
+system-deps: ## Debian packages for the browser tests (chromium + chromedriver)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+$(CORPUS)/manifest.jsonl: | $(STAMP)
+	$(PY) -m xmr data openmoji $(CORPUS)
+
+$(RUN)/checkpoint.pt: | $(CORPUS)/manifest.jsonl
+	$(PY) -m xmr train --data $(CORPUS) --config configs/default.yaml --out $(RUN)
+
+$(INDEX)/CURRENT: | $(RUN)/checkpoint.pt
+	$(PY) -m xmr index build --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --out $(INDEX)
+
+demo-artifacts: $(STAMP) $(INDEX)/CURRENT ## corpus, default checkpoint and index (reused when present)
+
+demo: demo-artifacts ## prepare OpenMoji, train, index, serve the search page on http://127.0.0.1:8000
+	@echo "search page: http://$(HOST):$(PORT)/"
+	$(PY) -m xmr serve --index $(INDEX) --checkpoint $(RUN)/checkpoint.pt --host $(HOST) --port $(PORT)
+
+test: $(STAMP) system-deps ## the default test suite (no slow, no gpu tests)
+	$(PY) -m pytest
+
+test-slow: $(STAMP) system-deps ## the long checks only (fault injection, load, schemathesis)
+	$(PY) -m pytest -m slow
+
+lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+bench: bench-features ## every benchmark (results in bench/results/)
+
+bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
+	$(PY) bench/features.py --data $(CORPUS)

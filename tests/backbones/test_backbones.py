@@ -1,0 +1,75 @@
+"""Backbones load from wheels (no download) and the cache serves repeats without them."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.backbones.cache import FeatureCache
+from models.backbones.extract import image_features, text_features
+from models.backbones.image import EfficientNetLite0
+from models.backbones.text import MAX_TOKENS, CharNgram, MiniLM, split_words
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("img")
+    paths = []
+    for n, colour in enumerate([(255, 0, 0), (0, 255, 0), (255, 0, 0)]):  # 0 and 2: same bytes
+        path = root / f"{n}.png"
+        Image.new("RGB", (40, 30), colour).save(path)
+        paths.append(path)
+    return paths
+
+
+class Counting:
+    """A real backbone that counts how many items reach it."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.id, self.dim, self.seen = inner, inner.id, inner.dim, 0
+
+    def encode(self, batch):
+        self.seen += len(batch)
+        return self.inner.encode(batch)
+
+
+def test_image_features_and_cache(images: list[Path], tmp_path: Path) -> None:
+    backbone = Counting(EfficientNetLite0())
+    cache = FeatureCache(tmp_path / "cache")
+    first = image_features(images, backbone, cache, progress=False)
+    assert first.pooled.shape == (3, 1280) and first.regions.shape == (3, 49, 1280)
+    assert backbone.seen == 2  # identical content computed once
+    np.testing.assert_allclose(first.pooled[0], first.pooled[2])
+    assert not np.allclose(first.pooled[0], first.pooled[1])
+    second = image_features(images, backbone, cache, progress=False)
+    assert backbone.seen == 2  # all from the cache
+    np.testing.assert_array_equal(first.pooled, second.pooled)
+    np.testing.assert_array_equal(first.regions, second.regions)
+
+
+def test_minilm_features_and_cache(tmp_path: Path) -> None:
+    backbone = Counting(MiniLM())
+    cache = FeatureCache(tmp_path / "cache")
+    texts = ["a cat", "grinning face with big eyes", "a cat"]
+    out = text_features(texts, backbone, cache, progress=False)
+    assert out.pooled.shape == (3, 384) and out.tokens.shape == (3, MAX_TOKENS, 384)
+    assert out.mask[0].sum() == 2 and out.mask[1].sum() == 5  # word tokens only
+    assert np.allclose(np.linalg.norm(out.pooled, axis=1), 1, atol=1e-4)
+    assert backbone.seen == 2
+    text_features(texts, backbone, cache, progress=False)
+    assert backbone.seen == 2
+    # Similar meaning is closer than unrelated meaning.
+    cat, kitten, tax = MiniLM().encode(["a cat", "a kitten", "income tax return"]).pooled
+    assert cat @ kitten > cat @ tax
+
+
+def test_char_ngram_any_language_and_state_round_trip() -> None:
+    texts = ["我爱北京天安门", "猫在睡觉", "狗在公园里跑步", "a cat sleeps", "le chat dort"]
+    model = CharNgram.fit(texts, dim=4)
+    restored = CharNgram.from_state(model.state())
+    a, b = model.encode(["北京的猫"]), restored.encode(["北京的猫"])
+    assert model.id == restored.id
+    np.testing.assert_allclose(a.pooled, b.pooled, atol=1e-6)
+    assert a.mask.sum() == 2  # two 2-character pieces
+    assert split_words("le café 北京的猫") == ["le", "café", "北京", "的猫"]

@@ -1,0 +1,45 @@
+"""Builders of tiny raw corpora for tests (importable by every test package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+CATEGORIES = ["art", "biology", "geography"]
+COLOURS = {"art": (200, 30, 30), "biology": (30, 160, 60), "geography": (40, 60, 200)}
+ENGLISH = {
+    "art": "A painting of a portrait in oil with a golden frame",
+    "biology": "Cells divide and the organism grows its tissue",
+    "geography": "The river flows through mountains to the sea",
+}
+CHINESE = {
+    "art": "这是一幅油画肖像，画框是金色的。",
+    "biology": "细胞分裂，生物体的组织不断生长。",
+    "geography": "这条河流穿过群山，最后流入大海。",
+}
+
+
+def make_wikipedia_layout(src: Path, per_category: int = 4, chinese: bool = False) -> Path:
+    """The classic layout: lists, categories.list, texts/, images/<category>/; XML texts on odd
+    items (as in the original release), plain text on even ones; numeric categories in test."""
+    texts = CHINESE if chinese else ENGLISH
+    (src / "texts").mkdir(parents=True)
+    (src / "categories.list").write_text("\n".join(CATEGORIES) + "\n", encoding="utf-8")
+    rows: dict[str, list[str]] = {"train": [], "test": []}
+    for c_index, category in enumerate(CATEGORIES):
+        (src / "images" / category).mkdir(parents=True)
+        for n in range(per_category):
+            text_id, image_id = f"t{category}{n}", f"i{category}{n}"
+            body = f"{texts[category]} {n}"
+            if n % 2:
+                body = f"<document><title>{category}</title><text>{body}</text></document>"
+            (src / "texts" / f"{text_id}.txt").write_text(body, encoding="utf-8")
+            shade = tuple(min(255, v + 10 * n) for v in COLOURS[category])
+            Image.new("RGB", (64, 48), shade).save(src / "images" / category / f"{image_id}.jpg")
+            split = "test" if n == 0 else "train"
+            label = str(c_index + 1) if split == "test" else category
+            rows[split].append(f"{text_id}\t{image_id}\t{label}")
+    (src / "trainset_txt_img_cat.list").write_text("\n".join(rows["train"]) + "\n", "utf-8")
+    (src / "testset_txt_img_cat.list").write_text("\n".join(rows["test"]) + "\n", "utf-8")
+    return src
