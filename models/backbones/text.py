@@ -49,7 +49,7 @@ class MiniLM:
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> TextFeatures:
-        batch = self.model.tokenize(texts)
+        batch = self.model.preprocess(texts)
         batch = {
             key: value.to(self.model.device) if isinstance(value, torch.Tensor) else value
             for key, value in batch.items()
