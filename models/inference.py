@@ -27,7 +27,7 @@ class Encoder:
         self.device = device
         self.checkpoint_id = checkpoint_id(path)
         self.config = TrainConfig(**payload["config"])
-        self.levels: tuple[str, ...] = tuple(payload["levels"])
+        self.levels: tuple[str, ...] = tuple(payload.get("corpus_levels", payload["levels"]))
         self.label_sets = {k: tuple(v) for k, v in payload["label_sets"].items()}
         saved = payload["backbones"]
         self.backbones = Backbones.build(self.config.text_backbone, device, saved["text_state"])
@@ -75,3 +75,45 @@ class Encoder:
             "regions": torch.from_numpy(feats.regions).to(self.device).float(),
         }
         return self.method.embed_images(batch).float().cpu().numpy()
+
+    # -- re-ranking with a cross-attention scorer (aaml) ------------------------------------------
+    @property
+    def can_rerank(self) -> bool:
+        """True only for checkpoints whose method has a cross-attention scorer."""
+        return bool(self.method.can_rerank)
+
+    def _require_rerank(self) -> None:
+        if not self.can_rerank:
+            raise ValueError(
+                f"checkpoint of method {self.method_name!r} has no cross-attention scorer; "
+                "it cannot re-rank (only aaml checkpoints trained with attention can)"
+            )
+
+    def _image_batch(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        feats = self.backbones.image.encode(np.stack([to_array(image) for image in images]))
+        return {"pooled": torch.from_numpy(feats.pooled).to(self.device),
+                "regions": torch.from_numpy(feats.regions).to(self.device).float()}
+
+    def _text_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        feats = self.backbones.text.encode(list(texts))
+        return {"pooled": torch.from_numpy(feats.pooled).to(self.device),
+                "tokens": torch.from_numpy(feats.tokens).to(self.device).float(),
+                "mask": torch.from_numpy(feats.mask).to(self.device)}
+
+    @torch.inference_mode()
+    def score_text_to_images(self, text: str, images: Sequence[Image.Image]) -> np.ndarray:
+        """Cross-attention score of one text query against k candidate images, shape (k,)."""
+        self._require_rerank()
+        if not images:
+            return np.zeros(0, dtype=np.float32)
+        scores = self.method.pair_scores(self._image_batch(images), self._text_batch([text]))
+        return scores[:, 0].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def score_image_to_texts(self, image: Image.Image, texts: Sequence[str]) -> np.ndarray:
+        """Cross-attention score of one image query against k candidate texts, shape (k,)."""
+        self._require_rerank()
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        scores = self.method.pair_scores(self._image_batch([image]), self._text_batch(texts))
+        return scores[0].float().cpu().numpy()

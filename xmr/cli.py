@@ -10,6 +10,7 @@ import importlib
 COMMANDS = {
     "data": "models.data.cli",
     "train": "models.training.cli",
+    "eval": "models.evaluation.cli",
 }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 Features = dict[str, torch.Tensor]  # backbone outputs: pooled, regions | pooled, tokens, mask
@@ -14,11 +16,33 @@ Features = dict[str, torch.Tensor]  # backbone outputs: pooled, regions | pooled
 class MethodDims:
     image: int  # pooled image feature size
     text: int  # pooled text feature size
-    classes: tuple[int, ...]  # number of labels at each level, coarse to fine
+    classes: tuple[int, ...]  # number of labels at each level used, coarse to fine
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Method(nn.Module):
-    """Embeds each modality into the shared space (unit rows) and names its training losses."""
+    """Embeds each modality into the shared space (unit rows) and names its training losses.
+
+    `Options` is the pydantic model of the method's `options:` block in the config (unknown
+    keys rejected); `build_method` validates it before any work starts.
+    """
+
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def prepare(self, images: Features, texts: Features, labels: list[torch.Tensor]) -> None:
+        """Called once with the whole train part before training (CCA fits here; PCA bases)."""
+
+    @property
+    def can_rerank(self) -> bool:
+        """True for methods with a cross-attention scorer (`pair_scores`) to re-rank a shortlist."""
+        return False
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
 
     def embed_images(self, feats: Features) -> torch.Tensor:
         raise NotImplementedError
@@ -34,3 +58,7 @@ class Method(nn.Module):
         labels[level] holds each pair's class at that level; progress runs 0 -> 1 over training.
         """
         raise NotImplementedError
+
+    def pair_scores(self, images: Features, texts: Features) -> torch.Tensor:
+        """(n_images, n_texts) cross-attention scores, higher = better (re-rankers only)."""
+        raise ValueError(f"{type(self).__name__} has no cross-attention scorer; cannot re-rank")

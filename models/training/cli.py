@@ -14,7 +14,7 @@ DEFAULT_CACHE = Path("artifacts/cache")
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train a method; writes RUN/checkpoint.pt")
     p.add_argument("--data", type=Path, required=True, help="corpus directory")
-    p.add_argument("--method", help="method name (default from config: linear)")
+    p.add_argument("--method", help="dhaml, aaml, acmr, dscmr, triplet, cca (or linear)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--config", type=Path, help="YAML experiment config")
     p.add_argument("--epochs", type=int)
@@ -30,16 +30,14 @@ def run(args: argparse.Namespace) -> int:
 
     from models.backbones.cache import FeatureCache
     from models.data.corpus import CorpusError, read_corpus
-    from models.methods import method_names
     from models.training.config import ConfigError, load_config
-    from models.training.trainer import train
+    from models.training.trainer import train, validate
 
     try:
         config = load_config(args.config, method=args.method, epochs=args.epochs, seed=args.seed,
                              text_backbone=args.text_backbone)
-        if config.method not in method_names():
-            raise ConfigError(f"unknown method {config.method!r}; known: {method_names()}")
         corpus = read_corpus(args.data)
+        validate(config, corpus)  # unknown method or option, label levels vs the corpus
     except (ConfigError, CorpusError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

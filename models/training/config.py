@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,7 +17,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: str = "linear"
-    text_backbone: str = "minilm"
+    text_backbone: Literal["minilm", "char-ngram"] = "minilm"
+    # Label levels to train on, coarse to fine (a subset of the corpus's levels, in its order);
+    # None = all of them. `levels: [fine]` is the single-level ablation of the hierarchy.
+    levels: list[str] | None = None
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0)
@@ -27,6 +30,10 @@ class TrainConfig(BaseModel):
     # Part of the train split held out for model selection and early stopping (never test).
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     patience: int = Field(10, ge=1)
+    # `class_balanced` fills each batch with `per_class` items of each of batch_size/per_class
+    # finest labels, so label-aware metric losses see positives beyond the paired item.
+    sampler: Literal["random", "class_balanced"] = "random"
+    per_class: int = Field(2, ge=1)
     # Method-specific settings; each method validates its own.
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -46,3 +53,21 @@ def load_config(path: Path | None, **overrides: Any) -> TrainConfig:
         return TrainConfig(**raw)
     except ValidationError as err:
         raise ConfigError(f"invalid config{f' {path}' if path else ''}:\n{err}") from err
+
+
+def check_levels(config: TrainConfig, corpus_levels: tuple[str, ...]) -> list[int]:
+    """Indices of the corpus levels the config trains on; ConfigError when they do not match."""
+    if config.levels is None:
+        return list(range(len(corpus_levels)))
+    unknown = [name for name in config.levels if name not in corpus_levels]
+    if unknown or not config.levels:
+        raise ConfigError(
+            f"label levels {config.levels} do not match the corpus levels {list(corpus_levels)}"
+        )
+    indices = [corpus_levels.index(name) for name in config.levels]
+    if indices != sorted(set(indices)):
+        raise ConfigError(
+            f"label levels {config.levels} must be distinct and ordered coarse to fine as in the "
+            f"corpus ({list(corpus_levels)})"
+        )
+    return indices

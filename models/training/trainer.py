@@ -7,6 +7,7 @@ Stages meet through artifacts: the run directory gets `checkpoint.pt` (self-desc
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from models.checkpoint import save_checkpoint
 from models.data.corpus import Corpus, Item
 from models.evaluation.metrics import cross_modal_map
 from models.features import Backbones, FeatureSet
-from models.methods import build_method
-from models.methods.base import Method, MethodDims
-from models.training.config import TrainConfig
+from models.methods import build_method, check_options
+from models.methods.base import Features, Method, MethodDims
+from models.training.config import TrainConfig, check_levels
+
+EMBED_CHUNK = 512
 
 
 @dataclass
@@ -41,50 +44,105 @@ class History:
     best_val_map: float = -1.0
 
 
-def carve_validation(items: list[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+def carve_validation(
+    items: list[Item], fraction: float, seed: int
+) -> tuple[list[Item], list[Item]]:
     """Seeded random part of train held out for model selection."""
     order = np.random.default_rng(seed).permutation(len(items))
     n_val = max(1, round(len(items) * fraction))
     return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
 
 
-def make_split(corpus: Corpus, items: list[Item], backbones: Backbones, cache: FeatureCache) -> Split:
-    labels = np.stack(
-        [np.asarray(corpus.label_index(level, items)) for level in range(len(corpus.levels))],
-        axis=1,
-    )
+def make_split(
+    corpus: Corpus,
+    items: list[Item],
+    backbones: Backbones,
+    cache: FeatureCache,
+    levels: list[int] | None = None,
+) -> Split:
+    """Features and labels of `items` at the given corpus levels (default: all)."""
+    levels = list(range(len(corpus.levels))) if levels is None else levels
+    labels = np.stack([np.asarray(corpus.label_index(level, items)) for level in levels], axis=1)
     return Split(items, backbones.features(corpus, items, cache), labels.astype(np.int64))
 
 
+def validate(config: TrainConfig, corpus: Corpus) -> list[int]:
+    """Every check that can fail a run, before any feature is extracted (ConfigError)."""
+    check_options(config)
+    return check_levels(config, corpus.levels)
+
+
 @torch.no_grad()
-def embed(method: Method, features: FeatureSet, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def embed(
+    method: Method, features: FeatureSet, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings of both modalities, in chunks so large splits fit in memory."""
     method.eval()
-    images = method.embed_images(features.image_batch(device)).cpu().numpy()
-    texts = method.embed_texts(features.text_batch(device)).cpu().numpy()
+    images, texts = [], []
+    for start in range(0, len(features), EMBED_CHUNK):
+        part = features.subset(np.arange(start, min(start + EMBED_CHUNK, len(features))))
+        images.append(method.embed_images(part.image_batch(device)).float().cpu().numpy())
+        texts.append(method.embed_texts(part.text_batch(device)).float().cpu().numpy())
+    return np.concatenate(images), np.concatenate(texts)
+
+
+def batch_order(labels: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's item order: shuffled, or grouped `per_class` items of one finest label."""
+    if config.sampler == "random":
+        return rng.permutation(len(labels))
+    chunks = []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        chunks += [
+            members[i : i + config.per_class] for i in range(0, len(members), config.per_class)
+        ]
+    return np.concatenate([chunks[i] for i in rng.permutation(len(chunks))])
+
+
+def whole(features: FeatureSet, device: torch.device) -> tuple[Features, Features]:
+    """A split's features as tensors without copying token arrays to float32 (for prepare)."""
+    images = {
+        "pooled": torch.from_numpy(features.image_pooled).to(device),
+        "regions": torch.from_numpy(features.image_regions).to(device),
+    }
+    texts = {
+        "pooled": torch.from_numpy(features.text_pooled).to(device),
+        "tokens": torch.from_numpy(features.text_tokens).to(device),
+        "mask": torch.from_numpy(features.text_mask).to(device),
+    }
     return images, texts
 
 
 def run_epoch(
-    method: Method, optimizer: torch.optim.Optimizer, split: Split, config: TrainConfig,
-    epoch: int, rng: np.random.Generator, device: torch.device,
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    config: TrainConfig,
+    epoch: int,
+    rng: np.random.Generator,
+    device: torch.device,
 ) -> dict[str, float]:
     method.train()
-    order = rng.permutation(len(split.items))
+    order = batch_order(split.labels[:, -1], config, rng)
     sums: dict[str, float] = {}
     batches = range(0, len(order) - 1, config.batch_size)  # a lone last pair has no negatives
     for step, start in enumerate(batches):
         rows = order[start : start + config.batch_size]
         batch = split.features.subset(rows)
-        labels = [torch.from_numpy(split.labels[rows, level]).to(device)
-                  for level in range(split.labels.shape[1])]
+        labels = [
+            torch.from_numpy(split.labels[rows, level]).to(device)
+            for level in range(split.labels.shape[1])
+        ]
         progress = (epoch + step / len(batches)) / config.epochs
-        losses = method.losses(batch.image_batch(device), batch.text_batch(device), labels, progress)
+        losses = method.losses(
+            batch.image_batch(device), batch.text_batch(device), labels, progress
+        )
         total = sum(losses.values())  # the one place the loss terms are summed
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
         for name, value in {**losses, "total": total}.items():
-            sums[name] = sums.get(name, 0.0) + float(value) / len(batches)
+            sums[name] = sums.get(name, 0.0) + value.item() / len(batches)
     return sums
 
 
@@ -92,12 +150,29 @@ def fit(
     method: Method, train: Split, val: Split, config: TrainConfig, device: torch.device
 ) -> tuple[dict[str, torch.Tensor], History]:
     """Train; keep the weights of the epoch with the best validation mAP (finest level)."""
-    optimizer = torch.optim.AdamW(method.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    method.prepare(
+        *whole(train.features, device),
+        [
+            torch.from_numpy(train.labels[:, level]).to(device)
+            for level in range(train.labels.shape[1])
+        ],
+    )
+    if not method.trainable:  # closed-form methods (cca): nothing to iterate
+        val_map = cross_modal_map(*embed(method, val.features, device), val.labels[:, -1])[
+            "avg_map"
+        ]
+        history = History([{"epoch": 0, "val_avg_map": val_map}], 0, val_map)
+        return {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}, history
+    optimizer = torch.optim.AdamW(
+        method.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     rng = np.random.default_rng(config.seed)
     history, best_state, stale = History(), {}, 0
     for epoch in (bar := tqdm(range(config.epochs), desc=f"train {config.method}", unit="epoch")):
         losses = run_epoch(method, optimizer, train, config, epoch, rng, device)
-        val_map = cross_modal_map(*embed(method, val.features, device), val.labels[:, -1])["avg_map"]
+        val_map = cross_modal_map(*embed(method, val.features, device), val.labels[:, -1])[
+            "avg_map"
+        ]
         history.epochs.append({"epoch": epoch, **losses, "val_avg_map": val_map})
         bar.set_postfix(loss=f"{losses['total']:.3f}", val_map=f"{val_map:.3f}")
         if val_map > history.best_val_map:
@@ -110,40 +185,102 @@ def fit(
     return best_state, history
 
 
-def train(config: TrainConfig, corpus: Corpus, out: Path, cache: FeatureCache,
-          device: torch.device) -> Path:
-    torch.manual_seed(config.seed)
-    train_items, val_items = carve_validation(corpus.split("train"), config.val_fraction, config.seed)
-    backbones = Backbones.build(config.text_backbone, device,
-                                fit_texts=[item.text for item in train_items])
-    train_split = make_split(corpus, train_items, backbones, cache)
-    val_split = make_split(corpus, val_items, backbones, cache)
-    dims = MethodDims(
-        image=backbones.image.dim, text=backbones.text.dim,
-        classes=tuple(len(corpus.label_sets[level]) for level in corpus.levels),
+@dataclass
+class Prepared:
+    """What a run needs besides the method: backbones, the train and validation parts."""
+
+    backbones: Backbones
+    levels: list[int]
+    train: Split
+    val: Split
+
+    def dims(self, corpus: Corpus) -> MethodDims:
+        return MethodDims(
+            image=self.backbones.image.dim,
+            text=self.backbones.text.dim,
+            classes=tuple(len(corpus.label_sets[corpus.levels[i]]) for i in self.levels),
+        )
+
+
+def prepare_data(
+    config: TrainConfig, corpus: Corpus, cache: FeatureCache, device: torch.device
+) -> Prepared:
+    levels = validate(config, corpus)
+    train_items, val_items = carve_validation(
+        corpus.split("train"), config.val_fraction, config.seed
     )
+    if not train_items:
+        raise ValueError(f"{corpus.root}: no train items")
+    backbones = Backbones.build(
+        config.text_backbone, device, fit_texts=[item.text for item in train_items]
+    )
+    return Prepared(
+        backbones,
+        levels,
+        make_split(corpus, train_items, backbones, cache, levels),
+        make_split(corpus, val_items, backbones, cache, levels),
+    )
+
+
+def train(
+    config: TrainConfig,
+    corpus: Corpus,
+    out: Path,
+    cache: FeatureCache,
+    device: torch.device,
+    data: Prepared | None = None,
+) -> Path:
+    """One run; `data` lets a benchmark reuse the features across runs of one seed."""
+    data = data or prepare_data(config, corpus, cache, device)
+    validate(config, corpus)
+    torch.manual_seed(config.seed)
+    dims = data.dims(corpus)
     method = build_method(config, dims).to(device)
-    state, history = fit(method, train_split, val_split, config, device)
-    write_run(out, config, corpus, backbones, dims, state, history)
+    started = time.perf_counter()
+    state, history = fit(method, data.train, data.val, config, device)
+    seconds = time.perf_counter() - started
+    write_run(out, config, corpus, data, dims, state, history, seconds)
     return out / "checkpoint.pt"
 
 
-def write_run(out: Path, config: TrainConfig, corpus: Corpus, backbones: Backbones,
-              dims: MethodDims, state: dict[str, torch.Tensor], history: History) -> None:
+def write_run(
+    out: Path,
+    config: TrainConfig,
+    corpus: Corpus,
+    data: Prepared,
+    dims: MethodDims,
+    state: dict[str, torch.Tensor],
+    history: History,
+    seconds: float,
+) -> None:
+    backbones = data.backbones
+    levels = [corpus.levels[i] for i in data.levels]
     metrics: dict[str, Any] = {
-        "best_epoch": history.best_epoch, "best_val_avg_map": history.best_val_map,
+        "method": config.method,
+        "best_epoch": history.best_epoch,
+        "best_val_avg_map": history.best_val_map,
+        "train_seconds": round(seconds, 2),
+        "n_train": len(data.train.items),
+        "n_val": len(data.val.items),
         "epochs": history.epochs,
     }
-    save_checkpoint(out / "checkpoint.pt", {
-        "config": config.model_dump(),
-        "state_dict": state,
-        "dims": {"image": dims.image, "text": dims.text, "classes": list(dims.classes)},
-        "levels": list(corpus.levels),
-        "label_sets": {level: list(names) for level, names in corpus.label_sets.items()},
-        "backbones": {"image": backbones.image.id, "text": backbones.text.id,
-                      "text_state": backbones.text_state()},
-        "metrics": {k: v for k, v in metrics.items() if k != "epochs"},
-    })
+    save_checkpoint(
+        out / "checkpoint.pt",
+        {
+            "config": config.model_dump(),
+            "state_dict": state,
+            "dims": {"image": dims.image, "text": dims.text, "classes": list(dims.classes)},
+            "levels": levels,  # the levels trained on, coarse to fine (dims.classes follow them)
+            "corpus_levels": list(corpus.levels),
+            "label_sets": {level: list(names) for level, names in corpus.label_sets.items()},
+            "backbones": {
+                "image": backbones.image.id,
+                "text": backbones.text.id,
+                "text_state": backbones.text_state(),
+            },
+            "metrics": {k: v for k, v in metrics.items() if k != "epochs"},
+        },
+    )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot_curves(history, out / "curves.png")
 
@@ -160,7 +297,8 @@ def plot_curves(history: History, path: Path) -> None:
         if name not in ("epoch", "val_avg_map"):
             loss_ax.plot(epochs, [row[name] for row in history.epochs], label=name)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="training losses")
-    loss_ax.legend()
+    if loss_ax.lines:
+        loss_ax.legend()
     map_ax.plot(epochs, [row["val_avg_map"] for row in history.epochs])
     map_ax.set(xlabel="epoch", ylabel="avg mAP@all", title="validation (part of train)")
     fig.tight_layout()

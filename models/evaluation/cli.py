@@ -1,0 +1,70 @@
+"""`xmr eval`: evaluate a checkpoint on a corpus split; writes the pinned JSON, a markdown
+table beside it and a precision-recall PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_CACHE = Path("artifacts/cache")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("eval", help="mAP@all, per level, hierarchy-weighted, Recall@K")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="corpus directory")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--json", type=Path, required=True, help="report JSON (markdown and PNG beside)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from models.backbones.cache import FeatureCache
+    from models.checkpoint import CheckpointError
+    from models.data.corpus import CorpusError, read_corpus
+    from models.evaluation.report import evaluate_embeddings, markdown, plot_precision_recall
+    from models.inference import Encoder
+    from models.training.trainer import embed
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        corpus = read_corpus(args.data)
+        encoder = Encoder.load(args.checkpoint, device)
+    except (CorpusError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    items = corpus.split(args.split)
+    if not items:
+        print(f"error: {args.data}: no {args.split} items", file=sys.stderr)
+        return 2
+    features = encoder.backbones.features(corpus, items, FeatureCache(args.cache))
+    labels = np.stack(
+        [np.asarray(corpus.label_index(i, items)) for i in range(len(corpus.levels))], axis=1
+    )
+    images, texts = embed(encoder.method, features, device)
+    report = {
+        "method": encoder.method_name,
+        "checkpoint": str(args.checkpoint),
+        "data": str(args.data),
+        "split": args.split,
+        **evaluate_embeddings(images, texts, labels, corpus.levels),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    args.json.with_suffix(".md").write_text(markdown(report))
+    plot_precision_recall(
+        images,
+        texts,
+        labels[:, -1],
+        args.json.with_name(args.json.stem + "-pr.png"),
+        f"{encoder.method_name}, {args.split}, level {corpus.levels[-1]}",
+    )
+    print(markdown(report))
+    return 0

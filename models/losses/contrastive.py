@@ -1,0 +1,22 @@
+"""Label-aware cross-modal contrastive loss (supervised InfoNCE across modalities).
+
+For each anchor, the softmax over all candidates (temperature tau) should put its mass on the
+candidates that share the anchor's label: loss = -mean over positives of log p(positive).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _one_side(sim: torch.Tensor, pos: torch.Tensor, temperature: float) -> torch.Tensor:
+    log_p = torch.log_softmax(sim / temperature, dim=1)
+    per_anchor = -(log_p * pos).sum(dim=1) / pos.sum(dim=1).clamp_min(1)
+    return per_anchor[pos.any(dim=1)].mean()
+
+
+def contrastive_loss(
+    sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, temperature: float = 0.1
+) -> torch.Tensor:
+    del neg  # every non-positive is a negative through the softmax denominator
+    return (_one_side(sim, pos, temperature) + _one_side(sim.T, pos.T, temperature)) / 2

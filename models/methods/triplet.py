@@ -1,0 +1,55 @@
+"""`triplet`: the VSE++ baseline, the loss the polynomial loss replaces.
+
+Two-layer projectors per modality and the hardest-negative triplet ranking loss (margin 0.2)
+on the cross-modal similarity matrix. `label_aware` (default) counts every pair that shares the
+finest label as positive, which is fair to this baseline on a labelled corpus; false gives the
+original instance-only VSE++ setting.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.heads.projection import Projector
+from models.losses.masks import label_masks, pair_masks
+from models.losses.triplet import triplet_loss
+from models.methods.base import Features, Method, MethodDims
+from models.training.config import TrainConfig
+
+
+class TripletOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    hidden: int = Field(1024, ge=0)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    margin: float = Field(0.2, gt=0)
+    label_aware: bool = True
+    hardest: bool = True
+
+
+class TripletBaseline(Method):
+    Options = TripletOptions
+
+    def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
+        super().__init__()
+        self.opts = TripletOptions(**config.options)
+        o = self.opts
+        self.image_proj = Projector(dims.image, config.embed_dim, o.hidden, o.dropout)
+        self.text_proj = Projector(dims.text, config.embed_dim, o.hidden, o.dropout)
+
+    def embed_images(self, feats: Features) -> torch.Tensor:
+        return F.normalize(self.image_proj(feats["pooled"]), dim=-1)
+
+    def embed_texts(self, feats: Features) -> torch.Tensor:
+        return F.normalize(self.text_proj(feats["pooled"]), dim=-1)
+
+    def losses(
+        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+    ) -> dict[str, torch.Tensor]:
+        img, txt = self.embed_images(images), self.embed_texts(texts)
+        if self.opts.label_aware:
+            pos, neg = label_masks(labels[-1], labels[-1])
+        else:
+            pos, neg = pair_masks(len(img), img.device)
+        return {"triplet": triplet_loss(img @ txt.T, pos, neg, self.opts.margin, self.opts.hardest)}
