@@ -14,7 +14,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
+.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features \
+        docker-smoke
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,3 +63,6 @@ bench: bench-features ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(PY) bench/features.py --data $(CORPUS)
+
+docker-smoke: $(STAMP) ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
+	docker/smoke.sh

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# `make docker-smoke`: build the CPU image here, run it, search and ingest against it, stop it;
+# then docker/compose-smoke.sh validates docker-compose.yml and runs each of its services once.
+#
+# Works without any registry: when debian:bookworm-slim cannot be had, docker/make-base.sh
+# makes the base image with debootstrap; the Python wheels come from docker/wheelhouse
+# (docker/wheelhouse.sh, from this machine's pip sources). Traffic goes only to 127.0.0.1.
+#
+# Environment: XMR_BASE_IMAGE (skip the base detection), XMR_PIP_NO_INDEX=0 (let pip inside
+# the build use PyPI instead of the wheelhouse), SMOKE_NO_CACHE=1 (docker build --no-cache),
+# SMOKE_SKIP_COMPOSE=1, SMOKE_RESULTS=FILE (figures as JSON; default artifacts/docker-smoke.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IMAGE=${XMR_IMAGE:-xmr:cpu}
+DEMO_IMAGE=${IMAGE}-demo
+API_KEY=smoke-$RANDOM$RANDOM
+NAME=xmr-smoke-$$
+RESULTS=${SMOKE_RESULTS:-artifacts/docker-smoke.json}
+PY=python3
+
+log() { printf '\n== %s\n' "$*"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# --- the engine ---------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
+    log "starting dockerd (log: /tmp/dockerd.log)"
+    nohup dockerd >/tmp/dockerd.log 2>&1 &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  docker info >/dev/null 2>&1 || fail "no Docker engine (apt-get install docker.io; start dockerd)"
+fi
+
+# --- the base image -----------------------------------------------------------------------
+BASE=${XMR_BASE_IMAGE:-}
+if [ -z "$BASE" ]; then
+  if docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
+     || timeout 120 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
+    BASE=debian:bookworm-slim
+  else
+    log "no registry: making the base image with debootstrap (docker/make-base.sh)"
+    docker/make-base.sh xmr-base:bookworm
+    BASE=xmr-base:bookworm
+  fi
+fi
+echo "base image: $BASE"
+
+# --- the wheels ---------------------------------------------------------------------------
+NO_INDEX=${XMR_PIP_NO_INDEX:-1}
+if [ "$NO_INDEX" = 1 ]; then
+  log "wheelhouse (docker/wheelhouse.sh)"
+  docker/wheelhouse.sh
+fi
+
+# --- build --------------------------------------------------------------------------------
+BUILD_LOG=artifacts/docker-build.log
+mkdir -p artifacts && : > "$BUILD_LOG"
+build() {  # build TAG [extra docker build args...]; the full output goes to $BUILD_LOG
+  local tag=$1; shift
+  nice -n 10 docker build ${SMOKE_NO_CACHE:+--no-cache} -f docker/Dockerfile \
+    --build-arg BASE_IMAGE="$BASE" --build-arg PIP_NO_INDEX="$NO_INDEX" "$@" -t "$tag" . \
+    >>"$BUILD_LOG" 2>&1 || { tail -40 "$BUILD_LOG"; fail "docker build $tag (see $BUILD_LOG)"; }
+}
+log "docker build $IMAGE"
+t0=$(now); build "$IMAGE"; BUILD_S=$(secs "$t0" "$(now)")
+log "docker build $DEMO_IMAGE (BAKE_DEMO=1: xmr data openmoji, xmr train, xmr index build)"
+t0=$(now); build "$DEMO_IMAGE" --build-arg BAKE_DEMO=1; BUILD_DEMO_S=$(secs "$t0" "$(now)")
+SIZE=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+SIZE_DEMO=$(docker image inspect -f '{{.Size}}' "$DEMO_IMAGE")
+echo "built in ${BUILD_S}s + ${BUILD_DEMO_S}s; $IMAGE $((SIZE / 1000000)) MB, $DEMO_IMAGE $((SIZE_DEMO / 1000000)) MB"
+
+# --- run ----------------------------------------------------------------------------------
+cleanup() { docker rm -f "$NAME" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+log "docker run $DEMO_IMAGE (published on 127.0.0.1 only)"
+t0=$(now)
+docker run -d --name "$NAME" -p 127.0.0.1::8000 -e XMR_API_KEY="$API_KEY" "$DEMO_IMAGE" >/dev/null
+PORT=$(docker port "$NAME" 8000/tcp | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -1)
+[ -n "$PORT" ] || fail "no 127.0.0.1 port published"
+URL=http://127.0.0.1:$PORT
+READY_S=
+for _ in $(seq 1500); do
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ]; then
+    READY_S=$(secs "$t0" "$(now)"); break
+  fi
+  [ "$(docker inspect -f '{{.State.Running}}' "$NAME")" = true ] \
+    || { docker logs "$NAME" | tail -40; fail "container exited before /readyz"; }
+  sleep 0.2
+done
+[ -n "$READY_S" ] || { docker logs "$NAME" | tail -40; fail "/readyz not 200 within 300 s"; }
+echo "ready: ${READY_S}s from docker run to GET /readyz 200"
+
+USER_ID=$(docker exec "$NAME" id -u)
+[ "$USER_ID" != 0 ] || fail "the service runs as root"
+echo "runs as uid $USER_ID"
+
+log "search and ingestion against $URL"
+SMOKE_URL=$URL SMOKE_API_KEY=$API_KEY $PY docker/smoke_api.py
+
+log "healthcheck (HEALTHCHECK on /readyz)"
+HEALTH=
+for _ in $(seq 60); do
+  HEALTH=$(docker inspect -f '{{.State.Health.Status}}' "$NAME")
+  [ "$HEALTH" = healthy ] && break
+  sleep 1
+done
+[ "$HEALTH" = healthy ] || fail "docker health status is '$HEALTH'"
+echo "docker reports: $HEALTH"
+
+log "docker stop"
+t0=$(now); docker stop -t 30 "$NAME" >/dev/null; STOP_S=$(secs "$t0" "$(now)")
+EXIT_CODE=$(docker inspect -f '{{.State.ExitCode}}' "$NAME")
+echo "stopped in ${STOP_S}s, exit code $EXIT_CODE"
+[ "$EXIT_CODE" = 0 ] || { docker logs "$NAME" | tail -20; fail "exit code $EXIT_CODE on SIGTERM"; }
+cleanup
+
+mkdir -p "$(dirname "$RESULTS")"
+cat > "$RESULTS" <<EOF
+{"base_image": "$BASE", "pip_no_index": $NO_INDEX, "no_cache": ${SMOKE_NO_CACHE:-0},
+ "build_s": $BUILD_S, "build_demo_s": $BUILD_DEMO_S,
+ "image_bytes": $SIZE, "demo_image_bytes": $SIZE_DEMO,
+ "start_to_ready_s": $READY_S, "stop_s": $STOP_S}
+EOF
+echo "figures: $RESULTS"; cat "$RESULTS"
+
+if [ -z "${SMOKE_SKIP_COMPOSE:-}" ]; then
+  XMR_IMAGE=$IMAGE docker/compose-smoke.sh
+fi
+log "docker-smoke: PASS"
