@@ -1,0 +1,373 @@
+"""Vector stores: explicit int64 ids in, (scores, ids) out; cosine as inner product on unit rows.
+
+`VectorStore` is the small protocol the catalog codes against (a Milvus store can stand behind
+it); `FaissStore` is the FAISS implementation. Ids are always the caller's int64 ids, never row
+positions. Index types come from FAISS factory strings ("Flat", "IVF4096,Flat", "HNSW32",
+"IVF4096,PQ32"), or "auto", which picks one from the corpus size (`auto_spec`).
+
+Removal: Flat (through IndexIDMap2) and IVF indexes remove ids in place. HNSW cannot, so removed
+ids become tombstones that every search excludes (an IDSelector on the CPU), and an upsert of a
+present id compacts the graph. GPU indexes cannot remove either: see `GpuMirror`.
+
+GPU placement is decided in one function, `use_gpu()`: FAISS built with GPU support and a GPU
+present (and XMR_FAISS_GPU not "0") -> searches run on a GPU copy of the CPU index; otherwise on
+the CPU index. The CPU index stays the master (saved, mutated, filtered searches), so results
+are the same either way (bitwise for Flat; up to float summation order on the GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# GPU k-selection is limited to 2048 neighbours; larger over-fetches go to the CPU master.
+GPU_MAX_K = 2048
+# Re-clone the GPU copy once tombstones exceed this share of its rows.
+GPU_RECLONE_SHARE = 0.05
+DEFAULT_NPROBE = 16
+DEFAULT_EF_SEARCH = 128
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What the catalog needs from a vector index. Rows are unit float32 (n, dim)."""
+
+    dim: int
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Upsert: an id already present is replaced."""
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids (absent ones are ignored); returns how many were present."""
+
+    def search(
+        self, queries: np.ndarray, k: int, allow: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32 (n, k), ids int64 (n, k)) best first, padded with -inf / -1.
+        `allow`: only these ids may be returned (a label filter resolved to ids)."""
+
+    def count(self) -> int: ...
+
+    def save(self, directory: Path) -> None: ...
+
+
+def use_gpu() -> bool:
+    """The one place that decides GPU placement."""
+    if os.environ.get("XMR_FAISS_GPU", "1") == "0":
+        return False
+    if not hasattr(faiss, "StandardGpuResources"):
+        return False
+    try:
+        return int(faiss.get_num_gpus()) > 0
+    except Exception:  # a GPU build on a machine without a driver
+        return False
+
+
+def auto_spec(n: int, dim: int) -> str:
+    """Exact search while it is cheap; IVF (nlist ~ 4 sqrt(n)) up to a few million rows, where
+    its full vectors still fit in a few GB; product quantisation beyond."""
+    if n < 20_000:
+        return "Flat"
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    nlist = int(min(max(nlist, 256), 65_536))
+    if n <= 4_000_000:
+        return f"IVF{nlist},Flat"
+    m = max(m for m in (8, 16, 32, 64) if dim % m == 0)
+    return f"IVF{nlist},PQ{m}"
+
+
+def check_vectors(vectors: np.ndarray, dim: int, what: str = "vectors") -> np.ndarray:
+    """The public-boundary check: float (n, dim), finite. Returns C-contiguous float32."""
+    if not isinstance(vectors, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, not {type(vectors).__name__}")
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (n, {dim}), got {vectors.shape}")
+    if not np.issubdtype(vectors.dtype, np.floating):
+        raise TypeError(f"{what} must be floating point, got {vectors.dtype}")
+    out = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{what} contain NaN or infinite values")
+    return out
+
+
+def check_ids(ids: np.ndarray | list[int]) -> np.ndarray:
+    out = np.ascontiguousarray(np.asarray(ids), dtype=np.int64)
+    if out.ndim != 1:
+        raise ValueError(f"ids must be one-dimensional, got shape {out.shape}")
+    if (out < 0).any():
+        raise ValueError("ids must be non-negative int64")
+    return out
+
+
+class GpuMirror:
+    """A search-only GPU copy of the CPU master. Adds are mirrored; removals (which GPU indexes
+    cannot do) become tombstones filtered out of over-fetched results; once they pass
+    GPU_RECLONE_SHARE of the rows the copy is cloned afresh from the master."""
+
+    def __init__(self, master: Any) -> None:
+        self.resources = faiss.StandardGpuResources()
+        self.index = faiss.index_cpu_to_gpu(self.resources, 0, master)
+        self.tombstones: set[int] = set()
+
+    def reclone(self, master: Any) -> None:
+        self.index = faiss.index_cpu_to_gpu(self.resources, 0, master)
+        self.tombstones.clear()
+
+
+class FaissStore:
+    """An id-mapped FAISS index (see module docstring)."""
+
+    def __init__(self, index: Any, spec: str, dim: int, *, tombstones: np.ndarray | None = None,
+                 nprobe: int = DEFAULT_NPROBE, ef_search: int = DEFAULT_EF_SEARCH,
+                 gpu: bool | None = None) -> None:
+        self.index = index
+        self.spec = spec
+        self.dim = dim
+        self.tombstones: set[int] = set() if tombstones is None else set(tombstones.tolist())
+        self.nprobe = nprobe
+        self.ef_search = ef_search
+        self._gpu: GpuMirror | None = None
+        if use_gpu() if gpu is None else gpu:
+            self._gpu = _try_mirror(index, spec)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, dim: int, spec: str = "Flat", *, n_hint: int = 0, **kwargs: Any) -> FaissStore:
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
+        if spec == "auto":
+            spec = auto_spec(n_hint, dim)
+        factory = spec if spec.startswith("IVF") else f"IDMap2,{spec}"
+        try:
+            index: Any = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as err:
+            raise ValueError(f"not a FAISS index type: {spec!r} ({err})") from err
+        if spec.startswith("HNSW"):
+            _hnsw(index).efConstruction = 80
+        return cls(index, spec, dim, **kwargs)
+
+    @classmethod
+    def load(cls, directory: Path, gpu: bool | None = None) -> FaissStore:
+        meta = json.loads((directory / "store.json").read_text())
+        index = faiss.read_index(str(directory / "index.faiss"))
+        tombstones = np.load(directory / "tombstones.npy")
+        return cls(index, meta["spec"], meta["dim"], tombstones=tombstones,
+                   nprobe=meta["nprobe"], ef_search=meta["ef_search"], gpu=gpu)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(directory / "index.faiss"))
+        np.save(directory / "tombstones.npy", np.array(sorted(self.tombstones), dtype=np.int64))
+        meta = {"spec": self.spec, "dim": self.dim, "nprobe": self.nprobe,
+                "ef_search": self.ef_search}
+        (directory / "store.json").write_text(json.dumps(meta))
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._gpu is not None
+
+    @property
+    def removes_in_place(self) -> bool:
+        return not self.spec.startswith("HNSW")
+
+    # -- training -----------------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.index.is_trained)
+
+    def train(self, vectors: np.ndarray, max_points: int | None = None, seed: int = 0) -> None:
+        """Train IVF/PQ centroids on a subsample (k-means cost grows with the sample; 40 points
+        per list is what FAISS asks for)."""
+        vectors = check_vectors(vectors, self.dim)
+        ivf = faiss.extract_index_ivf(self.index) if self.spec.startswith("IVF") else None
+        if ivf is not None:
+            limit = max_points or 40 * ivf.nlist
+            if len(vectors) > limit:
+                rows = np.random.default_rng(seed).choice(len(vectors), limit, replace=False)
+                vectors = vectors[np.sort(rows)]
+            ivf.cp.niter = 10
+        self.index.train(vectors)
+        if self._gpu is not None:
+            self._gpu.reclone(self.index)
+
+    # -- mutation -----------------------------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = check_ids(ids)
+        vectors = check_vectors(vectors, self.dim)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("duplicate ids in one add")
+        if not len(ids):
+            return
+        if not self.is_trained:
+            raise ValueError(f"index {self.spec!r} must be trained before adding vectors")
+        if self.removes_in_place:
+            replaced = self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        else:
+            replaced = self._compact_without(ids)
+        self.index.add_with_ids(vectors, ids)
+        if self._gpu is not None:
+            if replaced:
+                self._gpu.reclone(self.index)
+            else:
+                self._gpu.index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = check_ids(ids)
+        if not len(ids):
+            return 0
+        if self.removes_in_place:
+            removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+            present = ids  # the GPU copy ignores tombstones of ids it never had
+        else:
+            present = np.intersect1d(self._stored_ids(), ids)
+            present = present[~np.isin(present, list(self.tombstones))]
+            self.tombstones.update(present.tolist())
+            removed = len(present)
+        if self._gpu is not None and removed:
+            self._gpu.tombstones.update(present.tolist())
+            if len(self._gpu.tombstones) > GPU_RECLONE_SHARE * max(self.count(), 1):
+                self._gpu.reclone(self.index)
+        return removed
+
+    def count(self) -> int:
+        return int(self.index.ntotal) - len(self.tombstones)
+
+    def _stored_ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def _compact_without(self, ids: np.ndarray) -> int:
+        """Rebuild a tombstone-type index without `ids` and without its tombstones."""
+        stored = self._stored_ids()
+        drop = np.isin(stored, ids)
+        if not drop.any():
+            return 0
+        keep = ~drop & ~np.isin(stored, list(self.tombstones))
+        vectors = self.index.index.reconstruct_n(0, len(stored))[keep]
+        fresh = FaissStore.create(self.dim, self.spec, gpu=False)
+        fresh.index.add_with_ids(vectors, stored[keep])
+        self.index = fresh.index
+        self.tombstones.clear()
+        return int(drop.sum())
+
+    # -- search -------------------------------------------------------------------------------
+    def search(
+        self, queries: np.ndarray, k: int, allow: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = check_vectors(queries, self.dim, "queries")
+        if not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
+        if allow is None and self._gpu is not None:
+            found = self._search_gpu(queries, k)
+            if found is not None:
+                return found
+        return self._search_cpu(queries, k, allow)
+
+    def _params(self, selector: Any) -> Any:
+        params: Any
+        if self.spec.startswith("IVF"):
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe
+        elif self.spec.startswith("HNSW"):
+            params = getattr(faiss, "SearchParametersHNSW")()  # noqa: B009 (no stub)
+            params.efSearch = max(self.ef_search, 1)
+        else:
+            params = faiss.SearchParameters()
+        params.sel = selector
+        return params
+
+    def _search_cpu(
+        self, queries: np.ndarray, k: int, allow: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        tomb = np.array(sorted(self.tombstones), dtype=np.int64)
+        selector: Any = None
+        if allow is not None:
+            allow = check_ids(allow)
+            if len(tomb):
+                allow = np.setdiff1d(allow, tomb)
+            if not len(allow):
+                return _empty(len(queries), k)
+            selector = faiss.IDSelectorBatch(allow)
+        elif len(tomb):
+            inner = faiss.IDSelectorBatch(tomb)
+            selector = faiss.IDSelectorNot(inner)
+            selector.keep_alive = inner  # the C++ object must outlive the search
+        self._set_search_knobs(self.index)
+        if selector is None:
+            scores, ids = self.index.search(queries, k)
+        else:
+            scores, ids = self.index.search(queries, k, params=self._params(selector))
+        return _clean(scores, ids)
+
+    def _search_gpu(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        assert self._gpu is not None
+        fetch = k + len(self._gpu.tombstones)
+        if fetch > GPU_MAX_K:
+            return None
+        self._set_search_knobs(self._gpu.index)
+        scores, ids = self._gpu.index.search(queries, fetch)
+        scores, ids = _clean(scores, ids)
+        if self._gpu.tombstones:
+            dead = np.isin(ids, list(self._gpu.tombstones))
+            scores, ids = _compact_rows(scores, ids, ~dead, k)
+        return scores[:, :k], ids[:, :k]
+
+    def _set_search_knobs(self, index: Any) -> None:
+        if self.spec.startswith("IVF"):
+            faiss.extract_index_ivf(index).nprobe = self.nprobe
+        elif self.spec.startswith("HNSW"):
+            _hnsw(index).efSearch = self.ef_search
+
+
+def _hnsw(index: Any) -> Any:
+    """The HNSW graph object inside an IndexIDMap2."""
+    inner: Any = faiss.downcast_index(index.index)
+    return inner.hnsw
+
+
+def _try_mirror(index: Any, spec: str) -> GpuMirror | None:
+    """A GPU copy when FAISS can place this index type there (HNSW cannot): else CPU only."""
+    try:
+        return GpuMirror(index)
+    except Exception as err:  # unsupported index type on the GPU
+        log.warning("index %s stays on the CPU: %s", spec, err)
+        return None
+
+
+def _empty(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
+
+
+def _clean(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = scores.astype(np.float32, copy=True)
+    scores[ids < 0] = -np.inf
+    return scores, ids.astype(np.int64, copy=False)
+
+
+def _compact_rows(
+    scores: np.ndarray, ids: np.ndarray, keep: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    out_s, out_i = _empty(len(ids), k)
+    for row in range(len(ids)):
+        s, i = scores[row][keep[row]][:k], ids[row][keep[row]][:k]
+        out_s[row, : len(s)], out_i[row, : len(i)] = s, i
+    return out_s, out_i
+
+
+def reset(store: FaissStore) -> None:
+    """Empty a store but keep its training (IVF centroids), for a rebuild from metadata."""
+    store.index.reset()
+    store.tombstones.clear()
+    if store._gpu is not None:
+        store._gpu.reclone(store.index)
