@@ -1,0 +1,366 @@
+"""Past one machine: the Ray engine against the local engine, FAISS against Milvus.
+
+    nice -n 10 python bench/scale_bench.py --checkpoint artifacts/runs/default/checkpoint.pt \
+        --data artifacts/data/openmoji --cache artifacts/cache [--synthetic 100000]
+
+Writes bench/results/scale.{json,md,png}. What is measured, exactly:
+
+1. Embedding engines, side by side in one process, on the same payloads and the same checkpoint:
+   - OpenMoji: every item's text and image (2 rows per item), backbone features read from the
+     feature cache (as `xmr index build --cache` does), so the work is the checkpoint's heads
+     plus cache reads: this is the fixed-cost (start-up dominated) end of the range.
+   - Synthetic: N seeded synthetic captions (3-6 words drawn from the OpenMoji names'
+     vocabulary, each unique), no cache: MiniLM + head for every text, the compute-bound end.
+   Local engine: one process, torch's default threads (2 here). Ray engine: a local Ray
+   instance with 2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
+   each). Both times are end to end: the local one includes loading the encoder, the Ray one
+   starting Ray, starting the actors (each loads the encoder) and shutting Ray down; Ray's own
+   start-up (`ray.init`) is also reported alone. Medians over --repeats (OpenMoji) /
+   --synthetic-repeats (synthetic). Equality: max |local - ray| over every vector element, and
+   rows compared in order (the job assigns ids in row order, so equal rows = equal ids).
+2. Search parity: on the vectors just computed (OpenMoji images as the database and texts as
+   queries; the synthetic vectors split into database and queries), recall@10 of the FAISS
+   store and the Milvus store (milvus-lite) against exact search (numpy, float64). A returned
+   id counts as a hit when its exact score is within 1e-5 of the 10th exact score (ties between
+   near-duplicate captions are not misses). Default configurations of each (exact FLAT), and
+   the approximate ones a larger deployment would choose (FAISS HNSW / IVF, Milvus HNSW /
+   IVF_FLAT), with their per-query latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from index.engines import EncoderSpec, LocalEngine  # noqa: E402
+from index.ray_engine import RayEngine  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+K = 10
+TIE = 1e-5
+
+
+# -- corpora ---------------------------------------------------------------------------------
+
+
+def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
+    from models.data.corpus import read_corpus
+
+    corpus = read_corpus(data)
+    items = list(corpus.items)
+    modalities = ["text"] * len(items) + ["image"] * len(items)
+    payloads = [i.text for i in items] + [str(corpus.image_path(i)) for i in items]
+    return modalities, payloads
+
+
+def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
+    from models.data.corpus import read_corpus
+
+    words = sorted({w.lower() for i in read_corpus(data).items for w in i.text.split()})
+    rng = np.random.default_rng(seed)
+    texts, seen = [], set()
+    while len(texts) < n:
+        text = " ".join(rng.choice(words, size=int(rng.integers(3, 7))))
+        if text not in seen:
+            seen.add(text)
+            texts.append(text)
+    return texts
+
+
+# -- engines ---------------------------------------------------------------------------------
+
+
+def time_local(spec: EncoderSpec, modalities: list[str], payloads: list[str],
+               dim: int) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    out = LocalEngine().embed(spec, modalities, payloads, dim)
+    return time.perf_counter() - start, out
+
+
+def time_ray(spec: EncoderSpec, modalities: list[str], payloads: list[str],
+             dim: int) -> tuple[float, float, np.ndarray]:
+    import ray
+
+    from index.ray_engine import _init_ray
+
+    start = time.perf_counter()
+    _init_ray(None)
+    started = time.perf_counter()
+    try:
+        out = RayEngine(workers=2).embed(spec, modalities, payloads, dim)
+    finally:
+        ray.shutdown()
+    return time.perf_counter() - start, started - start, out
+
+
+def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payloads: list[str],
+                    dim: int, repeats: int) -> tuple[dict, np.ndarray]:
+    local_s, ray_s, init_s = [], [], []
+    local = ray_out = np.zeros(0)
+    for r in range(repeats):
+        seconds, local = time_local(spec, modalities, payloads, dim)
+        local_s.append(seconds)
+        seconds, init, ray_out = time_ray(spec, modalities, payloads, dim)
+        ray_s.append(seconds)
+        init_s.append(init)
+        print(f"{name} repeat {r}: local {local_s[-1]:.1f}s ray {ray_s[-1]:.1f}s "
+              f"(ray.init {init:.1f}s)", flush=True)
+    n = len(payloads)
+    lm, rm = statistics.median(local_s), statistics.median(ray_s)
+    result = {
+        "rows": n, "repeats": repeats,
+        "local_seconds": lm, "ray_seconds": rm, "ray_init_seconds": statistics.median(init_s),
+        "local_rows_per_s": n / lm, "ray_rows_per_s": n / rm,
+        "throughput_ratio_ray_over_local": lm / rm,
+        "max_abs_diff": float(np.abs(local - ray_out).max()),
+        "rows_equal_within_1e-5": bool(np.allclose(local, ray_out, atol=1e-5, rtol=0)),
+        "all_seconds": {"local": local_s, "ray": ray_s, "ray_init": init_s},
+    }
+    return result, local
+
+
+# -- search parity ---------------------------------------------------------------------------
+
+
+def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores = queries.astype(np.float64) @ base.astype(np.float64).T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return top, scores
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> float:
+    """found holds ids; a hit is any id whose exact score ties or beats the k-th exact one."""
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    total = 0
+    for q in range(len(found)):
+        kth = scores[q, exact[q, -1]]
+        total += sum(1 for i in found[q] if i >= 0 and scores[q, row_of[int(i)]] >= kth - TIE)
+    return total / (len(found) * exact.shape[1])
+
+
+def faiss_search(kind: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]:
+    def run(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+        import faiss
+
+        d = base.shape[1]
+        if kind == "FLAT":
+            inner: faiss.Index = faiss.IndexFlatIP(d)
+        elif kind == "HNSW":
+            inner = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efSearch = 64
+        else:  # IVF
+            nlist = max(1, int(np.sqrt(len(base))))
+            inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+            inner.train(base)
+            inner.nprobe = max(1, nlist // 8)
+        index = faiss.IndexIDMap2(inner)
+        index.add_with_ids(base, ids)
+        return index.search(queries, k)[1]
+
+    return run
+
+
+def milvus_search(kind: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]:
+    def run(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+        from index.milvus_store import MilvusStore
+
+        nlist = max(1, int(np.sqrt(len(base))))
+        params = {"HNSW": {"M": 32, "efConstruction": 200}, "IVF_FLAT": {"nlist": nlist}}
+        with tempfile.TemporaryDirectory() as tmp:
+            store = MilvusStore(Path(tmp) / "milvus.db", "bench", base.shape[1],
+                                index_type=kind, index_params=params.get(kind, {}))
+            store.add(ids, base)
+            store.flush()
+            found = np.concatenate([store.search(queries[s : s + 100], k)[1]
+                                    for s in range(0, len(queries), 100)])
+            store.close()
+        return found
+
+    return run
+
+
+def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
+    ids = np.arange(len(base), dtype=np.int64) * 7 + 3  # ids are not row positions
+    exact, scores = exact_topk(base, queries, K)
+    result: dict = {"database": len(base), "queries": len(queries), "configs": {}}
+    configs = {
+        "faiss FLAT (default)": faiss_search("FLAT"),
+        "milvus FLAT (default)": milvus_search("FLAT"),
+        "faiss HNSW32 ef64": faiss_search("HNSW"),
+        "milvus HNSW M32": milvus_search("HNSW"),
+        "faiss IVF sqrt(n), nprobe n/8": faiss_search("IVF"),
+        "milvus IVF_FLAT sqrt(n)": milvus_search("IVF_FLAT"),
+    }
+    for label, run in configs.items():
+        start = time.perf_counter()
+        found = run(ids, base, queries, K)
+        seconds = time.perf_counter() - start
+        recall = recall_at_k(found, exact, scores, ids)
+        result["configs"][label] = {"recall_at_10": recall, "seconds_build_and_search": seconds}
+        print(f"{name} {label}: recall@10 {recall:.4f} ({seconds:.1f}s)", flush=True)
+    return result
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    lines = [
+        "# Past one machine: Ray engine vs local engine, FAISS vs Milvus\n",
+        f"Engines: `{result.get('command')}`; search: `{result.get('search_command')}`; on "
+        f"{result.get('machine')}.\n",
+        "## Embedding engines (end to end, medians)\n",
+        "| corpus | rows | local s | Ray (2 workers) s | ray.init s | Ray/local throughput "
+        "| max abs diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, e in result["engines"].items():
+        lines.append(
+            f"| {name} | {e['rows']} | {e['local_seconds']:.1f} | {e['ray_seconds']:.1f} "
+            f"| {e['ray_init_seconds']:.1f} | {e['throughput_ratio_ray_over_local']:.2f}x "
+            f"| {e['max_abs_diff']:.1e} |"
+        )
+    lines += ["", "## Search parity: recall@10 against exact search on the same vectors\n",
+              "| vectors | configuration | recall@10 | build + search s |", "|---|---|---|---|"]
+    for name, s in result["search"].items():
+        for label, c in s["configs"].items():
+            lines.append(f"| {name} ({s['database']} db, {s['queries']} queries) | {label} "
+                         f"| {c['recall_at_10']:.4f} | {c['seconds_build_and_search']:.1f} |")
+    lines += ["", result["notes"], ""]
+    path.write_text("\n".join(lines))
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(result["engines"])
+    for offset, key, label in ((-0.2, "local_rows_per_s", "local"),
+                               (0.2, "ray_rows_per_s", "Ray, 2 workers")):
+        left.bar([i + offset for i in range(len(names))],
+                 [result["engines"][n][key] for n in names], 0.4, label=label)
+    left.set_xticks(range(len(names)), names)
+    left.set_ylabel("rows / s (end to end)")
+    left.set_title("embedding engines")
+    left.legend()
+    labels: list[str] = []
+    values: list[float] = []
+    for name, s in result["search"].items():
+        for label, c in s["configs"].items():
+            labels.append(f"{name}: {label}")
+            values.append(c["recall_at_10"])
+    right.barh(range(len(values)), values)
+    right.set_yticks(range(len(values)), labels, fontsize=7)
+    right.set_xlim(min(0.8, min(values) - 0.02), 1.0)
+    right.set_xlabel("recall@10 vs exact")
+    right.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path,
+                        default=Path("artifacts/runs/default/checkpoint.pt"))
+    parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
+    parser.add_argument("--cache", type=Path, default=Path("artifacts/cache"))
+    parser.add_argument("--synthetic", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--synthetic-repeats", type=int, default=1)
+    parser.add_argument("--stage", choices=("all", "engines", "search"), default="all",
+                        help="engines: time the engines and keep their vectors in --work; "
+                             "search: search parity on the kept vectors (merged into the json)")
+    parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    command = "python " + " ".join(sys.argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "scale.json"
+    result: dict = json.loads(json_path.read_text()) if json_path.exists() else {}
+    result.setdefault("engines", {})
+    result.setdefault("search", {})
+    result["notes"] = NOTES
+    if args.stage in ("all", "engines"):
+        result["command"] = command
+        result["machine"] = machine()
+        result["engines"] = run_engines(args)
+    if args.stage in ("all", "search"):
+        result["search_command"] = command
+        result["search"] = run_search(args)
+    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(result, args.out / "scale.md")
+    plot(result, args.out / "scale.png")
+    print(json.dumps({k: v for k, v in result.items() if "command" not in k}, indent=1))
+
+
+NOTES = (
+    "Ray runs 2 actors with 1 torch thread each; the local engine 1 process with torch's "
+    "default threads, on the same 2 shared cores, so the ratio measures Ray's overhead "
+    "(start-up, actor model loading, serialisation) more than any parallel gain: on one "
+    "2-core host there is nothing to gain. Ray pays off when the actors sit on more cores "
+    "or GPUs than one host has."
+)
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, local engine "
+            f"{torch.get_num_threads()} torch threads, CPU")
+
+
+def run_engines(args: argparse.Namespace) -> dict:
+    engines = {}
+    cached = EncoderSpec(args.checkpoint, args.cache)
+    dim = cached.build().dim
+    modalities, payloads = openmoji_rows(args.data)
+    engines["openmoji (cached features)"], vectors = compare_engines(
+        "openmoji", cached, modalities, payloads, dim, args.repeats)
+    np.save(args.work / "openmoji.npy", vectors)
+    if args.synthetic:
+        synthetic = synthetic_texts(args.data, args.synthetic)
+        label = f"synthetic {args.synthetic // 1000}k texts (no cache)"
+        engines[label], vectors = compare_engines(
+            "synthetic", EncoderSpec(args.checkpoint, None), ["text"] * len(synthetic),
+            synthetic, dim, args.synthetic_repeats)
+        np.save(args.work / "synthetic.npy", vectors)
+    return engines
+
+
+def run_search(args: argparse.Namespace) -> dict:
+    search = {}
+    vectors = np.load(args.work / "openmoji.npy")
+    half = len(vectors) // 2  # texts first, then their images
+    search["openmoji text->image"] = search_parity("openmoji", vectors[half:], vectors[:half])
+    synthetic = args.work / "synthetic.npy"
+    if args.synthetic and synthetic.exists():
+        vectors = np.load(synthetic)
+        rng = np.random.default_rng(1)
+        queries = rng.choice(len(vectors), size=1000, replace=False)
+        base = np.setdiff1d(np.arange(len(vectors)), queries)
+        search[f"synthetic {len(vectors) // 1000}k"] = search_parity(
+            "synthetic", vectors[base], vectors[queries])
+    return search
+
+
+if __name__ == "__main__":
+    main()

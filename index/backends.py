@@ -1,0 +1,95 @@
+"""Which vector store backs an index: FAISS (default, embedded) or Milvus (a distributed
+vector database, for indexes that outgrow one host). Chosen once, at the edge, by settings:
+
+    XMR_VECTOR_BACKEND=faiss|milvus   (default faiss)
+    XMR_MILVUS_URI=http://milvus:19530  a Milvus standalone server or cluster; unset: milvus-lite,
+                                        one embedded file per index generation (tests, trials)
+    XMR_MILVUS_TOKEN=user:password      when the server has authentication on
+    XMR_MILVUS_INDEX=FLAT|HNSW|IVF_FLAT|AUTOINDEX   the Milvus index type (default FLAT: exact)
+
+A generation directory records its backend in `store.json`, so `load_store` opens whatever a
+generation was built with, whatever the settings say now: switching backends is a rebuild
+(`xmr index build`), never a silent reinterpretation of an existing index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.store import FaissStore, VectorStore
+
+BACKENDS = ("faiss", "milvus")
+STORE_FILE = "store.json"
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    backend: str = "faiss"
+    milvus_uri: str | None = None
+    milvus_token: str = ""
+    milvus_index: str = "FLAT"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown vector backend {self.backend!r}; known: {BACKENDS}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendSettings:
+        env = os.environ if env is None else env
+        return cls(
+            backend=env.get("XMR_VECTOR_BACKEND", "faiss").strip().lower() or "faiss",
+            milvus_uri=env.get("XMR_MILVUS_URI") or None,
+            milvus_token=env.get("XMR_MILVUS_TOKEN", ""),
+            milvus_index=env.get("XMR_MILVUS_INDEX", "FLAT"),
+        )
+
+
+def create_store(dim: int, directory: Path, settings: BackendSettings | None = None, *,
+                 spec: str = "Flat", n_hint: int = 0) -> VectorStore:
+    """An empty store for the generation `directory`. `spec` is the FAISS index type."""
+    settings = settings or BackendSettings()
+    if settings.backend == "faiss":
+        return FaissStore.create(dim, spec, n_hint=n_hint)
+    from index.milvus_store import LITE_FILE, MilvusStore
+
+    uri = settings.milvus_uri or str(directory / LITE_FILE)
+    store = MilvusStore(uri, collection_name(directory), dim, token=settings.milvus_token,
+                        index_type=settings.milvus_index)
+    if store.count():
+        # A server keeps collections across runs: a new generation must start empty.
+        store.drop()
+        store.close()
+        store = MilvusStore(uri, collection_name(directory), dim, token=settings.milvus_token,
+                            index_type=settings.milvus_index)
+    return store
+
+
+def load_store(directory: Path, settings: BackendSettings | None = None) -> VectorStore:
+    """The store a generation was saved with (its `store.json` names the backend)."""
+    doc = json.loads((directory / STORE_FILE).read_text())
+    if doc.get("backend", "faiss") == "milvus":
+        from index.milvus_store import MilvusStore
+
+        token = (settings or BackendSettings()).milvus_token
+        return MilvusStore.load(directory, token=token)
+    return FaissStore.load(directory)
+
+
+def close_store(store: VectorStore) -> None:
+    """Release a store's connection (milvus-lite holds its file locked while open)."""
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
+
+
+def collection_name(directory: Path) -> str:
+    """One collection per generation, named after the index and the generation, so a rebuild
+    writes beside the live collection on a shared server and a swap is a CURRENT rename."""
+    directory = directory.resolve()
+    raw = f"xmr_{directory.parent.name}_{directory.name}"
+    return re.sub(r"[^0-9A-Za-z_]", "_", raw)[:255]

@@ -1,0 +1,130 @@
+"""The Ray engine of the re-index job: the embedding step spread over a Ray cluster.
+
+Only *how vectors are computed* changes. The driver turns the corpus into rows
+`(row, modality, payload)`, Ray Data streams them through an actor pool of encoders
+(`map_batches`, one actor per GPU, or per CPU slot when the cluster has none), and the driver
+writes every vector back into row order, so the job's writes (ids, metadata, the vector store)
+go through exactly the same code path as with the local engine. Each actor builds its embedder
+once from a small picklable spec (a checkpoint path, a feature-cache directory) and runs the very
+same `embed(modality, payloads)` the local engine runs, so outputs agree to float tolerance.
+
+Ray is imported lazily: the local engine and the service never pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from index.engines import EmbedderSpec
+
+log = logging.getLogger(__name__)
+
+# The project root (the folder holding `index/` and `models/`), put on the workers' path when
+# Ray is started locally so workers import this checkout, not whatever else is installed.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """`address=None` starts a local Ray instance (and stops it after the job); otherwise it
+    joins a running cluster (`ray://head:10001`, or `auto` on a cluster node)."""
+
+    address: str | None = None
+    workers: int | None = None  # None: one per GPU of the cluster, else one per CPU slot
+    batch_size: int = 256
+
+    def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
+              dim: int) -> np.ndarray:
+        if len(modalities) != len(payloads):
+            raise ValueError(f"{len(modalities)} modalities for {len(payloads)} payloads")
+        out = np.zeros((len(payloads), dim), dtype=np.float32)
+        if not len(payloads):
+            return out
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            _init_ray(self.address)
+        try:
+            self._run(spec, modalities, payloads, out)
+        finally:
+            if started_here:
+                ray.shutdown()
+        return out
+
+    def _run(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
+             out: np.ndarray) -> None:
+        import ray
+        import ray.data
+
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        workers = self.workers or gpus or max(1, int(resources.get("CPU", 1)))
+        log.info("ray engine: %d encoder actors (one %s each) on %s", workers,
+                 "GPU" if gpus else "CPU", resources)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        rows = ray.data.from_items(
+            [{"row": i, "modality": m, "payload": p}
+             for i, (m, p) in enumerate(zip(modalities, payloads, strict=True))]
+        )
+        vectors = rows.map_batches(
+            EncoderActor,
+            fn_constructor_args=(spec, "cuda" if gpus else "cpu"),
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            batch_size=self.batch_size,
+            batch_format="numpy",
+            num_cpus=1,
+            num_gpus=1 if gpus else 0,
+        )
+        done = 0
+        for batch in vectors.iter_batches(batch_size=None, batch_format="numpy"):
+            out[batch["row"]] = batch["vector"]
+            done += len(batch["row"])
+        if done != len(out):
+            raise RuntimeError(f"ray engine returned {done} vectors for {len(out)} rows")
+
+
+class EncoderActor:
+    """One encoder per actor, loaded once; a batch may mix modalities."""
+
+    def __init__(self, spec: EmbedderSpec, device: str) -> None:
+        # One torch thread per actor: the actors are the parallelism (one per CPU slot).
+        self.embedder = spec.build(device, threads=1 if device == "cpu" else None)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        modalities = batch["modality"].astype(str)
+        payloads = batch["payload"].astype(str)
+        parts: dict[str, np.ndarray] = {}
+        for modality in np.unique(modalities):
+            rows = np.flatnonzero(modalities == modality)
+            parts[str(modality)] = self.embedder.embed(str(modality), list(payloads[rows]))
+        dim = next(iter(parts.values())).shape[1]
+        vectors = np.zeros((len(payloads), dim), dtype=np.float32)
+        for modality, part in parts.items():
+            vectors[modalities == modality] = part
+        return {"row": batch["row"], "vector": vectors}
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address is None:
+        # A local instance: workers are fresh processes (spawned, never forked after torch
+        # warm-up) that import this checkout and load backbones offline.
+        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}}
+    else:
+        # A cluster runs its own image with xmr installed (see docs/scaling.md).
+        kwargs["address"] = address
+        kwargs["runtime_env"] = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
+    ray.init(**kwargs)
