@@ -49,35 +49,48 @@ class BackendSettings:
         )
 
 
-def create_store(dim: int, directory: Path, settings: BackendSettings | None = None, *,
-                 spec: str = "Flat", n_hint: int = 0) -> VectorStore:
-    """An empty store for the generation `directory`. `spec` is the FAISS index type."""
+def create_store(dim: int, generation: Path, settings: BackendSettings | None = None, *,
+                 name: str = "vectors", spec: str = "Flat", n_hint: int = 0,
+                 gpu: bool | None = None) -> VectorStore:
+    """An empty store `name` (e.g. a modality) of the generation directory `generation`.
+    `spec`, `n_hint` and `gpu` are FAISS's (index type, expected size, GPU placement)."""
     settings = settings or BackendSettings()
     if settings.backend == "faiss":
-        return FaissStore.create(dim, spec, n_hint=n_hint)
+        return FaissStore.create(dim, spec, n_hint=n_hint, gpu=gpu)
     from index.milvus_store import LITE_FILE, MilvusStore
 
-    uri = settings.milvus_uri or str(directory / LITE_FILE)
-    store = MilvusStore(uri, collection_name(directory), dim, token=settings.milvus_token,
+    # milvus-lite: one file per generation (pruned with it); a server: one collection per
+    # generation and store, written beside the live ones.
+    uri = settings.milvus_uri or str(generation / LITE_FILE)
+    collection = collection_name(generation, name)
+    store = MilvusStore(uri, collection, dim, token=settings.milvus_token,
                         index_type=settings.milvus_index)
-    if store.count():
-        # A server keeps collections across runs: a new generation must start empty.
-        store.drop()
-        store.close()
-        store = MilvusStore(uri, collection_name(directory), dim, token=settings.milvus_token,
-                            index_type=settings.milvus_index)
+    if store.count():  # left over from an interrupted build of the same generation
+        store.reset()
     return store
 
 
-def load_store(directory: Path, settings: BackendSettings | None = None) -> VectorStore:
-    """The store a generation was saved with (its `store.json` names the backend)."""
+def load_store(directory: Path, settings: BackendSettings | None = None, *,
+               gpu: bool | None = None) -> VectorStore:
+    """The store saved in `directory`, on the backend its `store.json` names."""
     doc = json.loads((directory / STORE_FILE).read_text())
     if doc.get("backend", "faiss") == "milvus":
         from index.milvus_store import MilvusStore
 
         token = (settings or BackendSettings()).milvus_token
         return MilvusStore.load(directory, token=token)
-    return FaissStore.load(directory)
+    return FaissStore.load(directory, gpu=gpu)
+
+
+def reset_store(store: VectorStore) -> None:
+    """Empty a store before a rebuild from the metadata (FAISS keeps its IVF training)."""
+    reset = getattr(store, "reset", None)
+    if reset is not None:
+        reset()
+    else:
+        from index.store import reset as reset_faiss
+
+        reset_faiss(store)  # type: ignore[arg-type]
 
 
 def close_store(store: VectorStore) -> None:
@@ -87,9 +100,9 @@ def close_store(store: VectorStore) -> None:
         close()
 
 
-def collection_name(directory: Path) -> str:
-    """One collection per generation, named after the index and the generation, so a rebuild
-    writes beside the live collection on a shared server and a swap is a CURRENT rename."""
-    directory = directory.resolve()
-    raw = f"xmr_{directory.parent.name}_{directory.name}"
+def collection_name(generation: Path, name: str) -> str:
+    """Named after the index directory, the generation and the store, so a rebuild writes
+    beside the live collections on a shared server and a swap stays a CURRENT rename."""
+    generation = generation.resolve()
+    raw = f"xmr_{generation.parent.name}_{generation.name}_{name}"
     return re.sub(r"[^0-9A-Za-z_]", "_", raw)[:255]

@@ -21,6 +21,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,6 +52,7 @@ class MilvusStore:
         self.collection = collection
         self.dim = int(dim)
         self.index_type = index_type
+        self._index_params = index_params or {}
         if self._is_local(self.uri):
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         self._client = MilvusClient(self.uri, token=token)
@@ -180,12 +182,13 @@ class MilvusStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
-        """Milvus keeps the vectors (durable when a write returns); the generation directory
-        keeps where they are. A milvus-lite file inside `directory` is named relative to it."""
+        """Milvus keeps the vectors (durable once a write returns); `directory` keeps where they
+        are. A milvus-lite file is named relative to `directory`, so an index directory can move
+        (a volume mounted elsewhere) and still open."""
         directory.mkdir(parents=True, exist_ok=True)
         uri = self.uri
-        if self._is_local(uri) and Path(uri).resolve().parent == directory.resolve():
-            uri = Path(uri).name
+        if self._is_local(uri):
+            uri = os.path.relpath(Path(uri).resolve(), directory.resolve())
         doc = {"backend": "milvus", "uri": uri, "collection": self.collection, "dim": self.dim,
                "index_type": self.index_type}
         (directory / STORE_FILE).write_text(json.dumps(doc))
@@ -195,8 +198,15 @@ class MilvusStore:
         doc = json.loads((directory / STORE_FILE).read_text())
         uri = doc["uri"]
         if cls._is_local(uri) and not Path(uri).is_absolute():
-            uri = str(directory / uri)
+            uri = os.path.normpath(directory.resolve() / uri)
         return cls(uri, doc["collection"], doc["dim"], token=token, index_type=doc["index_type"])
+
+    def reset(self) -> None:
+        """Empty the store (a rebuild from the metadata follows)."""
+        with self._lock:
+            self._client.drop_collection(self.collection)
+            self._create(self.index_type, self._index_params)
+            self._client.load_collection(self.collection)
 
     def flush(self) -> None:
         """Make every write durable (sealed segments); Milvus persists on its own, this only

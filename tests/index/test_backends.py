@@ -189,5 +189,5 @@ def test_settings_come_from_the_environment() -> None:
 
 
 def test_collection_names_are_per_index_and_generation(tmp_path: Path) -> None:
-    name = collection_name(tmp_path / "my-index" / "gen-0003")
-    assert name == "xmr_my_index_gen_0003"
+    name = collection_name(tmp_path / "my-index" / "gen-0003", "image")
+    assert name == "xmr_my_index_gen_0003_image"
