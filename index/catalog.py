@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from index import generations
+from index.backends import BackendSettings, close_store, create_store, load_store, reset_store
 from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
 from index.manifest import Manifest, ManifestMismatch
 from index.metadata import DATABASE, Metadata, Sealed
 from index.records import MODALITIES, Hit, NewItem, Record, check_modality
-from index.store import FaissStore, check_vectors, reset
+from index.store import VectorStore, check_vectors
 
 __all__ = ["Catalog", "Hit", "ManifestMismatch", "NewItem", "Record", "StaleCheckpoint"]
 
@@ -58,10 +59,12 @@ class Generation:
     path: Path
     manifest: Manifest
     meta: Metadata
-    stores: dict[str, FaissStore]
+    stores: dict[str, VectorStore]
     applied: int  # journal sequence the stores reflect
 
     def close(self) -> None:
+        for store in self.stores.values():
+            close_store(store)
         self.meta.close()
 
 
@@ -81,14 +84,16 @@ class Catalog:
     @classmethod
     def open(cls, index_dir: str | Path, *, checkpoint_id: str, dim: int,
              levels: Sequence[str] = (), snapshot_every: int = 10_000,
-             gpu: bool | None = None) -> Catalog:
+             gpu: bool | None = None, backend: BackendSettings | None = None) -> Catalog:
         """Open (or create, empty) an index directory for one encoder. Raises ManifestMismatch
-        when it belongs to another checkpoint or dimension."""
+        when it belongs to another checkpoint or dimension. `backend` chooses the vector store
+        of a new directory (default: from XMR_VECTOR_BACKEND); an existing one keeps its own."""
         root = Path(index_dir)
         live = generations.current(root)
         if live is None:
             root.mkdir(parents=True, exist_ok=True)
-            live = create_generation(root, Manifest(checkpoint_id, int(dim), tuple(levels)))
+            live = create_generation(root, Manifest(checkpoint_id, int(dim), tuple(levels)),
+                                     backend=backend)
             generations.swap(root, live)
         Manifest.read(live).check(checkpoint_id, int(dim), live)
         return cls(root, open_generation(live, gpu), snapshot_every, gpu)
@@ -263,14 +268,22 @@ def _check_id(item_id: int) -> int:
 
 
 # -- generation plumbing (also used by index.build) ----------------------------------------------
-def create_generation(root: Path, manifest: Manifest, spec: str = "Flat") -> Path:
+def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
+                      backend: BackendSettings | None = None) -> Path:
+    """`backend`: FAISS or Milvus (index.backends); None reads XMR_VECTOR_BACKEND & co."""
     path = generations.next_generation(root)
     path.mkdir()
     (path / generations.BUILDING).touch()
     manifest.write(path)
     Metadata(path / DATABASE).close()
-    stores = {m: FaissStore.create(manifest.dim, spec, gpu=False) for m in MODALITIES}
-    _write_stores(path, stores, 0)
+    settings = backend or BackendSettings.from_env()
+    stores = {m: create_store(manifest.dim, path, settings, name=m, spec=spec, gpu=False)
+              for m in MODALITIES}
+    try:
+        _write_stores(path, stores, 0)
+    finally:
+        for store in stores.values():
+            close_store(store)
     fsync_dir(root)
     return path
 
@@ -281,7 +294,7 @@ def open_generation(path: Path, gpu: bool | None = None) -> Generation:
     meta = Metadata(path / DATABASE)
     seq = snapshot_seq(path)
     snap = path / SNAPSHOTS / f"snap-{seq:012d}"
-    stores = {m: FaissStore.load(snap / m, gpu=gpu) for m in MODALITIES}
+    stores = {m: load_store(snap / m, gpu=gpu) for m in MODALITIES}
     gen = Generation(path, manifest, meta, stores, seq)
     replayed = catch_up(gen)
     for modality in MODALITIES:
@@ -321,7 +334,7 @@ def rebuild_store(gen: Generation, modality: str) -> None:
         ids, vectors = gen.meta.all_vectors(modality, gen.manifest.dim)
         gen.applied = gen.meta.high_water()
     store = gen.stores[modality]
-    reset(store)
+    reset_store(store)
     if len(ids):
         store.add(ids, vectors)
 
@@ -341,7 +354,7 @@ def write_snapshot(gen: Generation) -> None:
             _point_at(gen.path, gen.applied)
 
 
-def _write_stores(path: Path, stores: Mapping[str, FaissStore], seq: int) -> None:
+def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> None:
     base = path / SNAPSHOTS
     base.mkdir(exist_ok=True)
     final = base / f"snap-{seq:012d}"

@@ -191,3 +191,62 @@ def test_settings_come_from_the_environment() -> None:
 def test_collection_names_are_per_index_and_generation(tmp_path: Path) -> None:
     name = collection_name(tmp_path / "my-index" / "gen-0003", "image")
     assert name == "xmr_my_index_gen_0003_image"
+
+
+# -- the catalog over each backend: the service's view --------------------------------------
+
+
+def _items(n: int) -> list:
+    from index.catalog import NewItem
+    from index.records import bytes_hash, text_hash
+
+    groups = ("animals", "food", "travel")
+    out = []
+    for i in range(n):
+        labels = (groups[i % 3], f"sub{i % 5}")
+        if i % 2:
+            out.append(NewItem("text", text_hash(f"caption {i}"), labels, text=f"caption {i}"))
+        else:
+            out.append(NewItem("image", bytes_hash(b"img%d" % i), labels, source=f"/m/{i}.png"))
+    return out
+
+
+def _catalog_session(root: Path, backend: str) -> dict[str, object]:
+    """Ingest, re-ingest, filter, delete, close, reopen: what each step returned."""
+    from index.catalog import Catalog
+
+    settings = BackendSettings(backend=backend)
+    vectors = unit(120, seed=11)
+    queries = unit(6, seed=12)
+    seen: dict[str, object] = {}
+    cat = Catalog.open(root, checkpoint_id="ck", dim=DIM, levels=("group", "sub"),
+                       backend=settings)
+    done = cat.ingest(_items(120), vectors)
+    ids = [i for i, _ in done]
+    seen["again"] = cat.ingest(_items(4), vectors[:4])
+    seen["plain"] = [[h.id for h in row] for row in cat.search(queries, 10, "image")]
+    seen["filtered"] = [[(h.id, h.record.labels) for h in row] for row in
+                        cat.search(queries, 10, "text", labels={"group": "food", "sub": "sub1"})]
+    for gone in ids[:30]:
+        cat.delete(gone)
+    seen["after_delete"] = [[h.id for h in row] for row in cat.search(queries, 10, "text")]
+    seen["counts"] = (cat.count(), cat.count("image"), cat.count("text"))
+    cat.close()
+    again = Catalog.open(root, checkpoint_id="ck", dim=DIM, backend=BackendSettings())
+    seen["reopened"] = [[h.id for h in row] for row in again.search(queries, 10, "text")]
+    seen["scores"] = [[round(h.score, 5) for h in row] for row in again.search(queries, 5, "image")]
+    again.close()
+    return seen
+
+
+def test_catalog_behaves_the_same_on_both_backends(tmp_path: Path) -> None:
+    pytest.importorskip("milvus_lite")
+    faiss_run = _catalog_session(tmp_path / "faiss-index", "faiss")
+    milvus_run = _catalog_session(tmp_path / "milvus-index", "milvus")
+    assert (tmp_path / "milvus-index" / "gen-0001" / "milvus.db").exists()
+    assert not (tmp_path / "faiss-index" / "gen-0001" / "milvus.db").exists()
+    assert faiss_run == milvus_run
+    assert faiss_run["counts"] == (90, 45, 45)
+    filtered = faiss_run["filtered"]
+    assert isinstance(filtered, list) and filtered[0]
+    assert all(labels == ("food", "sub1") for row in filtered for _, labels in row)
