@@ -11,6 +11,7 @@ COMMANDS = {
     "data": "models.data.cli",
     "train": "models.training.cli",
     "eval": "models.evaluation.cli",
+    "index": "index.cli",
 }
 
 

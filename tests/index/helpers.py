@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
 
@@ -23,3 +26,50 @@ def exact(data: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.
     scores = queries @ data.T
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return ids[order]
+
+
+class HashEncoder:
+    """A deterministic stand-in for models.inference.Encoder at the index layer's boundary:
+    equal content -> equal unit vector, `salt` plays the role of another checkpoint. The job's
+    logic (ids, generations, replay, resume) does not depend on what the vectors mean; the real
+    encoder runs in the slow CLI test and in bench/index_bench.py."""
+
+    def __init__(self, dim: int = 16, salt: str = "a") -> None:
+        self.dim = dim
+        self.checkpoint_id = f"hash-{salt}"
+        self.salt = salt
+        self.calls = 0
+
+    def _vector(self, content: bytes) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(self.salt.encode() + content).digest()[:8], "big")
+        return unit(np.random.default_rng(seed).standard_normal((1, self.dim)))[0]
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.stack([self._vector(t.encode()) for t in texts]).astype(np.float32)
+
+    def encode_images(self, images: list) -> np.ndarray:
+        self.calls += 1
+        return np.stack([self._vector(np.asarray(im).tobytes()) for im in images]).astype(
+            np.float32)
+
+
+def make_corpus(root: Path, n: int = 12) -> Path:
+    """n image-text pairs in the pinned format; two levels; image i % 10 (shared images)."""
+    from PIL import Image
+
+    from models.data.corpus import Item, write_corpus
+
+    (root / "images").mkdir(parents=True)
+    items = []
+    for i in range(n):
+        image = f"images/{i % 10}.png"
+        if not (root / image).exists():
+            Image.new("RGB", (32, 32), (20 * (i % 10), 255 - 20 * (i % 10), 7)).save(root / image)
+        group = "warm" if i % 2 else "cold"
+        items.append(Item(f"item{i}", image, f"caption number {i}", (group, f"{group}{i % 3}"),
+                          "test" if i % 5 == 0 else "train"))
+    sets = {"group": ["cold", "warm"], "sub": [f"{g}{k}" for g in ("cold", "warm")
+                                               for k in range(3)]}
+    write_corpus(root, items, ["group", "sub"], sets)
+    return root

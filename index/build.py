@@ -1,0 +1,304 @@
+"""The batch re-index job behind `xmr index build`: a whole new generation, swapped in atomically.
+
+1. Plan. Every corpus item (an image per distinct image file, a text per line) plus every item
+   of the live generation that the corpus lacks (ingested through the service: re-embedded from
+   its stored text or media file, so a rebuild never drops them). Ids stay stable: an item the
+   live generation knows keeps its id; new ones get ids reserved in the live database, which
+   the service then never hands out. The live journal position is read in the same snapshot.
+2. Embed. Batches stream through the encoder while a thread decodes the next image batch; each
+   batch is committed to the new generation's database, so an interrupted build resumes from
+   the last committed batch (a generation still marked BUILDING, of the same checkpoint).
+3. Index. One FAISS store per modality (type by corpus size unless given), trained on a sample,
+   snapshotted.
+4. Catch up and swap. Writes made to the live generation meanwhile are replayed from its journal
+   (adds re-embedded, deletes applied), first without a lock, then the last few under the live
+   database's write lock, inside which CURRENT is replaced and the old generation sealed. Until
+   that instant every search is served by the old generation; after it, a service's next write
+   finds its generation replaced and moves (Catalog.reload), so no write is lost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import queue
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from index import generations
+from index.catalog import Generation, create_generation, write_snapshot
+from index.manifest import Manifest
+from index.metadata import DATABASE, Metadata
+from index.records import MODALITIES, NewItem, Record
+from index.store import FaissStore
+
+log = logging.getLogger(__name__)
+STATE = "build.json"
+LOCK = "BUILD.lock"
+
+
+class Encoder(Protocol):
+    """What the job needs of models.inference.Encoder (kept structural: index/ has no torch)."""
+
+    dim: int
+    checkpoint_id: str
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray: ...
+
+
+Decode = Callable[[str], Any]  # image source -> what encode_images takes
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    generation: Path
+    embedded: int  # items embedded by this run (a resumed run skips committed ones)
+    skipped: list[str]  # image sources that could not be decoded (left out, logged)
+    replayed: int  # live writes replayed before the swap
+    counts: dict[str, int]
+
+
+def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Decode, *,
+          levels: Sequence[str] = (), spec: str = "auto", batch_size: int = 64,
+          progress: bool = True, fresh: bool = False) -> BuildReport:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise RuntimeError(f"another `xmr index build` is running on {root}") from err
+        job = _Job(root, encoder, decode, batch_size, progress)
+        return job.run(planned, tuple(levels), spec, fresh)
+
+
+class _Job:
+    def __init__(self, root: Path, encoder: Encoder, decode: Decode, batch_size: int,
+                 progress: bool) -> None:
+        self.root, self.encoder, self.decode = root, encoder, decode
+        self.batch_size, self.progress = batch_size, progress
+        self.skipped: list[str] = []
+
+    def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
+            fresh: bool) -> BuildReport:
+        live_path = generations.current(self.root)
+        live = Metadata(live_path / DATABASE) if live_path else None
+        try:
+            gen_path, base_seq = self._start(live_path, live, levels, fresh)
+            new = Metadata(gen_path / DATABASE)
+            try:
+                work = self._plan(planned, live, new)
+                embedded = self._embed(new, work)
+                self._index(gen_path, new, spec)
+                replayed = self._swap(gen_path, new, live, base_seq)
+                counts = {m: new.count(m) for m in MODALITIES}
+            finally:
+                new.close()
+        finally:
+            if live is not None:
+                live.close()
+        generations.prune(self.root)
+        return BuildReport(gen_path, embedded, self.skipped, replayed, counts)
+
+    # -- 1. plan ----------------------------------------------------------------------------
+    def _start(self, live_path: Path | None, live: Metadata | None, levels: tuple[str, ...],
+               fresh: bool) -> tuple[Path, int]:
+        """Resume an unfinished build of this checkpoint on the same base, or start one."""
+        base = live_path.name if live_path else None
+        for gen in reversed(generations.generations(self.root)):
+            if not (gen / generations.BUILDING).exists():
+                continue
+            state = _read_state(gen)
+            same = (state.get("checkpoint_id") == self.encoder.checkpoint_id
+                    and state.get("base") == base and not fresh)
+            if same:
+                log.info("resuming the unfinished build %s", gen.name)
+                return gen, int(state["base_seq"])
+            shutil.rmtree(gen)  # an abandoned build of another checkpoint or base
+        manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels)
+        gen = create_generation(self.root, manifest)
+        base_seq = live.high_water() if live is not None else 0
+        state = {"checkpoint_id": self.encoder.checkpoint_id, "base": base,
+                 "base_seq": base_seq}
+        (gen / STATE).write_text(json.dumps(state))
+        return gen, base_seq
+
+    def _plan(self, planned: Sequence[NewItem], live: Metadata | None,
+              new: Metadata) -> list[tuple[int, NewItem]]:
+        """(id, item) still to embed: corpus items, then live-only items; ids as module doc."""
+        items: dict[tuple[str, str], NewItem] = {}
+        for item in planned:
+            items.setdefault((item.modality, item.content_hash), item)
+        known: dict[tuple[str, str], int] = {}
+        if live is not None:
+            with live.read():
+                for record in live.all_items():
+                    key = (record.modality, record.content_hash)
+                    known[key] = record.id
+                    items.setdefault(key, _as_new(record))
+        todo = [(key, item) for key, item in items.items() if new.id_of(*key) is None]
+        fresh_keys = [key for key, _ in todo if key not in known]
+        if fresh_keys:
+            first = self._reserve(live, new, len(fresh_keys))
+            known.update({key: first + n for n, key in enumerate(fresh_keys)})
+        return [(known[key], item) for key, item in todo]
+
+    @staticmethod
+    def _reserve(live: Metadata | None, new: Metadata, n: int) -> int:
+        owner = live if live is not None else new
+        with owner.write(allow_sealed=True):
+            first = owner.reserve_ids(n)
+        with new.write():
+            new.set_next_id(first + n)
+        return first
+
+    # -- 2. embed ---------------------------------------------------------------------------
+    def _embed(self, new: Metadata, work: list[tuple[int, NewItem]]) -> int:
+        bar = tqdm(total=len(work), desc="embedding", unit="item", disable=not self.progress)
+        done = 0
+        for batch, vectors in self._encoded(work):
+            with new.write():
+                new.insert([item for _, item in batch], vectors, self.encoder.checkpoint_id,
+                           ids=[item_id for item_id, _ in batch])
+            done += len(batch)
+            bar.update(len(batch) + (len(batch) == 0))
+        bar.close()
+        return done
+
+    def _encoded(self, work: list[tuple[int, NewItem]]
+                 ) -> Iterator[tuple[list[tuple[int, NewItem]], np.ndarray]]:
+        """Text batches, then image batches decoded one batch ahead on a thread (decoding and
+        encoding overlap; torch and Pillow both release the GIL in their heavy parts)."""
+        texts = [w for w in work if w[1].modality == "text"]
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start:start + self.batch_size]
+            yield batch, self.encoder.encode_texts([item.text or "" for _, item in batch])
+        images = [w for w in work if w[1].modality == "image"]
+        for batch, decoded in self._decoded_ahead(images):
+            yield batch, (self.encoder.encode_images(decoded) if batch
+                          else np.zeros((0, self.encoder.dim), np.float32))
+
+    def _decoded_ahead(self, work: list[tuple[int, NewItem]]
+                       ) -> Iterator[tuple[list[tuple[int, NewItem]], list[Any]]]:
+        ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for start in range(0, len(work), self.batch_size):
+                    if stop.is_set():
+                        return
+                    ready.put(self._decode_batch(work[start:start + self.batch_size]))
+                ready.put(None)
+            except BaseException as err:  # surfaced in the consumer
+                ready.put(err)
+
+        thread = threading.Thread(target=produce, name="decode", daemon=True)
+        thread.start()
+        try:
+            while (got := ready.get()) is not None:
+                if isinstance(got, BaseException):
+                    raise got
+                yield got
+        finally:
+            stop.set()
+
+    def _decode_batch(self, batch: list[tuple[int, NewItem]]
+                      ) -> tuple[list[tuple[int, NewItem]], list[Any]]:
+        kept, decoded = [], []
+        for item_id, item in batch:
+            try:
+                decoded.append(self.decode(item.source or ""))
+                kept.append((item_id, item))
+            except (ValueError, OSError) as err:
+                log.warning("left out image item %d: %s", item_id, err)
+                self.skipped.append(item.source or "")
+        return kept, decoded
+
+    # -- 3. index ---------------------------------------------------------------------------
+    def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
+        dim = int(self.encoder.dim)
+        stores: dict[str, FaissStore] = {}
+        with new.read():
+            seq = new.high_water()
+            for modality in MODALITIES:
+                ids, vectors = new.all_vectors(modality, dim)
+                store = FaissStore.create(dim, spec, n_hint=len(ids), gpu=False)
+                if not store.is_trained:
+                    store.train(vectors)
+                store.add(ids, vectors)
+                stores[modality] = store
+                log.info("%s: %d vectors in %s", modality, len(ids), store.spec)
+        gen = Generation(gen_path, Manifest.read(gen_path), new, stores, seq)
+        write_snapshot(gen)
+
+    # -- 4. catch up and swap -----------------------------------------------------------------
+    def _swap(self, gen_path: Path, new: Metadata, live: Metadata | None, base_seq: int) -> int:
+        if live is None:
+            generations.swap(self.root, gen_path)
+            return 0
+        seq, replayed = base_seq, 0
+        for _round in range(5):  # converge while the service keeps writing
+            seq, n = self._replay(new, live, seq)
+            replayed += n
+            if n < 10:
+                break
+        with live.write():  # no live write can commit from here to the swap
+            seq, n = self._replay(new, live, seq)
+            replayed += n
+            next_id = int(live.db.execute(
+                "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'items'"
+            ).fetchone()[0]) + 1
+            with new.write():
+                new.set_next_id(next_id)
+            generations.swap(self.root, gen_path)
+            live.seal(gen_path.name)
+        return replayed
+
+    def _replay(self, new: Metadata, live: Metadata, since: int) -> tuple[int, int]:
+        """Apply live journal entries after `since` to the new generation."""
+        entries = live.journal_since(since)
+        if not entries:
+            return since, 0
+        final: dict[int, str] = {}
+        for _seq, op, item_id, _modality in entries:
+            final[item_id] = op
+        records = live.get_many([i for i, op in final.items() if op == "add"])
+        for item_id, op in final.items():
+            record = records.get(item_id)
+            if op == "del" or record is None:
+                with new.write():
+                    new.delete(item_id)
+                continue
+            item = _as_new(record)
+            clash = new.id_of(item.modality, item.content_hash)
+            if clash == item_id:
+                continue
+            batch, vectors = next(iter(self._encoded([(item_id, item)])), ([], None))
+            with new.write():
+                if clash is not None:  # the corpus planned it under a reserved id: the live
+                    new.delete(clash)  # id was handed to a client, so it wins
+                if batch and vectors is not None:
+                    new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
+        return entries[-1][0], len(entries)
+
+
+def _as_new(record: Record) -> NewItem:
+    modality: Literal["image", "text"] = "image" if record.modality == "image" else "text"
+    return NewItem(modality, record.content_hash, record.labels, record.text, record.source)
+
+
+def _read_state(gen: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((gen / STATE).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,73 @@
+"""`xmr index build --checkpoint CKPT --data CORPUS --out INDEX`: the batch re-index job.
+
+The edge of the index package: here the encoder (torch) is loaded and the device chosen; the
+job itself (index.build) only sees an object with encode_texts / encode_images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from index.records import NewItem, bytes_hash, text_hash
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    index = commands.add_parser("index", help="build and manage index directories")
+    actions = index.add_subparsers(dest="action", required=True)
+    build = actions.add_parser("build", help="re-embed a corpus into a new index generation "
+                               "and swap it in atomically (resumes an interrupted build)")
+    build.add_argument("--checkpoint", type=Path, required=True)
+    build.add_argument("--data", type=Path, required=True, help="corpus directory")
+    build.add_argument("--out", type=Path, required=True, help="index directory")
+    build.add_argument("--index-type", default="auto",
+                       help="FAISS factory string (Flat, IVF1024,Flat, HNSW32, IVF1024,PQ32) "
+                            "or auto (by corpus size)")
+    build.add_argument("--batch-size", type=int, default=64)
+    build.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    build.add_argument("--fresh", action="store_true",
+                       help="discard an unfinished build instead of resuming it")
+    build.add_argument("--no-progress", action="store_true")
+    index.set_defaults(run=run)
+
+
+def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
+    """One image item per distinct image file (labels of its first line), one text per line."""
+    from models.data.corpus import read_corpus
+
+    corpus = read_corpus(data)
+    items: list[NewItem] = []
+    hashes: dict[Path, str] = {}
+    for entry in corpus.items:
+        path = corpus.image_path(entry).resolve()
+        if path not in hashes:
+            hashes[path] = bytes_hash(path.read_bytes())
+            items.append(NewItem("image", hashes[path], entry.labels, source=str(path)))
+        items.append(NewItem("text", text_hash(entry.text), entry.labels, text=entry.text))
+    return items, corpus.levels
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    from index.build import build
+    from models.data.images import open_image
+    from models.inference import Encoder
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    started = time.perf_counter()
+    encoder = Encoder.load(args.checkpoint, device)
+    planned, levels = corpus_items(args.data)
+    report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
+                   batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh)
+    elapsed = time.perf_counter() - started
+    print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
+          f"replayed {report.replayed} live writes, {elapsed:.1f} s)")
+    if report.skipped:
+        print(f"left out {len(report.skipped)} unreadable images: {report.skipped[:5]}",
+              file=sys.stderr)
+    return 0
