@@ -34,11 +34,12 @@ import numpy as np
 from tqdm import tqdm
 
 from index import generations
+from index.backends import BackendSettings, close_store, create_store
 from index.catalog import Generation, create_generation, write_snapshot
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
 from index.records import MODALITIES, NewItem, Record
-from index.store import FaissStore
+from index.store import FaissStore, VectorStore
 
 log = logging.getLogger(__name__)
 STATE = "build.json"
@@ -226,20 +227,29 @@ class _Job:
 
     # -- 3. index ---------------------------------------------------------------------------
     def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
+        """One store per modality on the configured backend (XMR_VECTOR_BACKEND), trained on a
+        sample when its type needs it, then snapshotted."""
         dim = int(self.encoder.dim)
-        stores: dict[str, FaissStore] = {}
+        settings = BackendSettings.from_env()
+        stores: dict[str, VectorStore] = {}
         with new.read():
             seq = new.high_water()
             for modality in MODALITIES:
                 ids, vectors = new.all_vectors(modality, dim)
-                store = FaissStore.create(dim, spec, n_hint=len(ids), gpu=False)
-                if not store.is_trained:
+                store = create_store(dim, gen_path, settings, name=modality, spec=spec,
+                                     n_hint=len(ids), gpu=False)
+                if isinstance(store, FaissStore) and not store.is_trained:
                     store.train(vectors)
                 store.add(ids, vectors)
                 stores[modality] = store
-                log.info("%s: %d vectors in %s", modality, len(ids), store.spec)
+                log.info("%s: %d vectors in %s", modality, len(ids),
+                         getattr(store, "spec", type(store).__name__))
         gen = Generation(gen_path, Manifest.read(gen_path), new, stores, seq)
-        write_snapshot(gen)
+        try:
+            write_snapshot(gen)
+        finally:
+            for store in stores.values():
+                close_store(store)
 
     # -- 4. catch up and swap -----------------------------------------------------------------
     def _swap(self, gen_path: Path, new: Metadata, live: Metadata | None, base_seq: int) -> int:
