@@ -12,6 +12,7 @@ COMMANDS = {
     "train": "models.training.cli",
     "eval": "models.evaluation.cli",
     "index": "index.cli",
+    "serve": "service.cli",
 }
 
 

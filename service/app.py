@@ -1,0 +1,87 @@
+"""The app factory. The lifespan loads one encoder and one index (off the event loop) and
+closes them; routes are thin and get what they need through service.deps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from service import problems
+from service.engine import Engine
+from service.jobs import JobManager
+from service.limits import BodyLimitMiddleware
+from service.logging import RequestIdMiddleware
+from service.media import MediaStore
+from service.metrics import Metrics
+from service.routes import health, items, jobs, search
+from service.settings import Settings
+
+log = logging.getLogger("service")
+STATIC = Path(__file__).parent / "static"
+
+DESCRIPTION = """
+Cross-modal retrieval: search images with text and texts with images in one shared embedding
+space (see the README). Every error is an RFC 9457 problem (`application/problem+json`).
+Writes (`/v1/items`, `/v1/jobs`) need `Authorization: Bearer <XMR_API_KEY>` when the service
+has a key. Images on the search page: [OpenMoji](https://openmoji.org/), CC BY-SA 4.0.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = await asyncio.to_thread(Engine.load, settings, metrics.observe_batch)
+        app.state.media = MediaStore(Path(engine.catalog.media_dir))
+        app.state.engine = engine
+        log.info("ready: %s on %s", settings.checkpoint, settings.index)
+        try:
+            yield
+        finally:
+            await app.state.jobs.close()
+            app.state.engine = None
+            await asyncio.to_thread(engine.close)
+
+    app = FastAPI(title="xmr: cross-modal retrieval", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.jobs = JobManager(settings, lambda: app.state.engine)
+    problems.install(app)
+    for module in (search, items, jobs, health):
+        app.include_router(module.router)
+    metrics.watch(lambda: _gauges(app))
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       timeout_s=settings.request_timeout_s)
+    metrics.instrument(app)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line and answer has the id
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+def _gauges(app: FastAPI) -> dict[str, float]:
+    engine: Engine | None = app.state.engine
+    if engine is None:
+        return {}
+    return {
+        "items_image": engine.catalog.count("image"),
+        "items_text": engine.catalog.count("text"),
+        "queue_depth": engine.batcher.depth(),
+        "encoder_generation": engine.generation,
+    }

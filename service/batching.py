@@ -1,0 +1,137 @@
+"""Dynamic batching: concurrent queries become one encoder call, on one worker thread.
+
+Torch runs on a single dedicated thread (never on the event loop, never on two threads at
+once). A batch is every query that queued while the previous batch ran, topped up for at most
+`max_wait_s` only when the previous batch held more than one query (a sign of concurrent
+load), so a lone client never waits for company and a busy service groups up to `max_size`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger("service.batching")
+T = TypeVar("T")
+
+
+class Overloaded(Exception):
+    """The queue is full: answer 503 rather than queue without bound."""
+
+
+@dataclass
+class _Job:
+    kind: str  # a batch key ("text", "image") or "call" for an exclusive function
+    payload: Any
+    future: Future[Any] = field(default_factory=Future)
+
+
+class DynamicBatcher(Generic[T]):
+    """`run(kind, payloads) -> results` is called on the worker thread with 1..max_size
+    payloads of one kind; `on_batch(kind, size, seconds)` observes each call (metrics)."""
+
+    def __init__(self, run: Callable[[str, list[Any]], Sequence[T]], *, max_size: int,
+                 max_wait_s: float, queue_max: int,
+                 on_batch: Callable[[str, int, float], None] | None = None) -> None:
+        self._run = run
+        self.max_size = max_size
+        self.max_wait_s = max_wait_s
+        self._queue: queue.Queue[_Job] = queue.Queue(maxsize=queue_max)
+        self._on_batch = on_batch
+        self._last_size = 1
+        self._thread = threading.Thread(target=self._loop, name="encoder", daemon=True)
+        self._thread.start()
+
+    # -- event-loop side ------------------------------------------------------------------------
+    async def submit(self, kind: str, payload: Any) -> T:
+        return await self._enqueue(_Job(kind, payload))
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` alone on the worker thread (re-ranking, swapping the encoder)."""
+        return await self._enqueue(_Job("call", fn))
+
+    def call_sync(self, fn: Callable[[], Any]) -> Any:
+        job = _Job("call", fn)
+        self._queue.put(job)
+        return job.future.result()
+
+    async def _enqueue(self, job: _Job) -> Any:
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full as err:
+            raise Overloaded(f"{self._queue.maxsize} queries already queued") from err
+        return await asyncio.wrap_future(job.future)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        self._queue.put(_Job("stop", None))
+        self._thread.join(timeout=30)
+
+    # -- worker side ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        pending: _Job | None = None
+        while True:
+            first = pending if pending is not None else self._queue.get()
+            pending = None
+            if first.kind == "stop":
+                return
+            if first.kind == "call":
+                self._call(first)
+                continue
+            batch, pending = self._gather(first)
+            self._last_size = len(batch)
+            self._run_batch(first.kind, batch)
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None]:
+        """Same-kind jobs after `first`; the first job of another kind (or the stop sentinel)
+        ends the batch and is handed back to start the next one, so order is kept."""
+        batch = [first]
+        deadline = time.monotonic() + (self.max_wait_s if self._last_size > 1 else 0.0)
+        while len(batch) < self.max_size:
+            remaining = deadline - time.monotonic()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else \
+                    self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job.kind != first.kind:
+                return batch, job
+            batch.append(job)
+        return batch, None
+
+    def _run_batch(self, kind: str, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        started = time.perf_counter()
+        try:
+            results = self._run(kind, [job.payload for job in live])
+        except BaseException as err:  # delivered to every waiting request
+            log.exception("encoder batch of %d %s queries failed", len(live), kind)
+            for job in live:
+                job.future.set_exception(err)
+            return
+        if self._on_batch is not None:
+            self._on_batch(kind, len(live), time.perf_counter() - started)
+        for job, result in zip(live, results, strict=True):
+            job.future.set_result(result)
+
+    def _call(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            job.future.set_result(job.payload())
+        except BaseException as err:
+            job.future.set_exception(err)

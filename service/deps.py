@@ -1,0 +1,67 @@
+"""Typed dependencies (Annotated aliases): the engine and settings the lifespan loaded, the
+write guard (Bearer API key), and the JSON content-type check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.engine import Engine
+from service.jobs import JobManager
+from service.problems import Problem
+from service.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="XMR_API_KEY, required for every write "
+                                                   "when the service has one")
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
+    return engine
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _jobs(request: Request) -> JobManager:
+    jobs: JobManager = request.app.state.jobs
+    return jobs
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+JobsDep = Annotated[JobManager, Depends(_jobs)]
+
+
+def require_writer(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    if settings.read_only:
+        raise Problem(403, "this service is read-only (XMR_READ_ONLY)")
+    if settings.api_key is None:
+        return
+    challenge = {"WWW-Authenticate": 'Bearer realm="xmr"'}
+    if credentials is None:
+        raise Problem(401, "this write needs an API key: send 'Authorization: Bearer <key>'",
+                      headers=challenge)
+    expected = settings.api_key.get_secret_value().encode()
+    if not hmac.compare_digest(credentials.credentials.encode(), expected):
+        raise Problem(401, "wrong API key", headers=challenge)
+
+
+def require_json(request: Request) -> None:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise Problem(415, f"expected Content-Type application/json, got {kind or 'none'!r}")
+
+
+Writer = Depends(require_writer)
+JsonBody = Depends(require_json)

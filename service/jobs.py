@@ -1,0 +1,167 @@
+"""Re-index jobs: `python -m xmr index build` in a child process, watched from the event loop.
+
+The child is started with fork+exec in C (`asyncio.create_subprocess_exec`): a fresh
+interpreter, so no torch or FAISS thread state is inherited (forking a warmed-up process and
+running Python in the child hangs). On success the service adopts the new generation through
+the engine (catalog.reload(), plus the new encoder when the checkpoint changed) without
+dropping a request. One job runs at a time; the last `KEEP` jobs are remembered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from service.problems import Problem
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.engine import Engine
+
+log = logging.getLogger("service.jobs")
+KEEP = 50
+ROOT = Path(__file__).resolve().parents[1]  # so the child imports this very checkout
+_FRACTION = re.compile(r"(\d+)\s*/\s*(\d+)")
+_PERCENT = re.compile(r"(\d{1,3})%")
+
+
+@dataclass
+class Job:
+    id: str
+    data: str
+    checkpoint: str
+    state: str = "queued"
+    progress: float | None = None
+    message: str = ""
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    exit_code: int | None = None
+    lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id, "state": self.state, "progress": self.progress,
+            "message": self.message, "data": self.data, "checkpoint": self.checkpoint,
+            "created_at": self.created_at, "finished_at": self.finished_at,
+            "exit_code": self.exit_code, "log_tail": list(self.lines),
+        }
+
+
+class JobManager:
+    def __init__(self, settings: Settings, engine: Callable[[], Engine | None]) -> None:
+        self.settings = settings
+        self._engine = engine
+        self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._process: asyncio.subprocess.Process | None = None
+        self.current_checkpoint = Path(settings.checkpoint)  # follows successful swaps
+
+    def start(self, data: str, checkpoint: str | None) -> Job:
+        if any(job.state in ("queued", "running") for job in self.jobs.values()):
+            raise Problem(409, "a re-index job is already running; watch it under /v1/jobs")
+        corpus = Path(data)
+        if not (corpus / "manifest.jsonl").is_file():
+            raise Problem(422, f"data {data!r} is not a corpus directory (no manifest.jsonl)")
+        ckpt = checkpoint or str(self.current_checkpoint)
+        if not Path(ckpt).is_file():
+            raise Problem(422, f"checkpoint {ckpt!r} does not exist")
+        job = Job(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()))
+        self.jobs[job.id] = job
+        while len(self.jobs) > KEEP:
+            self.jobs.popitem(last=False)
+        task = asyncio.get_running_loop().create_task(self._run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    async def close(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the job -------------------------------------------------------------------------------
+    async def _run(self, job: Job) -> None:
+        job.state = "running"
+        job.message = "building the new generation"
+        command = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", job.checkpoint,
+                   "--data", job.data, "--out", str(Path(self.settings.index).resolve())]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        log.info("job %s: %s", job.id, " ".join(command))
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL, env=env, cwd=os.getcwd())
+            await self._follow(job, self._process)
+            job.exit_code = await self._process.wait()
+            if job.exit_code != 0:
+                self._fail(job, f"xmr index build exited with {job.exit_code}")
+                return
+            job.message = "adopting the new generation"
+            await self._adopt(job)
+            job.state, job.progress, job.finished_at = "succeeded", 1.0, time.time()
+            log.info("job %s succeeded: %s", job.id, job.message)
+        except asyncio.CancelledError:
+            self._fail(job, "cancelled (service shutting down)")
+            raise
+        except Exception as err:  # reported on the job, the service keeps serving
+            log.exception("job %s failed", job.id)
+            self._fail(job, f"{type(err).__name__}: {err}")
+        finally:
+            self._process = None
+
+    async def _follow(self, job: Job, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        buffer = b""
+        while chunk := await process.stdout.read(4096):
+            buffer += chunk
+            *lines, buffer = re.split(rb"[\r\n]", buffer)
+            for raw in lines:
+                self._note(job, raw.decode("utf-8", "replace").strip())
+        self._note(job, buffer.decode("utf-8", "replace").strip())
+
+    def _note(self, job: Job, line: str) -> None:
+        if not line:
+            return
+        job.lines.append(line[:500])
+        if match := _FRACTION.search(line):
+            done, total = int(match[1]), int(match[2])
+            if total > 0 and done <= total:
+                job.progress = done / total
+        elif match := _PERCENT.search(line):
+            job.progress = min(100, int(match[1])) / 100
+
+    async def _adopt(self, job: Job) -> None:
+        engine = self._engine()
+        if engine is None:
+            return
+        from models.checkpoint import checkpoint_id
+        from models.inference import Encoder
+
+        new = None
+        if await asyncio.to_thread(checkpoint_id, job.checkpoint) != engine.encoder.checkpoint_id:
+            new = await asyncio.to_thread(Encoder.load, job.checkpoint, self.settings.device)
+        await engine.reload(new)
+        self.current_checkpoint = Path(job.checkpoint)
+        swapped = "" if new is None else f" and checkpoint {engine.encoder.checkpoint_id}"
+        job.message = f"serving the new generation{swapped}"
+
+    def _fail(self, job: Job, message: str) -> None:
+        job.state, job.finished_at = "failed", time.time()
+        job.message = message
+        log.warning("job %s failed: %s", job.id, message)

@@ -1,0 +1,77 @@
+"""Uploaded image bytes, stored content-addressed under the catalog's media directory (kept
+across index generations) and removed when the item that uses them is deleted.
+
+Ingest and delete of the same content hash are serialised by a striped lock, so a delete never
+removes a file an ingest just attached to the (same, deduplicated) item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+STRIPES = 64
+SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp",
+            "TIFF": ".tif"}
+
+
+class MediaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._locks = [asyncio.Lock() for _ in range(STRIPES)]
+
+    def lock(self, content_hash: str) -> asyncio.Lock:
+        return self._locks[zlib.crc32(content_hash.encode()) % STRIPES]
+
+    def locks(self, hashes: list[str]) -> list[asyncio.Lock]:
+        """Distinct stripes in one global order (no deadlock between two batches)."""
+        ordered = sorted({id(self.lock(h)): self.lock(h) for h in hashes}.items())
+        return [lock for _, lock in ordered]
+
+    def path(self, content_hash: str, data: bytes) -> Path:
+        return self.root / content_hash[:2] / f"{content_hash}{suffix(data)}"
+
+    def owns(self, source: str | None) -> bool:
+        if not source:
+            return False
+        try:
+            return Path(source).resolve().is_relative_to(self.root.resolve())
+        except (OSError, ValueError):
+            return False
+
+    @staticmethod
+    def write(path: Path, data: bytes) -> bool:
+        """Durably write `path` unless it exists; True when this call created it."""
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return True
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+
+def suffix(data: bytes) -> str:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return SUFFIXES.get(image.format or "", ".img")
+    except Exception:  # decode_image already refused unreadable bytes
+        return ".img"
+

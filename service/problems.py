@@ -1,0 +1,126 @@
+"""RFC 9457 problem details: every error the service answers is `application/problem+json`.
+
+Routes raise `Problem`; the handlers below turn it, FastAPI's validation errors, Starlette's
+HTTP errors (404, 405, ...) and anything unexpected into the same shape, with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.logging import current_request_id
+
+log = logging.getLogger("service.problems")
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answered as problem details; `extra` members are added to the body."""
+
+    def __init__(self, status: int, detail: str, *, title: str | None = None,
+                 type_: str = "about:blank", headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.type = type_
+        self.headers = headers
+        self.extra = extra
+
+
+def problem_response(request: Request, status: int, detail: str, *, title: str | None = None,
+                     type_: str = "about:blank", headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    body = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": current_request_id(),
+        **extra,
+    }
+    return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers,
+                        media_type=MEDIA_TYPE)
+
+
+async def _problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    if exc.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.detail)
+    return problem_response(request, exc.status, exc.detail, title=exc.title, type_=exc.type,
+                            headers=exc.headers, **exc.extra)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+        detail = f"no route {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"method {request.method} not allowed on {request.url.path}"
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(request, exc.status_code, detail, headers=headers)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {key: error[key] for key in ("loc", "msg", "type") if key in error}
+        for error in exc.errors()
+    ]
+    detail = "; ".join(_describe(error) for error in errors[:5]) or "invalid request"
+    return problem_response(request, 422, detail, title="Invalid request", errors=errors)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(request, 500, f"internal error ({type(exc).__name__}); "
+                            f"quote request id {current_request_id()} when reporting it")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+# OpenAPI: the problem schema every error response shares.
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the problem statuses a route may answer."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,158 @@
+"""Turning requests into validated queries and items: k, label filters, texts, images from a
+multipart upload or base64 JSON. Routes stay thin; every refusal here is a 4xx problem."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from PIL import Image
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from service.limits import check_text, decode_base64, decode_image
+from service.problems import Problem
+from service.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
+IMAGE_PART_TYPES = ("image/", "application/octet-stream")
+MAX_LABELS, MAX_LABEL_CHARS = 16, 200
+
+
+def check_k(k: int, settings: Settings) -> int:
+    if not 1 <= k <= settings.max_k:
+        raise Problem(422, f"k must be between 1 and {settings.max_k}, got {k}")
+    return k
+
+
+def check_filter(labels: Mapping[str, str] | None, levels: Sequence[str]) -> dict[str, str] | None:
+    if not labels:
+        return None
+    unknown = sorted(set(labels) - set(levels))
+    if unknown:
+        known = ", ".join(levels) if levels else "none (this index has no label levels)"
+        raise Problem(422, f"unknown label level(s) {unknown}; levels are: {known}")
+    for level, value in labels.items():
+        if not isinstance(value, str) or not value or len(value) > MAX_LABEL_CHARS:
+            raise Problem(422, f"label filter {level!r} must be a non-empty string of at most "
+                               f"{MAX_LABEL_CHARS} characters")
+    return dict(labels)
+
+
+def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
+    if len(labels) > MAX_LABELS:
+        raise Problem(422, f"at most {MAX_LABELS} labels per item, got {len(labels)}")
+    for label in labels:
+        if not label.strip() or len(label) > MAX_LABEL_CHARS or "\x00" in label:
+            raise Problem(422, f"labels must be non-empty strings of at most {MAX_LABEL_CHARS} "
+                               f"characters, got {label[:40]!r}")
+    return tuple(labels)
+
+
+def parse_model(model: type[M], body: bytes) -> M:
+    """JSON body -> model, with FastAPI's own 422 shape on failure."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as err:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in err.errors()]
+        raise RequestValidationError(errors) from err
+
+
+def content_kind(request: Request) -> str:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return "multipart"
+    if kind == "application/json" or kind.endswith("+json"):
+        return "json"
+    raise Problem(415, f"expected multipart/form-data (field 'file') or application/json, "
+                       f"got {kind or 'no Content-Type'!r}")
+
+
+async def read_form(request: Request) -> FormData:
+    return await request.form(max_files=4, max_fields=32)
+
+
+async def upload_bytes(form: FormData, field: str = "file", required: bool = True
+                       ) -> bytes | None:
+    part = form.get(field)
+    if part is None:
+        if required:
+            raise Problem(422, f"multipart field {field!r} (the image file) is missing")
+        return None
+    if not isinstance(part, UploadFile):
+        raise Problem(422, f"multipart field {field!r} must be a file upload")
+    kind = (part.content_type or "application/octet-stream").lower()
+    if not kind.startswith(IMAGE_PART_TYPES):
+        raise Problem(415, f"the uploaded file is {kind!r}; expected an image/* type")
+    return await part.read()
+
+
+def form_text(form: FormData, field: str) -> str | None:
+    value = form.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Problem(422, f"multipart field {field!r} must be a plain field, not a file")
+    return value
+
+
+def form_int(value: str | None, field: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as err:
+        raise Problem(422, f"{field} must be an integer, got {value[:40]!r}") from err
+
+
+def form_bool(value: str | None, field: str) -> bool:
+    if value is None or value == "":
+        return False
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise Problem(422, f"{field} must be true or false, got {value[:40]!r}")
+
+
+def form_json(value: str | None, field: str, expected: type) -> Any:
+    """Label fields in forms are JSON: {"level": "value"} filters, ["coarse", "fine"] labels."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise Problem(422, f"{field} must be JSON ({err.msg})") from err
+    if not isinstance(parsed, expected) or (
+        isinstance(parsed, dict) and not all(isinstance(v, str) for v in parsed.values())
+    ) or (isinstance(parsed, list) and not all(isinstance(v, str) for v in parsed)):
+        raise Problem(422, f"{field} must be a JSON {expected.__name__} of strings")
+    return parsed
+
+
+@dataclass
+class ImageInput:
+    data: bytes
+    image: Image.Image
+
+
+async def load_image(data: bytes, settings: Settings) -> ImageInput:
+    """Decode off the event loop (a large PNG takes tens of milliseconds)."""
+    image = await asyncio.to_thread(decode_image, data, settings.max_image_pixels)
+    return ImageInput(data, image)
+
+
+async def load_base64_image(value: str, settings: Settings) -> ImageInput:
+    if len(value) > settings.max_body_bytes * 4 // 3 + 16:
+        raise Problem(413, "image_base64 is larger than the body limit")
+    return await load_image(decode_base64(value), settings)
+
+
+def text_query(text: str, settings: Settings) -> str:
+    return check_text(text, settings.max_text_chars)

@@ -1,0 +1,60 @@
+"""Liveness, readiness and what is being served."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from service.deps import EngineDep, SettingsDep
+from service.problems import Problem, responses
+
+router = APIRouter(tags=["health"])
+
+
+class Status(BaseModel):
+    status: str
+
+
+class Info(BaseModel):
+    checkpoint_id: str
+    method: str
+    dim: int
+    can_rerank: bool
+    items: dict[str, int]
+    levels: list[str]
+    label_values: dict[str, list[str]]
+    writable: bool
+    api_key_required: bool
+    max_k: int
+    max_body_bytes: int
+
+
+@router.get("/healthz", response_model=Status)
+async def healthz() -> Status:
+    """Alive: the process answers (says nothing about the model)."""
+    return Status(status="ok")
+
+
+@router.get("/readyz", response_model=Status, responses=responses(503))
+async def readyz(request: Request) -> Status:
+    """Ready: the encoder and the index are loaded and the encoder thread runs."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None or not engine.batcher.alive():
+        raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
+    return Status(status="ready")
+
+
+@router.get("/v1/info", response_model=Info, tags=["search"])
+async def info(engine: EngineDep, settings: SettingsDep) -> Info:
+    """What is served: checkpoint, label levels and values (for filters), counts, limits."""
+    encoder = engine.encoder
+    levels = list(engine.catalog.levels or getattr(encoder, "levels", ()))
+    label_sets = getattr(encoder, "label_sets", {}) or {}
+    counts = {m: await engine.run(engine.catalog.count, m) for m in ("image", "text")}
+    return Info(
+        checkpoint_id=encoder.checkpoint_id, method=encoder.method_name, dim=encoder.dim,
+        can_rerank=engine.can_rerank, items=counts, levels=levels,
+        label_values={level: sorted(label_sets.get(level, ())) for level in levels},
+        writable=settings.writable, api_key_required=settings.api_key is not None,
+        max_k=settings.max_k, max_body_bytes=settings.max_body_bytes,
+    )

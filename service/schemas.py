@@ -1,0 +1,141 @@
+"""Request and response bodies (with the examples shown in /docs)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Modality = Literal["image", "text"]
+LabelFilter = dict[str, str]
+
+PIXEL_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+             "AAAABJRU5ErkJggg==")  # a 1x1 red PNG
+_LABELS_DOC = ("label filter {level: value}; every pair must match (levels: see GET /v1/labels)")
+_RERANK_DOC = ("re-rank the top candidates with the checkpoint's cross-attention scorer "
+               "(aaml checkpoints only; 400 otherwise)")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextQuery(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "cat face", "k": 10},
+        {"text": "red fruit", "k": 5, "labels": {"group": "Food & Drink"}, "rerank": False},
+    ]})
+    text: str = Field(description="the query text (at most XMR_MAX_TEXT_CHARS characters)")
+    k: int = Field(10, description="number of results, 1..XMR_MAX_K")
+    labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
+    rerank: bool = Field(False, description=_RERANK_DOC)
+
+
+class ImageQuery(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"image_base64": PIXEL_PNG,
+         "k": 5},
+    ]})
+    image_base64: str = Field(description="PNG, JPEG, WebP, GIF, ... bytes in base64 "
+                                          "(a data: URL prefix is accepted)")
+    k: int = Field(10, description="number of results, 1..XMR_MAX_K")
+    labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
+    rerank: bool = Field(False, description=_RERANK_DOC)
+
+
+class SearchHit(BaseModel):
+    id: int
+    score: float = Field(description="cosine similarity, or the re-ranker's score when re-ranked")
+    modality: Modality
+    labels: list[str]
+    url: str = Field(description="where to fetch the item (images: its bytes)")
+    text: str | None = None
+    similarity: float | None = Field(None, description="cosine similarity (re-ranked hits)")
+
+
+class SearchResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "results": [{"id": 42, "score": 0.71, "modality": "image",
+                     "labels": ["Animals & Nature", "animal-mammal"],
+                     "url": "/v1/items/42/image", "text": None, "similarity": None}],
+        "k": 10, "modality": "image", "reranked": False, "took_ms": 12.5,
+        "checkpoint_id": "d29bed95f54b9787"}]})
+    results: list[SearchHit]
+    k: int
+    modality: Modality = Field(description="modality of the results")
+    reranked: bool
+    took_ms: float
+    checkpoint_id: str
+
+
+class ItemIn(_Strict):
+    """An image, a text, or both (a pair: two items sharing the labels)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "grinning face", "labels": ["Smileys & Emotion", "face-smiling"]},
+        {"image_base64": PIXEL_PNG,
+         "text": "a red dot", "labels": ["shapes"]},
+    ]})
+    text: str | None = None
+    image_base64: str | None = None
+    labels: list[str] = Field(default_factory=list, description="coarse -> fine")
+
+
+class BatchIn(_Strict):
+    items: list[ItemIn] = Field(description="at most XMR_MAX_BATCH_ITEMS entries")
+
+
+class Ingested(BaseModel):
+    id: int
+    modality: Modality
+    created: bool = Field(description="false when the same content was already stored")
+    url: str
+
+
+class IngestResponse(BaseModel):
+    items: list[Ingested]
+
+
+class ItemOut(BaseModel):
+    id: int
+    modality: Modality
+    labels: list[str]
+    text: str | None = None
+    url: str
+    content_hash: str
+    checkpoint_id: str
+
+
+class LabelsOut(BaseModel):
+    levels: list[str]
+    values: dict[str, list[str]]
+
+
+class JobIn(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"data": "artifacts/data/openmoji"},
+        {"data": "artifacts/data/openmoji", "checkpoint": "artifacts/runs/aaml/checkpoint.pt"},
+    ]})
+    data: str = Field(description="corpus directory (manifest.jsonl) on the server")
+    checkpoint: str | None = Field(None, description="checkpoint to re-embed with "
+                                                     "(default: the one being served)")
+
+
+JobState = Literal["queued", "running", "succeeded", "failed"]
+
+
+class JobOut(BaseModel):
+    id: str
+    state: JobState
+    progress: float | None = Field(None, description="0..1 when the build reports it")
+    message: str = ""
+    data: str
+    checkpoint: str
+    created_at: float
+    finished_at: float | None = None
+    exit_code: int | None = None
+    log_tail: list[str] = Field(default_factory=list)
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobOut]

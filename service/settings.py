@@ -1,0 +1,68 @@
+"""Service settings: one pydantic-settings model, every field an `XMR_*` environment variable.
+
+`xmr serve` flags override the environment; without either the demo artifacts are served.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XMR_", extra="forbid", frozen=True)
+
+    index: Path = Path("artifacts/indexes/default")
+    checkpoint: Path = Path("artifacts/runs/default/checkpoint.pt")
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    device: str = "cpu"
+    # Bearer key required for every write (ingest, delete, jobs) when set.
+    api_key: SecretStr | None = None
+    # Refuse every write (405-free: a 403 problem) and allow any address without a key.
+    read_only: bool = False
+
+    # Dynamic batching: a batch is whatever queued while the encoder was busy, topped up for at
+    # most batch_wait_ms, never more than batch_max_size queries.
+    batch_max_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    queue_max: Annotated[int, Field(ge=1)] = 1024  # queued queries beyond this get a 503
+
+    # Limits (every one answered with a 4xx problem, never a 5xx).
+    max_k: Annotated[int, Field(ge=1, le=10_000)] = 100
+    rerank_max: Annotated[int, Field(ge=1, le=1000)] = 50
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    max_text_chars: Annotated[int, Field(ge=1)] = 10_000
+    max_batch_items: Annotated[int, Field(ge=1)] = 64
+    request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _writable_needs_key_off_loopback(self) -> Settings:
+        if not self.read_only and self.api_key is None and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to serve writable on non-loopback address {self.host!r} without an "
+                "API key: set XMR_API_KEY (or XMR_READ_ONLY=true, or bind 127.0.0.1)"
+            )
+        return self
+
+    @property
+    def writable(self) -> bool:
+        return not self.read_only
