@@ -83,5 +83,5 @@ def _gauges(app: FastAPI) -> dict[str, float]:
         "items_image": engine.catalog.count("image"),
         "items_text": engine.catalog.count("text"),
         "queue_depth": engine.batcher.depth(),
-        "encoder_generation": engine.generation,
+        "encoder_swaps": engine.swaps,
     }

@@ -1,21 +1,20 @@
 """The engine: one encoder behind the dynamic batcher, one catalog behind a thread pool.
 
-Neither torch nor FAISS/SQLite runs on the event loop. Every vector is tagged with the encoder
-generation that made it; when a re-index job swaps in a new checkpoint, the catalog reload and
-the encoder swap happen together under the write side of a readers-writer lock, and a query
-encoded by the old encoder is re-encoded instead of being searched in the new space. A reload
-with the same checkpoint needs no lock at all: the catalog finishes in-flight searches on the
-old generation by itself.
+Neither torch nor FAISS/SQLite runs on the event loop. Every vector carries the checkpoint id
+of the encoder that made it, and is only ever compared with items of that same checkpoint:
+when a re-index job swaps in a new checkpoint, the catalog (whose generation names its
+checkpoint, as every hit's record does) and the encoder change one after the other, and a
+query that straddles the change is encoded again instead of being searched in the wrong
+space; an ingest gets the catalog's StaleCheckpoint and does the same. No lock is held across
+requests and none is dropped: they wait (bounded by the request timeout) for the pair to agree.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,55 +27,16 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from index.catalog import Catalog, Hit, NewItem, Record
-
     from models.inference import Encoder
 
 log = logging.getLogger("service.engine")
 R = TypeVar("R")
 
 
-class RWLock:
-    """Many readers or one writer; a waiting writer stops new readers (no writer starvation)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._waiting_writers = 0
-
-    @contextmanager
-    def read(self):  # type: ignore[no-untyped-def]
-        with self._cond:
-            while self._writer or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def write(self):  # type: ignore[no-untyped-def]
-        with self._cond:
-            self._waiting_writers += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
 @dataclass(frozen=True)
 class Vector:
     row: np.ndarray  # float32 (d,), unit norm
-    generation: int
+    checkpoint_id: str  # of the encoder that made it
 
 
 class StaleVector(Exception):
@@ -89,8 +49,7 @@ class Engine:
         self.encoder = encoder
         self.catalog = catalog
         self.settings = settings
-        self.generation = 0
-        self._swap = RWLock()
+        self.swaps = 0
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog")
         self.batcher: DynamicBatcher[Vector] = DynamicBatcher(
             self._encode_batch, max_size=settings.batch_max_size,
@@ -102,12 +61,11 @@ class Engine:
     def load(cls, settings: Settings,
              on_batch: Callable[[str, int, float], None] | None = None) -> Engine:
         from index.catalog import Catalog
-
         from models.inference import Encoder
 
         encoder = Encoder.load(settings.checkpoint, settings.device)
         catalog = Catalog.open(Path(settings.index), checkpoint_id=encoder.checkpoint_id,
-                               dim=encoder.dim)
+                               dim=encoder.dim, levels=encoder.levels)
         log.info("loaded checkpoint %s (%s, dim %d) and index %s with %d items",
                  encoder.checkpoint_id, encoder.method_name, encoder.dim, settings.index,
                  catalog.count())
@@ -120,10 +78,10 @@ class Engine:
 
     # -- encoder (worker thread) ---------------------------------------------------------------
     def _encode_batch(self, kind: str, payloads: list[Any]) -> list[Vector]:
-        encoder, generation = self.encoder, self.generation  # swapped only on this thread
+        encoder = self.encoder  # swapped only on this thread, between batches
         rows = encoder.encode_texts(payloads) if kind == "text" else \
             encoder.encode_images(payloads)
-        return [Vector(row, generation) for row in rows]
+        return [Vector(row, encoder.checkpoint_id) for row in rows]
 
     async def encode_text(self, text: str) -> Vector:
         return await self.batcher.submit("text", text)
@@ -140,42 +98,52 @@ class Engine:
     async def run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _fresh(self, vectors: Sequence[Vector]) -> np.ndarray:
-        """Called under the read lock: the rows, if all come from the live encoder."""
-        if any(vector.generation != self.generation for vector in vectors):
-            raise StaleVector
-        return np.stack([vector.row for vector in vectors]).astype(np.float32, copy=False)
-
     def _search(self, vector: Vector, k: int, modality: str,
                 labels: Mapping[str, str] | None) -> list[Hit]:
-        with self._swap.read():
-            return self.catalog.search(self._fresh([vector]), k, modality, labels)[0]
+        if vector.checkpoint_id != self.catalog.checkpoint_id:
+            raise StaleVector
+        hits = self.catalog.search(vector.row[None, :], k, modality, labels)[0]
+        if any(hit.record.checkpoint_id != vector.checkpoint_id for hit in hits):
+            raise StaleVector  # the catalog reloaded between the check and the search
+        return hits
 
     def _ingest(self, items: Sequence[NewItem], vectors: Sequence[Vector]
                 ) -> list[tuple[int, bool]]:
-        with self._swap.read():
-            return self.catalog.ingest(items, self._fresh(vectors))
+        from index.catalog import StaleCheckpoint
+
+        made_by = {vector.checkpoint_id for vector in vectors}
+        if len(made_by) != 1:
+            raise StaleVector
+        try:
+            return self.catalog.ingest(items, np.stack([v.row for v in vectors]),
+                                       checkpoint_id=made_by.pop())
+        except StaleCheckpoint as err:
+            raise StaleVector from err
+
+    async def _settle(self) -> None:
+        """After a stale vector: wait while a swap is half done (catalog and encoder differ)."""
+        while self.encoder.checkpoint_id != self.catalog.checkpoint_id:
+            await asyncio.sleep(0.02)
 
     async def search(self, query: str | Image.Image, k: int, modality: str,
                      labels: Mapping[str, str] | None = None) -> list[Hit]:
-        """Encode (batched) then search; re-encode if a checkpoint swap came in between."""
-        for _ in range(3):
+        """Encode (batched) then search; encode again if a checkpoint swap came in between.
+        The caller bounds the whole by the request timeout."""
+        while True:
             vector = await self.encode(query)
             try:
                 return await self.run(self._search, vector, k, modality, labels)
             except StaleVector:
-                continue
-        raise RuntimeError("the encoder changed three times during one query")
+                await self._settle()
 
     async def ingest(self, items: Sequence[NewItem], queries: Sequence[str | Image.Image]
                      ) -> list[tuple[int, bool]]:
-        for _ in range(3):
+        while True:
             vectors = await asyncio.gather(*(self.encode(query) for query in queries))
             try:
                 return await self.run(self._ingest, items, vectors)
             except StaleVector:
-                continue
-        raise RuntimeError("the encoder changed three times during one ingest")
+                await self._settle()
 
     async def get(self, item_id: int) -> Record | None:
         return await self.run(self.catalog.get, item_id)
@@ -197,17 +165,17 @@ class Engine:
     # -- generations ---------------------------------------------------------------------------
     async def reload(self, new_encoder: Encoder | None = None) -> bool:
         """Adopt the index generation CURRENT names, and `new_encoder` with it when given."""
-        if new_encoder is None or new_encoder.checkpoint_id == self.encoder.checkpoint_id:
+        if new_encoder is None:
             return await self.run(self.catalog.reload)
 
-        def swap() -> bool:  # on the encoder thread: no batch is running meanwhile
-            with self._swap.write():
-                changed = self.catalog.reload()
-                self.encoder = new_encoder
-                self.generation += 1
-            return changed
+        def swap() -> bool:  # on the encoder thread: no batch runs meanwhile
+            self.encoder = new_encoder
+            self.swaps += 1
+            return self.catalog.reload()
 
         changed: bool = await self.batcher.call(swap)
-        log.info("now serving checkpoint %s (generation %d)", new_encoder.checkpoint_id,
-                 self.generation)
+        if self.catalog.checkpoint_id != new_encoder.checkpoint_id:
+            log.error("index serves checkpoint %s but the new encoder is %s",
+                      self.catalog.checkpoint_id, new_encoder.checkpoint_id)
+        log.info("now serving checkpoint %s", new_encoder.checkpoint_id)
         return changed

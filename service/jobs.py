@@ -26,6 +26,7 @@ from service.problems import Problem
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    from models.inference import Encoder
     from service.engine import Engine
 
 log = logging.getLogger("service.jobs")
@@ -103,7 +104,10 @@ class JobManager:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         log.info("job %s: %s", job.id, " ".join(command))
+        preload: asyncio.Future[Encoder | None] | None = None
         try:
+            # A new checkpoint's encoder loads while the build runs, so the swap is immediate.
+            preload = asyncio.ensure_future(self._preload(job))
             self._process = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, env=env, cwd=os.getcwd())
@@ -113,7 +117,7 @@ class JobManager:
                 self._fail(job, f"xmr index build exited with {job.exit_code}")
                 return
             job.message = "adopting the new generation"
-            await self._adopt(job)
+            await self._adopt(job, await preload)
             job.state, job.progress, job.finished_at = "succeeded", 1.0, time.time()
             log.info("job %s succeeded: %s", job.id, job.message)
         except asyncio.CancelledError:
@@ -124,6 +128,8 @@ class JobManager:
             self._fail(job, f"{type(err).__name__}: {err}")
         finally:
             self._process = None
+            if preload is not None and not preload.done():
+                preload.cancel()
 
     async def _follow(self, job: Job, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
@@ -146,16 +152,22 @@ class JobManager:
         elif match := _PERCENT.search(line):
             job.progress = min(100, int(match[1])) / 100
 
-    async def _adopt(self, job: Job) -> None:
-        engine = self._engine()
-        if engine is None:
-            return
+    async def _preload(self, job: Job) -> Encoder | None:
+        """The encoder of the job's checkpoint when it is not the one being served."""
         from models.checkpoint import checkpoint_id
         from models.inference import Encoder
 
-        new = None
-        if await asyncio.to_thread(checkpoint_id, job.checkpoint) != engine.encoder.checkpoint_id:
-            new = await asyncio.to_thread(Encoder.load, job.checkpoint, self.settings.device)
+        engine = self._engine()
+        if engine is None:
+            return None
+        if await asyncio.to_thread(checkpoint_id, job.checkpoint) == engine.encoder.checkpoint_id:
+            return None
+        return await asyncio.to_thread(Encoder.load, job.checkpoint, self.settings.device)
+
+    async def _adopt(self, job: Job, new: Encoder | None) -> None:
+        engine = self._engine()
+        if engine is None:
+            return
         await engine.reload(new)
         self.current_checkpoint = Path(job.checkpoint)
         swapped = "" if new is None else f" and checkpoint {engine.encoder.checkpoint_id}"

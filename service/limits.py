@@ -50,6 +50,9 @@ class BodyLimitMiddleware:
             return
         if disconnected:
             return
+        if _is_json(scope) and not _utf8(body):
+            await self._refuse(scope, send, 400, "the JSON body is not valid UTF-8 (RFC 8259)")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -95,6 +98,19 @@ class BodyLimitMiddleware:
 
 class TooLarge(Exception):
     pass
+
+
+def _is_json(scope: Scope) -> bool:
+    kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+    return kind == b"application/json" or kind.endswith(b"+json")
+
+
+def _utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:

@@ -35,7 +35,9 @@ class MediaStore:
         return [lock for _, lock in ordered]
 
     def path(self, content_hash: str, data: bytes) -> Path:
-        return self.root / content_hash[:2] / f"{content_hash}{suffix(data)}"
+        """media/ab/abcdef...png for content hash "b:abcdef..." (no colon in file names)."""
+        digest = content_hash.rpartition(":")[2]
+        return self.root / digest[:2] / f"{digest}{suffix(data)}"
 
     def owns(self, source: str | None) -> bool:
         if not source:

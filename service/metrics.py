@@ -56,6 +56,6 @@ class _StateCollector(Collector):
             if f"items_{modality}" in values:
                 items.add_metric([modality], values[f"items_{modality}"])
         yield items
-        for name in ("queue_depth", "encoder_generation"):
+        for name in ("queue_depth", "encoder_swaps"):
             if name in values:
                 yield GaugeMetricFamily(f"xmr_{name}", name.replace("_", " "), value=values[name])

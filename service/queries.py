@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service.limits import check_text, decode_base64, decode_image
 from service.problems import Problem
@@ -73,8 +75,28 @@ def content_kind(request: Request) -> str:
                        f"got {kind or 'no Content-Type'!r}")
 
 
+class _StrictMultiPartParser(MultiPartParser):
+    """Starlette decodes a non-UTF-8 text field as Latin-1 without a word; refuse it instead
+    (a caption of mojibake would be indexed for ever)."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                bytes(part.data).decode(self._charset)
+            except (UnicodeDecodeError, LookupError) as err:
+                raise MultiPartException(
+                    f"multipart field {part.field_name!r} is not valid {self._charset}") from err
+        super().on_part_end()
+
+
 async def read_form(request: Request) -> FormData:
-    return await request.form(max_files=4, max_fields=32)
+    try:
+        async with aclosing(request.stream()) as stream:
+            parser = _StrictMultiPartParser(request.headers, stream, max_files=4, max_fields=32)
+            return await parser.parse()
+    except MultiPartException as err:
+        raise Problem(422, f"malformed multipart body: {err.message}") from err
 
 
 async def upload_bytes(form: FormData, field: str = "file", required: bool = True
@@ -87,9 +109,12 @@ async def upload_bytes(form: FormData, field: str = "file", required: bool = Tru
     if not isinstance(part, UploadFile):
         raise Problem(422, f"multipart field {field!r} must be a file upload")
     kind = (part.content_type or "application/octet-stream").lower()
-    if not kind.startswith(IMAGE_PART_TYPES):
-        raise Problem(415, f"the uploaded file is {kind!r}; expected an image/* type")
-    return await part.read()
+    try:
+        if not kind.startswith(IMAGE_PART_TYPES):
+            raise Problem(415, f"the uploaded file is {kind!r}; expected an image/* type")
+        return await part.read()
+    finally:
+        await part.close()
 
 
 def form_text(form: FormData, field: str) -> str | None:
