@@ -11,10 +11,10 @@ index layer and the service do) stays torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -27,7 +27,8 @@ MODALITIES = ("image", "text")
 
 class Embedder(Protocol):
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        """float32 (n, d) unit vectors; payloads are texts, or image paths/URIs."""
+        """float32 (n, d) unit vectors; payloads are texts, or image paths. A row of NaN marks
+        an image that could not be read (the job leaves it out and reports it)."""
         ...
 
 
@@ -55,41 +56,63 @@ class EncoderSpec:
 
 
 class CheckpointEmbedder:
-    """Texts and image files -> unit vectors, backbone features read through the cache."""
+    """Texts and image files -> unit vectors. Without a cache: exactly what the local build
+    job does (Encoder.encode_texts, open_image + Encoder.encode_images). With one: backbone
+    features read through (and added to) the feature cache, then the checkpoint's heads."""
 
-    def __init__(self, encoder: object, cache_dir: Path | None) -> None:
-        from models.backbones.cache import FeatureCache
-
+    def __init__(self, encoder: Any, cache_dir: Path | None) -> None:
         self.encoder = encoder
-        self.cache = FeatureCache(cache_dir)
+        self.cache_dir = cache_dir
 
     @property
     def dim(self) -> int:
-        return int(self.encoder.dim)  # type: ignore[attr-defined]
+        return int(self.encoder.dim)
 
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        import torch
-
-        from models.backbones.extract import image_features, text_features
-
-        enc = self.encoder
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; known: {MODALITIES}")
         if not payloads:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.cache_dir is not None:
+            return self._cached(modality, payloads)
+        if modality == "text":
+            return _f32(self.encoder.encode_texts(list(payloads)))
+        from models.data.images import open_image
+
+        out = np.full((len(payloads), self.dim), np.nan, dtype=np.float32)
+        decoded, rows = [], []
+        for row, path in enumerate(payloads):
+            try:
+                decoded.append(open_image(path))
+                rows.append(row)
+            except (ValueError, OSError):
+                continue  # stays NaN: left out by the job, as the local engine does
+        if decoded:
+            out[rows] = self.encoder.encode_images(decoded)
+        return out
+
+    def _cached(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
+        import torch
+
+        from models.backbones.cache import FeatureCache
+        from models.backbones.extract import image_features, text_features
+
+        enc, cache = self.encoder, FeatureCache(self.cache_dir)
         with torch.inference_mode():
             if modality == "text":
-                feats = text_features(list(payloads), enc.backbones.text,  # type: ignore[attr-defined]
-                                      self.cache, progress=False)
-                batch = {"pooled": feats.pooled, "tokens": feats.tokens, "mask": feats.mask}
-                out = enc.method.embed_texts(_tensors(batch, enc.device))  # type: ignore[attr-defined]
-            elif modality == "image":
-                paths = [Path(p) for p in payloads]
-                feats_i = image_features(paths, enc.backbones.image,  # type: ignore[attr-defined]
-                                         self.cache, progress=False)
-                batch = {"pooled": feats_i.pooled, "regions": feats_i.regions}
-                out = enc.method.embed_images(_tensors(batch, enc.device))  # type: ignore[attr-defined]
-            else:
-                raise ValueError(f"unknown modality {modality!r}; known: {MODALITIES}")
-        return np.ascontiguousarray(out.float().cpu().numpy(), dtype=np.float32)
+                texts = text_features(list(payloads), enc.backbones.text, cache, progress=False)
+                batch = {"pooled": texts.pooled, "tokens": texts.tokens, "mask": texts.mask}
+                return _f32(enc.method.embed_texts(_tensors(batch, enc.device)))
+            paths = [Path(p) for p in payloads]
+            images = image_features(paths, enc.backbones.image, cache, progress=False)
+            batch = {"pooled": images.pooled, "regions": images.regions}
+            return _f32(enc.method.embed_images(_tensors(batch, enc.device)))
+
+
+def _f32(out: Any) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        out = out.float().cpu().numpy()
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -102,9 +125,34 @@ def _tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, t
     }
 
 
+Batches = Iterator[tuple[np.ndarray, np.ndarray]]  # (row numbers, their vectors)
+
+
 class Engine(Protocol):
+    def stream(self, spec: EmbedderSpec, modalities: Sequence[str],
+               payloads: Sequence[str]) -> Batches:
+        """Vectors batch by batch, as they are ready (not necessarily in row order)."""
+        ...
+
     def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
               dim: int) -> np.ndarray: ...
+
+
+def collect(batches: Batches, n: int, dim: int) -> np.ndarray:
+    """Every row's vector, in row order."""
+    out = np.zeros((n, dim), dtype=np.float32)
+    done = 0
+    for rows, vectors in batches:
+        out[rows] = vectors
+        done += len(rows)
+    if done != n:
+        raise RuntimeError(f"engine returned {done} vectors for {n} rows")
+    return out
+
+
+def _check_rows(modalities: Sequence[str], payloads: Sequence[str]) -> None:
+    if len(modalities) != len(payloads):
+        raise ValueError(f"{len(modalities)} modalities for {len(payloads)} payloads")
 
 
 @dataclass(frozen=True)
@@ -112,23 +160,24 @@ class LocalEngine:
     """In this process, modality by modality, `batch_size` payloads at a time."""
 
     batch_size: int = 256
-    embedder: Embedder | None = None  # reuse one already loaded (the service's re-index job)
+    embedder: Embedder | None = None  # reuse one already loaded
 
-    def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
-              dim: int) -> np.ndarray:
-        if len(modalities) != len(payloads):
-            raise ValueError(f"{len(modalities)} modalities for {len(payloads)} payloads")
-        out = np.zeros((len(payloads), dim), dtype=np.float32)
+    def stream(self, spec: EmbedderSpec, modalities: Sequence[str],
+               payloads: Sequence[str]) -> Batches:
+        _check_rows(modalities, payloads)
         if not len(payloads):
-            return out
+            return
         embedder = self.embedder or spec.build("cpu", None)
         kinds = np.asarray(modalities, dtype=object)
         for modality in dict.fromkeys(modalities):
             rows = np.flatnonzero(kinds == modality)
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
-                out[chunk] = embedder.embed(modality, [payloads[i] for i in chunk])
-        return out
+                yield chunk, embedder.embed(modality, [payloads[i] for i in chunk])
+
+    def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
+              dim: int) -> np.ndarray:
+        return collect(self.stream(spec, modalities, payloads), len(payloads), dim)
 
 
 def make_engine(name: str, address: str | None = None, workers: int | None = None,

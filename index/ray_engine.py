@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,25 +43,30 @@ class RayEngine:
 
     def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
               dim: int) -> np.ndarray:
+        from index.engines import collect
+
+        return collect(self.stream(spec, modalities, payloads), len(payloads), dim)
+
+    def stream(self, spec: EmbedderSpec, modalities: Sequence[str],
+               payloads: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(row numbers, vectors) as the actors finish batches (in no fixed order)."""
         if len(modalities) != len(payloads):
             raise ValueError(f"{len(modalities)} modalities for {len(payloads)} payloads")
-        out = np.zeros((len(payloads), dim), dtype=np.float32)
         if not len(payloads):
-            return out
+            return
         import ray
 
         started_here = not ray.is_initialized()
         if started_here:
             _init_ray(self.address)
         try:
-            self._run(spec, modalities, payloads, out)
+            yield from self._run(spec, modalities, payloads)
         finally:
             if started_here:
                 ray.shutdown()
-        return out
 
-    def _run(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
-             out: np.ndarray) -> None:
+    def _run(self, spec: EmbedderSpec, modalities: Sequence[str],
+             payloads: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         import ray
         import ray.data
 
@@ -85,12 +90,8 @@ class RayEngine:
             num_cpus=1,
             num_gpus=1 if gpus else 0,
         )
-        done = 0
         for batch in vectors.iter_batches(batch_size=None, batch_format="numpy"):
-            out[batch["row"]] = batch["vector"]
-            done += len(batch["row"])
-        if done != len(out):
-            raise RuntimeError(f"ray engine returned {done} vectors for {len(out)} rows")
+            yield np.asarray(batch["row"], dtype=np.int64), batch["vector"]
 
 
 class EncoderActor:
