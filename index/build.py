@@ -60,6 +60,15 @@ class Encoder(Protocol):
 Decode = Callable[[str], Any]  # image source -> what encode_images takes
 
 
+class Engine(Protocol):
+    """Another way to compute the vectors (index.engines: `--engine ray`): rows are
+    (modality, text or image path); batches come back as (row numbers, vectors) in any order,
+    a NaN row for an image that could not be read. The job writes them as its own batches."""
+
+    def stream(self, modalities: Sequence[str],
+               payloads: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+
 @dataclass(frozen=True)
 class BuildReport:
     generation: Path
@@ -71,22 +80,28 @@ class BuildReport:
 
 def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Decode, *,
           levels: Sequence[str] = (), spec: str = "auto", batch_size: int = 64,
-          progress: bool = True, fresh: bool = False) -> BuildReport:
+          progress: bool = True, fresh: bool = False, engine: Engine | None = None,
+          backend: BackendSettings | None = None) -> BuildReport:
+    """`engine`: None embeds here with `encoder`; otherwise the engine computes the vectors
+    (the encoder still names the checkpoint and re-embeds the few replayed live writes).
+    `backend`: the vector store of the new generation (None: from XMR_VECTOR_BACKEND)."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise RuntimeError(f"another `xmr index build` is running on {root}") from err
-        job = _Job(root, encoder, decode, batch_size, progress)
+        job = _Job(root, encoder, decode, batch_size, progress, engine,
+                   backend or BackendSettings.from_env())
         return job.run(planned, tuple(levels), spec, fresh)
 
 
 class _Job:
     def __init__(self, root: Path, encoder: Encoder, decode: Decode, batch_size: int,
-                 progress: bool) -> None:
+                 progress: bool, engine: Engine | None, backend: BackendSettings) -> None:
         self.root, self.encoder, self.decode = root, encoder, decode
         self.batch_size, self.progress = batch_size, progress
+        self.engine, self.backend = engine, backend
         self.skipped: list[str] = []
 
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
@@ -126,7 +141,7 @@ class _Job:
                 return gen, int(state["base_seq"])
             shutil.rmtree(gen)  # an abandoned build of another checkpoint or base
         manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels)
-        gen = create_generation(self.root, manifest)
+        gen = create_generation(self.root, manifest, backend=self.backend)
         base_seq = live.high_water() if live is not None else 0
         state = {"checkpoint_id": self.encoder.checkpoint_id, "base": base,
                  "base_seq": base_seq}
@@ -166,7 +181,8 @@ class _Job:
     def _embed(self, new: Metadata, work: list[tuple[int, NewItem]]) -> int:
         bar = tqdm(total=len(work), desc="embedding", unit="item", disable=not self.progress)
         done = 0
-        for batch, vectors in self._encoded(work):
+        batches = self._encoded(work) if self.engine is None else self._engine_batches(work)
+        for batch, vectors in batches:
             with new.write():
                 new.insert([item for _, item in batch], vectors, self.encoder.checkpoint_id,
                            ids=[item_id for item_id, _ in batch])
@@ -187,6 +203,19 @@ class _Job:
         for batch, decoded in self._decoded_ahead(images):
             yield batch, (self.encoder.encode_images(decoded) if batch
                           else np.zeros((0, self.encoder.dim), np.float32))
+
+    def _engine_batches(self, work: list[tuple[int, NewItem]]
+                        ) -> Iterator[tuple[list[tuple[int, NewItem]], np.ndarray]]:
+        assert self.engine is not None
+        modalities = [item.modality for _, item in work]
+        payloads = [(item.text or "") if item.modality == "text" else (item.source or "")
+                    for _, item in work]
+        for rows, vectors in self.engine.stream(modalities, payloads):
+            readable = np.isfinite(vectors).all(axis=1)
+            for row in rows[~readable]:
+                log.warning("left out image item %d: unreadable %s", work[row][0], payloads[row])
+                self.skipped.append(payloads[row])
+            yield [work[row] for row in rows[readable]], vectors[readable]
 
     def _decoded_ahead(self, work: list[tuple[int, NewItem]]
                        ) -> Iterator[tuple[list[tuple[int, NewItem]], list[Any]]]:
@@ -227,16 +256,15 @@ class _Job:
 
     # -- 3. index ---------------------------------------------------------------------------
     def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
-        """One store per modality on the configured backend (XMR_VECTOR_BACKEND), trained on a
-        sample when its type needs it, then snapshotted."""
+        """One store per modality on the chosen backend (`backend`, else XMR_VECTOR_BACKEND),
+        trained on a sample when its type needs it, then snapshotted."""
         dim = int(self.encoder.dim)
-        settings = BackendSettings.from_env()
         stores: dict[str, VectorStore] = {}
         with new.read():
             seq = new.high_water()
             for modality in MODALITIES:
                 ids, vectors = new.all_vectors(modality, dim)
-                store = create_store(dim, gen_path, settings, name=modality, spec=spec,
+                store = create_store(dim, gen_path, self.backend, name=modality, spec=spec,
                                      n_hint=len(ids), gpu=False)
                 if isinstance(store, FaissStore) and not store.is_trained:
                     store.train(vectors)

@@ -11,8 +11,12 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from index.records import NewItem, bytes_hash, text_hash
+
+if TYPE_CHECKING:
+    from index.engines import BoundEngine
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -27,6 +31,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="FAISS factory string (Flat, IVF1024,Flat, HNSW32, IVF1024,PQ32) "
                             "or auto (by corpus size)")
     build.add_argument("--batch-size", type=int, default=64)
+    build.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="how vectors are computed: in this process, or by an actor pool "
+                            "of encoders on Ray (docs/scaling.md); the index written is the same")
+    build.add_argument("--address", default=None,
+                       help="Ray cluster address (auto, ray://HEAD:10001); default: start a "
+                            "local Ray instance")
+    build.add_argument("--workers", type=int, default=None,
+                       help="encoder actors for --engine ray (default: one per GPU of the "
+                            "cluster, else one per CPU)")
     build.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     build.add_argument("--fresh", action="store_true",
                        help="discard an unfinished build instead of resuming it")
@@ -50,6 +63,19 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
     return items, corpus.levels
 
 
+def _engine(args: argparse.Namespace) -> BoundEngine | None:
+    """None: the job embeds in this process (the local engine)."""
+    if args.engine == "local":
+        if args.address is not None or args.workers is not None:
+            raise SystemExit("xmr index build: --address and --workers need --engine ray")
+        return None
+    from index.engines import BoundEngine, EncoderSpec, make_engine
+
+    engine = make_engine("ray", address=args.address, workers=args.workers,
+                         batch_size=args.batch_size)
+    return BoundEngine(engine, EncoderSpec(args.checkpoint.resolve()))
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -63,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     encoder = Encoder.load(args.checkpoint, device)
     planned, levels = corpus_items(args.data)
     report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
-                   batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh)
+                   batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
+                   engine=_engine(args))
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

@@ -180,6 +180,17 @@ class LocalEngine:
         return collect(self.stream(spec, modalities, payloads), len(payloads), dim)
 
 
+@dataclass(frozen=True)
+class BoundEngine:
+    """An engine with its embedder recipe: what `index.build.build(engine=...)` takes."""
+
+    engine: Engine
+    spec: EmbedderSpec
+
+    def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches:
+        return self.engine.stream(self.spec, modalities, payloads)
+
+
 def make_engine(name: str, address: str | None = None, workers: int | None = None,
                 batch_size: int = 256) -> Engine:
     if name == "local":

@@ -1,14 +1,15 @@
-"""The Ray engine against the local engine: same rows in, same vectors out, in row order.
+"""The Ray engine against the local engine: the same rows in, the same vectors out, and through
+`xmr index build`, the same ids, records and vectors in the index.
 
-The default-suite test runs a real local Ray instance with a real actor pool, on a cheap
-deterministic embedder (hashing, no torch), so it checks Ray's plumbing (batching, mixed
-modalities, ordering, the actor pool) in seconds. The slow test runs both engines with a real
-checkpoint through the encoder and the feature cache.
+The default-suite tests run a real local Ray instance with a real actor pool of 2, on the
+index tests' deterministic HashEncoder (no torch), so they check Ray's plumbing (batching, mixed
+modalities, out-of-order batches, unreadable images) in seconds. The slow tests run both engines
+with a real checkpoint through the real encoder.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,49 +18,49 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.engines import EncoderSpec, LocalEngine, make_engine
+from index.build import build
+from index.cli import corpus_items
+from index.engines import BoundEngine, EncoderSpec, LocalEngine, make_engine
+from index.metadata import DATABASE, Metadata
+from index.records import MODALITIES
+from tests.index.helpers import HashEncoder, make_corpus
 
-DIM = 8
+DIM = 16
 
 
 @dataclass(frozen=True)
 class HashSpec:
-    """Unit vectors from a hash of (modality, payload), remembering which process made them."""
+    """The HashEncoder as an engine's embedder: texts, or image files opened as the job does."""
 
     def build(self, device: str = "cpu", threads: int | None = None) -> HashEmbedder:
         return HashEmbedder()
 
 
 class HashEmbedder:
+    def __init__(self) -> None:
+        self.encoder = HashEncoder(DIM)
+
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        rows = []
-        for payload in payloads:
-            digest = hashlib.sha256(f"{modality}:{payload}".encode()).digest()
-            rows.append(np.frombuffer(digest[: DIM * 2], dtype=np.int16).astype(np.float32))
-        out = np.stack(rows)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+        if modality == "text":
+            return self.encoder.encode_texts(list(payloads))
+        from models.data.images import open_image
+
+        out = np.full((len(payloads), DIM), np.nan, dtype=np.float32)
+        for row, path in enumerate(payloads):
+            with contextlib.suppress(ValueError, OSError):
+                out[row] = self.encoder.encode_images([open_image(path)])[0]
+        return out
 
 
 def rows(n: int) -> tuple[list[str], list[str]]:
-    modalities = ["text" if i % 3 else "image" for i in range(n)]
-    return modalities, [f"item {i}" for i in range(n)]
+    modalities = ["text"] * n
+    return modalities, [f"caption {i}" for i in range(n)]
 
 
-def test_local_engine_keeps_row_order_across_modalities() -> None:
+def test_local_engine_keeps_row_order() -> None:
     modalities, payloads = rows(50)
     out = LocalEngine(batch_size=7).embed(HashSpec(), modalities, payloads, DIM)
-    for i in (0, 1, 2, 49):
-        assert np.array_equal(out[i], HashEmbedder().embed(modalities[i], [payloads[i]])[0])
-
-
-def test_ray_engine_equals_local_engine() -> None:
-    pytest.importorskip("ray")
-    modalities, payloads = rows(1000)
-    local = LocalEngine(batch_size=64).embed(HashSpec(), modalities, payloads, DIM)
-    ray_out = make_engine("ray", workers=2, batch_size=64).embed(
-        HashSpec(), modalities, payloads, DIM)
-    assert ray_out.shape == (1000, DIM)
-    assert np.array_equal(local, ray_out)  # same function on the same rows: bit-identical
+    assert np.array_equal(out, HashEncoder(DIM).encode_texts(payloads))
 
 
 def test_engine_choice_is_validated() -> None:
@@ -71,22 +72,94 @@ def test_engine_choice_is_validated() -> None:
         LocalEngine().embed(HashSpec(), ["text"], [], DIM)
 
 
+def index_contents(root: Path) -> dict[str, tuple[list, np.ndarray]]:
+    """Per modality: the records (id, hash, labels, text, source) and vectors, by id."""
+    generation = sorted(p for p in root.iterdir() if p.name.startswith("gen-"))[-1]
+    meta = Metadata(generation / DATABASE)
+    try:
+        out = {}
+        for modality in MODALITIES:
+            ids, vectors = meta.all_vectors(modality, DIM)
+            records = meta.get_many(ids.tolist())
+            out[modality] = ([(i, records[i].content_hash, records[i].labels, records[i].text,
+                               records[i].source) for i in ids.tolist()], vectors)
+        return out
+    finally:
+        meta.close()
+
+
+def test_build_with_the_ray_engine_writes_the_same_index(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from models.data.images import open_image
+
+    corpus = make_corpus(tmp_path / "corpus", n=40)
+    (corpus / "images" / "3.png").write_bytes(b"not a png")  # unreadable: left out by both
+    planned, levels = corpus_items(corpus)
+    common = {"levels": levels, "progress": False, "batch_size": 8}
+    local = build(tmp_path / "local", HashEncoder(DIM), planned, open_image, **common)
+    ray_engine = BoundEngine(make_engine("ray", workers=2, batch_size=8), HashSpec())
+    remote = build(tmp_path / "ray", HashEncoder(DIM), planned, open_image, engine=ray_engine,
+                   **common)
+    assert remote.counts == local.counts == {"image": 9, "text": 40}
+    assert remote.skipped == local.skipped == [str((corpus / "images/3.png").resolve())]
+    a, b = index_contents(tmp_path / "local"), index_contents(tmp_path / "ray")
+    for modality in MODALITIES:
+        assert a[modality][0] == b[modality][0]  # ids and records
+        assert np.array_equal(a[modality][1], b[modality][1])  # same function: bit-identical
+
+
 ARTIFACTS = Path(os.environ.get("XMR_TEST_ARTIFACTS", "/work/main/artifacts"))
 CHECKPOINT = ARTIFACTS / "runs/default/checkpoint.pt"
+needs_checkpoint = pytest.mark.skipif(not CHECKPOINT.exists(),
+                                      reason=f"needs a checkpoint at {CHECKPOINT}")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHECKPOINT.exists(), reason=f"needs a checkpoint at {CHECKPOINT}")
+def test_ray_engine_streams_mixed_batches_in_row_order() -> None:
+    modalities = ["text" if i % 3 else "image" for i in range(300)]
+    payloads = [f"caption {i}" if m == "text" else "/nonexistent.png"
+                for i, m in enumerate(modalities)]
+    local = LocalEngine(batch_size=32).embed(HashSpec(), modalities, payloads, DIM)
+    remote = make_engine("ray", workers=2, batch_size=32).embed(HashSpec(), modalities,
+                                                                payloads, DIM)
+    assert np.array_equal(local, remote, equal_nan=True)
+    assert np.isnan(remote[0]).all() and np.isfinite(remote[1]).all()
+
+
+@pytest.mark.slow
+@needs_checkpoint
 def test_ray_engine_with_a_real_encoder_matches_local() -> None:
     from models.data.corpus import read_corpus
 
     corpus = read_corpus(ARTIFACTS / "data/openmoji")
-    items = list(corpus.items)[:200]
+    items = list(corpus.items)[:100]
     modalities = ["text"] * len(items) + ["image"] * len(items)
     payloads = [i.text for i in items] + [str(corpus.image_path(i)) for i in items]
-    spec = EncoderSpec(CHECKPOINT, ARTIFACTS / "cache")
-    dim = spec.build().dim
-    local = make_engine("local").embed(spec, modalities, payloads, dim)
-    ray_out = make_engine("ray", workers=2, batch_size=64).embed(spec, modalities, payloads, dim)
-    np.testing.assert_allclose(ray_out, local, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(np.linalg.norm(local, axis=1), 1.0, atol=1e-4)
+    for spec in (EncoderSpec(CHECKPOINT), EncoderSpec(CHECKPOINT, ARTIFACTS / "cache")):
+        dim = spec.build().dim
+        local = make_engine("local").embed(spec, modalities, payloads, dim)
+        remote = make_engine("ray", workers=2, batch_size=32).embed(spec, modalities, payloads,
+                                                                    dim)
+        np.testing.assert_allclose(remote, local, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(np.linalg.norm(local, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.slow
+@needs_checkpoint
+def test_xmr_index_build_engine_ray_matches_local(tmp_path: Path) -> None:
+    from xmr.cli import main
+
+    corpus = make_corpus(tmp_path / "corpus", n=30)
+    out = {}
+    for engine in ("local", "ray"):
+        extra = ["--engine", "ray", "--workers", "2"] if engine == "ray" else []
+        assert main(["index", "build", "--checkpoint", str(CHECKPOINT), "--data", str(corpus),
+                     "--out", str(tmp_path / engine), "--no-progress", *extra]) == 0
+        generation = sorted((tmp_path / engine).glob("gen-*"))[-1]
+        meta = Metadata(generation / DATABASE)
+        out[engine] = {m: meta.all_vectors(m, 256) for m in MODALITIES}
+        meta.close()
+    for modality in MODALITIES:
+        assert np.array_equal(out["local"][modality][0], out["ray"][modality][0])
+        np.testing.assert_allclose(out["ray"][modality][1], out["local"][modality][1],
+                                   atol=1e-5, rtol=0)
