@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features \
+.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features \ bench-scale
         docker-smoke
 
 help: ## list the targets
@@ -59,10 +59,13 @@ lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: bench-features ## every benchmark (results in bench/results/)
+bench: bench-features bench-scale ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(PY) bench/features.py --data $(CORPUS)
 
 docker-smoke: $(STAMP) ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
 	docker/smoke.sh
+
+bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10
+	nice -n 10 $(PY) bench/scale_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
