@@ -27,8 +27,8 @@ cleanup() { compose --profile jobs down -v --remove-orphans >/dev/null 2>&1 || t
 trap cleanup EXIT
 
 log "${COMPOSE[*]} config (every profile)"
-compose --profile gpu --profile jobs config -q
-echo "services: $(compose --profile gpu --profile jobs config --services | tr '\n' ' ')"
+compose --profile gpu --profile jobs --profile milvus config -q
+echo "services: $(compose --profile gpu --profile jobs --profile milvus config --services | tr '\n' ' ')"
 
 log "trainer: $(compose --profile jobs config | python3 -c 'import sys, yaml; c = yaml.safe_load(sys.stdin)["services"]["trainer"]["command"]; print(" ".join(c))' 2>/dev/null || echo train ...)"
 t0=$(date +%s)

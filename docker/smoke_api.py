@@ -3,10 +3,17 @@
 Standard library only (it runs on the host, outside any venv). SMOKE_URL is the service's
 127.0.0.1 base URL, SMOKE_API_KEY the key the container was started with. Exits non-zero,
 with the failing request, on the first unexpected answer.
+
+  1. text-to-image search for "cat": hits best first, each with a fetchable image URL;
+  2. image-to-text search with the top hit's own bytes (the encoder's other half);
+  3. ingestion: a write without the key is refused (401); a new text item is created (201),
+     fetched back, re-sent (200, same id, created=false), deleted (204), then gone (404);
+     the top hit's image re-ingested as base64 lands on its existing id (content dedupe).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -15,18 +22,17 @@ import urllib.request
 
 URL = os.environ["SMOKE_URL"].rstrip("/")
 KEY = os.environ["SMOKE_API_KEY"]
-KEY_HEADERS = {"X-API-Key": KEY}
 
 
 def call(method: str, path: str, body: dict | None = None, *, key: bool = False,
          expect: tuple[int, ...] = (200,)) -> tuple[int, dict | bytes]:
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json, image/*"}
     data = None
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
     if key:
-        headers.update(KEY_HEADERS)
+        headers["Authorization"] = f"Bearer {KEY}"
     request = urllib.request.Request(URL + path, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -34,33 +40,53 @@ def call(method: str, path: str, body: dict | None = None, *, key: bool = False,
             kind = response.headers.get_content_type()
     except urllib.error.HTTPError as err:
         status, raw, kind = err.code, err.read(), err.headers.get_content_type()
-    payload: dict | bytes = json.loads(raw) if kind.endswith("json") else raw
     if status not in expect:
         sys.exit(f"FAIL: {method} {path} -> {status} (expected {expect}): {raw[:500]!r}")
-    return status, payload
+    return status, (json.loads(raw) if kind.endswith("json") and raw else raw)
 
 
-def main() -> None:
-    _, hits = call("POST", "/v1/search/text-to-image", {"text": "cat", "k": 5})
-    results = hits["results"]
-    assert 0 < len(results) <= 5, results
-    scores = [r["score"] for r in results]
+def search() -> tuple[dict, bytes]:
+    _, answer = call("POST", "/v1/search/text-to-image", {"text": "cat", "k": 5})
+    hits = answer["results"]
+    assert 0 < len(hits) <= 5, hits
+    scores = [hit["score"] for hit in hits]
     assert scores == sorted(scores, reverse=True), scores
-    print(f"text-to-image 'cat': {len(results)} hits, top {results[0]['id']} "
-          f"labels={results[0].get('labels')} score={scores[0]:.3f}")
+    assert all(hit["modality"] == "image" for hit in hits), hits
+    top = hits[0]
+    _, image = call("GET", top["url"])
+    assert isinstance(image, bytes) and image[:8] == b"\x89PNG\r\n\x1a\n", image[:16]
+    print(f"text-to-image 'cat': {len(hits)} hits; top id {top['id']} {top['labels']} "
+          f"score {scores[0]:.3f}, image {len(image)} bytes")
 
-    text = "smoke test: a purple unicorn riding a bicycle"
-    call("POST", "/v1/items", {"text": text}, expect=(401, 403))
-    status, created = call("POST", "/v1/items", {"text": text, "labels": []}, key=True,
-                           expect=(200, 201))
-    item_id = created["id"]
-    print(f"ingested text item {item_id} ({status}); without the API key: refused")
-    _, item = call("GET", f"/v1/items/{item_id}")
-    assert item.get("text") == text, item
-    call("DELETE", f"/v1/items/{item_id}", key=True, expect=(200, 204))
-    call("GET", f"/v1/items/{item_id}", expect=(404,))
-    print(f"fetched and deleted item {item_id}")
+    _, answer = call("POST", "/v1/search/image-to-text",
+                     {"image_base64": base64.b64encode(image).decode(), "k": 3})
+    texts = [hit["text"] for hit in answer["results"]]
+    assert texts and all(isinstance(t, str) for t in texts), answer
+    print(f"image-to-text with that image: {texts}")
+    return top, image
+
+
+def ingest(top: dict, image: bytes) -> None:
+    text = "docker smoke test: a purple unicorn riding a bicycle"
+    call("POST", "/v1/items", {"text": text}, expect=(401,))
+    _, created = call("POST", "/v1/items", {"text": text, "labels": []}, key=True,
+                      expect=(201,))
+    (item,) = created["items"]
+    assert item["created"] is True and item["modality"] == "text", item
+    _, fetched = call("GET", f"/v1/items/{item['id']}")
+    assert fetched["text"] == text, fetched
+    _, again = call("POST", "/v1/items", {"text": text}, key=True, expect=(200,))
+    assert again["items"][0]["id"] == item["id"] and not again["items"][0]["created"], again
+    call("DELETE", f"/v1/items/{item['id']}", key=True, expect=(204,))
+    call("GET", f"/v1/items/{item['id']}", expect=(404,))
+    print(f"ingested text item {item['id']} (refused without the key), fetched, "
+          "re-sent (same id), deleted, gone")
+
+    _, same = call("POST", "/v1/items", {"image_base64": base64.b64encode(image).decode()},
+                   key=True, expect=(200,))
+    assert same["items"][0]["id"] == top["id"] and not same["items"][0]["created"], same
+    print(f"re-ingested the top image: existing id {top['id']}, nothing duplicated")
 
 
 if __name__ == "__main__":
-    main()
+    ingest(*search())

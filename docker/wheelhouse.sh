@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Fill docker/wheelhouse with wheels for the image's dependencies (pyproject's [project]
-# dependencies, plus pip and setuptools), taken from wherever this machine's pip finds them
-# (its find-links and local indexes), so `docker build --build-arg PIP_NO_INDEX=1` works
+# dependencies, the optional groups named in $EXTRAS, pip and setuptools), taken from wherever
+# this machine's pip finds them (its find-links and local indexes), so `docker build --build-arg PIP_NO_INDEX=1` works
 # without PyPI. The wheels must suit the image: CPython 3.11 on x86_64 glibc (bookworm).
 #
-#   docker/wheelhouse.sh [PYTHON]     (default: .venv/bin/python, else python3.11)
+#   [EXTRAS=scale] docker/wheelhouse.sh [PYTHON]   (default: .venv/bin/python, else python3.11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || command -v python3.11 )}
 OUT=docker/wheelhouse
 REQ=$(mktemp)
 trap 'rm -f "$REQ"' EXIT
-"$PY" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > "$REQ"
-echo "${EXTRA_REQUIREMENTS:-}" | tr ' ' '\n' >> "$REQ"
+"$PY" docker/requirements.py --extras "${EXTRAS:-}" > "$REQ"
 nice -n 10 "$PY" -m pip wheel -q --wheel-dir "$OUT" -r "$REQ" 'setuptools>=68' pip
 echo "$OUT: $(ls "$OUT"/*.whl | wc -l) wheels, $(du -sh "$OUT" | cut -f1)"
