@@ -64,7 +64,7 @@ bench: bench-features bench-scale ## every benchmark (results in bench/results/)
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(PY) bench/features.py --data $(CORPUS)
 
-docker-smoke: $(STAMP) ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
+docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
 	docker/smoke.sh
 
 bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10

@@ -30,16 +30,20 @@ log "${COMPOSE[*]} config (every profile)"
 compose --profile gpu --profile jobs --profile milvus config -q
 echo "services: $(compose --profile gpu --profile jobs --profile milvus config --services | tr '\n' ' ')"
 
-log "trainer: $(compose --profile jobs config | python3 -c 'import sys, yaml; c = yaml.safe_load(sys.stdin)["services"]["trainer"]["command"]; print(" ".join(c))' 2>/dev/null || echo train ...)"
-t0=$(date +%s)
-compose --profile jobs run --rm trainer 2>&1 | tr '\r' '\n' | grep -v -e '%|' -e '^ *$' | tail -5
-ckpt=$(compose --profile jobs run --rm --entrypoint sh trainer -c 'ls -l --time-style=+%s /data/runs/default/checkpoint.pt')
-echo "checkpoint: $ckpt ($(( $(date +%s) - t0 ))s)"
-
-log "reindex"
-t0=$(date +%s)
-compose --profile jobs run --rm reindex 2>&1 | tr '\r' '\n' | grep -v -e '%|' -e '^ *$' | tail -5
-echo "reindex done ($(( $(date +%s) - t0 ))s)"
+job() {  # run a one-shot service, print the command line its container ran, remove it
+  local service=$1 t0=$SECONDS
+  log "$service"
+  compose --profile jobs run -T --name "$PROJECT-$service" "$service" 2>&1 \
+    | tr '\r' '\n' | grep -v -e '%|' -e '^ *$' | tail -5 || true
+  local code
+  code=$(docker inspect -f '{{.State.ExitCode}}' "$PROJECT-$service")
+  echo "ran: $(docker inspect -f '{{.Path}} {{join .Args " "}}' "$PROJECT-$service")"
+  echo "exit code $code after $((SECONDS - t0))s"
+  docker rm "$PROJECT-$service" >/dev/null
+  [ "$code" = 0 ] || fail "compose service $service exited with $code"
+}
+job trainer
+job reindex
 
 log "api on 127.0.0.1:$XMR_PUBLISH_PORT"
 compose up -d api
