@@ -14,8 +14,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features \ bench-scale
-        docker-smoke
+.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
+.PHONY: bench-scale docker-smoke
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
