@@ -77,7 +77,7 @@ def load_store(directory: Path, settings: BackendSettings | None = None, *,
     if doc.get("backend", "faiss") == "milvus":
         from index.milvus_store import MilvusStore
 
-        token = (settings or BackendSettings()).milvus_token
+        token = (settings or BackendSettings.from_env()).milvus_token
         return MilvusStore.load(directory, token=token)
     return FaissStore.load(directory, gpu=gpu)
 
@@ -98,6 +98,31 @@ def close_store(store: VectorStore) -> None:
     close = getattr(store, "close", None)
     if close is not None:
         close()
+
+
+def drop_external_stores(generation: Path, settings: BackendSettings | None = None) -> int:
+    """Drop the server-side collections a generation's snapshots name, before the directory is
+    deleted (a milvus-lite file goes with the directory). Returns how many were dropped."""
+    seen: set[tuple[str, str]] = set()
+    for path in generation.glob(f"snapshots/*/*/{STORE_FILE}"):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if doc.get("backend") == "milvus" and "://" in doc.get("uri", ""):
+            seen.add((doc["uri"], doc["collection"]))
+    if not seen:
+        return 0
+    from pymilvus import MilvusClient
+
+    token = (settings or BackendSettings.from_env()).milvus_token
+    for uri, collection in sorted(seen):
+        client = MilvusClient(uri, token=token)
+        try:
+            client.drop_collection(collection)
+        finally:
+            client.close()
+    return len(seen)
 
 
 def collection_name(generation: Path, name: str) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from index import generations
-from index.backends import BackendSettings, close_store, create_store
+from index.backends import BackendSettings, close_store, create_store, drop_external_stores
 from index.catalog import Generation, create_generation, write_snapshot
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
@@ -139,7 +139,8 @@ class _Job:
             if same:
                 log.info("resuming the unfinished build %s", gen.name)
                 return gen, int(state["base_seq"])
-            shutil.rmtree(gen)  # an abandoned build of another checkpoint or base
+            drop_external_stores(gen)  # an abandoned build of another checkpoint or base
+            shutil.rmtree(gen)
         manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels)
         gen = create_generation(self.root, manifest, backend=self.backend)
         base_seq = live.high_water() if live is not None else 0

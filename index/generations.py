@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+from index.backends import drop_external_stores
 from index.fsutil import atomic_write_text
 
 CURRENT = "CURRENT"
@@ -61,5 +62,6 @@ def prune(root: Path, keep: int = 2) -> list[Path]:
         return []
     old = done[: max(done.index(live) - (keep - 1), 0)]
     for generation in old:
+        drop_external_stores(generation)  # collections on a Milvus server
         shutil.rmtree(generation, ignore_errors=True)
     return old

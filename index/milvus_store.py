@@ -39,6 +39,9 @@ PRIMARY = "id"
 WRITE_BATCH = 4096
 QUERY_WINDOW = 16_384
 MAX_TOPK = 16_384
+# Search-time knobs, the FAISS store's defaults (index.store), so equal index types compare.
+NPROBE = 16
+EF_SEARCH = 128
 
 
 class MilvusStore:
@@ -140,13 +143,20 @@ class MilvusStore:
         expr = "" if allow is None else f"{PRIMARY} in {check_ids(allow).tolist()}"
         hits = self._client.search(
             self.collection, data=list(queries), limit=k, filter=expr, output_fields=[],
-            search_params={"metric_type": "IP"}, anns_field=VECTOR,
+            search_params={"metric_type": "IP", "params": self._knobs(k)}, anns_field=VECTOR,
         )
         for row, found in enumerate(hits):
             for col, hit in enumerate(found[:k]):
                 ids[row, col] = int(hit[PRIMARY] if PRIMARY in hit else hit["id"])
                 scores[row, col] = float(hit["distance"])
         return scores, ids
+
+    def _knobs(self, k: int) -> dict[str, Any]:
+        if self.index_type.startswith("IVF"):
+            return {"nprobe": min(NPROBE, int(self._index_params.get("nlist", NPROBE)))}
+        if self.index_type == "HNSW":
+            return {"ef": max(EF_SEARCH, k)}
+        return {}
 
     def count(self) -> int:
         result = self._client.query(self.collection, filter="", output_fields=["count(*)"])
@@ -190,7 +200,7 @@ class MilvusStore:
         if self._is_local(uri):
             uri = os.path.relpath(Path(uri).resolve(), directory.resolve())
         doc = {"backend": "milvus", "uri": uri, "collection": self.collection, "dim": self.dim,
-               "index_type": self.index_type}
+               "index_type": self.index_type, "index_params": self._index_params}
         (directory / STORE_FILE).write_text(json.dumps(doc))
 
     @classmethod
@@ -199,7 +209,8 @@ class MilvusStore:
         uri = doc["uri"]
         if cls._is_local(uri) and not Path(uri).is_absolute():
             uri = os.path.normpath(directory.resolve() / uri)
-        return cls(uri, doc["collection"], doc["dim"], token=token, index_type=doc["index_type"])
+        return cls(uri, doc["collection"], doc["dim"], token=token, index_type=doc["index_type"],
+                   index_params=doc.get("index_params"))
 
     def reset(self) -> None:
         """Empty the store (a rebuild from the metadata follows)."""

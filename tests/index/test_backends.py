@@ -250,3 +250,14 @@ def test_catalog_behaves_the_same_on_both_backends(tmp_path: Path) -> None:
     filtered = faiss_run["filtered"]
     assert isinstance(filtered, list) and filtered[0]
     assert all(labels == ("food", "sub1") for row in filtered for _, labels in row)
+
+
+def test_pruning_leaves_milvus_lite_and_faiss_to_the_directory(tmp_path: Path) -> None:
+    from index.backends import drop_external_stores
+
+    for backend in ("faiss", "milvus"):
+        generation = tmp_path / backend / "gen-0001"
+        store = create_store(DIM, generation, BackendSettings(backend=backend), name="text")
+        store.save(generation / "snapshots" / "snap-000000000000" / "text")
+        close_store(store)
+        assert drop_external_stores(generation) == 0  # nothing lives outside the directory
