@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU checks in one go, for a machine with an NVIDIA GPU and FAISS built with GPU support
+# (the GPU Docker image, or `pip install faiss-gpu-cu12` in place of faiss-cpu):
+#   1. tests/index/test_gpu.py: GPU search equals CPU search (Flat, IVF; removals, upserts,
+#      filtered searches);
+#   2. the index benchmark with its searches on the GPU, results in bench/results/gpu/.
+# Usage: bench/gpu_check.sh [OUT_DIR]    (PY=/path/to/python to choose the interpreter)
+# Not run yet: no GPU was available when it was written.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+OUT=${1:-bench/results/gpu}
+mkdir -p "$OUT"
+
+"$PY" - <<'PY'
+import sys
+import faiss
+n = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+print(f"faiss {faiss.__version__}, GPUs visible: {n}")
+if n == 0 or not hasattr(faiss, "StandardGpuResources"):
+    sys.exit("no GPU FAISS here: install faiss-gpu (same `faiss` module) on a GPU machine")
+PY
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+
+echo "== 1. GPU vs CPU search equality"
+"$PY" -m pytest -q -m gpu tests/index/test_gpu.py -rs 2>&1 | tee "$OUT/test_gpu.log"
+
+echo "== 2. index benchmark, searches on the GPU (synthetic vectors only: no encoder needed)"
+"$PY" bench/index_bench.py --gpu --skip-job --sizes 100000 1000000 --out "$OUT" \
+    2>&1 | tee "$OUT/bench.log"
+echo "results: $OUT/index.json $OUT/index.md $OUT/index.png"

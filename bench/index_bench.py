@@ -1,0 +1,400 @@
+"""Index benchmark: Flat vs IVF vs HNSW on synthetic embeddings, and the batch re-index job
+against the raw encoder, measured side by side in one run.
+
+Synthetic vectors (d=256) are a seeded Gaussian mixture with thousands of centres, normalised
+to the unit sphere: clustered like real embeddings rather than uniform noise, whose neighbours
+are all nearly equidistant and make every ANN index look bad (or good) for the wrong reason.
+The report compares its neighbour-cosine profile with real embeddings of the OpenMoji corpus.
+
+    nice -n 10 .venv/bin/python bench/index_bench.py \\
+        --checkpoint artifacts/runs/default/checkpoint.pt --data artifacts/data/openmoji
+
+writes bench/results/index.json, index.md and index.png. Timings are medians of what this
+machine gave while it ran (2 shared cores); ratios are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import faiss  # noqa: E402
+
+from index.store import FaissStore, _hnsw, auto_spec  # noqa: E402
+
+DIM = 256
+K = 10
+OUT = Path(__file__).resolve().parent / "results"
+NPROBES = (1, 2, 4, 8, 16, 32, 64)
+EF_SEARCH = (16, 32, 64, 128, 256)
+
+
+# -- data ---------------------------------------------------------------------------------------
+def mixture(n: int, centres: int, spread: float, seed: int, offset: float = 0.0,
+            rng_centres: int = 0) -> np.ndarray:
+    """n unit vectors: a random unit centre each (of `centres`, fixed by rng_centres) plus
+    isotropic noise of total norm ~spread, renormalised. `offset` adds a direction shared by
+    all centres (learned embeddings live in a cone: random pairs have cosine
+    ~offset^2 / (1 + offset^2), not 0). Generated in chunks (1M x 256 x 4 B)."""
+    gen = np.random.default_rng(rng_centres)
+    shared = _unit(gen.standard_normal((1, DIM)))
+    means = _unit(gen.standard_normal((centres, DIM)) / np.sqrt(DIM) + offset * shared)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        rows = means[rng.integers(0, centres, m)]
+        noise = rng.standard_normal((m, DIM), dtype=np.float32) * (spread / np.sqrt(DIM))
+        out[start:start + m] = _unit(rows + noise)
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# -- measuring one index -------------------------------------------------------------------------
+def timed_single(store: FaissStore, queries: np.ndarray) -> tuple[float, float, float]:
+    times = []
+    for row in range(len(queries)):
+        start = time.perf_counter()
+        store.search(queries[row:row + 1], K)
+        times.append(time.perf_counter() - start)
+    t = np.array(times)
+    return len(t) / t.sum(), 1e3 * float(np.median(t)), 1e3 * float(np.quantile(t, 0.99))
+
+
+def timed_batches(store: FaissStore, queries: np.ndarray, size: int = 64
+                  ) -> tuple[float, float, float, np.ndarray]:
+    times, found = [], []
+    for start in range(0, len(queries), size):
+        t0 = time.perf_counter()
+        _, ids = store.search(queries[start:start + size], K)
+        times.append(time.perf_counter() - t0)
+        found.append(ids)
+    t = np.array(times)
+    return (len(queries) / t.sum(), 1e3 * float(np.median(t)), 1e3 * float(np.quantile(t, 0.99)),
+            np.concatenate(found))
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
+
+
+def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch: np.ndarray,
+            truth: np.ndarray, build_s: float, memory_mb: float) -> dict:
+    qps_b, p50_b, p99_b, found = timed_batches(store, q_batch)
+    qps_s, p50_s, p99_s = timed_single(store, q_single)
+    row = {"n": n, "index": name, "recall_at_10": round(recall(found, truth), 4),
+           "qps_single": round(qps_s, 1), "p50_single_ms": round(p50_s, 3),
+           "p99_single_ms": round(p99_s, 3), "qps_batch64": round(qps_b, 1),
+           "p50_batch64_ms": round(p50_b, 3), "p99_batch64_ms": round(p99_b, 3),
+           "build_s": round(build_s, 2), "memory_mb": round(memory_mb, 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+SEARCH_THREADS = [1]
+BUILD_THREADS = [2]
+ON_GPU = [False]
+
+
+def build_store(spec: str, data: np.ndarray, ids: np.ndarray) -> tuple[FaissStore, float, float]:
+    gc.collect()
+    faiss.omp_set_num_threads(BUILD_THREADS[0])
+    before = rss_mb()
+    start = time.perf_counter()
+    store = FaissStore.create(DIM, spec, gpu=False)
+    if spec.startswith("HNSW"):
+        _hnsw(store.index).efConstruction = 40
+    if not store.is_trained:
+        store.train(data, max_points=min(len(data), 40 * int(spec[3:].split(",")[0])))
+    store.add(ids, data)
+    build_s = time.perf_counter() - start
+    faiss.omp_set_num_threads(SEARCH_THREADS[0])
+    memory = faiss.serialize_index(store.index).nbytes / 2**20
+    print(f"  built {spec} in {build_s:.1f} s (serialised {memory:.0f} MB, "
+          f"rss +{rss_mb() - before:.0f} MB)", flush=True)
+    if ON_GPU[0]:  # the service's placement: CPU master, searches on a GPU copy
+        store = FaissStore(store.index, spec, DIM, gpu=True)
+        print(f"  {spec} searches on the GPU: {store.on_gpu}", flush=True)
+    return store, build_s, memory
+
+
+def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray]:
+    print(f"== n = {n}", flush=True)
+    data = mixture(n, args.centres, args.spread, seed=1, offset=args.offset)
+    ids = np.arange(n, dtype=np.int64) * 3 + 1_000_000_007  # explicit ids, not positions
+    queries = mixture(args.queries, args.centres, args.spread, seed=2, offset=args.offset)
+    q_single = queries[: args.single_queries]
+    runs: list[dict] = []
+
+    flat, build_s, mem = build_store("Flat", data, ids)
+    start = time.perf_counter()
+    truth_scores, truth = flat.search(queries, K)
+    print(f"  exact ground truth: {time.perf_counter() - start:.1f} s", flush=True)
+    flat_row = measure(flat, "Flat", n, q_single[: args.flat_single_queries], queries, truth,
+                       build_s, mem)
+    runs.append(flat_row)
+    del flat
+    gc.collect()
+
+    ivf_spec = auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat"
+    ivf, build_s, mem = build_store(ivf_spec, data, ids)
+    for nprobe in NPROBES:
+        ivf.nprobe = nprobe
+        runs.append(measure(ivf, f"{ivf_spec} nprobe={nprobe}", n, q_single, queries, truth,
+                            build_s, mem))
+    del ivf
+    gc.collect()
+
+    if n <= args.hnsw_max:
+        hnsw, build_s, mem = build_store("HNSW32", data, ids)
+        for ef in EF_SEARCH:
+            hnsw.ef_search = ef
+            runs.append(measure(hnsw, f"HNSW32 efSearch={ef}", n, q_single, queries, truth,
+                                build_s, mem))
+        del hnsw
+        gc.collect()
+    for row in runs:
+        row["speedup_vs_flat"] = round(row["qps_single"] / flat_row["qps_single"], 2)
+    return runs, truth_scores
+
+
+# -- neighbour profile ---------------------------------------------------------------------------
+def profile(vectors: np.ndarray) -> dict:
+    """Cosine to the 1st and 10th nearest other vector, and between random pairs (medians)."""
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    top = -np.sort(-sims, axis=1)[:, :K]
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(vectors), (2, 4000))
+    keep = a != b
+    return {"n": len(vectors), "nn1_median": round(float(np.median(top[:, 0])), 4),
+            "nn10_median": round(float(np.median(top[:, K - 1])), 4),
+            "random_pair_median": round(float(np.median(np.sum(
+                vectors[a[keep]] * vectors[b[keep]], axis=1))), 4),
+            "nn1": top[:, 0].tolist(), "nn10": top[:, K - 1].tolist()}
+
+
+# -- batch job vs raw encoder --------------------------------------------------------------------
+def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
+    import torch
+
+    from index.build import build
+    from index.catalog import open_generation
+    from index.cli import corpus_items
+    from models.data.images import open_image
+    from models.inference import Encoder
+
+    torch.set_num_threads(2)
+    work = Path(tempfile.mkdtemp(prefix="xmr-index-bench-"))
+    corpus = work / "corpus"
+    corpus.mkdir()
+    source = Path(args.data).resolve()
+    lines = (source / "manifest.jsonl").read_text().splitlines()[: args.job_items]
+    (corpus / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    shutil.copy(source / "labels.json", corpus / "labels.json")
+    (corpus / "images").symlink_to(source / "images")
+    encoder = Encoder.load(args.checkpoint, "cpu")
+    planned, levels = corpus_items(corpus)
+    texts = [i.text or "" for i in planned if i.modality == "text"]
+    sources = [i.source or "" for i in planned if i.modality == "image"]
+    total = len(texts) + len(sources)
+    raw_times, job_times = [], []
+    warm = [open_image(s) for s in sources[:8]]
+    encoder.encode_images(warm), encoder.encode_texts(texts[:8])  # first-call set-up untimed
+    for round_ in range(args.job_rounds):
+        decoded = [open_image(s) for s in sources]  # the raw encoder gets decoded images
+        start = time.perf_counter()
+        for b in range(0, len(texts), 64):
+            encoder.encode_texts(texts[b:b + 64])
+        for b in range(0, len(decoded), 64):
+            encoder.encode_images(decoded[b:b + 64])
+        raw_times.append(time.perf_counter() - start)
+        del decoded
+        out = work / f"index-{round_}"
+        start = time.perf_counter()
+        planned, levels = corpus_items(corpus)  # the job hashes and decodes files itself
+        build(out, encoder, planned, open_image, levels=levels, batch_size=64,
+              progress=False)
+        job_times.append(time.perf_counter() - start)
+        print(f"  round {round_}: raw encoder {total / raw_times[-1]:.1f} items/s, "
+              f"batch job {total / job_times[-1]:.1f} items/s", flush=True)
+    gen = open_generation(next((work / "index-0").glob("gen-*")), gpu=False)
+    vectors = {m: gen.meta.all_vectors(m, encoder.dim)[1] for m in ("image", "text")}
+    gen.close()
+    shutil.rmtree(work, ignore_errors=True)
+    raw, job = float(np.median(raw_times)), float(np.median(job_times))
+    result = {"items": total, "images": len(sources), "texts": len(texts),
+              "raw_encoder_items_per_s": round(total / raw, 2),
+              "batch_job_items_per_s": round(total / job, 2),
+              "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
+              "checkpoint": str(args.checkpoint), "method": encoder.method_name}
+    return result, vectors
+
+
+# -- report --------------------------------------------------------------------------------------
+def best_at(runs: list[dict], n: int, target: float) -> dict | None:
+    ok = [r for r in runs if r["n"] == n and r["index"] != "Flat" and r["recall_at_10"] >= target]
+    return max(ok, key=lambda r: r["qps_single"]) if ok else None
+
+
+def plot(runs: list[dict], profiles: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["n"] for r in runs})
+    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(5.5 * (len(sizes) + 1), 4.5))
+    for ax, n in zip(axes, sizes, strict=False):
+        for family, marker in (("IVF", "o-"), ("HNSW", "s-"), ("Flat", "k*")):
+            rows = [r for r in runs if r["n"] == n and r["index"].startswith(family)]
+            if rows:
+                ax.plot([r["recall_at_10"] for r in rows], [r["qps_single"] for r in rows],
+                        marker, label=rows[0]["index"].split(" ")[0])
+                for r in rows:
+                    if " " in r["index"]:
+                        ax.annotate(r["index"].split("=")[1], (r["recall_at_10"], r["qps_single"]),
+                                    fontsize=7)
+        ax.axvline(0.95, color="grey", ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10 vs exact Flat")
+        ax.set_ylabel("single-query QPS")
+        ax.set_title(f"n = {n:,}, d = {DIM}")
+        ax.legend()
+    ax = axes[-1]
+    for name, prof in profiles.items():
+        ax.hist(prof["nn1"], bins=40, histtype="step", density=True, label=f"{name} 1-NN")
+    ax.set_xlabel("cosine to nearest neighbour")
+    ax.set_title("neighbour profile")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_md(doc: dict, path: Path) -> None:
+    lines = ["# Index benchmark", "", f"Command: `{doc['command']}`", "",
+             f"Machine: {doc['machine']}; FAISS {doc['faiss']} on the CPU (no GPU here). "
+             f"Synthetic data: {doc['data']}. FAISS threads: {doc['threads']}.", ""]
+    for n in sorted({r["n"] for r in doc["runs"]}):
+        best = best_at(doc["runs"], n, 0.95)
+        if best:
+            lines.append(f"- n = {n:,}: fastest index with recall@10 >= 0.95: **{best['index']}**"
+                         f" recall {best['recall_at_10']:.3f}, {best['qps_single']:.0f} QPS single"
+                         f" = **{best['speedup_vs_flat']:.1f}x Flat**, index "
+                         f"{best['memory_mb']:.0f} MB")
+    job = doc["batch_job"]
+    lines += [] if not job else [
+              f"- batch job: {job['batch_job_items_per_s']} items/s vs raw encoder "
+              f"{job['raw_encoder_items_per_s']} items/s = **{doc['batch_job_vs_encoder']:.2f}x**"
+              f" ({job['items']} OpenMoji items, {job['images']} images + {job['texts']} texts, "
+              "median of rounds, same process)"]
+    lines += ["", "| n | index | recall@10 | QPS single | p50 ms | p99 ms | QPS batch64 |"
+              " p50 ms/batch | p99 ms/batch | x Flat | build s | index MB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["runs"]:
+        lines.append(f"| {r['n']:,} | {r['index']} | {r['recall_at_10']:.3f} | "
+                     f"{r['qps_single']:.0f} | {r['p50_single_ms']:.2f} | "
+                     f"{r['p99_single_ms']:.2f} | "
+                     f"{r['qps_batch64']:.0f} | {r['p50_batch64_ms']:.1f} | "
+                     f"{r['p99_batch64_ms']:.1f} | {r['speedup_vs_flat']:.1f} | {r['build_s']:.0f}"
+                     f" | {r['memory_mb']:.0f} |")
+    lines += ["", "Neighbour-cosine profile (medians; the synthetic rows at the real sample's size"
+              " and at full size):", "", "| vectors | n | 1-NN | 10-NN | random pair |",
+              "|---|---|---|---|---|"]
+    for name, p in doc["profiles"].items():
+        lines.append(f"| {name} | {p['n']:,} | {p['nn1_median']} | {p['nn10_median']} | "
+                     f"{p['random_pair_median']} |")
+    lines += ["", "![recall vs speed](index.png)", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--centres", type=int, default=4096)
+    parser.add_argument("--spread", type=float, default=0.6)
+    parser.add_argument("--offset", type=float, default=1.3)
+    parser.add_argument("--search-threads", type=int, default=1,
+                        help="FAISS OpenMP threads while searching (on 2 shared cores, 2 spin"
+                             "-waiting threads made single queries 6x slower than 1)")
+    parser.add_argument("--build-threads", type=int, default=2)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--single-queries", type=int, default=500)
+    parser.add_argument("--flat-single-queries", type=int, default=200)
+    parser.add_argument("--hnsw-max", type=int, default=1_000_000)
+    parser.add_argument("--checkpoint", type=Path,
+                        default=Path("artifacts/runs/default/checkpoint.pt"))
+    parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
+    parser.add_argument("--job-items", type=int, default=256)
+    parser.add_argument("--job-rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
+    parser.add_argument("--skip-job", action="store_true",
+                        help="synthetic index runs only (no encoder, no corpus)")
+    args = parser.parse_args()
+    SEARCH_THREADS[0], BUILD_THREADS[0] = args.search_threads, args.build_threads
+
+    ON_GPU[0] = args.gpu
+    job: dict = {}
+    profiles: dict[str, dict] = {}
+    n_real = 384
+    if not args.skip_job:
+        print("== batch job vs raw encoder", flush=True)
+        job, real = bench_job(args)
+        profiles = {f"real {m} (OpenMoji, {job['method']})": profile(v) for m, v in real.items()}
+        n_real = max(len(v) for v in real.values())
+    profiles["synthetic, same n"] = profile(mixture(n_real, args.centres, args.spread, seed=3,
+                                                           offset=args.offset))
+
+    runs: list[dict] = []
+    for n in args.sizes:
+        size_runs, truth_scores = bench_size(n, args)
+        runs += size_runs
+        profiles[f"synthetic n={n:,} (queries vs base)"] = {
+            "n": n, "nn1_median": round(float(np.median(truth_scores[:, 0])), 4),
+            "nn10_median": round(float(np.median(truth_scores[:, K - 1])), 4),
+            "random_pair_median": profiles["synthetic, same n"]["random_pair_median"],
+            "nn1": truth_scores[:, 0].tolist(), "nn10": truth_scores[:, K - 1].tolist()}
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = {"command": "nice -n 10 " + " ".join([".venv/bin/python", *sys.argv]),
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), "
+                      f"{platform.python_version()}",
+           "faiss": faiss.__version__,
+           "threads": {"search": args.search_threads, "build": args.build_threads},
+           "data": f"Gaussian mixture, {args.centres} centres, spread {args.spread}, d={DIM}, "
+                   "unit-normalised; queries drawn fresh from the same mixture",
+           "search_device": "gpu" if args.gpu else "cpu",
+           "runs": runs, "batch_job_vs_encoder": round(
+               job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3) if job else None,
+           "batch_job": job, "profiles": profiles}
+    plot(runs, profiles, args.out / "index.png")
+    for p in doc["profiles"].values():
+        p.pop("nn1"), p.pop("nn10")
+    (args.out / "index.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_md(doc, args.out / "index.md")
+    print((args.out / "index.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
