@@ -26,7 +26,7 @@ class TextQuery(_Strict):
         {"text": "red fruit", "k": 5, "labels": {"group": "Food & Drink"}, "rerank": False},
     ]})
     text: str = Field(description="the query text (at most XMR_MAX_TEXT_CHARS characters)")
-    k: int = Field(10, description="number of results, 1..XMR_MAX_K")
+    k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
     rerank: bool = Field(False, description=_RERANK_DOC)
 
@@ -38,7 +38,7 @@ class ImageQuery(_Strict):
     ]})
     image_base64: str = Field(description="PNG, JPEG, WebP, GIF, ... bytes in base64 "
                                           "(a data: URL prefix is accepted)")
-    k: int = Field(10, description="number of results, 1..XMR_MAX_K")
+    k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
     rerank: bool = Field(False, description=_RERANK_DOC)
 
