@@ -39,14 +39,15 @@ class DynamicBatcher(Generic[T]):
 
     def __init__(self, run: Callable[[str, list[Any]], Sequence[T]], *, max_size: int,
                  max_wait_s: float, queue_max: int,
-                 on_batch: Callable[[str, int, float], None] | None = None) -> None:
+                 on_batch: Callable[[str, int, float], None] | None = None,
+                 name: str = "batcher") -> None:
         self._run = run
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self._queue: queue.Queue[_Job] = queue.Queue(maxsize=queue_max)
         self._on_batch = on_batch
         self._last_size = 1
-        self._thread = threading.Thread(target=self._loop, name="encoder", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     # -- event-loop side ------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class DynamicBatcher(Generic[T]):
         try:
             results = self._run(kind, [job.payload for job in live])
         except BaseException as err:  # delivered to every waiting request
-            log.exception("encoder batch of %d %s queries failed", len(live), kind)
+            log.exception("%s: batch of %d %s jobs failed", self._thread.name, len(live), kind)
             for job in live:
                 job.future.set_exception(err)
             return

@@ -12,6 +12,7 @@ requests and none is dropped: they wait (bounded by the request timeout) for the
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +55,15 @@ class Engine:
         self.batcher: DynamicBatcher[Vector] = DynamicBatcher(
             self._encode_batch, max_size=settings.batch_max_size,
             max_wait_s=settings.batch_wait_ms / 1000, queue_max=settings.queue_max,
-            on_batch=on_batch,
+            on_batch=on_batch, name="encoder",
+        )
+        # Searches are batched too: the rows of one encoder batch become one FAISS call (one
+        # matrix product instead of n vector products, and one pass through the catalog lock).
+        self.searcher: DynamicBatcher[list[Hit] | StaleVector] = DynamicBatcher(
+            self._search_batch, max_size=settings.batch_max_size, max_wait_s=0.0,
+            queue_max=settings.queue_max, name="search",
+            on_batch=None if on_batch is None else
+            (lambda _key, size, seconds: on_batch("search", size, seconds)),
         )
 
     @classmethod
@@ -73,6 +82,7 @@ class Engine:
 
     def close(self) -> None:
         self.batcher.close()
+        self.searcher.close()
         self._pool.shutdown(wait=True)
         self.catalog.close()
 
@@ -98,14 +108,22 @@ class Engine:
     async def run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _search(self, vector: Vector, k: int, modality: str,
-                labels: Mapping[str, str] | None) -> list[Hit]:
-        if vector.checkpoint_id != self.catalog.checkpoint_id:
-            raise StaleVector
-        hits = self.catalog.search(vector.row[None, :], k, modality, labels)[0]
-        if any(hit.record.checkpoint_id != vector.checkpoint_id for hit in hits):
-            raise StaleVector  # the catalog reloaded between the check and the search
-        return hits
+    def _search_batch(self, key: str, vectors: list[Vector]) -> list[list[Hit] | StaleVector]:
+        """Searches sharing (modality, k, labels) in one catalog call (search thread)."""
+        modality, k, pairs = json.loads(key)
+        live = self.catalog.checkpoint_id
+        rows = [vector.row for vector in vectors if vector.checkpoint_id == live]
+        found = iter(self.catalog.search(np.stack(rows), k, modality, dict(pairs) or None)
+                     if rows else [])
+        out: list[list[Hit] | StaleVector] = []
+        for vector in vectors:
+            hits = next(found) if vector.checkpoint_id == live else None
+            # None: encoded by another encoder; a foreign record: the catalog reloaded between
+            # the check and the search. Either way the caller encodes again.
+            stale = hits is None or any(h.record.checkpoint_id != vector.checkpoint_id
+                                        for h in hits)
+            out.append(StaleVector() if stale or hits is None else hits)
+        return out
 
     def _ingest(self, items: Sequence[NewItem], vectors: Sequence[Vector]
                 ) -> list[tuple[int, bool]]:
@@ -131,10 +149,11 @@ class Engine:
         The caller bounds the whole by the request timeout."""
         while True:
             vector = await self.encode(query)
-            try:
-                return await self.run(self._search, vector, k, modality, labels)
-            except StaleVector:
-                await self._settle()
+            key = json.dumps([modality, k, sorted((labels or {}).items())])
+            hits = await self.searcher.submit(key, vector)
+            if not isinstance(hits, StaleVector):
+                return hits
+            await self._settle()
 
     async def ingest(self, items: Sequence[NewItem], queries: Sequence[str | Image.Image]
                      ) -> list[tuple[int, bool]]:

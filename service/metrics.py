@@ -26,7 +26,14 @@ class Metrics:
             "xmr_encoder_batch_seconds", "Seconds per encoder call", ["kind"],
             buckets=LATENCY_BUCKETS, registry=self.registry)
 
+        self.search_batch_size = Histogram(
+            "xmr_search_batch_size", "Queries per index search call (batched like the encoder)",
+            buckets=BATCH_BUCKETS, registry=self.registry)
+
     def observe_batch(self, kind: str, size: int, seconds: float) -> None:
+        if kind == "search":
+            self.search_batch_size.observe(size)
+            return
         self.batch_size.labels(kind).observe(size)
         self.batch_seconds.labels(kind).observe(seconds)
 

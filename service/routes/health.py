@@ -39,7 +39,7 @@ async def healthz() -> Status:
 async def readyz(request: Request) -> Status:
     """Ready: the encoder and the index are loaded and the encoder thread runs."""
     engine = getattr(request.app.state, "engine", None)
-    if engine is None or not engine.batcher.alive():
+    if engine is None or not (engine.batcher.alive() and engine.searcher.alive()):
         raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
     return Status(status="ready")
 
