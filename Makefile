@@ -15,7 +15,7 @@ PORT ?= 8000
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
-.PHONY: bench-scale bench-index docker-smoke
+.PHONY: bench-scale bench-index docker-smoke bench-service
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: bench-features bench-scale bench-index ## every benchmark (results in bench/results/)
+bench: bench-features bench-scale bench-index bench-service ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(PY) bench/features.py --data $(CORPUS)
@@ -72,3 +72,6 @@ bench-index: $(STAMP) $(RUN)/checkpoint.pt ## Flat/IVF/HNSW at 100k and 1M (reca
 
 bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10
 	nice -n 10 $(PY) bench/scale_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
+
+bench-service: $(STAMP) $(INDEX)/CURRENT ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic: QPS, p50/p99, memory (~10 min)
+	nice -n 10 $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)

@@ -1,0 +1,359 @@
+"""Service benchmark: text-to-image search over HTTP at 1, 8 and 32 concurrent clients, on the
+OpenMoji index and on a 100k synthetic index, beside the encoder's raw batched throughput and
+the bare search time, all measured in the same run.
+
+    nice -n 10 .venv/bin/python bench/service_bench.py \\
+        --checkpoint artifacts/runs/default/checkpoint.pt --data artifacts/data/openmoji \\
+        --index artifacts/indexes/default
+
+writes bench/results/service.json, service.md and service.png. The server is `xmr serve` in
+its own process on loopback; the load generator is this process (async httpx, closed loop:
+each client sends its next query when the last one is answered). Both share this machine's
+cores, as they would on a one-box deployment. Timings are what the machine gave during the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "results"
+CLIENTS = (1, 8, 32)
+K = 10
+SYNTHETIC = 100_000
+
+
+# -- corpora -----------------------------------------------------------------------------------
+def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    texts = sorted({row["text"] for row in rows})
+    return random.Random(seed).sample(texts, min(n, len(texts)))
+
+
+def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
+                    levels: tuple[str, ...], n: int = SYNTHETIC) -> Path:
+    """n image items with clustered random unit vectors (a seeded Gaussian mixture, like
+    learned embeddings rather than uniform noise), real OpenMoji files as their sources."""
+    from index.catalog import Catalog, NewItem
+
+    marker = path / f"READY-{checkpoint_id}-{n}"
+    if marker.exists():
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2000, dim)).astype(np.float32)
+    started = time.perf_counter()
+    with Catalog.open(path, checkpoint_id=checkpoint_id, dim=dim, levels=levels) as catalog:
+        for start in range(0, n, 5000):
+            m = min(5000, n - start)
+            vectors = centres[rng.integers(0, len(centres), m)] + \
+                0.8 * rng.standard_normal((m, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            items = []
+            for i in range(start, start + m):
+                row = rows[i % len(rows)]
+                items.append(NewItem("image", f"b:synthetic-{i}", tuple(row["labels"]),
+                                     source=str((data / row["image"]).resolve())))
+            catalog.ingest(items, vectors)
+        catalog.snapshot()
+    print(f"synthetic index of {n} items in {time.perf_counter() - started:.0f} s", flush=True)
+    marker.touch()
+    return path
+
+
+# -- measurements in this process ---------------------------------------------------------------
+def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float
+                    ) -> dict[str, float]:
+    """Raw encoder: texts/s at the service's batch size, and one query's time (medians)."""
+    from models.inference import Encoder
+
+    encoder = Encoder.load(checkpoint, "cpu")
+    encoder.encode_texts(queries[:batch])  # warm-up
+    batches, single = [], []
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline or len(batches) < 3:
+        chunk = [queries[(i + j) % len(queries)] for j in range(batch)]
+        t = time.perf_counter()
+        encoder.encode_texts(chunk)
+        batches.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        encoder.encode_texts([queries[i % len(queries)]])
+        single.append(time.perf_counter() - t)
+        i += batch
+    return {"encoder_batched_qps": batch / statistics.median(batches),
+            "encoder_batch_ms": 1000 * statistics.median(batches),
+            "encoder_single_ms": 1000 * statistics.median(single), "encoder_batch": batch}
+
+
+def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> float:
+    """One text-to-image catalog search (k=10) in this process: the median time."""
+    from index.catalog import Catalog
+
+    rng = np.random.default_rng(1)
+    with Catalog.open(index, checkpoint_id=checkpoint_id, dim=dim) as catalog:
+        times = []
+        for _ in range(repeats):
+            query = rng.standard_normal((1, dim)).astype(np.float32)
+            query /= np.linalg.norm(query)
+            t = time.perf_counter()
+            catalog.search(query, K, "image")
+            times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+# -- the server -------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, index: Path, checkpoint: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
+               "XMR_LOG_LEVEL": "warning"}
+        env.pop("XMR_API_KEY", None)
+        self.log = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
+             str(checkpoint), "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"xmr serve exited: see {log}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("xmr serve did not become ready")
+
+    def memory_mb(self) -> dict[str, float]:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+                "peak_rss_mb": int(fields["VmHWM"].split()[0]) / 1024}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+async def load(url: str, queries: list[str], clients: int, seconds: float,
+               warmup: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, stop = start + warmup, start + warmup + seconds
+
+    async def client(n: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        i = n * 7919
+        while (now := time.perf_counter()) < stop:
+            answer = await http.post("/v1/search/text-to-image",
+                                     json={"text": queries[i % len(queries)], "k": K})
+            done = time.perf_counter()
+            i += 1
+            if answer.status_code != 200:
+                errors += 1
+            elif now >= measure_from and done <= stop:
+                latencies.append(done - now)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        await asyncio.gather(*(client(n, http) for n in range(clients)))
+    latencies.sort()
+    return {
+        "qps": len(latencies) / seconds,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "requests": len(latencies), "errors": errors,
+    }
+
+
+def batch_sizes(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith('xmr_encoder_batch_size_sum{kind="text"}'):
+            values["sum"] = float(line.split()[-1])
+        if line.startswith('xmr_encoder_batch_size_count{kind="text"}'):
+            values["count"] = float(line.split()[-1])
+    return values.get("sum", 0.0), values.get("count", 0.0)  # type: ignore[return-value]
+
+
+# -- report -----------------------------------------------------------------------------------
+def report(result: dict, path_md: Path, path_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [
+        "# Service benchmark: text-to-image search over HTTP",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}; server and load generator share it. "
+        f"Each run: {result['seconds']:.0f} s measured after {result['warmup']:.0f} s warm-up, "
+        "closed loop, k=10, queries drawn from the OpenMoji texts.",
+        "",
+        "| corpus | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
+        "raw encoder QPS (batch 32) | QPS / raw | encoder 1 query ms | search ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in result["runs"]:
+        lines.append(
+            f"| {run['corpus']} | {run['items']:,} | {run['clients']} | {run['qps']:.1f} | "
+            f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run['mean_batch']:.1f} | "
+            f"{run['encoder_batched_qps']:.1f} | {run['qps'] / run['encoder_batched_qps']:.2f} |"
+            f" {run['encoder_single_ms']:.1f} | {run['search_ms']:.2f} |")
+    lines += ["", "## Goals", ""]
+    for goal in result["goals"]:
+        mark = "met" if goal["met"] else "NOT met"
+        lines.append(f"- **{mark}**: {goal['goal']}: {goal['measured']}")
+    lines += ["", "## Memory of the serving process", ""]
+    for corpus, memory in result["memory"].items():
+        lines.append(f"- {corpus}: resident {memory['rss_mb']:.0f} MB after the runs, "
+                     f"peak {memory['peak_rss_mb']:.0f} MB")
+    path_md.write_text("\n".join(lines) + "\n")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for corpus in dict.fromkeys(run["corpus"] for run in result["runs"]):
+        runs = [run for run in result["runs"] if run["corpus"] == corpus]
+        xs = [run["clients"] for run in runs]
+        axes[0].plot(xs, [run["qps"] for run in runs], marker="o", label=f"{corpus}: service")
+        axes[0].plot(xs, [run["encoder_batched_qps"] for run in runs], linestyle="--",
+                     label=f"{corpus}: raw encoder, batch 32")
+        axes[1].plot(xs, [run["p50_ms"] for run in runs], marker="o", label=f"{corpus} p50")
+        axes[1].plot(xs, [run["p99_ms"] for run in runs], marker="x", linestyle=":",
+                     label=f"{corpus} p99")
+    for ax, title in zip(axes, ("throughput (queries/s)", "latency (ms)"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
+        ax.set_xlabel("concurrent clients")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[1].set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path_png, dpi=120)
+
+
+def goals(result: dict) -> list[dict[str, object]]:
+    out = []
+    for corpus in dict.fromkeys(run["corpus"] for run in result["runs"]):
+        runs = {run["clients"]: run for run in result["runs"] if run["corpus"] == corpus}
+        top, one = runs[max(runs)], runs[min(runs)]
+        ratio = top["qps"] / top["encoder_batched_qps"]
+        out.append({"goal": f"{corpus}: QPS at {top['clients']} clients >= 0.8x raw batched "
+                            "encoder throughput", "met": ratio >= 0.8,
+                    "measured": f"{top['qps']:.1f} vs {top['encoder_batched_qps']:.1f} "
+                                f"({ratio:.2f}x)"})
+        budget = one["encoder_single_ms"] + one["search_ms"] + 3
+        out.append({"goal": f"{corpus}: p50 at 1 client <= encoder + search + 3 ms",
+                    "met": one["p50_ms"] <= budget,
+                    "measured": f"p50 {one['p50_ms']:.1f} ms vs {one['encoder_single_ms']:.1f}"
+                                f" + {one['search_ms']:.2f} + 3 = {budget:.1f} ms"})
+    synthetic = result["memory"].get("synthetic-100k")
+    if synthetic:
+        out.append({"goal": "resident memory of the server with the 100k index < 1.5 GB",
+                    "met": synthetic["peak_rss_mb"] < 1536,
+                    "measured": f"{synthetic['rss_mb']:.0f} MB resident, "
+                                f"{synthetic['peak_rss_mb']:.0f} MB peak"})
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="OpenMoji corpus directory")
+    parser.add_argument("--index", type=Path, required=True, help="the OpenMoji index")
+    parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--synthetic", type=int, default=SYNTHETIC)
+    args = parser.parse_args()
+
+    from models.checkpoint import checkpoint_id
+    from service.settings import Settings
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    ckpt_id = checkpoint_id(args.checkpoint)
+    queries = queries_of(args.data)
+    batch = Settings().batch_max_size
+    from index import generations
+    from index.manifest import Manifest
+
+    live = generations.current(args.index)
+    if live is None:
+        raise SystemExit(f"{args.index}: no index (make demo-artifacts builds it)")
+    manifest = Manifest.read(live)
+    dim, levels = manifest.dim, manifest.levels
+    corpora = {"openmoji": args.index,
+               f"synthetic-{args.synthetic // 1000}k": synthetic_index(
+                   args.work / f"synthetic-{args.synthetic}", args.data, ckpt_id, dim, levels,
+                   args.synthetic)}
+    result: dict = {
+        "command": " ".join(["nice -n 10", Path(sys.executable).name, *sys.argv]),
+        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
+                   " no GPU",
+        "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
+    }
+    for corpus, index in corpora.items():
+        search = search_ms(index, ckpt_id, dim)
+        encoder = encoder_figures(args.checkpoint, queries, batch, seconds=8)
+        print(corpus, "encoder:", {k: round(v, 2) for k, v in encoder.items()},
+              f"search {search:.2f} ms", flush=True)
+        server = Server(index, args.checkpoint, args.work / f"server-{corpus}.log")
+        try:
+            items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
+            for clients in CLIENTS:
+                sum0, count0 = batch_sizes(server.url)
+                figures = asyncio.run(load(server.url, queries, clients, args.seconds,
+                                           args.warmup))
+                sum1, count1 = batch_sizes(server.url)
+                run = {"corpus": corpus, "items": items, "clients": clients, **figures,
+                       "mean_batch": (sum1 - sum0) / max(1.0, count1 - count0),
+                       "search_ms": search, **encoder}
+                print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
+                                  for k, v in run.items()}), flush=True)
+                result["runs"].append(run)
+            result["memory"][corpus] = server.memory_mb()
+        finally:
+            server.stop()
+    result["goals"] = goals(result)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "service.json").write_text(json.dumps(result, indent=1) + "\n")
+    report(result, OUT / "service.md", OUT / "service.png")
+    print((OUT / "service.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
