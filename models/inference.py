@@ -62,7 +62,7 @@ class Encoder:
             "tokens": torch.from_numpy(feats.tokens).to(self.device).float(),
             "mask": torch.from_numpy(feats.mask).to(self.device),
         }
-        return self.method.embed_texts(batch).float().cpu().numpy()
+        return self.method.embed_texts(self.method.transform_texts(batch)).float().cpu().numpy()
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -74,7 +74,7 @@ class Encoder:
             "pooled": torch.from_numpy(feats.pooled).to(self.device),
             "regions": torch.from_numpy(feats.regions).to(self.device).float(),
         }
-        return self.method.embed_images(batch).float().cpu().numpy()
+        return self.method.embed_images(self.method.transform_images(batch)).float().cpu().numpy()
 
     # -- re-ranking with a cross-attention scorer (aaml) ------------------------------------------
     @property
@@ -91,14 +91,20 @@ class Encoder:
 
     def _image_batch(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
         feats = self.backbones.image.encode(np.stack([to_array(image) for image in images]))
-        return {"pooled": torch.from_numpy(feats.pooled).to(self.device),
-                "regions": torch.from_numpy(feats.regions).to(self.device).float()}
+        batch = {
+            "pooled": torch.from_numpy(feats.pooled).to(self.device),
+            "regions": torch.from_numpy(feats.regions).to(self.device).float(),
+        }
+        return self.method.transform_images(batch)
 
     def _text_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         feats = self.backbones.text.encode(list(texts))
-        return {"pooled": torch.from_numpy(feats.pooled).to(self.device),
-                "tokens": torch.from_numpy(feats.tokens).to(self.device).float(),
-                "mask": torch.from_numpy(feats.mask).to(self.device)}
+        batch = {
+            "pooled": torch.from_numpy(feats.pooled).to(self.device),
+            "tokens": torch.from_numpy(feats.tokens).to(self.device).float(),
+            "mask": torch.from_numpy(feats.mask).to(self.device),
+        }
+        return self.method.transform_texts(batch)
 
     @torch.inference_mode()
     def score_text_to_images(self, text: str, images: Sequence[Image.Image]) -> np.ndarray:

@@ -59,16 +59,24 @@ def cross_attention_scores(
     attends to the regions, scored by the cosine of the word and its attended region vector,
     averaged over words; image-to-text: each region attends to the words, likewise. Returns
     (nt, ni), the mean of the two directions.
+
+    With unit words and regions, cos(w, sum_r a_r r) = sum_r a_r cos(w, r) / |sum_r a_r r| and
+    |sum_r a_r r|^2 = a^T G a with G the regions' Gram matrix, so nothing of size
+    (nt, ni, T, d) is ever built: everything stays (nt, ni, T, R).
     """
     w = F.normalize(words, dim=-1)
     r = F.normalize(regions, dim=-1)
     cos = torch.einsum("atd,brd->abtr", w, r)  # (nt, ni, T, R)
+    valid = word_mask[:, None, :, None]
     # words attend to regions
-    attended = torch.einsum("abtr,brd->abtd", (smooth * cos).softmax(dim=-1), r)
-    t2i = (F.cosine_similarity(w[:, None], attended, dim=-1) * word_mask[:, None]).sum(-1)
+    attn = (smooth * cos).softmax(dim=-1)
+    dot = (attn * cos).sum(-1)  # (nt, ni, T)
+    sq = torch.einsum("abtr,brs,abts->abt", attn, r @ r.transpose(1, 2), attn)
+    t2i = (dot / sq.clamp_min(1e-8).sqrt() * word_mask[:, None]).sum(-1)
     t2i = t2i / word_mask.sum(-1, keepdim=True).clamp_min(1)
     # regions attend to words (padding words get no attention)
-    logits = (smooth * cos).masked_fill(~word_mask[:, None, :, None], float("-inf"))
-    attended_w = torch.einsum("abtr,atd->abrd", logits.softmax(dim=2), w)
-    i2t = F.cosine_similarity(r[None], attended_w, dim=-1).mean(-1)
+    attn = (smooth * cos).masked_fill(~valid, float("-inf")).softmax(dim=2)
+    dot = (attn * cos).sum(2)  # (nt, ni, R)
+    sq = torch.einsum("abtr,ats,absr->abr", attn, w @ w.transpose(1, 2), attn)
+    i2t = (dot / sq.clamp_min(1e-8).sqrt()).mean(-1)
     return (t2i + i2t) / 2

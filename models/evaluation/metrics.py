@@ -45,10 +45,18 @@ def average_precisions(
     """
     out = []
     for rows in _chunks(len(queries)):
-        order = _ranked(queries[rows], database)
-        relevant = (db_labels[order] == query_labels[rows, None]).astype(np.float64)
-        out.append(_graded_ap(relevant))
+        out.append(
+            average_precisions_of_scores(queries[rows] @ database.T, query_labels[rows], db_labels)
+        )
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def average_precisions_of_scores(
+    scores: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray
+) -> np.ndarray:
+    """AP of each row of a (queries, database) score matrix (e.g. after re-ranking)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return _graded_ap((db_labels[order] == query_labels[:, None]).astype(np.float64))
 
 
 def hierarchical_relevance(query_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:

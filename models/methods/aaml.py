@@ -35,7 +35,7 @@ from models.losses.triplet import triplet_loss
 from models.methods.base import Features, Method, MethodDims
 from models.training.config import TrainConfig
 
-PCA_SAMPLE = 20_000  # region vectors used to fit the frozen reduction
+PCA_SAMPLE = 4_000  # region vectors used to fit the frozen reduction
 
 
 class AAMLOptions(BaseModel):
@@ -89,18 +89,27 @@ class AAML(Method):
         rows = torch.randperm(len(regions), generator=generator)[:PCA_SAMPLE]
         sample = regions[rows].float()
         mean = sample.mean(0)
-        _, _, v = torch.linalg.svd(sample - mean, full_matrices=False)
+        centred = sample - mean
+        cov = (centred.T @ centred / len(sample)).double()
+        cov += 1e-6 * torch.eye(len(cov), dtype=cov.dtype)  # few samples: rank-deficient
+        _, vectors = torch.linalg.eigh(cov)  # ascending
+        vectors = vectors.float()
         self.region_mean.copy_(mean)
-        # unit-variance-ish scale: PCA coordinates of unit feature rows are small
-        self.region_basis.copy_(v[: self.opts.region_dim].T)
+        self.region_basis.copy_(vectors.flip(1)[:, : self.opts.region_dim])
 
-    # -- embeddings --------------------------------------------------------------------------
+    def transform_images(self, feats: Features) -> Features:
+        """Regions reduced by the frozen PCA (float16, like the cached regions)."""
+        if not self.opts.attention:
+            return {"pooled": feats["pooled"]}
+        regions = (feats["regions"].float() - self.region_mean) @ self.region_basis
+        return {"pooled": feats["pooled"], "regions": regions.half()}
+
+    # -- embeddings (of transformed features) ------------------------------------------------
     def _image(self, feats: Features) -> tuple[torch.Tensor, torch.Tensor | None]:
         glob = self.image_proj(feats["pooled"])
         if not self.opts.attention:
             return F.normalize(glob, dim=-1), None
-        regions = (feats["regions"].float() - self.region_mean) @ self.region_basis
-        tokens, summary = self.image_attn(regions, None, glob)
+        tokens, summary = self.image_attn(feats["regions"].float(), None, glob)
         emb = F.normalize(glob, dim=-1) + self.gate[0] * F.normalize(
             self.image_out(summary), dim=-1
         )

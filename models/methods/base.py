@@ -35,6 +35,15 @@ class Method(nn.Module):
     def prepare(self, images: Features, texts: Features, labels: list[torch.Tensor]) -> None:
         """Called once with the whole train part before training (CCA fits here; PCA bases)."""
 
+    def transform_images(self, feats: Features) -> Features:
+        """Frozen, deterministic preprocessing of backbone features (aaml: PCA of the region
+        map), applied once per split by the trainer and per request by the encoder, before
+        `embed_images`; not learned, so it never needs recomputing during training."""
+        return feats
+
+    def transform_texts(self, feats: Features) -> Features:
+        return feats
+
     @property
     def can_rerank(self) -> bool:
         """True for methods with a cross-attention scorer (`pair_scores`) to re-rank a shortlist."""
@@ -45,6 +54,7 @@ class Method(nn.Module):
         return any(p.requires_grad for p in self.parameters())
 
     def embed_images(self, feats: Features) -> torch.Tensor:
+        """Unit embeddings of images given `transform_images` of their backbone features."""
         raise NotImplementedError
 
     def embed_texts(self, feats: Features) -> torch.Tensor:

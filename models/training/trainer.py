@@ -72,17 +72,62 @@ def validate(config: TrainConfig, corpus: Corpus) -> list[int]:
     return check_levels(config, corpus.levels)
 
 
+def as_tensors(features: FeatureSet, device: torch.device) -> tuple[Features, Features]:
+    """A FeatureSet as the methods' input dicts, dtypes as stored (methods cast what they use)."""
+    images = {
+        "pooled": torch.from_numpy(features.image_pooled).to(device),
+        "regions": torch.from_numpy(features.image_regions).to(device),
+    }
+    texts = {
+        "pooled": torch.from_numpy(features.text_pooled).to(device),
+        "tokens": torch.from_numpy(features.text_tokens).to(device),
+        "mask": torch.from_numpy(features.text_mask).to(device),
+    }
+    return images, texts
+
+
+@torch.no_grad()
+def transformed(method: Method, features: FeatureSet, device: torch.device) -> FeatureSet:
+    """The method's frozen preprocessing applied once to a whole split (in chunks)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(features), EMBED_CHUNK):
+        rows = np.arange(start, min(start + EMBED_CHUNK, len(features)))
+        images, texts = as_tensors(features.subset(rows), device)
+        images, texts = method.transform_images(images), method.transform_texts(texts)
+        for prefix, feats in (("image", images), ("text", texts)):
+            for key, value in feats.items():
+                parts.setdefault(f"{prefix}_{key}", []).append(value.cpu().numpy())
+    n = len(features)
+    empty = np.zeros((n, 0, 0), dtype=np.float16)
+    return FeatureSet(
+        image_pooled=np.concatenate(parts["image_pooled"]),
+        image_regions=np.concatenate(parts["image_regions"]) if "image_regions" in parts else empty,
+        text_pooled=np.concatenate(parts["text_pooled"]),
+        text_tokens=np.concatenate(parts["text_tokens"]) if "text_tokens" in parts else empty,
+        text_mask=np.concatenate(parts["text_mask"])
+        if "text_mask" in parts
+        else np.zeros((n, 0), dtype=bool),
+    )
+
+
 @torch.no_grad()
 def embed(
-    method: Method, features: FeatureSet, device: torch.device
+    method: Method, features: FeatureSet, device: torch.device, transform: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unit embeddings of both modalities, in chunks so large splits fit in memory."""
+    """Unit embeddings of both modalities, in chunks so large splits fit in memory.
+
+    `transform=False` when `features` already went through `transformed`.
+    """
     method.eval()
     images, texts = [], []
     for start in range(0, len(features), EMBED_CHUNK):
-        part = features.subset(np.arange(start, min(start + EMBED_CHUNK, len(features))))
-        images.append(method.embed_images(part.image_batch(device)).float().cpu().numpy())
-        texts.append(method.embed_texts(part.text_batch(device)).float().cpu().numpy())
+        img, txt = as_tensors(
+            features.subset(np.arange(start, min(start + EMBED_CHUNK, len(features)))), device
+        )
+        if transform:
+            img, txt = method.transform_images(img), method.transform_texts(txt)
+        images.append(method.embed_images(img).float().cpu().numpy())
+        texts.append(method.embed_texts(txt).float().cpu().numpy())
     return np.concatenate(images), np.concatenate(texts)
 
 
@@ -97,20 +142,6 @@ def batch_order(labels: np.ndarray, config: TrainConfig, rng: np.random.Generato
             members[i : i + config.per_class] for i in range(0, len(members), config.per_class)
         ]
     return np.concatenate([chunks[i] for i in rng.permutation(len(chunks))])
-
-
-def whole(features: FeatureSet, device: torch.device) -> tuple[Features, Features]:
-    """A split's features as tensors without copying token arrays to float32 (for prepare)."""
-    images = {
-        "pooled": torch.from_numpy(features.image_pooled).to(device),
-        "regions": torch.from_numpy(features.image_regions).to(device),
-    }
-    texts = {
-        "pooled": torch.from_numpy(features.text_pooled).to(device),
-        "tokens": torch.from_numpy(features.text_tokens).to(device),
-        "mask": torch.from_numpy(features.text_mask).to(device),
-    }
-    return images, texts
 
 
 def run_epoch(
@@ -134,9 +165,7 @@ def run_epoch(
             for level in range(split.labels.shape[1])
         ]
         progress = (epoch + step / len(batches)) / config.epochs
-        losses = method.losses(
-            batch.image_batch(device), batch.text_batch(device), labels, progress
-        )
+        losses = method.losses(*as_tensors(batch, device), labels, progress)
         total = sum(losses.values())  # the one place the loss terms are summed
         optimizer.zero_grad()
         total.backward()
@@ -147,37 +176,43 @@ def run_epoch(
 
 
 def fit(
-    method: Method, train: Split, val: Split, config: TrainConfig, device: torch.device
+    method: Method,
+    train: Split,
+    val: Split,
+    config: TrainConfig,
+    device: torch.device,
+    quiet: bool = False,
 ) -> tuple[dict[str, torch.Tensor], History]:
     """Train; keep the weights of the epoch with the best validation mAP (finest level)."""
-    method.prepare(
-        *whole(train.features, device),
-        [
-            torch.from_numpy(train.labels[:, level]).to(device)
-            for level in range(train.labels.shape[1])
-        ],
-    )
+    labels = [torch.from_numpy(train.labels[:, i]).to(device) for i in range(train.labels.shape[1])]
+    method.prepare(*as_tensors(train.features, device), labels)
+    train = Split(train.items, transformed(method, train.features, device), train.labels)
+    val_features = transformed(method, val.features, device)
+
+    def val_map() -> float:
+        images, texts = embed(method, val_features, device, transform=False)
+        return cross_modal_map(images, texts, val.labels[:, -1])["avg_map"]
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}
+
     if not method.trainable:  # closed-form methods (cca): nothing to iterate
-        val_map = cross_modal_map(*embed(method, val.features, device), val.labels[:, -1])[
-            "avg_map"
-        ]
-        history = History([{"epoch": 0, "val_avg_map": val_map}], 0, val_map)
-        return {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}, history
+        score = val_map()
+        return snapshot(), History([{"epoch": 0, "val_avg_map": score}], 0, score)
     optimizer = torch.optim.AdamW(
         method.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     rng = np.random.default_rng(config.seed)
     history, best_state, stale = History(), {}, 0
-    for epoch in (bar := tqdm(range(config.epochs), desc=f"train {config.method}", unit="epoch")):
+    bar = tqdm(range(config.epochs), desc=f"train {config.method}", unit="epoch", disable=quiet)
+    for epoch in bar:
         losses = run_epoch(method, optimizer, train, config, epoch, rng, device)
-        val_map = cross_modal_map(*embed(method, val.features, device), val.labels[:, -1])[
-            "avg_map"
-        ]
-        history.epochs.append({"epoch": epoch, **losses, "val_avg_map": val_map})
-        bar.set_postfix(loss=f"{losses['total']:.3f}", val_map=f"{val_map:.3f}")
-        if val_map > history.best_val_map:
-            history.best_epoch, history.best_val_map, stale = epoch, val_map, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}
+        score = val_map()
+        history.epochs.append({"epoch": epoch, **losses, "val_avg_map": score})
+        bar.set_postfix(loss=f"{losses['total']:.3f}", val_map=f"{score:.3f}")
+        if score > history.best_val_map:
+            history.best_epoch, history.best_val_map, stale = epoch, score, 0
+            best_state = snapshot()
         else:
             stale += 1
             if stale >= config.patience:

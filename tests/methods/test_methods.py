@@ -64,6 +64,7 @@ def test_loss_falls_and_method_learns(name: str) -> None:
     images, texts, labels = synthetic()
     method = make(name)
     method.prepare(images, texts, labels)
+    images, texts = method.transform_images(images), method.transform_texts(texts)
     before = avg_map(method, images, texts, labels[-1])
     optimizer = torch.optim.Adam(method.parameters(), lr=3e-3)
     totals = []
@@ -104,6 +105,7 @@ def test_aaml_reranks_only_with_attention() -> None:
     images, texts, labels = synthetic()
     method = make("aaml")
     method.prepare(images, texts, labels)
+    images, texts = method.transform_images(images), method.transform_texts(texts)
     method.eval()
     assert method.can_rerank
     with torch.no_grad():

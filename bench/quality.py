@@ -1,0 +1,458 @@
+"""Retrieval quality of every method and the thesis ablations, several seeds, on OpenMoji.
+
+    nice -n 10 python bench/quality.py --data artifacts/data/openmoji --cache artifacts/cache
+
+Every method starts from its config in configs/<method>.yaml (the tuned settings; tuning used
+the validation part of train only, via `--val-only`), trains with that seed's validation carve
+for model selection / early stopping, and is scored once on the test split. Writes
+bench/results/quality.{json,md,png}. Backbone features are read from the cache once and shared
+by all runs, so the runs differ only in the method.
+
+Ablations (METHODS.md claims): no adversary (dhaml, aaml); single label level (dhaml);
+no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final validation
+mAP and final mAP). For every run the modality gap is measured on the test embeddings: the
+5-fold accuracy of a logistic-regression modality classifier (0.5 = no gap) and the mean
+cosine of the paired image and text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.backbones.cache import FeatureCache  # noqa: E402
+from models.data.corpus import Corpus, read_corpus  # noqa: E402
+from models.evaluation.metrics import average_precisions_of_scores  # noqa: E402
+from models.evaluation.report import evaluate_embeddings  # noqa: E402
+from models.features import Backbones, FeatureSet  # noqa: E402
+from models.methods import build_method  # noqa: E402
+from models.methods.base import MethodDims  # noqa: E402
+from models.training.config import TrainConfig, check_levels  # noqa: E402
+from models.training.trainer import (  # noqa: E402
+    Split,
+    as_tensors,
+    carve_validation,
+    embed,
+    fit,
+    transformed,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+METHODS = ["cca", "linear", "triplet", "acmr", "dscmr", "dhaml", "aaml"]
+BASELINES = ["cca", "linear", "triplet", "acmr", "dscmr"]
+# variant -> (method, overrides of its config; "options" are merged into the config's)
+ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dhaml-no-adversary": ("dhaml", {"options": {"adv_weight": 0.0}}),
+    "dhaml-single-level": ("dhaml", {"levels": "FINEST"}),
+    "aaml-no-adversary": ("aaml", {"options": {"adv_weight": 0.0}}),
+    "aaml-no-attention": ("aaml", {"options": {"attention": False}}),
+    "aaml-triplet": ("aaml", {"options": {"loss": "triplet"}}),
+    "aaml-hardest-negative": ("aaml", {"options": {"hardest": True}}),
+}
+RERANK_K = 20
+
+
+def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) -> TrainConfig:
+    method, overrides = ABLATIONS.get(name, (name, {}))
+    raw = yaml.safe_load((ROOT / "configs" / f"{method}.yaml").read_text()) or {}
+    for source in (overrides, extra):
+        for key, value in source.items():
+            if key == "options":
+                raw["options"] = {**raw.get("options", {}), **value}
+            else:
+                raw[key] = [corpus.levels[-1]] if value == "FINEST" else value
+    return TrainConfig(**{**raw, "seed": seed})
+
+
+class Data:
+    """All train and test features, read once; splits per seed are row subsets."""
+
+    def __init__(self, corpus: Corpus, cache: FeatureCache, device: torch.device) -> None:
+        self.corpus, self.device = corpus, device
+        self.backbones = Backbones.build("minilm", device)
+        self.train_items, self.test_items = corpus.split("train"), corpus.split("test")
+        self.train = self.backbones.features(corpus, self.train_items, cache)
+        self.test = self.backbones.features(corpus, self.test_items, cache)
+        self.row = {item.id: i for i, item in enumerate(self.train_items)}
+
+    def labels(self, items: list, levels: list[int]) -> np.ndarray:
+        return np.stack([self.corpus.label_index(i, items) for i in levels], axis=1)
+
+    def splits(self, config: TrainConfig) -> tuple[Split, Split, list[int]]:
+        levels = check_levels(config, self.corpus.levels)
+        train_items, val_items = carve_validation(
+            self.train_items, config.val_fraction, config.seed
+        )
+        parts = []
+        for items in (train_items, val_items):
+            rows = [self.row[item.id] for item in items]
+            parts.append(Split(items, self.train.subset(rows), self.labels(items, levels)))
+        return parts[0], parts[1], levels
+
+
+def modality_gap(images: np.ndarray, texts: np.ndarray, seed: int) -> dict[str, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    x = np.concatenate([images, texts])
+    y = np.concatenate([np.ones(len(images)), np.zeros(len(texts))])
+    clf = LogisticRegression(max_iter=2000, C=1.0)
+    acc = cross_val_score(clf, x, y, cv=5, scoring="accuracy").mean()
+    return {
+        "modality_classifier_acc": float(acc),
+        "paired_cosine": float((images * texts).sum(axis=1).mean()),
+        "centroid_distance": float(np.linalg.norm(images.mean(0) - texts.mean(0))),
+    }
+
+
+@torch.no_grad()
+def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.device) -> dict:
+    """mAP@all when the top RERANK_K of the embedding ranking are re-ordered by pair_scores."""
+    method.eval()
+    feats = transformed(method, test, device)
+    img, txt = as_tensors(feats, device)
+    e_img, e_txt = method.embed_images(img), method.embed_texts(txt)
+    cosine = (e_img @ e_txt.T).numpy()
+    cross = np.zeros_like(cosine)
+    for start in range(0, len(test), 64):
+        rows = slice(start, start + 64)
+        part = {k: v[rows] for k, v in txt.items()}
+        cross[:, rows] = method.pair_scores(img, part).numpy()
+    out = {}
+    for name, base, full in (("i2t", cosine, cross), ("t2i", cosine.T, cross.T)):
+        scores = base.copy()
+        top = np.argsort(-base, axis=1)[:, :RERANK_K]
+        np.put_along_axis(scores, top, 10.0 + np.take_along_axis(full, top, axis=1), axis=1)
+        out[f"{name}_map"] = float(average_precisions_of_scores(scores, labels, labels).mean())
+    out["avg_map"] = (out["i2t_map"] + out["t2i_map"]) / 2
+    return out
+
+
+def epochs_to(history, fraction: float = 0.95) -> int:
+    curve = [row["val_avg_map"] for row in history.epochs]
+    target = fraction * max(curve)
+    return next(i for i, v in enumerate(curve) if v >= target) + 1
+
+
+def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> dict[str, Any]:
+    config = variant_config(name, data.corpus, seed, extra)
+    train, val, levels = data.splits(config)
+    torch.manual_seed(seed)
+    dims = MethodDims(
+        data.backbones.image.dim,
+        data.backbones.text.dim,
+        tuple(len(data.corpus.label_sets[data.corpus.levels[i]]) for i in levels),
+    )
+    method = build_method(config, dims).to(data.device)
+    started = time.perf_counter()
+    state, history = fit(method, train, val, config, data.device, quiet=True)
+    seconds = time.perf_counter() - started
+    method.load_state_dict(state)
+    row: dict[str, Any] = {
+        "variant": name,
+        "seed": seed,
+        "train_seconds": round(seconds, 1),
+        "best_epoch": history.best_epoch,
+        "epochs_run": len(history.epochs),
+        "val_avg_map": history.best_val_map,
+        "epochs_to_95": epochs_to(history),
+        "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
+    }
+    if val_only:
+        return row
+    all_levels = data.labels(data.test_items, list(range(len(data.corpus.levels))))
+    images, texts = embed(method, data.test, data.device)
+    row["test"] = evaluate_embeddings(images, texts, all_levels, data.corpus.levels)
+    row["gap"] = modality_gap(images, texts, seed)
+    if config.method == "dhaml" and len(levels) > 1:
+        method.retrieval = "concat"
+        row["test_concat"] = evaluate_embeddings(
+            *embed(method, data.test, data.device), all_levels, data.corpus.levels
+        )
+        method.retrieval = "fine"
+    if method.can_rerank:
+        row["rerank"] = rerank_map(method, data.test, all_levels[:, -1], data.device)
+    return row
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
+    def agg(get) -> dict[str, float]:
+        values = [get(r) for r in rows]
+        m, s = mean_std(values)
+        return {"mean": round(m, 4), "std": round(s, 4)}
+
+    out: dict[str, Any] = {
+        "avg_map_mean": agg(lambda r: r["test"]["avg_map"])["mean"],
+        "avg_map_std": agg(lambda r: r["test"]["avg_map"])["std"],
+        "i2t_map": agg(lambda r: r["test"]["i2t_map"]),
+        "t2i_map": agg(lambda r: r["test"]["t2i_map"]),
+        "levels": {lv: agg(lambda r, lv=lv: r["test"]["levels"][lv]["avg_map"]) for lv in levels},
+        "hierarchical_map": agg(lambda r: r["test"]["hierarchical"]["avg_map"]),
+        "recall": {
+            d: {
+                k: agg(lambda r, d=d, k=k: r["test"]["recall"][d][k])
+                for k in ("R@1", "R@5", "R@10")
+            }
+            for d in ("i2t", "t2i")
+        },
+        "val_avg_map": agg(lambda r: r["val_avg_map"]),
+        "modality_classifier_acc": agg(lambda r: r["gap"]["modality_classifier_acc"]),
+        "paired_cosine": agg(lambda r: r["gap"]["paired_cosine"]),
+        "epochs_to_95": agg(lambda r: r["epochs_to_95"]),
+        "train_seconds": agg(lambda r: r["train_seconds"]),
+        "seeds": [r["seed"] for r in rows],
+    }
+    if all("test_concat" in r for r in rows):
+        out["concat_retrieval"] = {
+            "avg_map": agg(lambda r: r["test_concat"]["avg_map"]),
+            "levels": {
+                lv: agg(lambda r, lv=lv: r["test_concat"]["levels"][lv]["avg_map"]) for lv in levels
+            },
+            "hierarchical_map": agg(lambda r: r["test_concat"]["hierarchical"]["avg_map"]),
+        }
+    if all("rerank" in r for r in rows):
+        out["rerank_top20_avg_map"] = agg(lambda r: r["rerank"]["avg_map"])
+    return out
+
+
+def verdict(with_part: dict, without_part: dict, key: str = "avg_map", higher: bool = True) -> dict:
+    """Confirmed when the difference exceeds the larger seed spread, refuted when it is
+    that far the other way, otherwise no measurable difference."""
+    if key == "avg_map":
+        a, sa = with_part["avg_map_mean"], with_part["avg_map_std"]
+        b, sb = without_part["avg_map_mean"], without_part["avg_map_std"]
+    else:
+        a, sa = with_part[key]["mean"], with_part[key]["std"]
+        b, sb = without_part[key]["mean"], without_part[key]["std"]
+    delta = (a - b) if higher else (b - a)
+    spread = max(sa, sb)
+    word = (
+        "confirmed"
+        if delta > spread
+        else "refuted"
+        if delta < -spread
+        else "no measurable difference"
+    )
+    return {
+        "with": round(a, 4),
+        "without": round(b, 4),
+        "delta": round(delta, 4),
+        "spread": round(spread, 4),
+        "verdict": word,
+    }
+
+
+def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    adv = {}
+    for m in ("dhaml", "aaml"):
+        if m in summary and f"{m}-no-adversary" in summary:
+            on, off = summary[m], summary[f"{m}-no-adversary"]
+            adv[m] = {
+                "finest_avg_map": verdict(on, off),
+                "modality_classifier_acc": verdict(
+                    on, off, "modality_classifier_acc", higher=False
+                ),
+            }
+    if adv:
+        out["1_adversary"] = adv
+    if "dhaml" in summary and "dhaml-single-level" in summary:
+        on, off = summary["dhaml"], summary["dhaml-single-level"]
+        hier = {
+            "finest_avg_map": verdict(on, off),
+            "hierarchical_map": verdict(on, off, "hierarchical_map"),
+        }
+        hier[f"{levels[0]}_level_map"] = {
+            "with": on["levels"][levels[0]]["mean"],
+            "without": off["levels"][levels[0]]["mean"],
+        }
+        if "concat_retrieval" in on:
+            cr = on["concat_retrieval"]
+            hier["concat_retrieval"] = {
+                "finest_avg_map": cr["avg_map"]["mean"],
+                "hierarchical_map": cr["hierarchical_map"]["mean"],
+                f"{levels[0]}_level_map": cr["levels"][levels[0]]["mean"],
+            }
+        out["2_hierarchy"] = {"dhaml": hier}
+    if "aaml" in summary and "aaml-no-attention" in summary:
+        att = {"finest_avg_map": verdict(summary["aaml"], summary["aaml-no-attention"])}
+        if "rerank_top20_avg_map" in summary["aaml"]:
+            att["rerank_top20_avg_map"] = summary["aaml"]["rerank_top20_avg_map"]
+        out["3_attention"] = {"aaml": att}
+    if "aaml" in summary and "aaml-triplet" in summary:
+        poly, trip = summary["aaml"], summary["aaml-triplet"]
+        loss = {
+            "final_avg_map": verdict(poly, trip),
+            "epochs_to_95": verdict(poly, trip, "epochs_to_95", higher=False),
+        }
+        if "aaml-hardest-negative" in summary:
+            loss["hardest_vs_all_informative"] = verdict(poly, summary["aaml-hardest-negative"])
+        out["4_polynomial_loss"] = {"aaml": loss}
+    return out
+
+
+def markdown(result: dict) -> str:
+    levels = result["levels"]
+    lines = [
+        "# Retrieval quality on OpenMoji (test split, mAP@all, mean ± std over seeds "
+        f"{result['seeds']})",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}.",
+        "",
+        "| method | avg mAP ("
+        + levels[-1]
+        + ") | i2t | t2i | "
+        + " | ".join(f"{lv} avg" for lv in levels)
+        + " | hierarchy-weighted | R@1 i2t / t2i | modality-clf acc | train s |",
+        "|---" * (8 + len(levels)) + "|",
+    ]
+    for name, s in {**result["methods"], **result["ablation_runs"]}.items():
+        lvl = " | ".join(
+            f"{s['levels'][lv]['mean']:.3f} ± {s['levels'][lv]['std']:.3f}" for lv in levels
+        )
+        lines.append(
+            f"| {name} | **{s['avg_map_mean']:.3f} ± {s['avg_map_std']:.3f}** | "
+            f"{s['i2t_map']['mean']:.3f} | {s['t2i_map']['mean']:.3f} | {lvl} | "
+            f"{s['hierarchical_map']['mean']:.3f} | {s['recall']['i2t']['R@1']['mean']:.3f} / "
+            f"{s['recall']['t2i']['R@1']['mean']:.3f} | "
+            f"{s['modality_classifier_acc']['mean']:.3f} | "
+            f"{s['train_seconds']['mean']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Ablations (thesis claims)",
+        "",
+        "| claim | method | measure | with | without | delta | seed spread | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for claim, per_method in result["ablations"].items():
+        for method, measures in per_method.items():
+            for measure, v in measures.items():
+                if isinstance(v, dict) and "verdict" in v:
+                    lines.append(
+                        f"| {claim} | {method} | {measure} | {v['with']} | {v['without']} | "
+                        f"{v['delta']} | {v['spread']} | {v['verdict']} |"
+                    )
+                else:
+                    lines.append(f"| {claim} | {method} | {measure} | {json.dumps(v)} | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.5))
+    summary = {**result["methods"], **result["ablation_runs"]}
+    names = list(summary)
+    bars.bar(
+        range(len(names)),
+        [summary[n]["avg_map_mean"] for n in names],
+        yerr=[summary[n]["avg_map_std"] for n in names],
+        capsize=3,
+        color=[
+            "tab:gray" if n in BASELINES else "tab:blue" if n in METHODS else "tab:orange"
+            for n in names
+        ],
+    )
+    bars.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    bars.set(
+        ylabel="test avg mAP@all (finest level)",
+        title="methods (blue), baselines (gray), ablations (orange)",
+    )
+    for name in ("aaml", "aaml-triplet", "dhaml"):
+        for r in rows:
+            if r["variant"] == name and r["seed"] == result["seeds"][0]:
+                curves.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], label=name)
+    curves.set(xlabel="epoch", ylabel="validation avg mAP", title="convergence (first seed)")
+    curves.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "artifacts/data/openmoji")
+    parser.add_argument("--cache", type=Path, default=ROOT / "artifacts/cache")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default=",".join(METHODS + list(ABLATIONS)))
+    parser.add_argument("--override", default="{}", help="JSON merged into every config (tuning)")
+    parser.add_argument(
+        "--val-only",
+        action="store_true",
+        help="tuning: report validation mAP only, never touch test",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    # One thread: on a shared, oversubscribed 2-core box, two OpenMP threads spin-wait on each
+    # other and run several times slower than one (measured: 6x on the dhaml step).
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    corpus = read_corpus(args.data)
+    data = Data(corpus, FeatureCache(args.cache), torch.device("cpu"))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = args.variants.split(",")
+    extra = json.loads(args.override)
+    rows = []
+    for name in variants:
+        for seed in seeds:
+            row = run_one(data, name, seed, extra, args.val_only)
+            rows.append(row)
+            shown = row["test"]["avg_map"] if "test" in row else float("nan")
+            print(
+                f"{name:24s} seed {seed} val {row['val_avg_map']:.4f} test {shown:.4f} "
+                f"epochs {row['epochs_run']} ({row['train_seconds']:.0f}s)",
+                flush=True,
+            )
+    if args.val_only:
+        for name in variants:
+            vals = [r["val_avg_map"] for r in rows if r["variant"] == name]
+            print(f"VAL {name:24s} {json.dumps(extra)} {statistics.mean(vals):.4f}")
+        return 0
+    summary = {
+        n: summarize([r for r in rows if r["variant"] == n], corpus.levels) for n in variants
+    }
+    result = {
+        "corpus": str(args.data),
+        "split": "test",
+        "seeds": seeds,
+        "levels": list(corpus.levels),
+        "command": "nice -n 10 python bench/quality.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "methods": {n: s for n, s in summary.items() if n in METHODS},
+        "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
+        "ablations": ablations(summary, corpus.levels),
+        "runs": rows,
+    }
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "quality.md").write_text(markdown(result))
+    plot(result, rows, args.out / "quality.png")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
