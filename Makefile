@@ -15,7 +15,7 @@ PORT ?= 8000
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
-.PHONY: bench-scale bench-index docker-smoke bench-service
+.PHONY: bench-scale bench-index docker-smoke bench-service bench-quality
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: bench-features bench-scale bench-index bench-service ## every benchmark (results in bench/results/)
+bench: bench-features bench-scale bench-index bench-service bench-quality ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(PY) bench/features.py --data $(CORPUS)
@@ -75,3 +75,6 @@ bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 10
 
 bench-service: $(STAMP) $(INDEX)/CURRENT ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic: QPS, p50/p99, memory (~10 min)
 	nice -n 10 $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
+
+bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
+	nice -n 10 $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache

@@ -414,6 +414,8 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
     extra = json.loads(args.override)
+    for name, (method, overrides) in json.loads(args.extra_variants).items():
+        ABLATIONS[name] = (method, overrides)
     rows = []
     for name in variants:
         for seed in seeds:

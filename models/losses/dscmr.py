@@ -1,6 +1,7 @@
 """The three terms of DSCMR (Zhen et al., CVPR 2019).
 
-label_space: mean squared distance of each modality's label prediction to its one-hot label;
+label_space: mean L2 distance of each modality's label prediction to its one-hot label (the
+norm, not its square, as in the authors' released code);
 likelihood: negative log-likelihood of the label-similarity matrix under theta = 0.5 cos
 (image-image, image-text and text-text); paired distance: Frobenius norm of U - V per pair.
 """
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 
 def label_space_loss(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     onehot = F.one_hot(labels, pred.shape[1]).to(pred)
-    return ((pred - onehot) ** 2).sum(dim=1).mean()
+    return ((pred - onehot) ** 2).sum(dim=1).sqrt().mean()
 
 
 def _likelihood(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor) -> torch.Tensor:

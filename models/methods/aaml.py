@@ -46,7 +46,8 @@ class AAMLOptions(BaseModel):
     hardest: bool = False  # polynomial: only the hardest informative negative (released code)
     metric_weight: float = Field(1.0, ge=0)
     classify_weight: float = Field(1.0, ge=0)
-    classifier_scale: float = Field(16.0, gt=0)
+    classifier: Literal["cosine", "linear"] = "cosine"
+    classifier_scale: float = Field(16.0, gt=0)  # cosine classifier only
     adv_weight: float = Field(0.1, ge=0)
     attention: bool = True
     attn_dim: int = Field(128, ge=8)
@@ -65,7 +66,9 @@ class AAML(Method):
         d = config.embed_dim
         self.image_proj = Projector(dims.image, d, o.hidden, o.dropout)
         self.text_proj = Projector(dims.text, d, o.hidden, o.dropout)
-        self.classifier = LevelClassifiers([d], [dims.classes[-1]], o.classifier_scale)
+        self.classifier = LevelClassifiers(
+            [d], [dims.classes[-1]], o.classifier_scale, o.classifier == "cosine"
+        )
         self.grl = GradientReversal()
         self.discriminator = ModalityDiscriminator(d)
         if o.attention:
@@ -86,12 +89,14 @@ class AAML(Method):
             return
         regions = images["regions"].reshape(-1, images["regions"].shape[-1])
         generator = torch.Generator().manual_seed(0)
-        rows = torch.randperm(len(regions), generator=generator)[:PCA_SAMPLE]
+        rows = torch.randperm(len(regions), generator=generator)[:PCA_SAMPLE].to(regions.device)
         sample = regions[rows].float()
         mean = sample.mean(0)
         centred = sample - mean
         cov = (centred.T @ centred / len(sample)).double()
-        cov += 1e-6 * torch.eye(len(cov), dtype=cov.dtype)  # few samples: rank-deficient
+        cov += 1e-6 * torch.eye(
+            len(cov), dtype=cov.dtype, device=cov.device
+        )  # few samples: rank-deficient
         _, vectors = torch.linalg.eigh(cov)  # ascending
         vectors = vectors.float()
         self.region_mean.copy_(mean)

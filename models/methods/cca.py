@@ -46,8 +46,18 @@ class CCA(Method):
         x, y = x - x.mean(0), y - y.mean(0)
         n = len(x) - 1
         cxx, cyy, cxy = x.T @ x / n, y.T @ y / n, x.T @ y / n
-        cxx += self.opts.reg * torch.trace(cxx) / len(cxx) * torch.eye(len(cxx), dtype=x.dtype)
-        cyy += self.opts.reg * torch.trace(cyy) / len(cyy) * torch.eye(len(cyy), dtype=y.dtype)
+        cxx += (
+            self.opts.reg
+            * torch.trace(cxx)
+            / len(cxx)
+            * torch.eye(len(cxx), dtype=x.dtype, device=x.device)
+        )
+        cyy += (
+            self.opts.reg
+            * torch.trace(cyy)
+            / len(cyy)
+            * torch.eye(len(cyy), dtype=y.dtype, device=y.device)
+        )
         wx, wy = _inv_sqrt(cxx), _inv_sqrt(cyy)
         u, corr, vh = torch.linalg.svd(wx @ cxy @ wy)
         k = self.image_dirs.shape[1]

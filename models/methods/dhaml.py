@@ -45,7 +45,8 @@ class DHAMLOptions(BaseModel):
     temperature: float = Field(0.1, gt=0)
     metric_weight: float = Field(1.0, ge=0)
     classify_weight: float = Field(1.0, ge=0)
-    classifier_scale: float = Field(16.0, gt=0)
+    classifier: Literal["cosine", "linear"] = "cosine"
+    classifier_scale: float = Field(16.0, gt=0)  # cosine classifier only
     adv_weight: float = Field(0.1, ge=0)
     retrieval: Literal["fine", "concat"] = "fine"
     concat_coarse_weight: float = Field(0.5, ge=0)  # weight of each coarser level in concat
@@ -94,7 +95,9 @@ class DHAML(Method):
         d, levels = config.embed_dim, len(dims.classes)
         self.image_tower = HierarchicalTower(dims.image, o.hidden, d, levels, o.dropout)
         self.text_tower = HierarchicalTower(dims.text, o.hidden, d, levels, o.dropout)
-        self.classifiers = LevelClassifiers([d] * levels, dims.classes, o.classifier_scale)
+        self.classifiers = LevelClassifiers(
+            [d] * levels, dims.classes, o.classifier_scale, o.classifier == "cosine"
+        )
         self.grl = GradientReversal()
         self.discriminators = nn.ModuleList(ModalityDiscriminator(d) for _ in range(levels))
         self.retrieval = o.retrieval  # a plain attribute: the benchmark evaluates both
