@@ -12,5 +12,7 @@ OUT=docker/wheelhouse
 REQ=$(mktemp)
 trap 'rm -f "$REQ"' EXIT
 "$PY" docker/requirements.py --extras "${EXTRAS:-}" > "$REQ"
-nice -n 10 "$PY" -m pip wheel -q --wheel-dir "$OUT" -r "$REQ" 'setuptools>=68' pip
+# (pip warns once per package about local index directories it has no entry in: noise.)
+nice -n 10 "$PY" -m pip wheel -q --wheel-dir "$OUT" -r "$REQ" 'setuptools>=68' pip \
+  2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 echo "$OUT: $(ls "$OUT"/*.whl | wc -l) wheels, $(du -sh "$OUT" | cut -f1)"
