@@ -251,6 +251,26 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
     return result, vectors
 
 
+def profile_corpus_texts(args: argparse.Namespace) -> dict:
+    """Neighbour profile of every text of the corpus (cheap to embed, unlike the images; the job
+    sample above is the first lines of the manifest, one emoji group), next to synthetic sets of
+    the same size at the benchmarked offset and at a smaller one."""
+    from index.cli import corpus_items
+    from models.inference import Encoder
+
+    encoder = Encoder.load(args.checkpoint, "cpu")
+    texts = [i.text or "" for i in corpus_items(args.data)[0] if i.modality == "text"]
+    real = np.concatenate([encoder.encode_texts(texts[b:b + 128])
+                           for b in range(0, len(texts), 128)])
+    out = {f"real text, all {len(texts)} (OpenMoji, {encoder.method_name})": profile(real)}
+    for offset in sorted({args.offset, 0.35}, reverse=True):
+        out[f"synthetic, same n, offset {offset}"] = profile(
+            mixture(len(texts), args.centres, args.spread, seed=3, offset=offset))
+    for p in out.values():
+        p.pop("nn1"), p.pop("nn10")
+    return out
+
+
 # -- report --------------------------------------------------------------------------------------
 def best_at(runs: list[dict], n: int, target: float) -> dict | None:
     ok = [r for r in runs if r["n"] == n and r["index"] != "Flat" and r["recall_at_10"] >= target]
@@ -349,12 +369,19 @@ def main() -> None:
     parser.add_argument("--job-rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
+    parser.add_argument("--profile-only", action="store_true",
+                        help="only the neighbour profile of all corpus texts (index_profile.json)")
     parser.add_argument("--skip-job", action="store_true",
                         help="synthetic index runs only (no encoder, no corpus)")
     args = parser.parse_args()
     SEARCH_THREADS[0], BUILD_THREADS[0] = args.search_threads, args.build_threads
 
     ON_GPU[0] = args.gpu
+    if args.profile_only:
+        doc = profile_corpus_texts(args)
+        (args.out / "index_profile.json").write_text(json.dumps(doc, indent=1) + "\n")
+        print(json.dumps(doc, indent=1))
+        return
     job: dict = {}
     profiles: dict[str, dict] = {}
     n_real = 384
