@@ -31,7 +31,7 @@ def _run_and_kill(root: Path, tag: str, seed: int, rng: random.Random) -> list[s
     time.sleep(rng.uniform(0.0, 0.4))  # a random point of the ingestion loop
     os.kill(proc.pid, signal.SIGKILL)
     out = proc.stdout.read().splitlines()
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL, "the worker died before the kill (see its stderr)"
     return out
 
 
