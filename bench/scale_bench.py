@@ -9,8 +9,13 @@ Writes bench/results/scale.{json,md,png}. What is measured, exactly:
    - OpenMoji: every item's text and image (2 rows per item), backbone features read from the
      feature cache (as `xmr index build --cache` does), so the work is the checkpoint's heads
      plus cache reads: this is the fixed-cost (start-up dominated) end of the range.
-   - Synthetic: N seeded synthetic captions (3-6 words drawn from the OpenMoji names'
-     vocabulary, each unique), no cache: MiniLM + head for every text, the compute-bound end.
+   - Synthetic, 100k: precomputed backbone features (the OpenMoji texts' real MiniLM sentence
+     vectors, drawn at random with 5% noise): the engines run the checkpoint's text head on
+     them (each row's payload is its row number; actors memory-map the .npy). Per-row work is
+     tiny, so this measures what the engines cost per row at scale (batching, transfer).
+   - Synthetic texts, 10k: seeded synthetic captions (3-6 words from the OpenMoji names'
+     vocabulary, each unique), no cache: MiniLM + head for every text, the compute-bound end
+     (100k of these take about an hour per engine on this shared 2-core box).
    Local engine: one process, torch's default threads (2 here). Ray engine: a local Ray
    instance with 2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
    each). Both times are end to end: the local one includes loading the encoder, the Ray one
@@ -38,7 +43,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +71,66 @@ def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
     modalities = ["text"] * len(items) + ["image"] * len(items)
     payloads = [i.text for i in items] + [str(corpus.image_path(i)) for i in items]
     return modalities, payloads
+
+
+def synthetic_features(data: Path, cache: Path, n: int, out: Path, seed: int = 0) -> Path:
+    """n synthetic MiniLM sentence vectors: the OpenMoji texts' real ones (from the feature
+    cache), each drawn at random plus 5% Gaussian noise, renormalised. Saved as .npy."""
+    from models.backbones.cache import FeatureCache
+    from models.backbones.extract import text_features
+    from models.backbones.text import MiniLM
+    from models.data.corpus import read_corpus
+
+    texts = [i.text for i in read_corpus(data).items]
+    real = text_features(texts, MiniLM(), FeatureCache(cache), progress=False).pooled
+    rng = np.random.default_rng(seed)
+    rows = real[rng.integers(0, len(real), n)]
+    rows = rows + 0.05 * rng.standard_normal(rows.shape).astype(np.float32) / np.sqrt(
+        rows.shape[1])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    np.save(out, rows.astype(np.float32))
+    return out
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Embedder over precomputed backbone features: payload = a row of `features`. The
+    checkpoint's text head runs on them (sentence vector, and it as the only token)."""
+
+    checkpoint: Path
+    features: Path
+
+    def build(self, device: str = "cpu", threads: int | None = None) -> FeatureEmbedder:
+        return FeatureEmbedder(self, device, threads)
+
+
+class FeatureEmbedder:
+    def __init__(self, spec: FeatureSpec, device: str, threads: int | None) -> None:
+        import torch
+
+        from models.inference import Encoder
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.encoder = Encoder.load(spec.checkpoint, device)
+        self.features = np.load(spec.features, mmap_mode="r")
+        self.dim = self.encoder.dim
+
+    def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
+        import torch
+
+        from models.backbones.text import MAX_TOKENS
+
+        pooled = torch.from_numpy(np.ascontiguousarray(self.features[np.asarray(
+            payloads, dtype=np.int64)]))
+        tokens = torch.zeros(len(pooled), MAX_TOKENS, pooled.shape[1])
+        tokens[:, 0] = pooled
+        mask = torch.zeros(len(pooled), MAX_TOKENS, dtype=torch.bool)
+        mask[:, 0] = True
+        with torch.inference_mode():
+            out = self.encoder.method.embed_texts({"pooled": pooled, "tokens": tokens,
+                                                   "mask": mask})
+        return out.float().numpy()
 
 
 def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
@@ -286,6 +352,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("artifacts/cache"))
     parser.add_argument("--synthetic", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--synthetic-texts", type=int, default=10_000,
+                        help="synthetic captions through the full encoder (MiniLM + head)")
     parser.add_argument("--synthetic-repeats", type=int, default=1)
     parser.add_argument("--stage", choices=("all", "engines", "search"), default="all",
                         help="engines: time the engines and keep their vectors in --work; "
@@ -339,12 +407,19 @@ def run_engines(args: argparse.Namespace) -> dict:
         "openmoji", cached, modalities, payloads, dim, args.repeats)
     np.save(args.work / "openmoji.npy", vectors)
     if args.synthetic:
-        synthetic = synthetic_texts(args.data, args.synthetic)
-        label = f"synthetic {args.synthetic // 1000}k texts (no cache)"
+        features = synthetic_features(args.data, args.cache, args.synthetic,
+                                      args.work / "synthetic-features.npy")
+        label = f"synthetic {args.synthetic // 1000}k (precomputed features)"
         engines[label], vectors = compare_engines(
-            "synthetic", EncoderSpec(args.checkpoint, None), ["text"] * len(synthetic),
-            synthetic, dim, args.synthetic_repeats)
+            "synthetic", FeatureSpec(args.checkpoint, features), ["text"] * args.synthetic,
+            [str(i) for i in range(args.synthetic)], dim, args.repeats)
         np.save(args.work / "synthetic.npy", vectors)
+    if args.synthetic_texts:
+        synthetic = synthetic_texts(args.data, args.synthetic_texts)
+        label = f"synthetic {args.synthetic_texts // 1000}k texts (MiniLM, no cache)"
+        engines[label], _ = compare_engines(
+            "synthetic texts", EncoderSpec(args.checkpoint, None), ["text"] * len(synthetic),
+            synthetic, dim, args.synthetic_repeats)
     return engines
 
 
