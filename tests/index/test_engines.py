@@ -1,10 +1,12 @@
 """The Ray engine against the local engine: the same rows in, the same vectors out, and through
 `xmr index build`, the same ids, records and vectors in the index.
 
-The default-suite tests run a real local Ray instance with a real actor pool of 2, on the
-index tests' deterministic HashEncoder (no torch), so they check Ray's plumbing (batching, mixed
-modalities, out-of-order batches, unreadable images) in seconds. The slow tests run both engines
-with a real checkpoint through the real encoder.
+Everything that starts Ray is `-m slow`: Ray's start-up alone takes 10-20 s on the shared
+2-core box (the build-level test below took 19-46 s). The build-level test runs a real local
+Ray instance with an actor pool of 2 on the index tests' deterministic HashEncoder (no torch),
+so it checks the plumbing (batching, mixed modalities, out-of-order batches, unreadable images)
+through `index.build`; the others run both engines with a real checkpoint and encoder. The
+default suite checks the local engine and the command-line wiring.
 """
 
 from __future__ import annotations
@@ -72,6 +74,23 @@ def test_engine_choice_is_validated() -> None:
         LocalEngine().embed(HashSpec(), ["text"], [], DIM)
 
 
+def test_cli_engine_flags_build_the_engine_without_starting_ray(tmp_path: Path) -> None:
+    from index.cli import _engine
+    from index.ray_engine import RayEngine
+    from xmr.cli import build_parser
+
+    base = ["index", "build", "--checkpoint", str(tmp_path / "c.pt"), "--data", "d", "--out", "o"]
+    parse = build_parser().parse_args
+    assert _engine(parse(base)) is None  # local: the job embeds in-process
+    bound = _engine(parse([*base, "--engine", "ray", "--address", "auto", "--workers", "3",
+                           "--batch-size", "32"]))
+    assert bound is not None and isinstance(bound.engine, RayEngine)
+    assert bound.engine == RayEngine(address="auto", workers=3, batch_size=32)
+    assert isinstance(bound.spec, EncoderSpec) and bound.spec.checkpoint.is_absolute()
+    with pytest.raises(SystemExit, match="need --engine ray"):
+        _engine(parse([*base, "--address", "auto"]))
+
+
 def index_contents(root: Path) -> dict[str, tuple[list, np.ndarray]]:
     """Per modality: the records (id, hash, labels, text, source) and vectors, by id."""
     generation = sorted(p for p in root.iterdir() if p.name.startswith("gen-"))[-1]
@@ -88,6 +107,7 @@ def index_contents(root: Path) -> dict[str, tuple[list, np.ndarray]]:
         meta.close()
 
 
+@pytest.mark.slow  # Ray start-up alone is 10-20 s on the shared 2-core box; this took 19-46 s
 def test_build_with_the_ray_engine_writes_the_same_index(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     from models.data.images import open_image
