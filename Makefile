@@ -73,8 +73,8 @@ bench-index: $(STAMP) $(RUN)/checkpoint.pt ## Flat/IVF/HNSW at 100k and 1M (reca
 bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10
 	nice -n 10 $(PY) bench/scale_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
 
-bench-service: $(STAMP) $(INDEX)/CURRENT ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic: QPS, p50/p99, memory (~10 min)
-	nice -n 10 $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
+bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic: QPS, p50/p99, memory (~10 min)
+	nice -n 10 $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
 	nice -n 10 $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache

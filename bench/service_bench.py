@@ -78,6 +78,27 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
     return path
 
 
+def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> None:
+    """Build the OpenMoji index unless there is one (what `xmr index build` does, with the
+    backbone features read from the feature cache: minutes, not tens of minutes, on 2 cores)."""
+    from index import generations
+
+    if generations.current(index) is not None:
+        return
+    from index.build import build
+    from index.cli import corpus_items
+    from index.engines import BoundEngine, CheckpointEmbedder, EncoderSpec, LocalEngine
+    from models.data.images import open_image
+    from models.inference import Encoder
+
+    encoder = Encoder.load(checkpoint, "cpu")
+    planned, levels = corpus_items(data)
+    engine = LocalEngine(embedder=CheckpointEmbedder(encoder, cache))
+    report = build(index, encoder, planned, open_image, levels=levels,
+                   engine=BoundEngine(engine, EncoderSpec(checkpoint, cache)))
+    print(f"built {index}: {report.counts}", flush=True)
+
+
 # -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float
                     ) -> dict[str, float]:
@@ -117,6 +138,36 @@ def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> 
             catalog.search(query, K, "image")
             times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
+
+
+def measured_apart(*args: str) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
+    runtime, and a process that has used both (like this one, after building the indexes)
+    measures either several times too slow; the service keeps them on separate threads."""
+    done = subprocess.run([sys.executable, __file__, "--measure", *args], cwd=ROOT,
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def measure(argv: list[str]) -> int:
+    """`--measure encoder CKPT DATA BATCH` or `--measure search INDEX CKPT_ID DIM`, with the
+    thread counts the service uses (service.settings: half the cores each)."""
+    from service.settings import Settings
+
+    encoder_threads, search_threads = Settings().threads
+    if argv[0] == "encoder":
+        import torch
+
+        torch.set_num_threads(encoder_threads)
+        figures = encoder_figures(Path(argv[1]), queries_of(Path(argv[2])), int(argv[3]), 8)
+    else:
+        import faiss
+
+        faiss.omp_set_num_threads(search_threads)
+        figures = {"search_ms": search_ms(Path(argv[1]), argv[2], int(argv[3]))}
+    print(json.dumps(figures))
+    return 0
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -221,7 +272,9 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']}; server and load generator share it. "
         f"Each run: {result['seconds']:.0f} s measured after {result['warmup']:.0f} s warm-up, "
-        "closed loop, k=10, queries drawn from the OpenMoji texts.",
+        "closed loop, k=10, queries drawn from the OpenMoji texts. Threads (service and the "
+        f"raw measurements alike): encoder {result['threads']['encoder']}, "
+        f"search {result['threads']['search']}.",
         "",
         "| corpus | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
         "raw encoder QPS (batch 32) | QPS / raw | encoder 1 query ms | search ms |",
@@ -294,6 +347,8 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="OpenMoji corpus directory")
     parser.add_argument("--index", type=Path, required=True, help="the OpenMoji index")
+    parser.add_argument("--cache", type=Path, default=ROOT / "artifacts" / "cache",
+                        help="backbone feature cache (to build the OpenMoji index quickly)")
     parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
@@ -310,9 +365,9 @@ def main() -> int:
     from index import generations
     from index.manifest import Manifest
 
+    openmoji_index(args.index, args.checkpoint, args.data, args.cache)
     live = generations.current(args.index)
-    if live is None:
-        raise SystemExit(f"{args.index}: no index (make demo-artifacts builds it)")
+    assert live is not None
     manifest = Manifest.read(live)
     dim, levels = manifest.dim, manifest.levels
     corpora = {"openmoji": args.index,
@@ -324,10 +379,11 @@ def main() -> int:
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
                    " no GPU",
         "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
+        "threads": dict(zip(("encoder", "search"), Settings().threads, strict=True)),
     }
     for corpus, index in corpora.items():
-        search = search_ms(index, ckpt_id, dim)
-        encoder = encoder_figures(args.checkpoint, queries, batch, seconds=8)
+        search = measured_apart("search", str(index), ckpt_id, str(dim))["search_ms"]
+        encoder = measured_apart("encoder", str(args.checkpoint), str(args.data), str(batch))
         print(corpus, "encoder:", {k: round(v, 2) for k, v in encoder.items()},
               f"search {search:.2f} ms", flush=True)
         server = Server(index, args.checkpoint, args.work / f"server-{corpus}.log")
@@ -356,4 +412,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--measure"]:
+        raise SystemExit(measure(sys.argv[2:]))
     raise SystemExit(main())

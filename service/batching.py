@@ -40,13 +40,14 @@ class DynamicBatcher(Generic[T]):
     def __init__(self, run: Callable[[str, list[Any]], Sequence[T]], *, max_size: int,
                  max_wait_s: float, queue_max: int,
                  on_batch: Callable[[str, int, float], None] | None = None,
-                 name: str = "batcher") -> None:
+                 name: str = "batcher", init: Callable[[], None] | None = None) -> None:
         self._run = run
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self._queue: queue.Queue[_Job] = queue.Queue(maxsize=queue_max)
         self._on_batch = on_batch
         self._last_size = 1
+        self._init = init
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -82,6 +83,8 @@ class DynamicBatcher(Generic[T]):
 
     # -- worker side ----------------------------------------------------------------------------
     def _loop(self) -> None:
+        if self._init is not None:
+            self._init()  # per-thread settings (OpenMP thread counts are per calling thread)
         pending: _Job | None = None
         while True:
             first = pending if pending is not None else self._queue.get()

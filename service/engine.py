@@ -61,7 +61,7 @@ class Engine:
         # matrix product instead of n vector products, and one pass through the catalog lock).
         self.searcher: DynamicBatcher[list[Hit] | StaleVector] = DynamicBatcher(
             self._search_batch, max_size=settings.batch_max_size, max_wait_s=0.0,
-            queue_max=settings.queue_max, name="search",
+            queue_max=settings.queue_max, name="search", init=self._search_thread_init,
             on_batch=None if on_batch is None else
             (lambda _key, size, seconds: on_batch("search", size, seconds)),
         )
@@ -69,9 +69,12 @@ class Engine:
     @classmethod
     def load(cls, settings: Settings,
              on_batch: Callable[[str, int, float], None] | None = None) -> Engine:
+        import torch  # only to size its thread pool; the model code stays in models/
+
         from index.catalog import Catalog
         from models.inference import Encoder
 
+        torch.set_num_threads(settings.threads[0])
         encoder = Encoder.load(settings.checkpoint, settings.device)
         catalog = Catalog.open(Path(settings.index), checkpoint_id=encoder.checkpoint_id,
                                dim=encoder.dim, levels=encoder.levels)
@@ -79,6 +82,13 @@ class Engine:
                  encoder.checkpoint_id, encoder.method_name, encoder.dim, settings.index,
                  catalog.count())
         return cls(encoder, catalog, settings, on_batch)
+
+    def _search_thread_init(self) -> None:
+        try:
+            import faiss
+        except ImportError:  # another vector backend
+            return
+        faiss.omp_set_num_threads(self.settings.threads[1])
 
     def close(self) -> None:
         self.batcher.close()

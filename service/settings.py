@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
     max_batch_items: Annotated[int, Field(ge=1)] = 64
     request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
+    # Threads for torch (the encoder thread) and FAISS (the search thread). Default: half the
+    # cores each, at least one. Both are OpenMP: two teams spinning on the same two cores slow
+    # each other down several times over (bench/results/service.md), so they split the cores.
+    encoder_threads: Annotated[int, Field(ge=1)] | None = None
+    search_threads: Annotated[int, Field(ge=1)] | None = None
+
     log_level: str = "info"
 
     @model_validator(mode="after")
@@ -66,3 +73,9 @@ class Settings(BaseSettings):
     @property
     def writable(self) -> bool:
         return not self.read_only
+
+    @property
+    def threads(self) -> tuple[int, int]:
+        """(encoder, search) thread counts."""
+        half = max(1, (os.cpu_count() or 2) // 2)
+        return self.encoder_threads or half, self.search_threads or half
