@@ -69,12 +69,13 @@ class Engine:
     @classmethod
     def load(cls, settings: Settings,
              on_batch: Callable[[str, int, float], None] | None = None) -> Engine:
-        import torch  # only to size its thread pool; the model code stays in models/
-
         from index.catalog import Catalog
         from models.inference import Encoder
 
-        torch.set_num_threads(settings.threads[0])
+        if settings.encoder_threads is not None:
+            import torch  # only to size its thread pool; the model code stays in models/
+
+            torch.set_num_threads(settings.encoder_threads)
         encoder = Encoder.load(settings.checkpoint, settings.device)
         catalog = Catalog.open(Path(settings.index), checkpoint_id=encoder.checkpoint_id,
                                dim=encoder.dim, levels=encoder.levels)
@@ -84,11 +85,13 @@ class Engine:
         return cls(encoder, catalog, settings, on_batch)
 
     def _search_thread_init(self) -> None:
+        if self.settings.search_threads is None:
+            return
         try:
             import faiss
         except ImportError:  # another vector backend
             return
-        faiss.omp_set_num_threads(self.settings.threads[1])
+        faiss.omp_set_num_threads(self.settings.search_threads)
 
     def close(self) -> None:
         self.batcher.close()

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -53,9 +52,9 @@ class Settings(BaseSettings):
     max_batch_items: Annotated[int, Field(ge=1)] = 64
     request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
-    # Threads for torch (the encoder thread) and FAISS (the search thread). Default: half the
-    # cores each, at least one. Both are OpenMP: two teams spinning on the same two cores slow
-    # each other down several times over (bench/results/service.md), so they split the cores.
+    # OpenMP threads of torch (the encoder thread) and FAISS (the search thread); unset: the
+    # libraries' defaults (all cores each). On a box shared with other busy processes, 1 each
+    # can be several times faster (spinning OpenMP teams); bench/results/service.md.
     encoder_threads: Annotated[int, Field(ge=1)] | None = None
     search_threads: Annotated[int, Field(ge=1)] | None = None
 
@@ -74,8 +73,3 @@ class Settings(BaseSettings):
     def writable(self) -> bool:
         return not self.read_only
 
-    @property
-    def threads(self) -> tuple[int, int]:
-        """(encoder, search) thread counts."""
-        half = max(1, (os.cpu_count() or 2) // 2)
-        return self.encoder_threads or half, self.search_threads or half
