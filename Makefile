@@ -41,7 +41,7 @@ $(RUN)/checkpoint.pt: | $(CORPUS)/manifest.jsonl
 	$(PY) -m xmr train --data $(CORPUS) --config configs/default.yaml --out $(RUN)
 
 $(INDEX)/CURRENT: | $(RUN)/checkpoint.pt
-	$(PY) -m xmr index build --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --out $(INDEX)
+	$(PY) -m xmr index build --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --out $(INDEX) --cache $(ART)/cache
 
 demo-artifacts: $(STAMP) $(INDEX)/CURRENT ## corpus, default checkpoint and index (reused when present)
 

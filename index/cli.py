@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from index.records import NewItem, bytes_hash, text_hash
 
@@ -40,6 +40,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--workers", type=int, default=None,
                        help="encoder actors for --engine ray (default: one per GPU of the "
                             "cluster, else one per CPU)")
+    build.add_argument("--cache", type=Path, default=None,
+                       help="backbone feature cache directory (the one `xmr train` filled): "
+                            "corpus items already there are not run through the backbones again")
     build.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     build.add_argument("--fresh", action="store_true",
                        help="discard an unfinished build instead of resuming it")
@@ -63,17 +66,22 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
     return items, corpus.levels
 
 
-def _engine(args: argparse.Namespace) -> BoundEngine | None:
-    """None: the job embeds in this process (the local engine)."""
+def _engine(args: argparse.Namespace, encoder: Any) -> BoundEngine | None:
+    """None: the job decodes and embeds in this process (the local engine, no cache)."""
+    from index.engines import BoundEngine, CheckpointEmbedder, EncoderSpec, LocalEngine, make_engine
+
+    cache = args.cache.resolve() if args.cache is not None else None
+    spec = EncoderSpec(args.checkpoint.resolve(), cache)
     if args.engine == "local":
         if args.address is not None or args.workers is not None:
             raise SystemExit("xmr index build: --address and --workers need --engine ray")
-        return None
-    from index.engines import BoundEngine, EncoderSpec, make_engine
-
+        if cache is None:
+            return None
+        embedder = CheckpointEmbedder(encoder, cache)  # the encoder this process already loaded
+        return BoundEngine(LocalEngine(batch_size=args.batch_size, embedder=embedder), spec)
     engine = make_engine("ray", address=args.address, workers=args.workers,
                          batch_size=args.batch_size)
-    return BoundEngine(engine, EncoderSpec(args.checkpoint.resolve()))
+    return BoundEngine(engine, spec)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     planned, levels = corpus_items(args.data)
     report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
                    batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
-                   engine=_engine(args))
+                   engine=_engine(args, encoder))
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

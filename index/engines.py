@@ -14,12 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
 
 ENGINES = ("local", "ray")
 MODALITIES = ("image", "text")
@@ -92,37 +89,20 @@ class CheckpointEmbedder:
         return out
 
     def _cached(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        import torch
-
         from models.backbones.cache import FeatureCache
         from models.backbones.extract import image_features, text_features
 
         enc, cache = self.encoder, FeatureCache(self.cache_dir)
-        with torch.inference_mode():
-            if modality == "text":
-                texts = text_features(list(payloads), enc.backbones.text, cache, progress=False)
-                batch = {"pooled": texts.pooled, "tokens": texts.tokens, "mask": texts.mask}
-                return _f32(enc.method.embed_texts(_tensors(batch, enc.device)))
-            paths = [Path(p) for p in payloads]
-            images = image_features(paths, enc.backbones.image, cache, progress=False)
-            batch = {"pooled": images.pooled, "regions": images.regions}
-            return _f32(enc.method.embed_images(_tensors(batch, enc.device)))
+        if modality == "text":
+            texts = text_features(list(payloads), enc.backbones.text, cache, progress=False)
+            return _f32(enc.embed_text_features(texts))
+        paths = [Path(p) for p in payloads]
+        images = image_features(paths, enc.backbones.image, cache, progress=False)
+        return _f32(enc.embed_image_features(images))
 
 
 def _f32(out: Any) -> np.ndarray:
-    if not isinstance(out, np.ndarray):
-        out = out.float().cpu().numpy()
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def _tensors(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    import torch
-
-    return {
-        name: torch.from_numpy(a).to(device).float() if a.dtype == np.float16
-        else torch.from_numpy(a).to(device)
-        for name, a in arrays.items()
-    }
 
 
 Batches = Iterator[tuple[np.ndarray, np.ndarray]]  # (row numbers, their vectors)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,25 +57,41 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        feats = self.backbones.text.encode(list(texts))
-        batch = {
-            "pooled": torch.from_numpy(feats.pooled).to(self.device),
-            "tokens": torch.from_numpy(feats.tokens).to(self.device).float(),
-            "mask": torch.from_numpy(feats.mask).to(self.device),
-        }
-        return self.method.embed_texts(self.method.transform_texts(batch)).float().cpu().numpy()
+        return self.embed_text_features(self.backbones.text.encode(list(texts)))
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """RGB images as given by models.data.images.open_image."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        feats = self.backbones.image.encode(np.stack([to_array(image) for image in images]))
+        return self.embed_image_features(self.backbones.image.encode(
+            np.stack([to_array(image) for image in images])))
+
+    # Backbone features (fresh, or read from a FeatureCache by the batch index job) -> vectors.
+    # Both encode_* paths and the cached path go through here, so a method's feature transform
+    # (e.g. aaml's frozen region PCA) can never be skipped.
+    @torch.inference_mode()
+    def embed_text_features(self, feats: Any) -> np.ndarray:
+        return self.method.embed_texts(self._text_tensors(feats)).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def embed_image_features(self, feats: Any) -> np.ndarray:
+        return self.method.embed_images(self._image_tensors(feats)).float().cpu().numpy()
+
+    def _image_tensors(self, feats: Any) -> dict[str, torch.Tensor]:
         batch = {
-            "pooled": torch.from_numpy(feats.pooled).to(self.device),
+            "pooled": torch.from_numpy(feats.pooled).to(self.device).float(),
             "regions": torch.from_numpy(feats.regions).to(self.device).float(),
         }
-        return self.method.embed_images(self.method.transform_images(batch)).float().cpu().numpy()
+        return self.method.transform_images(batch)
+
+    def _text_tensors(self, feats: Any) -> dict[str, torch.Tensor]:
+        batch = {
+            "pooled": torch.from_numpy(feats.pooled).to(self.device).float(),
+            "tokens": torch.from_numpy(feats.tokens).to(self.device).float(),
+            "mask": torch.from_numpy(feats.mask).to(self.device),
+        }
+        return self.method.transform_texts(batch)
 
     # -- re-ranking with a cross-attention scorer (aaml) ------------------------------------------
     @property
@@ -90,21 +107,11 @@ class Encoder:
             )
 
     def _image_batch(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        feats = self.backbones.image.encode(np.stack([to_array(image) for image in images]))
-        batch = {
-            "pooled": torch.from_numpy(feats.pooled).to(self.device),
-            "regions": torch.from_numpy(feats.regions).to(self.device).float(),
-        }
-        return self.method.transform_images(batch)
+        return self._image_tensors(
+            self.backbones.image.encode(np.stack([to_array(image) for image in images])))
 
     def _text_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        feats = self.backbones.text.encode(list(texts))
-        batch = {
-            "pooled": torch.from_numpy(feats.pooled).to(self.device),
-            "tokens": torch.from_numpy(feats.tokens).to(self.device).float(),
-            "mask": torch.from_numpy(feats.mask).to(self.device),
-        }
-        return self.method.transform_texts(batch)
+        return self._text_tensors(self.backbones.text.encode(list(texts)))
 
     @torch.inference_mode()
     def score_text_to_images(self, text: str, images: Sequence[Image.Image]) -> np.ndarray:
