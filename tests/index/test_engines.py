@@ -81,14 +81,14 @@ def test_cli_engine_flags_build_the_engine_without_starting_ray(tmp_path: Path) 
 
     base = ["index", "build", "--checkpoint", str(tmp_path / "c.pt"), "--data", "d", "--out", "o"]
     parse = build_parser().parse_args
-    assert _engine(parse(base)) is None  # local: the job embeds in-process
+    assert _engine(parse(base), None) is None  # local: the job embeds in-process
     bound = _engine(parse([*base, "--engine", "ray", "--address", "auto", "--workers", "3",
-                           "--batch-size", "32"]))
+                           "--batch-size", "32"]), None)
     assert bound is not None and isinstance(bound.engine, RayEngine)
     assert bound.engine == RayEngine(address="auto", workers=3, batch_size=32)
     assert isinstance(bound.spec, EncoderSpec) and bound.spec.checkpoint.is_absolute()
     with pytest.raises(SystemExit, match="need --engine ray"):
-        _engine(parse([*base, "--address", "auto"]))
+        _engine(parse([*base, "--address", "auto"]), None)
 
 
 def index_contents(root: Path) -> dict[str, tuple[list, np.ndarray]]:
