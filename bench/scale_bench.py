@@ -301,6 +301,17 @@ def write_markdown(result: dict, path: Path) -> None:
             f"| {e['ray_init_seconds']:.1f} | {e['throughput_ratio_ray_over_local']:.2f}x "
             f"| {e['max_abs_diff']:.1e} |"
         )
+    job = result.get("job")
+    if job:
+        lines += ["", f"## `xmr index build` itself, once per engine on {job['corpus']}\n",
+                  f"`{result.get('job_command')}`; no feature cache (the job's own path: every "
+                  "image decoded and run through the backbone).\n",
+                  "| engine | seconds |", "|---|---|"]
+        lines += [f"| {name} | {e['seconds']:.1f} |" for name, e in job["engines"].items()]
+        lines += ["", f"Ray/local throughput {job['throughput_ratio_ray_over_local']:.2f}x. "
+                  + "; ".join(f"{m}: {job[m]['items']} items, ids and records equal: "
+                              f"{job[m]['ids_and_records_equal']}, max abs diff "
+                              f"{job[m]['max_abs_diff']}" for m in ("image", "text")) + "."]
     lines += ["", "## Search parity: recall@10 against exact search on the same vectors\n",
               "| vectors | configuration | recall@10 | build + search s |", "|---|---|---|---|"]
     for name, s in result["search"].items():
@@ -362,9 +373,11 @@ def main() -> None:
     parser.add_argument("--synthetic-texts", type=int, default=10_000,
                         help="synthetic captions through the full encoder (MiniLM + head)")
     parser.add_argument("--synthetic-repeats", type=int, default=1)
-    parser.add_argument("--stage", choices=("all", "engines", "search", "report"), default="all",
+    parser.add_argument("--stage", default="all",
+                        choices=("all", "engines", "search", "job", "report"),
                         help="engines: time the engines and keep their vectors in --work; "
                              "search: search parity on the kept vectors (merged into the json); "
+                             "job: xmr index build once per engine; "
                              "report: re-render md/png from the json")
     parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -381,6 +394,9 @@ def main() -> None:
         result["command"] = command
         result["machine"] = machine()
         result["engines"] = run_engines(args)
+    if args.stage in ("all", "job"):
+        result["job_command"] = command
+        result["job"] = run_job(args)
     if args.stage in ("all", "search"):
         result["search_command"] = command
         result["search"] = run_search(args)
@@ -439,6 +455,50 @@ def run_engines(args: argparse.Namespace) -> dict:
             "synthetic texts", EncoderSpec(args.checkpoint, None), ["text"] * len(synthetic),
             synthetic, dim, args.synthetic_repeats)
     return engines
+
+
+def run_job(args: argparse.Namespace) -> dict:
+    """`xmr index build` itself, once per engine, on the same corpus: wall time, and the two
+    indexes compared (ids and records per modality, vectors)."""
+    import subprocess
+
+    from index.metadata import DATABASE, Metadata
+
+    out: dict = {"corpus": str(args.data), "engines": {}}
+    contents = {}
+    for engine in ("local", "ray"):
+        index_dir = args.work / f"job-{engine}"
+        if index_dir.exists():
+            import shutil
+
+            shutil.rmtree(index_dir)
+        command = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
+                   str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
+                   "--no-progress", "--engine", engine]
+        if engine == "ray":
+            command += ["--workers", "2"]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
+        out["engines"][engine] = {"seconds": time.perf_counter() - start}
+        print(f"job {engine}: {out['engines'][engine]['seconds']:.1f}s", flush=True)
+        generation = sorted(index_dir.glob("gen-*"))[-1]
+        meta = Metadata(generation / DATABASE)
+        dim = json.loads((generation / "manifest.json").read_text())["dim"]
+        contents[engine] = {}
+        for modality in ("image", "text"):
+            ids, vectors = meta.all_vectors(modality, dim)
+            records = meta.get_many(ids.tolist())
+            keys = [(i, records[i].content_hash, records[i].labels) for i in ids.tolist()]
+            contents[engine][modality] = (keys, vectors)
+        meta.close()
+    for modality in ("image", "text"):
+        a, b = contents["local"][modality], contents["ray"][modality]
+        out[modality] = {"items": len(a[0]), "ids_and_records_equal": a[0] == b[0],
+                         "max_abs_diff": float(np.abs(a[1] - b[1]).max()) if a[0] == b[0]
+                         else None}
+    local_s, ray_s = out["engines"]["local"]["seconds"], out["engines"]["ray"]["seconds"]
+    out["throughput_ratio_ray_over_local"] = local_s / ray_s
+    return out
 
 
 def run_search(args: argparse.Namespace) -> dict:
