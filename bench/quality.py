@@ -391,6 +391,40 @@ def plot(result: dict, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def write_results(
+    args,
+    corpus: Corpus,
+    seeds: list[int],
+    variants: list[str],
+    rows: list[dict],
+    started: float,
+    final: bool,
+) -> None:
+    summary = {
+        n: summarize([r for r in rows if r["variant"] == n], corpus.levels) for n in variants
+    }
+    result = {
+        "corpus": str(args.data),
+        "split": "test",
+        "seeds": seeds,
+        "levels": list(corpus.levels),
+        "complete": final,
+        "command": "nice -n 10 python bench/quality.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+        "2 shared CPU cores",
+        "methods": {n: s for n, s in summary.items() if n in METHODS},
+        "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
+        "ablations": ablations(summary, corpus.levels),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "runs": rows,
+    }
+    (args.out / "quality.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "quality.md").write_text(markdown(result))
+    plot(result, rows, args.out / "quality.png")
+    if final:
+        print(markdown(result))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "artifacts/data/openmoji")
@@ -398,6 +432,11 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default=",".join(METHODS + list(ABLATIONS)))
     parser.add_argument("--override", default="{}", help="JSON merged into every config (tuning)")
+    parser.add_argument(
+        "--extra-variants",
+        default="{}",
+        help='tuning: JSON {"name": ["method", {overrides}]} added to the variants',
+    )
     parser.add_argument(
         "--val-only",
         action="store_true",
@@ -417,8 +456,10 @@ def main() -> int:
     for name, (method, overrides) in json.loads(args.extra_variants).items():
         ABLATIONS[name] = (method, overrides)
     rows = []
-    for name in variants:
-        for seed in seeds:
+    # seed-major: every variant gets its first seed before any gets its last, so a run cut
+    # short by the clock still covers every variant (results are rewritten after each run)
+    for seed in seeds:
+        for name in variants:
             row = run_one(data, name, seed, extra, args.val_only)
             rows.append(row)
             shown = row["test"]["avg_map"] if "test" in row else float("nan")
@@ -427,32 +468,17 @@ def main() -> int:
                 f"epochs {row['epochs_run']} ({row['train_seconds']:.0f}s)",
                 flush=True,
             )
+            if not args.val_only:
+                args.out.mkdir(parents=True, exist_ok=True)
+                done = [v for v in variants if any(r["variant"] == v for r in rows)]
+                write_results(args, corpus, seeds, done, rows, started, final=False)
     if args.val_only:
         for name in variants:
             vals = [r["val_avg_map"] for r in rows if r["variant"] == name]
             print(f"VAL {name:24s} {json.dumps(extra)} {statistics.mean(vals):.4f}")
         return 0
-    summary = {
-        n: summarize([r for r in rows if r["variant"] == n], corpus.levels) for n in variants
-    }
-    result = {
-        "corpus": str(args.data),
-        "split": "test",
-        "seeds": seeds,
-        "levels": list(corpus.levels),
-        "command": "nice -n 10 python bench/quality.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "methods": {n: s for n, s in summary.items() if n in METHODS},
-        "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
-        "ablations": ablations(summary, corpus.levels),
-        "runs": rows,
-    }
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "quality.md").write_text(markdown(result))
-    plot(result, rows, args.out / "quality.png")
-    print(markdown(result))
+    write_results(args, corpus, seeds, variants, rows, started, final=True)
     return 0
 
 

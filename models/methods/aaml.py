@@ -43,7 +43,9 @@ class AAMLOptions(BaseModel):
     hidden: int = Field(1024, ge=0)
     dropout: float = Field(0.2, ge=0, lt=1)
     loss: Literal["polynomial", "triplet"] = "polynomial"
-    hardest: bool = False  # polynomial: only the hardest informative negative (released code)
+    # only the hardest (informative) negative: the polynomial loss's released code, VSE++ for
+    # the triplet loss; False weights all informative negatives (paper) / averages all triplets
+    hardest: bool = False
     metric_weight: float = Field(1.0, ge=0)
     classify_weight: float = Field(1.0, ge=0)
     classifier: Literal["cosine", "linear"] = "cosine"
@@ -140,7 +142,7 @@ class AAML(Method):
     def _metric(self, sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         if self.opts.loss == "polynomial":
             return polynomial_loss(sim, pos, neg, hardest=self.opts.hardest)
-        return triplet_loss(sim, pos, neg)
+        return triplet_loss(sim, pos, neg, hardest=self.opts.hardest)
 
     def losses(
         self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
