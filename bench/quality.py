@@ -63,6 +63,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "aaml-hardest-negative": ("aaml", {"options": {"hardest": True}}),
 }
 RERANK_K = 20
+COMMAND = "nice -n 10 python bench/quality.py " + " ".join(sys.argv[1:])
 
 
 def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) -> TrainConfig:
@@ -243,6 +244,14 @@ def verdict(with_part: dict, without_part: dict, key: str = "avg_map", higher: b
         b, sb = without_part[key]["mean"], without_part[key]["std"]
     delta = (a - b) if higher else (b - a)
     spread = max(sa, sb)
+    if len(with_part["seeds"]) < 2 or len(without_part["seeds"]) < 2:
+        return {
+            "with": round(a, 4),
+            "without": round(b, 4),
+            "delta": round(delta, 4),
+            "spread": None,
+            "verdict": "one seed only: undecided",
+        }
     word = (
         "confirmed"
         if delta > spread
@@ -315,14 +324,21 @@ def markdown(result: dict) -> str:
         f"{result['seeds']})",
         "",
         f"Command: `{result['command']}`  ",
-        f"Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}.",
+        f"Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}."
+        + (
+            ""
+            if result["complete"]
+            else " **Incomplete: cut short by the session clock; the seeds column says how"
+            " many seeds each row has.**"
+        ),
         "",
         "| method | avg mAP ("
         + levels[-1]
         + ") | i2t | t2i | "
         + " | ".join(f"{lv} avg" for lv in levels)
-        + " | hierarchy-weighted | R@1 i2t / t2i | modality-clf acc | train s |",
-        "|---" * (8 + len(levels)) + "|",
+        + " | hierarchy-weighted | R@1 i2t / t2i | modality-clf acc | epochs to 95% | train s"
+        " | seeds |",
+        "|---" * (10 + len(levels)) + "|",
     ]
     for name, s in {**result["methods"], **result["ablation_runs"]}.items():
         lvl = " | ".join(
@@ -334,7 +350,8 @@ def markdown(result: dict) -> str:
             f"{s['hierarchical_map']['mean']:.3f} | {s['recall']['i2t']['R@1']['mean']:.3f} / "
             f"{s['recall']['t2i']['R@1']['mean']:.3f} | "
             f"{s['modality_classifier_acc']['mean']:.3f} | "
-            f"{s['train_seconds']['mean']:.0f} |"
+            f"{s['epochs_to_95']['mean']:.1f} | {s['train_seconds']['mean']:.0f} | "
+            f"{len(s['seeds'])} |"
         )
     lines += [
         "",
@@ -399,6 +416,7 @@ def write_results(
     rows: list[dict],
     started: float,
     final: bool,
+    command: str,
 ) -> None:
     summary = {
         n: summarize([r for r in rows if r["variant"] == n], corpus.levels) for n in variants
@@ -409,7 +427,7 @@ def write_results(
         "seeds": seeds,
         "levels": list(corpus.levels),
         "complete": final,
-        "command": "nice -n 10 python bench/quality.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), "
         "2 shared CPU cores",
         "methods": {n: s for n, s in summary.items() if n in METHODS},
@@ -443,7 +461,28 @@ def main() -> int:
         help="tuning: report validation mAP only, never touch test",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--resummarize",
+        action="store_true",
+        help="recompute the summary, ablations, markdown and plot from OUT/quality.json's runs",
+    )
     args = parser.parse_args()
+    if args.resummarize:
+        previous = json.loads((args.out / "quality.json").read_text())
+        corpus = read_corpus(args.data)
+        rows = previous["runs"]
+        names = list(dict.fromkeys(r["variant"] for r in rows))
+        write_results(
+            args,
+            corpus,
+            previous["seeds"],
+            names,
+            rows,
+            time.perf_counter() - previous["wall_seconds"],
+            final=previous["complete"],
+            command=previous["command"],
+        )
+        return 0
     # One thread: on a shared, oversubscribed 2-core box, two OpenMP threads spin-wait on each
     # other and run several times slower than one (measured: 6x on the dhaml step).
     torch.set_num_threads(1)
@@ -471,14 +510,14 @@ def main() -> int:
             if not args.val_only:
                 args.out.mkdir(parents=True, exist_ok=True)
                 done = [v for v in variants if any(r["variant"] == v for r in rows)]
-                write_results(args, corpus, seeds, done, rows, started, final=False)
+                write_results(args, corpus, seeds, done, rows, started, False, COMMAND)
     if args.val_only:
         for name in variants:
             vals = [r["val_avg_map"] for r in rows if r["variant"] == name]
             print(f"VAL {name:24s} {json.dumps(extra)} {statistics.mean(vals):.4f}")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    write_results(args, corpus, seeds, variants, rows, started, final=True)
+    write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
     return 0
 
 
