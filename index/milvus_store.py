@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from index.store import check_ids, check_vectors
+from index.store import check_additions, check_ids, check_vectors
 
 STORE_FILE = "store.json"
 LITE_FILE = "milvus.db"
@@ -95,12 +95,7 @@ class MilvusStore:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Upsert: an id already present is replaced (one row, the latest vector)."""
-        ids = check_ids(ids)
-        vectors = check_vectors(vectors, self.dim)
-        if len(ids) != len(vectors):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError("duplicate ids in one add")
+        ids, vectors = check_additions(ids, vectors, self.dim)
         with self._lock:
             for start in range(0, len(ids), WRITE_BATCH):
                 rows = [

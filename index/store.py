@@ -108,6 +108,18 @@ def check_ids(ids: np.ndarray | list[int]) -> np.ndarray:
     return out
 
 
+def check_additions(ids: np.ndarray | list[int], vectors: np.ndarray,
+                    dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """What every store's add() accepts: one unique non-negative id per finite dim-d row."""
+    ids = check_ids(ids)
+    vectors = check_vectors(vectors, dim)
+    if len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("duplicate ids in one add")
+    return ids, vectors
+
+
 class GpuMirror:
     """A search-only GPU copy of the CPU master. Adds are mirrored; removals (which GPU indexes
     cannot do) become tombstones filtered out of over-fetched results; once they pass
@@ -201,12 +213,7 @@ class FaissStore:
 
     # -- mutation -----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = check_ids(ids)
-        vectors = check_vectors(vectors, self.dim)
-        if len(ids) != len(vectors):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError("duplicate ids in one add")
+        ids, vectors = check_additions(ids, vectors, self.dim)
         if not len(ids):
             return
         if not self.is_trained:
