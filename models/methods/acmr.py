@@ -9,7 +9,6 @@ of the paper (its public TensorFlow demo never lets that gradient reach the proj
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.heads.classifiers import LevelClassifiers
@@ -20,7 +19,7 @@ from models.losses.adversarial import modality_adversarial_loss
 from models.losses.classification import level_classification
 from models.losses.masks import label_masks
 from models.losses.triplet import triplet_loss
-from models.methods.base import Features, Method, MethodDims
+from models.methods.base import Features, MethodDims, PooledProjection
 from models.training.config import TrainConfig
 
 
@@ -34,7 +33,7 @@ class ACMROptions(BaseModel):
     adv_weight: float = Field(0.1, ge=0)
 
 
-class ACMR(Method):
+class ACMR(PooledProjection):
     Options = ACMROptions
 
     def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
@@ -46,12 +45,6 @@ class ACMR(Method):
         self.classifier = LevelClassifiers([d], [dims.classes[-1]], cosine=False)
         self.grl = GradientReversal()
         self.discriminator = ModalityDiscriminator(d)
-
-    def embed_images(self, feats: Features) -> torch.Tensor:
-        return F.normalize(self.image_proj(feats["pooled"]), dim=-1)
-
-    def embed_texts(self, feats: Features) -> torch.Tensor:
-        return F.normalize(self.text_proj(feats["pooled"]), dim=-1)
 
     def losses(
         self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
+from torch.nn import functional as F
 
 Features = dict[str, torch.Tensor]  # backbone outputs: pooled, regions | pooled, tokens, mask
 
@@ -72,3 +73,17 @@ class Method(nn.Module):
     def pair_scores(self, images: Features, texts: Features) -> torch.Tensor:
         """(n_images, n_texts) cross-attention scores, higher = better (re-rankers only)."""
         raise ValueError(f"{type(self).__name__} has no cross-attention scorer; cannot re-rank")
+
+
+class PooledProjection(Method):
+    """A method whose embeddings are its two projectors (`image_proj`, `text_proj`, set by the
+    subclass) applied to the pooled backbone vectors: the baselines differ only in losses."""
+
+    image_proj: nn.Module
+    text_proj: nn.Module
+
+    def embed_images(self, feats: Features) -> torch.Tensor:
+        return F.normalize(self.image_proj(feats["pooled"]), dim=-1)
+
+    def embed_texts(self, feats: Features) -> torch.Tensor:
+        return F.normalize(self.text_proj(feats["pooled"]), dim=-1)

@@ -11,24 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.methods.base import Features, Method, MethodDims
+from models.methods.base import Features, MethodDims, PooledProjection
 from models.training.config import TrainConfig
 
 TEMPERATURE = 0.07
 
 
-class LinearProjection(Method):
+class LinearProjection(PooledProjection):
     def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
         super().__init__()
         self.image_proj = nn.Linear(dims.image, config.embed_dim)
         self.text_proj = nn.Linear(dims.text, config.embed_dim)
         self.classifier = nn.Linear(config.embed_dim, dims.classes[-1])
-
-    def embed_images(self, feats: Features) -> torch.Tensor:
-        return F.normalize(self.image_proj(feats["pooled"]), dim=-1)
-
-    def embed_texts(self, feats: Features) -> torch.Tensor:
-        return F.normalize(self.text_proj(feats["pooled"]), dim=-1)
 
     def losses(
         self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float

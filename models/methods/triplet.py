@@ -9,13 +9,12 @@ original instance-only VSE++ setting.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.heads.projection import Projector
 from models.losses.masks import label_masks, pair_masks
 from models.losses.triplet import triplet_loss
-from models.methods.base import Features, Method, MethodDims
+from models.methods.base import Features, MethodDims, PooledProjection
 from models.training.config import TrainConfig
 
 
@@ -28,7 +27,7 @@ class TripletOptions(BaseModel):
     hardest: bool = True
 
 
-class TripletBaseline(Method):
+class TripletBaseline(PooledProjection):
     Options = TripletOptions
 
     def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
@@ -37,12 +36,6 @@ class TripletBaseline(Method):
         o = self.opts
         self.image_proj = Projector(dims.image, config.embed_dim, o.hidden, o.dropout)
         self.text_proj = Projector(dims.text, config.embed_dim, o.hidden, o.dropout)
-
-    def embed_images(self, feats: Features) -> torch.Tensor:
-        return F.normalize(self.image_proj(feats["pooled"]), dim=-1)
-
-    def embed_texts(self, feats: Features) -> torch.Tensor:
-        return F.normalize(self.text_proj(feats["pooled"]), dim=-1)
 
     def losses(
         self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
