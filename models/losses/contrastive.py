@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from models.losses.masks import pair_masks
+
 
 def _one_side(sim: torch.Tensor, pos: torch.Tensor, temperature: float) -> torch.Tensor:
     log_p = torch.log_softmax(sim / temperature, dim=1)
@@ -20,3 +22,13 @@ def contrastive_loss(
 ) -> torch.Tensor:
     del neg  # every non-positive is a negative through the softmax denominator
     return (_one_side(sim, pos, temperature) + _one_side(sim.T, pos.T, temperature)) / 2
+
+
+def paired_contrastive_loss(
+    images: torch.Tensor, texts: torch.Tensor, temperature: float = 0.1
+) -> torch.Tensor:
+    """Instance-level InfoNCE: each item's own pair is its only positive, same-label items
+    included among the negatives. Label-level losses alone collapse a class to one point, so
+    the query "cat" would rank every mammal alike; this term keeps the pair on top."""
+    pos, neg = pair_masks(len(images), images.device)
+    return contrastive_loss(images @ texts.T, pos, neg, temperature)

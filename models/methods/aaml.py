@@ -29,6 +29,7 @@ from models.heads.gradient_reversal import GradientReversal, grl_lambda
 from models.heads.projection import Projector
 from models.losses.adversarial import modality_adversarial_loss
 from models.losses.classification import level_classification
+from models.losses.contrastive import paired_contrastive_loss
 from models.losses.masks import label_masks
 from models.losses.polynomial import polynomial_loss
 from models.losses.triplet import triplet_loss
@@ -57,6 +58,8 @@ class AAMLOptions(BaseModel):
     region_dim: int = Field(256, ge=8)
     cross_weight: float = Field(0.5, ge=0)
     cross_batch: int = Field(32, ge=2)
+    # Instance term (paired InfoNCE, temperature 0.1): the pair must beat same-label items too.
+    instance_weight: float = Field(0.0, ge=0)
 
 
 class AAML(Method):
@@ -159,6 +162,8 @@ class AAML(Method):
                 + level_classification(self.classifier([txt]), [fine])
             ),
         }
+        if o.instance_weight > 0:
+            out["instance"] = o.instance_weight * paired_contrastive_loss(img, txt)
         if o.adv_weight > 0:
             coeff = grl_lambda(progress)
             out["adversary"] = o.adv_weight * modality_adversarial_loss(

@@ -27,7 +27,7 @@ from models.heads.discriminator import ModalityDiscriminator
 from models.heads.gradient_reversal import GradientReversal, grl_lambda
 from models.losses.adversarial import modality_adversarial_loss
 from models.losses.classification import level_classification
-from models.losses.contrastive import contrastive_loss
+from models.losses.contrastive import contrastive_loss, paired_contrastive_loss
 from models.losses.masks import label_masks
 from models.losses.polynomial import polynomial_loss
 from models.losses.triplet import triplet_loss
@@ -50,6 +50,9 @@ class DHAMLOptions(BaseModel):
     adv_weight: float = Field(0.1, ge=0)
     retrieval: Literal["fine", "concat"] = "fine"
     concat_coarse_weight: float = Field(0.5, ge=0)  # weight of each coarser level in concat
+    # Instance term: the paired item must also win against same-label items (paired InfoNCE on
+    # the finest level), so "cat" finds the cat and not any mammal of the same subgroup.
+    instance_weight: float = Field(0.0, ge=0)
 
 
 def metric_loss(
@@ -133,6 +136,10 @@ class DHAML(Method):
                 adversary = adversary + modality_adversarial_loss(
                     self.discriminators[level], self.grl(img, coeff), self.grl(txt, coeff)
                 )
+        if o.instance_weight > 0:
+            metric = metric + o.instance_weight * paired_contrastive_loss(
+                img_levels[-1], txt_levels[-1], o.temperature
+            )
         classify = level_classification(
             self.classifiers(img_levels), labels
         ) + level_classification(self.classifiers(txt_levels), labels)
