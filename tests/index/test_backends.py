@@ -1,5 +1,11 @@
-"""One behaviour, two backends: every test here runs against FAISS and against Milvus
-(milvus-lite, the real embedded Milvus server, started per test on a temporary file).
+"""One behaviour, two backends: every test here runs against FAISS and against Milvus, the
+latter in both of its deployments:
+- `milvus`: milvus-lite embedded, started per test on a temporary `.db` file (no URI set);
+- `milvus-server`: a Milvus server reached over TCP at `http://127.0.0.1:PORT`, chosen through
+  XMR_VECTOR_BACKEND / XMR_MILVUS_URI as the service chooses it. The server is milvus-lite's
+  gRPC server run as a separate process (tests/index/milvus_server.py), one per module; every
+  test's collections are dropped after it. This is the production code path (URI kept
+  verbatim, one server holding every generation's collections, dropped on prune).
 
 Each backend is also checked against exact search (numpy) on the same vectors, so the two
 cannot agree on a wrong answer.
@@ -7,8 +13,11 @@ cannot agree on a wrong answer.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -21,9 +30,10 @@ from index.backends import (
     load_store,
 )
 from index.store import VectorStore
+from tests.index import milvus_server
 
 DIM = 16
-BACKENDS = ["faiss", "milvus"]
+BACKENDS = ["faiss", "milvus", "milvus-server"]
 
 
 def unit(n: int, seed: int) -> np.ndarray:
@@ -36,12 +46,75 @@ def exact(base: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.
     return ids[order]
 
 
+@pytest.fixture(scope="module")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Milvus server for this module (started on first use only). XMR_TEST_MILVUS_URI names
+    one that already runs (a real Milvus standalone, without authentication) instead."""
+    pytest.importorskip("pymilvus")
+    given = os.environ.get("XMR_TEST_MILVUS_URI")
+    if given:
+        yield given
+        return
+    if not milvus_server.available():
+        pytest.skip("this milvus-lite has no TCP server (`milvus-lite server` is milvus-lite 3)")
+    with milvus_server.serve(tmp_path_factory.mktemp("milvus-server") / "data") as uri:
+        yield uri
+
+
+class Server(NamedTuple):
+    uri: str
+    before: frozenset[str]  # collections that were there before the test
+
+    def new_collections(self) -> set[str]:
+        return _server_collections(self.uri) - self.before
+
+
+@pytest.fixture
+def server_env(milvus_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """The service's settings for a Milvus server, in the environment; the collections made
+    during the test are dropped afterwards (only those), so tests sharing a server stay
+    independent and a real server keeps whatever else it holds."""
+    from pymilvus import MilvusClient
+
+    monkeypatch.setenv("XMR_VECTOR_BACKEND", "milvus")
+    monkeypatch.setenv("XMR_MILVUS_URI", milvus_uri)
+    server = Server(milvus_uri, frozenset(_server_collections(milvus_uri)))
+    yield server
+    client = MilvusClient(milvus_uri)
+    try:
+        for name in set(client.list_collections()) - server.before:
+            client.drop_collection(name)
+    finally:
+        client.close()
+
+
+def _server_collections(uri: str) -> set[str]:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri)
+    try:
+        return set(client.list_collections())
+    finally:
+        client.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "milvus":
         pytest.importorskip("pymilvus")
         pytest.importorskip("milvus_lite")
+    if request.param == "milvus-server":
+        request.getfixturevalue("server_env")
     return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str) -> BackendSettings:
+    if backend == "milvus-server":  # exactly what the service and `xmr index build` read
+        made = BackendSettings.from_env()
+        assert made.backend == "milvus" and (made.milvus_uri or "").startswith("http://")
+        return made
+    return BackendSettings(backend=backend)
 
 
 @pytest.fixture
@@ -52,8 +125,8 @@ def generation(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(backend: str, generation: Path) -> Iterator[VectorStore]:
-    made = create_store(DIM, generation, BackendSettings(backend=backend))
+def store(settings: BackendSettings, generation: Path) -> Iterator[VectorStore]:
+    made = create_store(DIM, generation, settings)
     yield made
     close_store(made)
 
@@ -143,8 +216,7 @@ def test_boundary_checks_are_the_same(store: VectorStore) -> None:
     assert store.count() == 0
 
 
-def test_save_and_load_keep_everything(backend: str, generation: Path) -> None:
-    settings = BackendSettings(backend=backend)
+def test_save_and_load_keep_everything(settings: BackendSettings, generation: Path) -> None:
     store = create_store(DIM, generation, settings)
     store.add(IDS, BASE)
     store.remove(IDS[:10])
@@ -152,9 +224,14 @@ def test_save_and_load_keep_everything(backend: str, generation: Path) -> None:
     before = store.search(BASE[10:20], 5)
     close_store(store)
     # load_store follows store.json, whatever the settings say now.
+    doc = json.loads((generation / "store.json").read_text())
+    if settings.milvus_uri:  # a server: the URI verbatim, nothing written beside the index
+        assert doc["uri"] == settings.milvus_uri
+        assert not (generation / "milvus.db").exists()
     loaded = load_store(generation, BackendSettings())
     try:
-        assert type(loaded).__name__ == {"faiss": "FaissStore", "milvus": "MilvusStore"}[backend]
+        kind = {"faiss": "FaissStore", "milvus": "MilvusStore"}[settings.backend]
+        assert type(loaded).__name__ == kind
         assert loaded.count() == 190
         after = loaded.search(BASE[10:20], 5)
         assert np.array_equal(before[1], after[1])
@@ -211,11 +288,11 @@ def _items(n: int) -> list:
     return out
 
 
-def _catalog_session(root: Path, backend: str) -> dict[str, object]:
-    """Ingest, re-ingest, filter, delete, close, reopen: what each step returned."""
+def _catalog_session(root: Path, settings: BackendSettings | None) -> dict[str, object]:
+    """Ingest, re-ingest, filter, delete, close, reopen: what each step returned.
+    `settings` None: from the environment, as the service opens its index."""
     from index.catalog import Catalog
 
-    settings = BackendSettings(backend=backend)
     vectors = unit(120, seed=11)
     queries = unit(6, seed=12)
     seen: dict[str, object] = {}
@@ -241,8 +318,8 @@ def _catalog_session(root: Path, backend: str) -> dict[str, object]:
 
 def test_catalog_behaves_the_same_on_both_backends(tmp_path: Path) -> None:
     pytest.importorskip("milvus_lite")
-    faiss_run = _catalog_session(tmp_path / "faiss-index", "faiss")
-    milvus_run = _catalog_session(tmp_path / "milvus-index", "milvus")
+    faiss_run = _catalog_session(tmp_path / "faiss-index", BackendSettings("faiss"))
+    milvus_run = _catalog_session(tmp_path / "milvus-index", BackendSettings("milvus"))
     assert (tmp_path / "milvus-index" / "gen-0001" / "milvus.db").exists()
     assert not (tmp_path / "faiss-index" / "gen-0001" / "milvus.db").exists()
     assert faiss_run == milvus_run
@@ -261,3 +338,70 @@ def test_pruning_leaves_milvus_lite_and_faiss_to_the_directory(tmp_path: Path) -
         store.save(generation / "snapshots" / "snap-000000000000" / "text")
         close_store(store)
         assert drop_external_stores(generation) == 0  # nothing lives outside the directory
+
+
+# -- the production path: a Milvus server URI from the environment ----------------------------
+
+
+def test_catalog_on_a_milvus_server_behaves_as_on_faiss(tmp_path: Path, server_env: Server) -> None:
+    """The service's own path: Catalog.open without a backend reads XMR_VECTOR_BACKEND and
+    XMR_MILVUS_URI, and every answer matches the FAISS run's."""
+    milvus_run = _catalog_session(tmp_path / "server-index", None)
+    faiss_run = _catalog_session(tmp_path / "faiss-index", BackendSettings("faiss"))
+    assert not list((tmp_path / "server-index").rglob("milvus.db"))  # all on the server
+    assert server_env.new_collections() == {
+        "xmr_server_index_gen_0001_image", "xmr_server_index_gen_0001_text"}
+    assert milvus_run == faiss_run
+
+
+@pytest.mark.slow  # three builds (about 4 s on the 2-core box); `make test-slow`
+def test_rebuilds_on_a_milvus_server_swap_and_prune_collections(tmp_path: Path,
+                                                                server_env: Server) -> None:
+    """`xmr index build`'s job with XMR_MILVUS_URI set: each generation writes its own
+    collections beside the live ones on the shared server, the swap is the CURRENT rename, and
+    pruning an old generation drops its collections on the server (not only its directory)."""
+    from index import generations
+    from index.build import build
+    from index.catalog import Catalog
+    from index.cli import corpus_items
+    from models.data.images import open_image
+    from tests.index.helpers import HashEncoder, make_corpus
+
+    planned, levels = corpus_items(make_corpus(tmp_path / "corpus"))
+    root = tmp_path / "idx"
+
+    def collections(*gens: int) -> set[str]:
+        return {f"xmr_idx_gen_{g:04d}_{m}" for g in gens for m in ("image", "text")}
+
+    for salt in ("a", "b", "c"):
+        report = build(root, HashEncoder(salt=salt), planned, open_image, levels=levels,
+                       progress=False, batch_size=4)
+        assert report.counts == {"image": 10, "text": 12}
+    # gen-0001 was pruned (the live one and one before it are kept): its collections went too.
+    assert [g.name for g in generations.generations(root)] == ["gen-0002", "gen-0003"]
+    assert server_env.new_collections() == collections(2, 3)
+
+    enc = HashEncoder(salt="c")
+    cat = Catalog.open(root, checkpoint_id=enc.checkpoint_id, dim=enc.dim)
+    try:
+        hit = cat.search(enc.encode_texts(["caption number 3"]), 1, "text")[0][0]
+        assert hit.record.text == "caption number 3" and hit.score == pytest.approx(1, abs=1e-5)
+        warm = cat.search(enc.encode_texts(["caption number 0"]), 20, "text",
+                          {"group": "warm"})[0]
+        assert len(warm) == 6 and all(h.record.labels[0] == "warm" for h in warm)
+    finally:
+        cat.close()
+
+
+def test_pruning_drops_a_generations_collections_on_the_server(tmp_path: Path,
+                                                               server_env: Server) -> None:
+    from index.backends import drop_external_stores
+
+    generation = tmp_path / "idx" / "gen-0001"
+    store = create_store(DIM, generation, BackendSettings.from_env(), name="text")
+    for seq in (0, 5):  # two snapshots name the same collection: dropped once
+        store.save(generation / "snapshots" / f"snap-{seq:012d}" / "text")
+    close_store(store)
+    assert server_env.new_collections() == {"xmr_idx_gen_0001_text"}
+    assert drop_external_stores(generation) == 1
+    assert server_env.new_collections() == set()
