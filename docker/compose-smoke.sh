@@ -6,7 +6,8 @@
 #   trainer  (profile jobs)  xmr train ... --out /data/runs/default   on the seeded volumes
 #   reindex  (profile jobs)  xmr index build ... with the checkpoint the trainer just wrote
 #   api                      xmr serve on those volumes; /readyz, a search, an ingestion
-#   api-gpu  (profile gpu)   validated only: no GPU here
+#   api-gpu  (profile gpu)   validated only: no GPU here, and its CUDA base cannot be pulled offline
+#   milvus   (profile milvus) validated only: the milvusdb/milvus image cannot be pulled offline
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${XMR_IMAGE:-xmr:cpu}
