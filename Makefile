@@ -37,10 +37,12 @@ system-deps: ## Debian packages for the browser tests (chromium + chromedriver)
 $(CORPUS)/manifest.jsonl: | $(STAMP)
 	$(PY) -m xmr data openmoji $(CORPUS)
 
-$(RUN)/checkpoint.pt: | $(CORPUS)/manifest.jsonl
+# A changed default config retrains, and a new checkpoint re-indexes (a new generation, swapped
+# in atomically); otherwise both are reused.
+$(RUN)/checkpoint.pt: configs/default.yaml | $(CORPUS)/manifest.jsonl
 	$(PY) -m xmr train --data $(CORPUS) --config configs/default.yaml --out $(RUN)
 
-$(INDEX)/CURRENT: | $(RUN)/checkpoint.pt
+$(INDEX)/CURRENT: $(RUN)/checkpoint.pt
 	$(PY) -m xmr index build --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --out $(INDEX) --cache $(ART)/cache
 
 demo-artifacts: $(STAMP) $(INDEX)/CURRENT ## corpus, default checkpoint and index (reused when present)
