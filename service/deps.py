@@ -1,5 +1,10 @@
 """Typed dependencies (Annotated aliases): the engine and settings the lifespan loaded, the
-write guard (Bearer API key), and the JSON content-type check."""
+write guard (Bearer API key), and the JSON content-type check.
+
+Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency in
+its thread pool, which cost each search three thread hand-offs (and GIL round trips beside the
+encoder thread) for what is an attribute read; bench/results/service.md.
+"""
 
 from __future__ import annotations
 
@@ -18,19 +23,19 @@ _bearer = HTTPBearer(auto_error=False, description="XMR_API_KEY, required for ev
                                                    "when the service has one")
 
 
-def _engine(request: Request) -> Engine:
+async def _engine(request: Request) -> Engine:
     engine: Engine | None = getattr(request.app.state, "engine", None)
     if engine is None:
         raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
     return engine
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _jobs(request: Request) -> JobManager:
+async def _jobs(request: Request) -> JobManager:
     jobs: JobManager = request.app.state.jobs
     return jobs
 
@@ -40,7 +45,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 JobsDep = Annotated[JobManager, Depends(_jobs)]
 
 
-def require_writer(
+async def require_writer(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -57,7 +62,7 @@ def require_writer(
         raise Problem(401, "wrong API key", headers=challenge)
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json" and not kind.endswith("+json"):
         raise Problem(415, f"expected Content-Type application/json, got {kind or 'none'!r}")
