@@ -69,13 +69,12 @@ class Engine:
     @classmethod
     def load(cls, settings: Settings,
              on_batch: Callable[[str, int, float], None] | None = None) -> Engine:
+        import torch  # only to size its thread pool; the model code stays in models/
+
         from index.catalog import Catalog
         from models.inference import Encoder
 
-        if settings.encoder_threads is not None:
-            import torch  # only to size its thread pool; the model code stays in models/
-
-            torch.set_num_threads(settings.encoder_threads)
+        torch.set_num_threads(settings.encoder_thread_count)
         encoder = Encoder.load(settings.checkpoint, settings.device)
         catalog = Catalog.open(Path(settings.index), checkpoint_id=encoder.checkpoint_id,
                                dim=encoder.dim, levels=encoder.levels)
@@ -85,13 +84,11 @@ class Engine:
         return cls(encoder, catalog, settings, on_batch)
 
     def _search_thread_init(self) -> None:
-        if self.settings.search_threads is None:
-            return
         try:
             import faiss
         except ImportError:  # another vector backend
             return
-        faiss.omp_set_num_threads(self.settings.search_threads)
+        faiss.omp_set_num_threads(self.settings.search_thread_count)
 
     def close(self) -> None:
         self.batcher.close()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def spare_cores() -> int:
+    """The cores this process may run on, less one for the event loop (at least 1)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    return max(1, usable - 1)
 
 
 class Settings(BaseSettings):
@@ -52,9 +60,12 @@ class Settings(BaseSettings):
     max_batch_items: Annotated[int, Field(ge=1)] = 64
     request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
-    # OpenMP threads of torch (the encoder thread) and FAISS (the search thread); unset: the
-    # libraries' defaults (all cores each). On a box shared with other busy processes, 1 each
-    # can be several times faster (spinning OpenMP teams); bench/results/service.md.
+    # OpenMP threads of torch (the encoder thread) and FAISS (the search thread). Unset: one
+    # core fewer than this process may use (at least 1), not the libraries' "all cores": the
+    # event loop (HTTP, JSON) needs a core of its own, and an OpenMP team that spins on a core
+    # another thread needs runs several times slower, not a little (on 2 shared cores torch's
+    # 2-thread default encoded a batch of 32 texts in 713 ms, 1 thread in 131 ms;
+    # bench/results/service.md).
     encoder_threads: Annotated[int, Field(ge=1)] | None = None
     search_threads: Annotated[int, Field(ge=1)] | None = None
 
@@ -68,6 +79,14 @@ class Settings(BaseSettings):
                 "API key: set XMR_API_KEY (or XMR_READ_ONLY=true, or bind 127.0.0.1)"
             )
         return self
+
+    @property
+    def encoder_thread_count(self) -> int:
+        return self.encoder_threads or spare_cores()
+
+    @property
+    def search_thread_count(self) -> int:
+        return self.search_threads or spare_cores()
 
     @property
     def writable(self) -> bool:
