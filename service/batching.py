@@ -64,6 +64,15 @@ class DynamicBatcher(Generic[T]):
         self._queue.put(job)
         return job.future.result()
 
+    def submit_nowait(self, kind: str, payload: Any) -> Future[T]:
+        """From any thread (the encoder hands its batch to the search stage this way)."""
+        job = _Job(kind, payload)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full as err:
+            raise Overloaded(f"{self._queue.maxsize} queries already queued") from err
+        return job.future
+
     async def _enqueue(self, job: _Job) -> Any:
         try:
             self._queue.put_nowait(job)

@@ -1,0 +1,98 @@
+"""The encode-then-search pipeline in process, with the real encoder, real FAISS and SQLite:
+concurrent searches queued behind a busy encoder become one encoder batch and one catalog
+search per (modality, k, labels), and each caller gets exactly its own row of it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.catalog import Catalog
+from index.records import NewItem, text_hash
+from service.engine import Engine
+from service.settings import Settings
+from tests.service.conftest import corpus_rows
+
+QUERIES = ["a red car on a road", "mountains under snow", "a small dog", "city at night",
+           "a bowl of fruit", "waves on a beach", "an old church", "a football match"]
+
+
+class CountingCatalog:
+    """The real catalog; records the number of query rows of every search call."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._catalog, name)
+
+    def search(self, queries: np.ndarray, *args: object, **kwargs: object) -> object:
+        self.calls.append(len(queries))
+        return self._catalog.search(queries, *args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def engine(tiny_run: tuple[Path, Path], tmp_path: Path) -> Iterator[Engine]:
+    corpus, checkpoint = tiny_run
+    settings = Settings(index=tmp_path / "index", checkpoint=checkpoint, batch_wait_ms=0)
+    loaded = Engine.load(settings)
+    texts = sorted({str(row["text"]) for row in corpus_rows(corpus)})
+    items = [NewItem("text", text_hash(text), text=text) for text in texts]
+    asyncio.run(loaded.ingest(items, texts))
+    try:
+        yield loaded
+    finally:
+        loaded.close()
+
+
+async def searches_behind_a_busy_encoder(engine: Engine, jobs: list[tuple[str, int]]
+                                         ) -> list[list[tuple[int, float]]]:
+    """Hold the encoder thread, queue every search, then let it go: one encoder batch."""
+    release = threading.Event()
+    held = asyncio.ensure_future(engine.batcher.call(release.wait))
+    await asyncio.sleep(0.05)  # the worker thread is now inside release.wait()
+    tasks = [asyncio.ensure_future(engine.search(text, k, "text")) for text, k in jobs]
+    while engine.batcher.depth() < len(jobs):
+        await asyncio.sleep(0.01)
+    release.set()
+    await held
+    return [[(hit.id, hit.score) for hit in hits] for hits in await asyncio.gather(*tasks)]
+
+
+def test_one_encoder_batch_is_one_search_per_key(engine: Engine) -> None:
+    counting = CountingCatalog(engine.catalog)
+    engine.catalog = counting  # type: ignore[assignment]
+    jobs = [(text, 3 if i % 3 else 5) for i, text in enumerate(QUERIES)]  # two keys: k=3, k=5
+    got = asyncio.run(searches_behind_a_busy_encoder(engine, jobs))
+
+    assert sorted(counting.calls) == [3, 5], counting.calls  # 8 searches, 2 FAISS calls
+    # Each caller got its own rows: the same as searching its vector alone.
+    for (text, k), hits in zip(jobs, got, strict=True):
+        alone = counting._catalog.search(engine.encoder.encode_texts([text]), k, "text")[0]
+        assert [h.id for h in alone] == [i for i, _ in hits], text
+        assert np.allclose([h.score for h in alone], [s for _, s in hits], atol=1e-5), text
+
+
+def test_a_cancelled_caller_leaves_its_batch_mates_their_answers(engine: Engine) -> None:
+    async def run() -> tuple[list[list[tuple[int, float]]], bool]:
+        release = threading.Event()
+        held = asyncio.ensure_future(engine.batcher.call(release.wait))
+        await asyncio.sleep(0.05)
+        tasks = [asyncio.ensure_future(engine.search(text, 3, "text")) for text in QUERIES[:4]]
+        while engine.batcher.depth() < 4:
+            await asyncio.sleep(0.01)
+        tasks[0].cancel()  # a request timing out while its batch is queued
+        release.set()
+        await held
+        answers = await asyncio.gather(*tasks[1:])
+        return [[(h.id, h.score) for h in hits] for hits in answers], tasks[0].cancelled()
+
+    answers, cancelled = asyncio.run(run())
+    assert cancelled
+    assert all(len(hits) == 3 for hits in answers), answers
