@@ -2,7 +2,7 @@
 OpenMoji index and on a 100k synthetic index, beside the encoder's raw batched throughput and
 the bare search time, all measured in the same run.
 
-    nice -n 10 .venv/bin/python bench/service_bench.py \\
+    flock /work/heavy.lock nice -n 5 .venv/bin/python bench/service_bench.py \\
         --checkpoint artifacts/runs/default/checkpoint.pt --data artifacts/data/openmoji \\
         --index artifacts/indexes/default
 
@@ -319,8 +319,12 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
         f"Machine: {result['machine']}; server and load generator share it. "
         f"Each run: {result['seconds']:.0f} s measured after {result['warmup']:.0f} s warm-up, "
         "closed loop, k=10, queries drawn from the OpenMoji texts. The service runs with its "
-        "defaults; the raw encoder and search figures are measured in fresh processes, each "
-        "the better of the library's default threads and one thread.",
+        "defaults (encoder and search threads: cores - 1, at least 1); the raw encoder and "
+        "search figures are measured in fresh processes, each "
+        "the better of the library's default threads and one thread. Load average (1, 5, 15 "
+        f"min) before the run: {fmt_load(result['load_average_before'])}; after: "
+        f"{fmt_load(result['load_average_after'])}. The load generator is plain HTTP/1.1 over "
+        "asyncio streams in the benchmark's process (see `Connection` in the script).",
         "",
         "| corpus | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
         "raw encoder QPS (batch 32) | QPS / raw | encoder 1 query ms | search ms |",
@@ -362,6 +366,10 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
     axes[1].set_yscale("log")
     fig.tight_layout()
     fig.savefig(path_png, dpi=120)
+
+
+def fmt_load(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def goals(result: dict) -> list[dict[str, object]]:
@@ -421,7 +429,8 @@ def main() -> int:
                    args.work / f"synthetic-{args.synthetic}", args.data, ckpt_id, dim, levels,
                    args.synthetic)}
     result: dict = {
-        "command": " ".join(["nice -n 10", Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([f"nice -n {os.nice(0)}", Path(sys.executable).name, *sys.argv]),
+        "load_average_before": os.getloadavg(),
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
                    " no GPU",
         "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
@@ -454,6 +463,7 @@ def main() -> int:
             result["memory"][corpus] = server.memory_mb()
         finally:
             server.stop()
+    result["load_average_after"] = os.getloadavg()
     result["goals"] = goals(result)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "service.json").write_text(json.dumps(result, indent=1) + "\n")

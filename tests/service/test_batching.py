@@ -41,7 +41,9 @@ class CountingCatalog:
 def engine(tiny_run: tuple[Path, Path], tmp_path: Path) -> Iterator[Engine]:
     corpus, checkpoint = tiny_run
     settings = Settings(index=tmp_path / "index", checkpoint=checkpoint, batch_wait_ms=0)
-    loaded = Engine.load(settings)
+    observed: list[tuple[str, int]] = []
+    loaded = Engine.load(settings, lambda kind, size, _s: observed.append((kind, size)))
+    loaded.observed = observed  # type: ignore[attr-defined]
     texts = sorted({str(row["text"]) for row in corpus_rows(corpus)})
     items = [NewItem("text", text_hash(text), text=text) for text in texts]
     asyncio.run(loaded.ingest(items, texts))
@@ -72,6 +74,9 @@ def test_one_encoder_batch_is_one_search_per_key(engine: Engine) -> None:
     got = asyncio.run(searches_behind_a_busy_encoder(engine, jobs))
 
     assert sorted(counting.calls) == [3, 5], counting.calls  # 8 searches, 2 FAISS calls
+    observed = engine.observed  # type: ignore[attr-defined]
+    assert ("text", 8) in observed, observed  # one encoder batch
+    assert sorted(size for kind, size in observed[-2:] if kind == "search") == [3, 5], observed
     # Each caller got its own rows: the same as searching its vector alone.
     for (text, k), hits in zip(jobs, got, strict=True):
         alone = counting._catalog.search(engine.encoder.encode_texts([text]), k, "text")[0]
