@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
@@ -43,7 +44,9 @@ def loaded_images(driver: webdriver.Chrome) -> list[dict[str, object]]:
 
 def test_text_search_shows_images_and_an_upload_shows_texts(server: Server,
                                                             browser: webdriver.Chrome) -> None:
-    wait = WebDriverWait(browser, 60)
+    # The grid is replaced when an answer lands: an element read between find_elements and
+    # .text may already be detached, which means "not yet", not failure.
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(server.url + "/")
     wait.until(lambda d: "images and" in d.find_element(By.ID, "served").text)
     footer = browser.find_element(By.TAG_NAME, "footer").text
