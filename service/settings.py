@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     search_threads: Annotated[int, Field(ge=1)] | None = None
 
     log_level: str = "info"
+
+    @field_validator("api_key", mode="after")
+    @classmethod
+    def _blank_key_is_no_key(cls, key: SecretStr | None) -> SecretStr | None:
+        # `XMR_API_KEY=` (or compose passing an empty variable through) must not count as a key:
+        # it would open a public address to writes with an empty Bearer token.
+        return key if key is not None and key.get_secret_value().strip() else None
 
     @model_validator(mode="after")
     def _writable_needs_key_off_loopback(self) -> Settings:

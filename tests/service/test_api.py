@@ -10,7 +10,9 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from service.settings import Settings
 from tests.service.conftest import ROOT, Server, corpus_rows
@@ -207,4 +209,8 @@ def test_refuses_to_start_writable_on_a_public_address_without_a_key() -> None:
     # Read-only, or with a key, a public address is allowed (checked without loading models).
     assert Settings(host="0.0.0.0", read_only=True).host == "0.0.0.0"
     assert Settings(host="0.0.0.0", api_key="k").writable
+    for blank in ("", "  "):  # an empty XMR_API_KEY is no key, not a key anyone can send
+        assert Settings(api_key=blank).api_key is None
+        with pytest.raises(ValidationError, match="XMR_API_KEY"):
+            Settings(host="0.0.0.0", api_key=blank)
     assert Settings(host="::1").writable and Settings(host="localhost").writable
