@@ -35,12 +35,14 @@ class _Job:
 
 class DynamicBatcher(Generic[T]):
     """`run(kind, payloads) -> results` is called on the worker thread with 1..max_size
-    payloads of one kind; `on_batch(kind, size, seconds)` observes each call (metrics)."""
+    payloads of one kind; `on_batch(kind, size, seconds)` observes each call (metrics), its
+    size counted in query rows: `rows(payload)` of each payload (1 each unless given)."""
 
     def __init__(self, run: Callable[[str, list[Any]], Sequence[T]], *, max_size: int,
                  max_wait_s: float, queue_max: int,
                  on_batch: Callable[[str, int, float], None] | None = None,
-                 name: str = "batcher", init: Callable[[], None] | None = None) -> None:
+                 name: str = "batcher", init: Callable[[], None] | None = None,
+                 rows: Callable[[Any], int] | None = None) -> None:
         self._run = run
         self.max_size = max_size
         self.max_wait_s = max_wait_s
@@ -48,6 +50,7 @@ class DynamicBatcher(Generic[T]):
         self._on_batch = on_batch
         self._last_size = 1
         self._init = init
+        self._rows = rows
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -137,7 +140,8 @@ class DynamicBatcher(Generic[T]):
                 job.future.set_exception(err)
             return
         if self._on_batch is not None:
-            self._on_batch(kind, len(live), time.perf_counter() - started)
+            size = len(live) if self._rows is None else sum(self._rows(j.payload) for j in live)
+            self._on_batch(kind, size, time.perf_counter() - started)
         for job, result in zip(live, results, strict=True):
             job.future.set_result(result)
 

@@ -65,7 +65,6 @@ class Engine:
         self.catalog = catalog
         self.settings = settings
         self.swaps = 0
-        self._search_rows_done = 0
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog")
         self.batcher: DynamicBatcher[Vector | _Searched] = DynamicBatcher(
             self._encode_batch, max_size=settings.batch_max_size,
@@ -80,8 +79,9 @@ class Engine:
         self.searcher: DynamicBatcher[list[list[Hit] | StaleVector]] = DynamicBatcher(
             self._search_batch, max_size=settings.batch_max_size, max_wait_s=0.0,
             queue_max=settings.queue_max, name="search", init=self._search_thread_init,
-            on_batch=None if on_batch is None else  # a job is a group: count its rows
-            (lambda _key, size, seconds: on_batch("search", self._search_rows_done, seconds)),
+            rows=len,  # a job is a group of query rows
+            on_batch=None if on_batch is None else
+            (lambda _key, size, seconds: on_batch("search", size, seconds)),
         )
 
     @classmethod
@@ -158,7 +158,6 @@ class Engine:
         """Groups of searches sharing (modality, k, labels) in one catalog call (search
         thread): usually one group, an encoder batch; more when batches queued meanwhile."""
         vectors = [v for group in groups for v in group]
-        self._search_rows_done = len(vectors)  # read by on_batch, on this same thread
         found = iter(self._search_rows(key, vectors))
         return [[next(found) for _ in group] for group in groups]
 
