@@ -59,6 +59,20 @@ def avg_map(method, images: Features, texts: Features, fine: torch.Tensor) -> fl
     return cross_modal_map(img.numpy(), txt.numpy(), fine.numpy())["avg_map"]
 
 
+def train(method, images: Features, texts: Features, labels, steps: int) -> list[float]:
+    """Full-batch Adam steps on the method's summed losses; the total of each step."""
+    optimizer = torch.optim.Adam(method.parameters(), lr=3e-3)
+    totals = []
+    for step in range(steps):
+        method.train()
+        total = sum(method.losses(images, texts, labels, progress=step / steps).values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    return totals
+
+
 @pytest.mark.parametrize("name", [m for m in method_names() if m != "cca"])
 def test_loss_falls_and_method_learns(name: str) -> None:
     images, texts, labels = synthetic()
@@ -66,16 +80,7 @@ def test_loss_falls_and_method_learns(name: str) -> None:
     method.prepare(images, texts, labels)
     images, texts = method.transform_images(images), method.transform_texts(texts)
     before = avg_map(method, images, texts, labels[-1])
-    optimizer = torch.optim.Adam(method.parameters(), lr=3e-3)
-    totals = []
-    for step in range(40):
-        method.train()
-        losses = method.losses(images, texts, labels, progress=step / 40)
-        total = sum(losses.values())
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        totals.append(total.item())
+    totals = train(method, images, texts, labels, steps=40)
     assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
     after = avg_map(method, images, texts, labels[-1])
     assert after > max(before, 0.5)
@@ -154,12 +159,6 @@ def test_instance_term_finds_the_pair_not_just_its_class(name: str) -> None:
         method = make(name, instance_weight=weight, adv_weight=0.0)
         method.prepare(images, texts, labels)
         feats_i, feats_t = method.transform_images(images), method.transform_texts(texts)
-        optimizer = torch.optim.Adam(method.parameters(), lr=3e-3)
-        for _ in range(60):
-            method.train()
-            total = sum(method.losses(feats_i, feats_t, labels, progress=0.5).values())
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
+        train(method, feats_i, feats_t, labels, steps=60)
         recall[weight] = paired_recall_at_1(method, feats_i, feats_t)
     assert recall[1.0] > recall[0.0] + 0.2, recall
