@@ -178,6 +178,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_ready(url: str, process: subprocess.Popen, where: str = "", timeout: float = 300
+               ) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited {process.returncode}: {where}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the server did not become ready: {where}")
+
+
 class Server:
     def __init__(self, index: Path, checkpoint: Path, log: Path) -> None:
         self.port = free_port()
@@ -190,17 +205,7 @@ class Server:
             [sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
              str(checkpoint), "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"xmr serve exited: see {log}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("xmr serve did not become ready")
+        wait_ready(self.url, self.process, f"see {log}")
 
     def memory_mb(self) -> dict[str, float]:
         status = Path(f"/proc/{self.process.pid}/status").read_text()

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from service.settings import Settings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -30,12 +36,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {where + ': ' if where else ''}{error['msg']}", file=sys.stderr)
         return 2
 
+    from service.app import create_app
+
+    serve(create_app(settings), settings)
+    return 0
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """uvicorn as `xmr serve` runs it (bench/web_overhead.py serves its stub app this way)."""
     import uvicorn
 
-    from service.app import create_app
     from service.logging import log_config
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+    uvicorn.run(app, host=settings.host, port=settings.port,
                 log_config=log_config(settings.log_level), timeout_graceful_shutdown=10,
                 server_header=False)
-    return 0
