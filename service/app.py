@@ -14,10 +14,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from service import problems
+from service.edge import EdgeMiddleware
 from service.engine import Engine
 from service.jobs import JobManager
-from service.limits import BodyLimitMiddleware
-from service.logging import RequestIdMiddleware
 from service.media import MediaStore
 from service.metrics import Metrics
 from service.routes import health, items, jobs, search
@@ -54,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="xmr: cross-modal retrieval", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = metrics
     app.state.engine = None
     app.state.jobs = JobManager(settings, lambda: app.state.engine)
     problems.install(app)
@@ -61,10 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     metrics.watch(lambda: _gauges(app))
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       timeout_s=settings.request_timeout_s)
-    metrics.instrument(app)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every line and answer has the id
+    app.add_middleware(EdgeMiddleware, max_bytes=settings.max_body_bytes,
+                       timeout_s=settings.request_timeout_s, metrics=metrics)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

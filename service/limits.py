@@ -6,102 +6,68 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
-from http import HTTPStatus
+from collections.abc import Mapping
 
 from PIL import Image
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive
 
 from models.data.images import ImageError, open_image
-from service.logging import current_request_id
-from service.problems import MEDIA_TYPE, Problem
+from service.problems import Problem
 
 
-class BodyLimitMiddleware:
-    """Reads the whole body (bounded by `max_bytes` and `timeout_s`) before calling the app.
+class Refused(Exception):
+    """A request refused before the app sees it (413, 408, 400); answered as a problem."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+async def read_body(headers: Mapping[bytes, bytes], receive: Receive, max_bytes: int,
+                    timeout_s: float) -> bytes | None:
+    """The whole body, bounded by `max_bytes` and `timeout_s`; None if the client went away.
 
     Buffering is cheap at these sizes and makes the limit exact: a lying or absent
     Content-Length, chunked uploads and slow clients all end in a 413/408 problem before any
     parser runs, instead of an error raised from inside a form or JSON parser.
     """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send, 413, self._too_large(int(declared)))
-            return
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                body, disconnected = await self._read(receive)
-        except TooLarge as err:
-            await self._refuse(scope, send, 413, str(err))
-            return
-        except TimeoutError:
-            await self._refuse(scope, send, 408, f"request body not received within "
-                                                 f"{self.timeout_s:g} s")
-            return
-        if disconnected:
-            return
-        if _is_json(scope) and not _utf8(body):
-            await self._refuse(scope, send, 400, "the JSON body is not valid UTF-8 (RFC 8259)")
-            return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return b"", True
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise TooLarge(self._too_large(size, at_least=True))
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks), False
-
-    def _too_large(self, size: int, at_least: bool = False) -> str:
-        return (f"request body of {'more than ' if at_least else ''}{size} bytes exceeds the "
-                f"limit of {self.max_bytes} bytes")
-
-    async def _refuse(self, scope: Scope, send: Send, status: int, detail: str) -> None:
-        body = json.dumps({
-            "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-            "detail": detail, "instance": scope.get("path", ""),
-            "request_id": current_request_id(),
-        }).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]})
-        await send({"type": "http.response.body", "body": body})
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise Refused(413, _too_large(int(declared), max_bytes))
+    try:
+        async with asyncio.timeout(timeout_s):
+            body = await _read(receive, max_bytes)
+    except TimeoutError as err:
+        raise Refused(408, f"request body not received within {timeout_s:g} s") from err
+    if body is not None and _is_json(headers) and not _utf8(body):
+        raise Refused(400, "the JSON body is not valid UTF-8 (RFC 8259)")
+    return body
 
 
-class TooLarge(Exception):
-    pass
+async def _read(receive: Receive, max_bytes: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise Refused(413, _too_large(size, max_bytes, at_least=True))
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _is_json(scope: Scope) -> bool:
-    kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+def _too_large(size: int, max_bytes: int, at_least: bool = False) -> str:
+    return (f"request body of {'more than ' if at_least else ''}{size} bytes exceeds the "
+            f"limit of {max_bytes} bytes")
+
+
+def _is_json(headers: Mapping[bytes, bytes]) -> bool:
+    kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
     return kind == b"application/json" or kind.endswith(b"+json")
 
 

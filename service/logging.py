@@ -1,6 +1,6 @@
-"""A request id in every log line: a contextvar set by the request-id middleware (which also
-echoes it as `X-Request-ID`) and a logging filter that stamps it on every record, uvicorn's
-access lines included (uvicorn logs them from the request's own task)."""
+"""A request id in every log line: a contextvar bound by the edge middleware (service.edge,
+which also echoes it as `X-Request-ID`) and a logging filter that stamps it on every record,
+uvicorn's access lines included (uvicorn logs them from the request's own task)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ import re
 import uuid
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-HEADER = "x-request-id"
+HEADER = b"x-request-id"
 # A client may pass its own id (for tracing across services) if it is short and plain.
 _ACCEPTED = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
@@ -30,27 +27,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def accept_request_id(given: bytes | None) -> str:
+    """The client's X-Request-ID if it is short and plain, otherwise a new one."""
+    text = (given or b"").decode("latin-1")
+    return text if _ACCEPTED.match(text) else uuid.uuid4().hex
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(HEADER.encode(), b"").decode("latin-1")
-        request_id = given if _ACCEPTED.match(given) else uuid.uuid4().hex
-        token = _request_id.set(request_id)
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
-            await send(message)
+def bind_request_id(request_id: str) -> contextvars.Token[str]:
+    return _request_id.set(request_id)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            _request_id.reset(token)
+
+def unbind_request_id(token: contextvars.Token[str]) -> None:
+    _request_id.reset(token)
 
 
 def log_config(level: str = "info") -> dict[str, Any]:

@@ -1,19 +1,24 @@
-"""Prometheus metrics: per-route latency (prometheus-fastapi-instrumentator), encoder batch
-sizes and times, queue depth and index size. One registry per app, so several apps (tests)
-can live in one process."""
+"""Prometheus metrics: per-route latency and request counts (observed by service.edge), encoder
+and search batch sizes, encoder times, queue depth and index size. One registry per app, so
+several apps (tests) can live in one process.
+
+The HTTP metrics keep the names and labels prometheus-fastapi-instrumentator gave them
+(`http_request_duration_seconds` and `http_requests_total`, by handler, method and status),
+so dashboards carry over; the instrumentator itself is gone: it matched every route's regex
+again on each request to name the handler, which the router has already done."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+EXPOSED = "/metrics"  # where the routes serve `exposition()`
 
 
 class Metrics:
@@ -29,6 +34,13 @@ class Metrics:
         self.search_batch_size = Histogram(
             "xmr_search_batch_size", "Queries per index search call (batched like the encoder)",
             buckets=BATCH_BUCKETS, registry=self.registry)
+        self.request_seconds = Histogram(
+            "http_request_duration_seconds", "Seconds from request to the end of the answer",
+            ["handler", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "http_requests", "HTTP requests answered", ["handler", "method", "status"],
+            registry=self.registry)
+        self._by_request: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_batch(self, kind: str, size: int, seconds: float) -> None:
         if kind == "search":
@@ -37,19 +49,24 @@ class Metrics:
         self.batch_size.labels(kind).observe(size)
         self.batch_seconds.labels(kind).observe(seconds)
 
+    def observe_request(self, handler: str, method: str, status: int, seconds: float) -> None:
+        if handler == EXPOSED:  # scrapes are not traffic
+            return
+        key = (handler, method, status)
+        children = self._by_request.get(key)
+        if children is None:  # labels() takes a lock and builds its key: once per label set
+            labels = (handler, method, str(status))
+            children = self._by_request[key] = (self.request_seconds.labels(*labels),
+                                                self.requests.labels(*labels))
+        children[0].observe(seconds)
+        children[1].inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
     def watch(self, state: Callable[[], dict[str, float]]) -> None:
         """Gauges read at scrape time: `state()` -> {name: value}."""
         self.registry.register(_StateCollector(state))
-
-    def instrument(self, app: FastAPI) -> None:
-        instrumentator = Instrumentator(
-            should_group_status_codes=False, excluded_handlers=["/metrics"],
-            registry=self.registry)
-        instrumentator.add(metrics.latency(
-            metric_name="http_request_duration_seconds", buckets=LATENCY_BUCKETS,
-            registry=self.registry))
-        instrumentator.add(metrics.requests(registry=self.registry))
-        instrumentator.instrument(app).expose(app, include_in_schema=True, tags=["health"])
 
 
 class _StateCollector(Collector):

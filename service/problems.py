@@ -6,6 +6,7 @@ HTTP errors (404, 405, ...) and anything unexpected into the same shape, with th
 
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 from service.logging import current_request_id
 
@@ -51,6 +53,20 @@ def problem_response(request: Request, status: int, detail: str, *, title: str |
     }
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers,
                         media_type=MEDIA_TYPE)
+
+
+async def send_problem(scope: Scope, send: Send, status: int, detail: str) -> None:
+    """A problem answered straight over ASGI, before the app has run (service.edge); the
+    connection is closed, as the rest of a refused body may still be on its way."""
+    body = json.dumps({
+        "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+        "detail": detail, "instance": scope.get("path", ""), "request_id": current_request_id(),
+    }).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _problem(request: Request, exc: Exception) -> JSONResponse:

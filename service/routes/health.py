@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from service.deps import EngineDep, SettingsDep
+from service.metrics import EXPOSED, Metrics
 from service.problems import Problem, responses
 
 router = APIRouter(tags=["health"])
@@ -42,6 +46,16 @@ async def readyz(request: Request) -> Status:
     if engine is None or not (engine.batcher.alive() and engine.searcher.alive()):
         raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
     return Status(status="ready")
+
+
+@router.get(EXPOSED, response_class=Response, responses={
+    200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+async def metrics(request: Request) -> Response:
+    """Per-route latency and counts, encoder and search batch sizes, queue depth, index size."""
+    exposed: Metrics = request.app.state.metrics
+    # In a thread: the index-size gauges wait for the catalog lock, which a search may hold.
+    text = await asyncio.to_thread(exposed.exposition)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/info", response_model=Info, tags=["search"])

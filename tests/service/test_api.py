@@ -199,6 +199,17 @@ def test_concurrent_queries_share_encoder_calls_and_metrics_show_it(server: Serv
     assert re.search(r'xmr_index_items\{modality="image"\} \d+', metrics)
 
 
+def test_bodies_refused_before_the_app_are_counted_under_their_route(server: Server) -> None:
+    with server.client() as client:
+        answer = client.post("/v1/search/image-to-image", content=b"x" * (3 << 20),
+                             headers={"Content-Type": "image/png"})
+        metrics = client.get("/metrics").text
+    assert answer.status_code == 413
+    assert re.search(r'http_requests_total\{handler="/v1/search/image-to-image",method="POST",'
+                     r'status="413"\} [1-9]', metrics)
+    assert 'handler="/metrics"' not in metrics  # scrapes are not traffic
+
+
 def test_refuses_to_start_writable_on_a_public_address_without_a_key() -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "xmr", "serve", "--host", "0.0.0.0",
