@@ -1,8 +1,9 @@
 """Service benchmark: text-to-image search over HTTP at 1, 8 and 32 concurrent clients, on the
-OpenMoji index and on a 100k synthetic index, beside the encoder's raw batched throughput and
-the bare search time, all measured in the same run.
+OpenMoji index and on a 100k synthetic corpus (indexed with the default index type for its
+size, and Flat), beside the encoder's raw batched throughput, the bare search time and the
+default index's recall against exact search, all measured in the same run.
 
-    flock /work/heavy.lock nice -n 5 .venv/bin/python bench/service_bench.py \\
+    flock /work/heavy.lock nice -n 10 .venv/bin/python bench/service_bench.py \\
         --checkpoint artifacts/runs/default/checkpoint.pt --data artifacts/data/openmoji \\
         --index artifacts/indexes/default
 
@@ -27,7 +28,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -47,34 +51,55 @@ def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
     return random.Random(seed).sample(texts, min(n, len(texts)))
 
 
-def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
-                    levels: tuple[str, ...], n: int = SYNTHETIC) -> Path:
-    """n image items with clustered random unit vectors (a seeded Gaussian mixture, like
-    learned embeddings rather than uniform noise), real OpenMoji files as their sources."""
-    from index.catalog import Catalog, NewItem
+def synthetic_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """n clustered random unit vectors: a seeded Gaussian mixture (2000 centres, fixed whatever
+    the seed), like learned embeddings rather than uniform noise. Another seed draws other
+    rows of the same mixture (queries that have near neighbours in the corpus)."""
+    centres = np.random.default_rng(0).standard_normal((2000, dim)).astype(np.float32)
+    rng = np.random.default_rng(1000 + seed)
+    vectors = centres[rng.integers(0, len(centres), n)] + \
+        0.8 * rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    marker = path / f"READY-{checkpoint_id}-{n}"
+
+class GivenVectors:
+    """An embedding engine for index.build that hands back vectors made beforehand, so the
+    synthetic index is built by the re-index job itself: same planning, training and files as
+    `xmr index build`, only the vectors are not an encoder's."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def stream(self, modalities: list[str], payloads: list[str]
+               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        assert len(payloads) == len(self.vectors), "a fresh build embeds every planned item"
+        for start in range(0, len(payloads), 5000):
+            rows = np.arange(start, min(start + 5000, len(payloads)))
+            yield rows, self.vectors[rows]
+
+
+def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
+                    levels: tuple[str, ...], n: int, spec: str) -> Path:
+    """n image items with `synthetic_vectors`, real OpenMoji files as their sources, indexed
+    as `spec` ("auto": the type `xmr index build` picks by size). Every spec gets the same
+    items, ids and vectors, so their answers can be compared id for id."""
+    from index.build import build
+    from index.catalog import NewItem
+
+    marker = path / f"READY-{checkpoint_id}-{n}-{spec}"
     if marker.exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
     rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((2000, dim)).astype(np.float32)
+    items = [NewItem("image", f"b:synthetic-{i}", tuple(rows[i % len(rows)]["labels"]),
+                     source=str((data / rows[i % len(rows)]["image"]).resolve()))
+             for i in range(n)]
     started = time.perf_counter()
-    with Catalog.open(path, checkpoint_id=checkpoint_id, dim=dim, levels=levels) as catalog:
-        for start in range(0, n, 5000):
-            m = min(5000, n - start)
-            vectors = centres[rng.integers(0, len(centres), m)] + \
-                0.8 * rng.standard_normal((m, dim)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            items = []
-            for i in range(start, start + m):
-                row = rows[i % len(rows)]
-                items.append(NewItem("image", f"b:synthetic-{i}", tuple(row["labels"]),
-                                     source=str((data / row["image"]).resolve())))
-            catalog.ingest(items, vectors)
-        catalog.snapshot()
-    print(f"synthetic index of {n} items in {time.perf_counter() - started:.0f} s", flush=True)
+    encoder = SimpleNamespace(dim=dim, checkpoint_id=checkpoint_id)  # names the space only
+    build(path, encoder, items, str, levels=levels, spec=spec, progress=False,
+          engine=GivenVectors(synthetic_vectors(n, dim)))
+    print(f"synthetic index of {n} items ({spec}) in {time.perf_counter() - started:.0f} s",
+          flush=True)
     marker.touch()
     return path
 
@@ -141,6 +166,33 @@ def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> 
     return 1000 * statistics.median(times)
 
 
+def recall_figures(checkpoint: Path, data: Path, exact: Path, approximate: Path
+                   ) -> dict[str, float]:
+    """recall@10 of `approximate` against `exact` (same items and ids), for two query sets:
+    the benchmark's own queries (OpenMoji texts through the encoder, as the service searched
+    them) and fresh draws from the synthetic corpus's mixture (queries with near neighbours,
+    as real queries have in a real corpus)."""
+    from index.catalog import Catalog
+    from models.inference import Encoder
+
+    encoder = Encoder.load(checkpoint, "cpu")
+    texts = encoder.encode_texts(queries_of(data))
+    draws = synthetic_vectors(len(texts), encoder.dim, seed=1)
+    out = {}
+    for name, queries in (("recall_texts", texts), ("recall_mixture", draws)):
+        answers = []
+        for index in (exact, approximate):
+            with Catalog.open(index, checkpoint_id=encoder.checkpoint_id,
+                              dim=encoder.dim) as catalog:
+                answers.append(catalog.search(np.ascontiguousarray(queries), K, "image"))
+        out[name] = float(np.mean([len({h.id for h in a} & {h.id for h in e}) / K
+                                   for e, a in zip(*answers, strict=True)]))
+        # how near the 10th true neighbour is: whether the query has neighbours to find
+        out[name.replace("recall", "kth_cosine")] = float(np.mean([e[-1].score
+                                                                   for e in answers[0]]))
+    return out
+
+
 def measured_apart(*args: str) -> dict[str, float]:
     """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
     runtime, and a process that has used both (like this one, after building the indexes)
@@ -152,8 +204,11 @@ def measured_apart(*args: str) -> dict[str, float]:
 
 
 def measure(argv: list[str]) -> int:
-    """`--measure encoder CKPT DATA BATCH THREADS` or `--measure search INDEX CKPT_ID DIM
-    THREADS` (THREADS 0: the library's default)."""
+    """`--measure encoder CKPT DATA BATCH THREADS`, `--measure search INDEX CKPT_ID DIM
+    THREADS` (THREADS 0: the library's default) or `--measure recall CKPT DATA EXACT APPROX`."""
+    if argv[0] == "recall":
+        print(json.dumps(recall_figures(*(Path(arg) for arg in argv[1:5]))))
+        return 0
     threads = int(argv[-1])
     if argv[0] == "encoder":
         import torch
@@ -331,16 +386,25 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
         f"{fmt_load(result['load_average_after'])}. The load generator is plain HTTP/1.1 over "
         "asyncio streams in the benchmark's process (see `Connection` in the script).",
         "",
-        "| corpus | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
+        "| corpus | index | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
         "raw encoder QPS (batch 32) | QPS / raw | encoder 1 query ms | search ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result["runs"]:
         lines.append(
-            f"| {run['corpus']} | {run['items']:,} | {run['clients']} | {run['qps']:.1f} | "
+            f"| {run['corpus']} | {run['index_type']} | {run['items']:,} | {run['clients']} | "
+            f"{run['qps']:.1f} | "
             f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run['mean_batch']:.1f} | "
             f"{run['encoder_batched_qps']:.1f} | {run['qps'] / run['encoder_batched_qps']:.2f} |"
             f" {run['encoder_single_ms']:.1f} | {run['search_ms']:.2f} |")
+    lines += ["", "## Recall of the default index", "", WHY_DEFAULT_INDEX, ""]
+    for corpus, recall in result["recall"].items():
+        lines.append(f"- {corpus}: recall@10 against exact search (the Flat twin, same items "
+                     f"and ids) {recall['recall_texts']:.3f} for the benchmark's own queries "
+                     "(OpenMoji texts through the encoder; true 10th neighbour at cosine "
+                     f"{recall['kth_cosine_texts']:.2f} on average), "
+                     f"{recall['recall_mixture']:.3f} for fresh draws from the corpus's mixture "
+                     f"(cosine {recall['kth_cosine_mixture']:.2f})")
     lines += ["", "## Goals", ""]
     for goal in result["goals"]:
         mark = "met" if goal["met"] else "NOT met"
@@ -373,6 +437,19 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
     fig.savefig(path_png, dpi=120)
 
 
+WHY_DEFAULT_INDEX = (
+    "The 100k rows serve the index type `xmr index build` picks by default at that size "
+    "(index.store.auto_spec: IVF above 20k rows), because that is what a user serving 100k "
+    "items runs; the goals are about the service, and an exact scan that nobody is given by "
+    "default would charge it ~17 ms of search per batch on one thread. The trade-off is "
+    "recall, measured below in the same run; the Flat rows are kept beside it (exact search, "
+    "the worst case for the goals). The synthetic rows are random (a Gaussian mixture), not "
+    "embeddings of real items: the OpenMoji texts are far from all of them (see the cosine of "
+    "their true 10th neighbour), so an approximate index ranks near-ties for them and their "
+    "recall is the pessimistic figure; fresh draws from the mixture have true near neighbours, "
+    "as queries of a real corpus do.")
+
+
 def fmt_load(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
@@ -392,13 +469,86 @@ def goals(result: dict) -> list[dict[str, object]]:
                     "met": one["p50_ms"] <= budget,
                     "measured": f"p50 {one['p50_ms']:.1f} ms vs {one['encoder_single_ms']:.1f}"
                                 f" + {one['search_ms']:.2f} + 3 = {budget:.1f} ms"})
-    synthetic = result["memory"].get("synthetic-100k")
-    if synthetic:
-        out.append({"goal": "resident memory of the server with the 100k index < 1.5 GB",
-                    "met": synthetic["peak_rss_mb"] < 1536,
-                    "measured": f"{synthetic['rss_mb']:.0f} MB resident, "
-                                f"{synthetic['peak_rss_mb']:.0f} MB peak"})
+    for corpus, memory in result["memory"].items():
+        if corpus.startswith("synthetic"):
+            out.append({"goal": f"{corpus}: resident memory of the server < 1.5 GB",
+                        "met": memory["peak_rss_mb"] < 1536,
+                        "measured": f"{memory['rss_mb']:.0f} MB resident, "
+                                    f"{memory['peak_rss_mb']:.0f} MB peak"})
     return out
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    index: Path
+    index_type: str  # what the table shows
+    exact: Path | None = None  # the same items indexed Flat: recall is measured against it
+
+
+def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus], int]:
+    """OpenMoji, and the synthetic corpus twice: with the index type `xmr index build` picks
+    by default at that size (what a user serving it gets) and Flat (exact search)."""
+    from index import generations
+    from index.manifest import Manifest
+    from index.store import DEFAULT_NPROBE, auto_spec
+
+    openmoji_index(args.index, args.checkpoint, args.data, args.cache)
+    live = generations.current(args.index)
+    assert live is not None
+    manifest = Manifest.read(live)
+    dim, levels, n = manifest.dim, manifest.levels, args.synthetic
+
+    def synthetic(spec: str) -> Path:
+        return synthetic_index(args.work / f"synthetic-{n}-{spec}", args.data, ckpt_id, dim,
+                               levels, n, spec)
+
+    picked = auto_spec(n, dim)
+    probes = f", nprobe {DEFAULT_NPROBE}" if picked.startswith("IVF") else ""
+    exact = synthetic("Flat")
+    return [
+        Corpus("openmoji", args.index, "default (the demo index)"),
+        Corpus(f"synthetic-{n // 1000}k", synthetic("auto"), f"{picked}{probes} (default)",
+               exact=None if picked == "Flat" else exact),
+        Corpus(f"synthetic-{n // 1000}k-flat", exact, "Flat (exact)"),
+    ], dim
+
+
+def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, batch: int
+              ) -> dict[str, float]:
+    """The raw figures each ratio is taken against, measured beside the runs: the best this
+    machine gave, with the library's default threads or one thread."""
+    search = min(measured_apart("search", str(corpus.index), ckpt_id, str(dim), str(threads))
+                 ["search_ms"] for threads in (0, 1))
+    raws = [measured_apart("encoder", str(args.checkpoint), str(args.data), str(batch),
+                           str(threads)) for threads in (0, 1)]
+    figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws),
+               "encoder_single_ms": min(r["encoder_single_ms"] for r in raws),
+               "encoder_batch": batch, "search_ms": search}
+    print(corpus.name, {k: round(v, 2) for k, v in figures.items()}, flush=True)
+    return figures
+
+
+def serve_and_load(corpus: Corpus, args: argparse.Namespace, queries: list[str],
+                   raw: dict[str, float]) -> tuple[list[dict], dict[str, float]]:
+    """The runs at each client count against one server; and its memory after them."""
+    server = Server(corpus.index, args.checkpoint, args.work / f"server-{corpus.name}.log")
+    runs = []
+    try:
+        items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
+        for clients in CLIENTS:
+            sum0, count0 = batch_sizes(server.url)
+            figures = asyncio.run(load(server.url, queries, clients, args.seconds, args.warmup))
+            sum1, count1 = batch_sizes(server.url)
+            run = {"corpus": corpus.name, "index_type": corpus.index_type, "items": items,
+                   "clients": clients, **figures,
+                   "mean_batch": (sum1 - sum0) / max(1.0, count1 - count0), **raw}
+            print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
+                              for k, v in run.items()}), flush=True)
+            runs.append(run)
+        return runs, server.memory_mb()
+    finally:
+        server.stop()
 
 
 def main() -> int:
@@ -419,55 +569,24 @@ def main() -> int:
 
     args.work.mkdir(parents=True, exist_ok=True)
     ckpt_id = checkpoint_id(args.checkpoint)
-    queries = queries_of(args.data)
-    batch = Settings().batch_max_size
-    from index import generations
-    from index.manifest import Manifest
-
-    openmoji_index(args.index, args.checkpoint, args.data, args.cache)
-    live = generations.current(args.index)
-    assert live is not None
-    manifest = Manifest.read(live)
-    dim, levels = manifest.dim, manifest.levels
-    corpora = {"openmoji": args.index,
-               f"synthetic-{args.synthetic // 1000}k": synthetic_index(
-                   args.work / f"synthetic-{args.synthetic}", args.data, ckpt_id, dim, levels,
-                   args.synthetic)}
+    corpora, dim = prepare_corpora(args, ckpt_id)
     result: dict = {
         "command": " ".join([f"nice -n {os.nice(0)}", Path(sys.executable).name, *sys.argv]),
         "load_average_before": os.getloadavg(),
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
                    " no GPU",
         "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
+        "recall": {},
     }
-    for corpus, index in corpora.items():
-        # The raw references are the best this machine gave: default threads or one thread.
-        search = min(measured_apart("search", str(index), ckpt_id, str(dim), str(threads))
-                     ["search_ms"] for threads in (0, 1))
-        raws = [measured_apart("encoder", str(args.checkpoint), str(args.data), str(batch),
-                               str(threads)) for threads in (0, 1)]
-        encoder = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws),
-                   "encoder_single_ms": min(r["encoder_single_ms"] for r in raws),
-                   "encoder_batch": batch}
-        print(corpus, "encoder:", {k: round(v, 2) for k, v in encoder.items()},
-              f"search {search:.2f} ms", flush=True)
-        server = Server(index, args.checkpoint, args.work / f"server-{corpus}.log")
-        try:
-            items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
-            for clients in CLIENTS:
-                sum0, count0 = batch_sizes(server.url)
-                figures = asyncio.run(load(server.url, queries, clients, args.seconds,
-                                           args.warmup))
-                sum1, count1 = batch_sizes(server.url)
-                run = {"corpus": corpus, "items": items, "clients": clients, **figures,
-                       "mean_batch": (sum1 - sum0) / max(1.0, count1 - count0),
-                       "search_ms": search, **encoder}
-                print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
-                                  for k, v in run.items()}), flush=True)
-                result["runs"].append(run)
-            result["memory"][corpus] = server.memory_mb()
-        finally:
-            server.stop()
+    for corpus in corpora:
+        raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
+        runs, result["memory"][corpus.name] = serve_and_load(corpus, args,
+                                                             queries_of(args.data), raw)
+        result["runs"] += runs
+        if corpus.exact is not None:
+            result["recall"][corpus.name] = measured_apart(
+                "recall", str(args.checkpoint), str(args.data), str(corpus.exact),
+                str(corpus.index))
     result["load_average_after"] = os.getloadavg()
     result["goals"] = goals(result)
     OUT.mkdir(parents=True, exist_ok=True)
