@@ -381,14 +381,17 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
         "closed loop, k=10, queries drawn from the OpenMoji texts. The service runs with its "
         "defaults (encoder and search threads: cores - 1, at least 1); the raw encoder and "
         "search figures are measured in fresh processes, each "
-        "the better of the library's default threads and one thread. Load average (1, 5, 15 "
+        "the better of the library's default threads and one thread (the goals use these); "
+        "the 1-thread raw encoder figure, the service's own setting on 2 cores, is shown "
+        "beside them for reading the ratios. Load average (1, 5, 15 "
         f"min) before the run: {fmt_load(result['load_average_before'])}; after: "
         f"{fmt_load(result['load_average_after'])}. The load generator is plain HTTP/1.1 over "
         "asyncio streams in the benchmark's process (see `Connection` in the script).",
         "",
         "| corpus | index | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
-        "raw encoder QPS (batch 32) | QPS / raw | encoder 1 query ms | search ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "raw encoder QPS (batch 32) | QPS / raw | raw encoder QPS, 1 thread | "
+        "encoder 1 query ms | search ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result["runs"]:
         lines.append(
@@ -396,7 +399,8 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
             f"{run['qps']:.1f} | "
             f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run['mean_batch']:.1f} | "
             f"{run['encoder_batched_qps']:.1f} | {run['qps'] / run['encoder_batched_qps']:.2f} |"
-            f" {run['encoder_single_ms']:.1f} | {run['search_ms']:.2f} |")
+            f" {run['encoder_batched_qps_1_thread']:.1f} | {run['encoder_single_ms']:.1f} | "
+            f"{run['search_ms']:.2f} |")
     lines += ["", "## Recall of the default index", "", WHY_DEFAULT_INDEX, ""]
     for corpus, recall in result["recall"].items():
         lines.append(f"- {corpus}: recall@10 against exact search (the Flat twin, same items "
@@ -524,7 +528,9 @@ def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, 
                            str(threads)) for threads in (0, 1)]
     figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws),
                "encoder_single_ms": min(r["encoder_single_ms"] for r in raws),
-               "encoder_batch": batch, "search_ms": search}
+               "encoder_batch": batch, "search_ms": search,
+               # beside it, not instead: the service's own encoder setting on this machine
+               "encoder_batched_qps_1_thread": raws[1]["encoder_batched_qps"]}
     print(corpus.name, {k: round(v, 2) for k, v in figures.items()}, flush=True)
     return figures
 
