@@ -2,7 +2,8 @@
 
 It gives the request its id (service.logging: on every log line, in every answer's
 `X-Request-ID`), holds the body to the size and time limits before any parser runs
-(service.limits), and times the answer for the per-route Prometheus metrics (service.metrics).
+(service.limits), answers an error no handler took as a 500 problem with that id, and times
+the answer for the per-route Prometheus metrics (service.metrics).
 
 One pure-ASGI layer, one header scan and one `send` wrapper per request, where there were
 three middlewares and prometheus-fastapi-instrumentator (which matched every route's regex
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.limits import Refused, read_body
 from service.logging import HEADER, accept_request_id, bind_request_id, unbind_request_id
 from service.metrics import Metrics
-from service.problems import send_problem
+from service.problems import send_problem, send_unexpected
 
 BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -56,9 +57,10 @@ class EdgeMiddleware:
         token = bind_request_id(request_id)
         try:
             await self._answer(scope, headers, receive, send_with_id)
-        except Exception:
-            status = status or 500  # answered by ServerErrorMiddleware, outside this layer
-            raise
+        except Exception as err:
+            if status:  # the answer had started: nothing more can be said to the client
+                raise
+            await send_unexpected(scope, send_with_id, err)
         finally:
             unbind_request_id(token)
             if status:  # 0: the client left before its body arrived; nothing was answered

@@ -55,18 +55,31 @@ def problem_response(request: Request, status: int, detail: str, *, title: str |
                         media_type=MEDIA_TYPE)
 
 
-async def send_problem(scope: Scope, send: Send, status: int, detail: str) -> None:
-    """A problem answered straight over ASGI, before the app has run (service.edge); the
-    connection is closed, as the rest of a refused body may still be on its way."""
+async def send_problem(scope: Scope, send: Send, status: int, detail: str, *,
+                       close: bool = True) -> None:
+    """A problem answered straight over ASGI by the edge middleware (service.edge): a refusal
+    before the app has run closes the connection, as the rest of the body may be on its way."""
     body = json.dumps({
         "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
         "detail": detail, "instance": scope.get("path", ""), "request_id": current_request_id(),
     }).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]})
+    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status,
+                "headers": headers + [(b"connection", b"close")] if close else headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_unexpected(scope: Scope, send: Send, exc: Exception) -> None:
+    """The 500 for an error no handler took, logged and answered while the request id is
+    still bound (call it from the `except` block): Starlette's ServerErrorMiddleware, the
+    outermost layer, would only run after the edge middleware has unbound it."""
+    log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+    await send_problem(scope, send, 500, _unexpected_detail(exc), close=False)
+
+
+def _unexpected_detail(exc: Exception) -> str:
+    return (f"internal error ({type(exc).__name__}); quote request id {current_request_id()} "
+            "when reporting it")
 
 
 async def _problem(request: Request, exc: Exception) -> JSONResponse:
@@ -104,9 +117,9 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """The last resort, for an error outside the edge middleware (see send_unexpected)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(request, 500, f"internal error ({type(exc).__name__}); "
-                            f"quote request id {current_request_id()} when reporting it")
+    return problem_response(request, 500, _unexpected_detail(exc))
 
 
 def install(app: FastAPI) -> None:
