@@ -18,7 +18,7 @@ HEAVY_LOCK ?= $(if $(wildcard /work/.),/work/heavy.lock,/tmp/xmr-heavy.lock)
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
-.PHONY: bench-scale bench-index docker-smoke bench-service bench-quality
+.PHONY: bench-scale bench-index docker-smoke bench-service bench-quality bench-probes
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: bench-features bench-scale bench-index bench-service bench-quality ## every benchmark (results in bench/results/)
+bench: bench-features bench-scale bench-index bench-service bench-quality bench-probes ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(PY) bench/features.py --data $(CORPUS)
@@ -83,3 +83,6 @@ bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, O
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
 	nice -n 10 $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache
+
+bench-probes: $(STAMP) $(CORPUS)/manifest.jsonl ## finest-label linear probes of the backbone features: cached views, EfficientNet stage ends, last block trained vs frozen (issue 3; ~12 min)
+	flock $(HEAVY_LOCK) nice -n 10 $(PY) bench/feature_probes.py --data $(CORPUS) --cache $(ART)/cache
