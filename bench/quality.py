@@ -386,6 +386,43 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def diagnosis(out: Path) -> str:
+    """Why the methods tie, from the label-information diagnostics beside quality.json
+    (bench/posterior_ceiling.py, bench/feature_probes.py); empty where they have not run."""
+    if not (out / "posterior_ceiling.json").exists() or not (out / "feature_probes.json").exists():
+        return ""
+    ceiling = json.loads((out / "posterior_ceiling.json").read_text())
+    probes = json.loads((out / "feature_probes.json").read_text())
+    acc = {r["name"]: r["test_acc"] for r in probes["views"] + probes["stages"]}
+    concat = probes["stages"][-1]
+    trained = probes["finetune"]["tail trained, linear head"]
+    part = ceiling["train_part"]
+    side = "below" if trained["test_acc"]["mean"] < acc["image pooled"] else "above"
+    return (
+        "\n## Why the methods tie\n\n"
+        "On the frozen features every supervised method reaches about what label supervision "
+        "alone reaches: each item embedded as its class posterior (one logistic regression per "
+        "modality, no cross-modal training) scores "
+        f"{part['avg_map_mean']:.3f} ± {part['avg_map_std']:.3f} on the same train part and "
+        f"{ceiling['whole_train_split']['avg_map']:.3f} on the whole train split "
+        "([posterior_ceiling.md](posterior_ceiling.md)). Finest-label linear probes "
+        "([feature_probes.md](feature_probes.md); fitted on train, scored on test, a "
+        "diagnostic) find little more label information in other readings of the backbones: "
+        f"image pooled {acc['image pooled']:.3f}, region max / mean+max "
+        f"{acc['image region max']:.3f} / {acc['image region mean+max']:.3f}, stage ends up to "
+        f"{max(r['test_acc'] for r in probes['stages'][:-1]):.3f}, {concat['name']} "
+        f"concatenated {concat['test_acc']:.3f} (as posteriors, {concat['posterior_map']:.3f} "
+        f"mAP against the pooled text's, vs {probes['views'][0]['posterior_map']:.3f} for the "
+        "pooled image's: a method fed it would have that reference, and so would the "
+        f"baselines); text pooled {acc['text pooled']:.3f}, pooled+max "
+        f"{acc['text pooled+max']:.3f}. The last EfficientNet block + head conv trained on CPU "
+        f"({probes['epochs']} epochs) reaches {trained['test_acc']['mean']:.3f} ± "
+        f"{trained['test_acc']['std']:.3f}, {side} the converged probe of the frozen pooled "
+        "feature. The lever these measurements leave is more label information in the image "
+        "features: backbones trained end to end, which needs a GPU (or more labelled data).\n"
+    )
+
+
 def plot(result: dict, rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -450,7 +487,7 @@ def write_results(
         "runs": rows,
     }
     (args.out / "quality.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "quality.md").write_text(markdown(result))
+    (args.out / "quality.md").write_text(markdown(result) + diagnosis(args.out))
     plot(result, rows, args.out / "quality.png")
     if final:
         print(markdown(result))
