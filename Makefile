@@ -84,5 +84,5 @@ bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, O
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
 	nice -n 10 $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache
 
-bench-probes: $(STAMP) $(CORPUS)/manifest.jsonl ## finest-label linear probes of the backbone features: cached views, EfficientNet stage ends, last block trained vs frozen (issue 3; ~12 min)
+bench-probes: $(STAMP) $(CORPUS)/manifest.jsonl ## finest-label linear probes of the backbone features: cached views, EfficientNet stage ends, last block trained vs frozen (issue 3; ~10 min)
 	flock $(HEAVY_LOCK) nice -n 10 $(PY) bench/feature_probes.py --data $(CORPUS) --cache $(ART)/cache
