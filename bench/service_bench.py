@@ -27,14 +27,19 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
+
+if TYPE_CHECKING:
+    from models.inference import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -126,9 +131,11 @@ def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> No
 
 
 # -- measurements in this process ---------------------------------------------------------------
-def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float
-                    ) -> dict[str, float]:
-    """Raw encoder: texts/s at the service's batch size, and one query's time (medians)."""
+def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float,
+                    workers: int = 1) -> dict[str, float]:
+    """Raw encoder: texts/s at the service's batch size, and one query's time (medians); with
+    `workers` > 1, the texts/s of that many threads encoding batches at once (as the service's
+    encoder workers do), one query's time still measured alone."""
     from models.inference import Encoder
 
     encoder = Encoder.load(checkpoint, "cpu")
@@ -145,9 +152,34 @@ def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: f
         encoder.encode_texts([queries[i % len(queries)]])
         single.append(time.perf_counter() - t)
         i += batch
-    return {"encoder_batched_qps": batch / statistics.median(batches),
-            "encoder_batch_ms": 1000 * statistics.median(batches),
+    qps = batch / statistics.median(batches)
+    if workers > 1:
+        qps = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)
+    return {"encoder_batched_qps": qps, "encoder_batch_ms": 1000 * statistics.median(batches),
             "encoder_single_ms": 1000 * statistics.median(single), "encoder_batch": batch}
+
+
+def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, seconds: float,
+                           workers: int) -> float:
+    """Texts/s of `workers` threads each encoding batches for `seconds`, all started at once."""
+    start = threading.Barrier(workers)
+    counts = [0] * workers
+
+    def work(n: int) -> None:
+        start.wait()
+        deadline, i = time.perf_counter() + seconds, n * 101
+        while time.perf_counter() < deadline:
+            encoder.encode_texts([queries[(i + j) % len(queries)] for j in range(batch)])
+            counts[n] += batch
+            i += batch
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - began)
 
 
 def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> float:
@@ -204,8 +236,9 @@ def measured_apart(*args: str) -> dict[str, float]:
 
 
 def measure(argv: list[str]) -> int:
-    """`--measure encoder CKPT DATA BATCH THREADS`, `--measure search INDEX CKPT_ID DIM
-    THREADS` (THREADS 0: the library's default) or `--measure recall CKPT DATA EXACT APPROX`."""
+    """`--measure encoder CKPT DATA BATCH WORKERS THREADS`, `--measure search INDEX CKPT_ID
+    DIM THREADS` (THREADS 0: the library's default) or `--measure recall CKPT DATA EXACT
+    APPROX`."""
     if argv[0] == "recall":
         print(json.dumps(recall_figures(*(Path(arg) for arg in argv[1:5]))))
         return 0
@@ -215,7 +248,8 @@ def measure(argv: list[str]) -> int:
 
         if threads:
             torch.set_num_threads(threads)
-        figures = encoder_figures(Path(argv[1]), queries_of(Path(argv[2])), int(argv[3]), 8)
+        figures = encoder_figures(Path(argv[1]), queries_of(Path(argv[2])), int(argv[3]), 8,
+                                  workers=int(argv[4]))
     else:
         import faiss
 
@@ -379,19 +413,20 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
         f"Machine: {result['machine']}; server and load generator share it. "
         f"Each run: {result['seconds']:.0f} s measured after {result['warmup']:.0f} s warm-up, "
         "closed loop, k=10, queries drawn from the OpenMoji texts. The service runs with its "
-        "defaults (encoder and search threads: cores - 1, at least 1); the raw encoder and "
-        "search figures are measured in fresh processes, each "
-        "the better of the library's default threads and one thread (the goals use these); "
-        "the 1-thread raw encoder figure, the service's own setting on 2 cores, is shown "
-        "beside them for reading the ratios. Load average (1, 5, 15 "
+        "defaults (one 1-thread encoder worker per core; search on cores - 1 threads, at least "
+        "1); the raw encoder and search figures are measured in fresh processes, each the best "
+        "of the library's default threads, one thread and (throughput only) the service's "
+        "workers encoding at once (the goals use the best); each setting's own throughput is "
+        "shown beside it for reading the ratios. Load average (1, 5, 15 "
         f"min) before the run: {fmt_load(result['load_average_before'])}; after: "
         f"{fmt_load(result['load_average_after'])}. The load generator is plain HTTP/1.1 over "
         "asyncio streams in the benchmark's process (see `Connection` in the script).",
         "",
         "| corpus | index | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
-        "raw encoder QPS (batch 32) | QPS / raw | raw encoder QPS, 1 thread | "
+        "raw encoder QPS (batch 32, best) | QPS / raw | raw: 1 worker, default threads | "
+        "raw: 1 worker, 1 thread | raw: the service's workers | "
         "encoder 1 query ms | search ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result["runs"]:
         lines.append(
@@ -399,7 +434,10 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
             f"{run['qps']:.1f} | "
             f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run['mean_batch']:.1f} | "
             f"{run['encoder_batched_qps']:.1f} | {run['qps'] / run['encoder_batched_qps']:.2f} |"
-            f" {run['encoder_batched_qps_1_thread']:.1f} | {run['encoder_single_ms']:.1f} | "
+            f" {run['encoder_batched_qps_default']:.1f} |"
+            f" {run['encoder_batched_qps_1_thread']:.1f} |"
+            f" {run['encoder_batched_qps_workers']:.1f} ({run['encoder_workers']}) |"
+            f" {run['encoder_single_ms']:.1f} | "
             f"{run['search_ms']:.2f} |")
     lines += ["", "## Recall of the default index", "", WHY_DEFAULT_INDEX, ""]
     for corpus, recall in result["recall"].items():
@@ -521,16 +559,24 @@ def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus
 def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, batch: int
               ) -> dict[str, float]:
     """The raw figures each ratio is taken against, measured beside the runs: the best this
-    machine gave, with the library's default threads or one thread."""
+    machine gave, with the library's default threads or one thread, and (for throughput) with
+    the service's own setting, one 1-thread worker per core encoding at once."""
+    from service.settings import Settings
+
     search = min(measured_apart("search", str(corpus.index), ckpt_id, str(dim), str(threads))
                  ["search_ms"] for threads in (0, 1))
-    raws = [measured_apart("encoder", str(args.checkpoint), str(args.data), str(batch),
-                           str(threads)) for threads in (0, 1)]
-    figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws),
-               "encoder_single_ms": min(r["encoder_single_ms"] for r in raws),
-               "encoder_batch": batch, "search_ms": search,
-               # beside it, not instead: the service's own encoder setting on this machine
-               "encoder_batched_qps_1_thread": raws[1]["encoder_batched_qps"]}
+    workers = Settings().encoder_worker_count
+    raws = {name: measured_apart("encoder", str(args.checkpoint), str(args.data), str(batch),
+                                 str(n), str(threads))
+            for name, n, threads in (("default", 1, 0), ("1 thread", 1, 1),
+                                     ("service", workers, 1))}
+    figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws.values()),
+               "encoder_single_ms": min(r["encoder_single_ms"] for r in raws.values()),
+               "encoder_batch": batch, "search_ms": search, "encoder_workers": workers,
+               # beside the best, for reading the ratios: each setting's own figure
+               "encoder_batched_qps_1_thread": raws["1 thread"]["encoder_batched_qps"],
+               "encoder_batched_qps_default": raws["default"]["encoder_batched_qps"],
+               "encoder_batched_qps_workers": raws["service"]["encoder_batched_qps"]}
     print(corpus.name, {k: round(v, 2) for k, v in figures.items()}, flush=True)
     return figures
 

@@ -1,9 +1,13 @@
-"""Dynamic batching: concurrent queries become one encoder call, on one worker thread.
+"""Dynamic batching: concurrent queries become one encoder call, on a pool of worker threads.
 
-Torch runs on a single dedicated thread (never on the event loop, never on two threads at
-once). A batch is every query that queued while the previous batch ran, topped up for at most
-`max_wait_s` only when the previous batch held more than one query (a sign of concurrent
-load), so a lone client never waits for company and a busy service groups up to `max_size`.
+Torch never runs on the event loop. Each of `workers` threads takes a batch from one shared
+queue and runs it to the end, so that many batches run at once: on a CPU, several one-thread
+workers encode more per second than one worker whose OpenMP team spans the cores (two 1-thread
+workers: 1.5-1.9x one 2-thread worker on 2 cores; bench/results/service.md), since nothing
+waits at a barrier for a core the event loop holds. A batch is every query that queued while
+the worker's previous batch ran, topped up for at most `max_wait_s` only when that batch held
+more than one query (a sign of concurrent load), so a lone client never waits for company and
+a busy service groups up to `max_size`.
 """
 
 from __future__ import annotations
@@ -34,32 +38,37 @@ class _Job:
 
 
 class DynamicBatcher(Generic[T]):
-    """`run(kind, payloads) -> results` is called on the worker thread with 1..max_size
-    payloads of one kind; `on_batch(kind, size, seconds)` observes each call (metrics), its
-    size counted in query rows: `rows(payload)` of each payload (1 each unless given)."""
+    """`run(kind, payloads) -> results` is called on a worker thread with 1..max_size payloads
+    of one kind, by up to `workers` threads at once; `on_batch(kind, size, seconds)` observes
+    each call (metrics), its size counted in query rows: `rows(payload)` of each payload (1
+    each unless given). `init` runs first on each worker thread."""
 
     def __init__(self, run: Callable[[str, list[Any]], Sequence[T]], *, max_size: int,
                  max_wait_s: float, queue_max: int,
                  on_batch: Callable[[str, int, float], None] | None = None,
                  name: str = "batcher", init: Callable[[], None] | None = None,
-                 rows: Callable[[Any], int] | None = None) -> None:
+                 rows: Callable[[Any], int] | None = None, workers: int = 1) -> None:
         self._run = run
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self._queue: queue.Queue[_Job] = queue.Queue(maxsize=queue_max)
         self._on_batch = on_batch
-        self._last_size = 1
         self._init = init
         self._rows = rows
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{i}" if workers > 1 else name,
+                             daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # -- event-loop side ------------------------------------------------------------------------
     async def submit(self, kind: str, payload: Any) -> T:
         return await self._enqueue(_Job(kind, payload))
 
     async def call(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` alone on the worker thread (re-ranking, swapping the encoder)."""
+        """Run `fn` on a worker thread, outside any batch (re-ranking, swapping the encoder)."""
         return await self._enqueue(_Job("call", fn))
 
     def call_sync(self, fn: Callable[[], Any]) -> Any:
@@ -84,20 +93,23 @@ class DynamicBatcher(Generic[T]):
         return await asyncio.wrap_future(job.future)
 
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(thread.is_alive() for thread in self._threads)
 
     def depth(self) -> int:
         return self._queue.qsize()
 
     def close(self) -> None:
-        self._queue.put(_Job("stop", None))
-        self._thread.join(timeout=30)
+        for _ in self._threads:  # each worker takes one stop and ends
+            self._queue.put(_Job("stop", None))
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     # -- worker side ----------------------------------------------------------------------------
     def _loop(self) -> None:
         if self._init is not None:
             self._init()  # per-thread settings (OpenMP thread counts are per calling thread)
         pending: _Job | None = None
+        last_size = 1
         while True:
             first = pending if pending is not None else self._queue.get()
             pending = None
@@ -106,15 +118,15 @@ class DynamicBatcher(Generic[T]):
             if first.kind == "call":
                 self._call(first)
                 continue
-            batch, pending = self._gather(first)
-            self._last_size = len(batch)
+            batch, pending = self._gather(first, wait=last_size > 1)
+            last_size = len(batch)
             self._run_batch(first.kind, batch)
 
-    def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None]:
+    def _gather(self, first: _Job, wait: bool) -> tuple[list[_Job], _Job | None]:
         """Same-kind jobs after `first`; the first job of another kind (or the stop sentinel)
-        ends the batch and is handed back to start the next one, so order is kept."""
+        ends the batch and is handed back to start this worker's next one."""
         batch = [first]
-        deadline = time.monotonic() + (self.max_wait_s if self._last_size > 1 else 0.0)
+        deadline = time.monotonic() + (self.max_wait_s if wait else 0.0)
         while len(batch) < self.max_size:
             remaining = deadline - time.monotonic()
             try:
@@ -135,7 +147,8 @@ class DynamicBatcher(Generic[T]):
         try:
             results = self._run(kind, [job.payload for job in live])
         except BaseException as err:  # delivered to every waiting request
-            log.exception("%s: batch of %d %s jobs failed", self._thread.name, len(live), kind)
+            log.exception("%s: batch of %d %s jobs failed", threading.current_thread().name,
+                          len(live), kind)
             for job in live:
                 job.future.set_exception(err)
             return

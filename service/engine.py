@@ -1,12 +1,14 @@
 """The engine: one encoder behind the dynamic batcher, one catalog behind a thread pool.
 
-Neither torch nor FAISS/SQLite runs on the event loop. Every vector carries the checkpoint id
-of the encoder that made it, and is only ever compared with items of that same checkpoint:
-when a re-index job swaps in a new checkpoint, the catalog (whose generation names its
-checkpoint, as every hit's record does) and the encoder change one after the other, and a
-query that straddles the change is encoded again instead of being searched in the wrong
-space; an ingest gets the catalog's StaleCheckpoint and does the same. No lock is held across
-requests and none is dropped: they wait (bounded by the request timeout) for the pair to agree.
+Neither torch nor FAISS/SQLite runs on the event loop. The encoder's worker threads share one
+model (inference only reads it), each running its own batches. Every vector carries the
+checkpoint id of the encoder that made it, and is only ever compared with items of that same
+checkpoint: when a re-index job swaps in a new checkpoint, the catalog (whose generation names
+its checkpoint, as every hit's record does) and the encoder change one after the other, and a
+query that straddles the change (or was encoded by a worker still busy with the old encoder)
+is encoded again instead of being searched in the wrong space; an ingest gets the catalog's
+StaleCheckpoint and does the same. No lock is held across requests and none is dropped: they
+wait (bounded by the request timeout) for the pair to agree.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Engine:
         self.batcher: DynamicBatcher[Vector | _Searched] = DynamicBatcher(
             self._encode_batch, max_size=settings.batch_max_size,
             max_wait_s=settings.batch_wait_ms / 1000, queue_max=settings.queue_max,
-            on_batch=on_batch, name="encoder",
+            on_batch=on_batch, name="encoder", workers=settings.encoder_worker_count,
         )
         # Searches are batched too: the encoder thread hands the rows of each batch, grouped by
         # (modality, k, labels), straight to the search thread, so one encoder batch is one
@@ -92,7 +94,7 @@ class Engine:
         from index.catalog import Catalog
         from models.inference import Encoder
 
-        torch.set_num_threads(settings.encoder_thread_count)
+        torch.set_num_threads(settings.encoder_threads)  # each worker thread's team
         encoder = Encoder.load(settings.checkpoint, settings.device)
         catalog = Catalog.open(Path(settings.index), checkpoint_id=encoder.checkpoint_id,
                                dim=encoder.dim, levels=encoder.levels)
@@ -118,7 +120,7 @@ class Engine:
     def _encode_batch(self, kind: str, payloads: list[Any]) -> list[Vector | _Searched]:
         """Encode; a search query's vector goes on to the search stage with the others of its
         key, and its caller gets its share of that group search instead of the vector."""
-        encoder = self.encoder  # swapped only on this thread, between batches
+        encoder = self.encoder  # read once: the vectors name the encoder that made them
         queries: list[Any] = [p.query if isinstance(p, _SearchQuery) else p for p in payloads]
         rows = encoder.encode_texts(queries) if kind == "text" else \
             encoder.encode_images(queries)
@@ -224,7 +226,7 @@ class Engine:
     async def delete(self, item_id: int) -> bool:
         return await self.run(self.catalog.delete, item_id)
 
-    # -- re-ranking (worker thread: torch stays on one thread) ---------------------------------
+    # -- re-ranking (on an encoder worker thread: torch stays off the event loop) ---------------
     @property
     def can_rerank(self) -> bool:
         return bool(getattr(self.encoder, "can_rerank", False))
@@ -241,8 +243,8 @@ class Engine:
         if new_encoder is None:
             return await self.run(self.catalog.reload)
 
-        def swap() -> bool:  # on the encoder thread: no batch runs meanwhile
-            self.encoder = new_encoder
+        def swap() -> bool:  # on an encoder thread; a batch that other workers are running
+            self.encoder = new_encoder  # with the old encoder gives stale vectors, encoded again
             self.swaps += 1
             return self.catalog.reload()
 

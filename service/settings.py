@@ -25,11 +25,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def spare_cores() -> int:
     """The cores this process may run on, less one for the event loop (at least 1)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
-    return max(1, usable - 1)
+    return max(1, usable_cores() - 1)
 
 
 class Settings(BaseSettings):
@@ -60,13 +65,16 @@ class Settings(BaseSettings):
     max_batch_items: Annotated[int, Field(ge=1)] = 64
     request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
-    # OpenMP threads of torch (the encoder thread) and FAISS (the search thread). Unset: one
-    # core fewer than this process may use (at least 1), not the libraries' "all cores": the
-    # event loop (HTTP, JSON) needs a core of its own, and an OpenMP team that spins on a core
-    # another thread needs runs several times slower, not a little (on 2 shared cores torch's
-    # 2-thread default encoded a batch of 32 texts in 713 ms, 1 thread in 131 ms;
-    # bench/results/service.md).
-    encoder_threads: Annotated[int, Field(ge=1)] | None = None
+    # Encoder workers: threads that each run whole batches at once, sharing one model; torch
+    # gives each an OpenMP team of `encoder_threads`. Unset: one worker per core this process
+    # may use on the CPU (one on a GPU), each on one thread. Several one-thread workers beat
+    # one team spanning the cores: a team waits at every barrier for a core the event loop
+    # holds (on 2 shared cores a 2-thread team encoded 32 texts in 713 ms against 131 ms on
+    # one thread), while lone workers just share the cores (bench/results/service.md). More
+    # threads per worker make a lone query faster at the cost of throughput under load.
+    # FAISS (the search thread) runs on one core fewer than this process may use (at least 1).
+    encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
+    encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
     search_threads: Annotated[int, Field(ge=1)] | None = None
 
     log_level: str = "info"
@@ -88,8 +96,10 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def encoder_thread_count(self) -> int:
-        return self.encoder_threads or spare_cores()
+    def encoder_worker_count(self) -> int:
+        if self.encoder_workers is not None:
+            return self.encoder_workers
+        return usable_cores() if self.device == "cpu" else 1
 
     @property
     def search_thread_count(self) -> int:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,10 +47,14 @@ class MiniLM:
 
         self.model = SentenceTransformer(str(get_model_path()), device=str(device))
         self.model.max_seq_length = MAX_TOKENS + 2  # + [CLS] and [SEP]
+        # The forward pass only reads the model, so threads may share it; the fast tokenizer
+        # may not be called from two threads at once ("Already borrowed" from its Rust core).
+        self._tokenizing = threading.Lock()
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> TextFeatures:
-        batch = self.model.preprocess(texts)
+        with self._tokenizing:
+            batch = self.model.preprocess(texts)
         batch = {
             key: value.to(self.model.device) if isinstance(value, torch.Tensor) else value
             for key, value in batch.items()

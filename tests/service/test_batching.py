@@ -1,6 +1,7 @@
 """The encode-then-search pipeline in process, with the real encoder, real FAISS and SQLite:
 concurrent searches queued behind a busy encoder become one encoder batch and one catalog
-search per (modality, k, labels), and each caller gets exactly its own row of it."""
+search per (modality, k, labels), and each caller gets exactly its own row of it; several
+encoder workers run batches at the same time and still answer each caller its own."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from index.catalog import Catalog
 from index.records import NewItem, text_hash
+from service.batching import DynamicBatcher
 from service.engine import Engine
 from service.settings import Settings
 from tests.service.conftest import corpus_rows
@@ -37,10 +39,14 @@ class CountingCatalog:
         return self._catalog.search(queries, *args, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def engine(tiny_run: tuple[Path, Path], tmp_path: Path) -> Iterator[Engine]:
+@pytest.fixture(params=[1])
+def engine(request: pytest.FixtureRequest, tiny_run: tuple[Path, Path], tmp_path: Path
+           ) -> Iterator[Engine]:
+    """One encoder worker unless a test asks for more (indirect parametrisation): the batching
+    tests hold that one worker to make a batch."""
     corpus, checkpoint = tiny_run
-    settings = Settings(index=tmp_path / "index", checkpoint=checkpoint, batch_wait_ms=0)
+    settings = Settings(index=tmp_path / "index", checkpoint=checkpoint, batch_wait_ms=0,
+                        encoder_workers=request.param)
     observed: list[tuple[str, int]] = []
     loaded = Engine.load(settings, lambda kind, size, _s: observed.append((kind, size)))
     loaded.observed = observed  # type: ignore[attr-defined]
@@ -101,3 +107,40 @@ def test_a_cancelled_caller_leaves_its_batch_mates_their_answers(engine: Engine)
     answers, cancelled = asyncio.run(run())
     assert cancelled
     assert all(len(hits) == 3 for hits in answers), answers
+
+
+def test_workers_run_batches_at_the_same_time() -> None:
+    # Each batch waits for another to be running: only passes if two run at once.
+    both_running = threading.Barrier(2, timeout=10)
+
+    def run(kind: str, payloads: list[int]) -> list[int]:
+        both_running.wait()
+        return [p * 2 for p in payloads]
+
+    batcher: DynamicBatcher[int] = DynamicBatcher(run, max_size=1, max_wait_s=0, queue_max=8,
+                                                  workers=2)
+
+    async def two() -> list[int]:
+        return list(await asyncio.gather(batcher.submit("x", 1), batcher.submit("x", 2)))
+
+    try:
+        assert asyncio.run(two()) == [2, 4]
+    finally:
+        batcher.close()
+    assert not batcher.alive()  # close() stops every worker
+
+
+@pytest.mark.parametrize("engine", [2], indirect=True)
+def test_concurrent_searches_on_two_workers_get_their_own_answers(engine: Engine) -> None:
+    async def run() -> list[list[tuple[int, float]]]:
+        queries = QUERIES * 4  # 32 searches from concurrent callers, over both workers
+        found = await asyncio.gather(*(engine.search(q, 3, "text") for q in queries))
+        return [[(h.id, h.score) for h in hits] for hits in found]
+
+    got = asyncio.run(run())
+    for text, hits in zip(QUERIES * 4, got, strict=True):
+        alone = engine.catalog.search(engine.encoder.encode_texts([text]), 3, "text")[0]
+        assert [h.id for h in alone] == [i for i, _ in hits], text
+        assert np.allclose([h.score for h in alone], [s for _, s in hits], atol=1e-5), text
+    observed = engine.observed  # type: ignore[attr-defined]
+    assert sum(size for kind, size in observed if kind == "text") >= 32, observed
