@@ -18,7 +18,7 @@ HEAVY_LOCK ?= $(if $(wildcard /work/.),/work/heavy.lock,/tmp/xmr-heavy.lock)
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
-.PHONY: bench-scale bench-index docker-smoke bench-service bench-quality bench-probes
+.PHONY: bench-scale bench-index docker-smoke bench-service bench-service-ab bench-quality bench-probes
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 10
 
 bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic (default index and Flat): QPS, p50/p99, recall, memory (~15 min)
 	flock $(HEAVY_LOCK) nice -n 10 $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
+
+bench-service-ab: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## serving settings side by side: encoder workers, GIL switch interval (5 interleaved repeats, ~8 min)
+	flock $(HEAVY_LOCK) nice -n 10 $(PY) bench/service_ab.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
 	nice -n 10 $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache
