@@ -26,10 +26,10 @@ import service_bench as sb  # noqa: E402  (the server and load generator of the 
 
 OUT = ROOT / "bench" / "results"
 VARIANTS = {  # name: the server's environment
-    "one 1-thread worker, 5 ms switch (before)": {"XMR_ENCODER_WORKERS": "1",
-                                                  "XMR_GIL_SWITCH_MS": "5"},
-    "a worker per core, 5 ms switch": {"XMR_GIL_SWITCH_MS": "5"},
-    "a worker per core, 0.5 ms switch (default)": {},
+    "one worker, 1 thread (before)": {"XMR_ENCODER_WORKERS": "1"},
+    "one worker, 2 threads (a team across the cores)": {"XMR_ENCODER_WORKERS": "1",
+                                                        "XMR_ENCODER_THREADS": "2"},
+    "a 1-thread worker per core (default)": {},
 }
 CLIENTS = (1, 32)
 
@@ -71,7 +71,7 @@ def report(result: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["# Service A/B: encoder workers and the GIL switch interval", "",
+    lines = ["# Service A/B: encoder workers and threads", "",
              f"Command: `{result['command']}`  ",
              f"{result['repeats']} repeats, variants interleaved, each run against a fresh "
              f"server: {result['seconds']:.0f} s measured after 2 s warm-up, closed loop, k=10, "

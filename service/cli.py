@@ -48,7 +48,6 @@ def serve(app: FastAPI, settings: Settings) -> None:
 
     from service.logging import log_config
 
-    sys.setswitchinterval(settings.gil_switch_ms / 1000)
     uvicorn.run(app, host=settings.host, port=settings.port,
                 log_config=log_config(settings.log_level), timeout_graceful_shutdown=10,
                 server_header=False)

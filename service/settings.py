@@ -76,11 +76,6 @@ class Settings(BaseSettings):
     encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
     search_threads: Annotated[int, Field(ge=1)] | None = None
-    # Python's GIL switch interval under `xmr serve`. Torch releases the GIL inside each op
-    # and an encoder worker takes it back between ops, while the event loop holds it for whole
-    # callbacks: at Python's default 5 ms a busy loop can keep every worker waiting that long
-    # (bench/results/service_ab.md compares the two).
-    gil_switch_ms: Annotated[float, Field(gt=0, le=100)] = 0.5
 
     log_level: str = "info"
 
