@@ -12,9 +12,11 @@ RUN := $(ART)/runs/default
 INDEX := $(ART)/indexes/default
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Benchmarks take this lock so they never share the cores with another heavy run (their figures
-# are ratios of what the machine gives): the shared machine's lock where there is one.
+# Every benchmark runs under $(HEAVY): this lock, so it never shares the cores with another
+# heavy run (its figures are ratios of what the machine gives); the shared machine's lock
+# where there is one.
 HEAVY_LOCK ?= $(if $(wildcard /work/.),/work/heavy.lock,/tmp/xmr-heavy.lock)
+HEAVY := flock $(HEAVY_LOCK) nice -n 10
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
@@ -64,28 +66,28 @@ lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: bench-features bench-scale bench-index bench-service bench-quality bench-probes ## every benchmark (results in bench/results/)
+bench: bench-features bench-scale bench-index bench-service bench-service-ab bench-quality bench-probes ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
-	$(PY) bench/features.py --data $(CORPUS)
+	$(HEAVY) $(PY) bench/features.py --data $(CORPUS)
 
 docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
 	docker/smoke.sh
 
 bench-index: $(STAMP) $(RUN)/checkpoint.pt ## Flat/IVF/HNSW at 100k and 1M (recall, QPS, memory) + batch job vs raw encoder (~30 min)
-	nice -n 10 $(PY) bench/index_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
+	$(HEAVY) $(PY) bench/index_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
 
 bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10
-	nice -n 10 $(PY) bench/scale_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
+	$(HEAVY) $(PY) bench/scale_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
 
 bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic (default index and Flat): QPS, p50/p99, recall, memory (~15 min)
-	flock $(HEAVY_LOCK) nice -n 10 $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
+	$(HEAVY) $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
 
 bench-service-ab: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## serving settings side by side: encoder workers and threads (5 interleaved repeats, ~8 min)
-	flock $(HEAVY_LOCK) nice -n 10 $(PY) bench/service_ab.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
+	$(HEAVY) $(PY) bench/service_ab.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
-	nice -n 10 $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache
+	$(HEAVY) $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache
 
 bench-probes: $(STAMP) $(CORPUS)/manifest.jsonl ## finest-label linear probes of the backbone features: cached views, EfficientNet stage ends, last block trained vs frozen (issue 3; ~10 min)
-	flock $(HEAVY_LOCK) nice -n 10 $(PY) bench/feature_probes.py --data $(CORPUS) --cache $(ART)/cache
+	$(HEAVY) $(PY) bench/feature_probes.py --data $(CORPUS) --cache $(ART)/cache
