@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from models.backbones.cache import FeatureCache
@@ -62,6 +63,19 @@ def test_minilm_features_and_cache(tmp_path: Path) -> None:
     # Similar meaning is closer than unrelated meaning.
     cat, kitten, tax = MiniLM().encode(["a cat", "a kitten", "income tax return"]).pooled
     assert cat @ kitten > cat @ tax
+
+
+def test_minilm_traced_forward_matches_sentence_transformers() -> None:
+    # Other batch sizes and lengths than the trace's example, through the model's own modules.
+    backbone = MiniLM()
+    assert isinstance(backbone._transformer, torch.jit.ScriptFunction)  # not the eager fallback
+    texts = ["grinning face with big eyes", "a cat", "flag: United Kingdom", "x" * 300]
+    ours = backbone.encode(texts)
+    with torch.inference_mode():
+        theirs = backbone.model(backbone.model.preprocess(texts))
+    np.testing.assert_allclose(ours.pooled, theirs["sentence_embedding"].numpy(), atol=1e-5)
+    first_words = theirs["token_embeddings"][1, 1].numpy()  # "a cat": row 1, after [CLS]
+    np.testing.assert_allclose(ours.tokens[1, 0].astype(np.float32), first_words, atol=1e-2)
 
 
 def test_char_ngram_any_language_and_state_round_trip() -> None:
