@@ -3,8 +3,8 @@
 Torch never runs on the event loop. Each of `workers` threads takes a batch from one shared
 queue and runs it to the end, so that many batches run at once: on a CPU, several one-thread
 workers serve more per second than one worker whose OpenMP team spans the cores, since nothing
-waits at a barrier for a core the event loop holds (2 cores, 32 clients: 241 QPS against 198
-for a 2-thread worker and 183 for a 1-thread one; bench/results/service_ab.md). A batch is
+waits at a barrier for a core the event loop holds (2 cores, 32 clients: 343 QPS against 250
+for a 2-thread worker and 239 for a 1-thread one; bench/results/service_ab.md). A batch is
 every query that queued while the worker's previous batch ran, topped up for at most
 `max_wait_s` only when that batch held more than one query (a sign of concurrent load), so a
 lone client never waits for company and a busy service groups up to `max_size`.

@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     # gives each an OpenMP team of `encoder_threads`. Unset: one worker per core this process
     # may use on the CPU (one on a GPU), each on one thread. Several one-thread workers beat
     # one team spanning the cores: a team waits at every barrier for a core the event loop
-    # holds, lone workers just share the cores (2 cores, 32 clients: 241 QPS against 198 for
-    # one 2-thread worker, whose 1-client p50 was also 5 ms worse; bench/results/service_ab.md).
+    # holds, lone workers just share the cores (2 cores, 32 clients: 343 QPS against 250 for
+    # one 2-thread worker, whose 1-client p50 was also 3 ms worse; bench/results/service_ab.md).
     # FAISS (the search thread) runs on one core fewer than this process may use (at least 1).
     encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
