@@ -6,8 +6,8 @@ released for the whole forward).
     flock /work/heavy.lock nice -n 10 .venv/bin/python bench/gil_probe.py \\
         --checkpoint artifacts/runs/default/checkpoint.pt --data artifacts/data/openmoji
 
-writes bench/results/gil_probe.json, .md and .png. The trace takes position and token-type ids
-as inputs so that no sequence length is baked in; the script checks it against eager output.
+writes bench/results/gil_probe.json, .md and .png. The traced forward is the one MiniLM serves
+(models/backbones/text.py); the script checks it against eager output.
 """
 
 from __future__ import annotations
@@ -35,33 +35,20 @@ Forward = Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
 
 
 def forwards(checkpoint: Path, texts: list[str]) -> tuple[dict[str, Forward], list, float]:
-    """Eager and traced forwards of the checkpoint's MiniLM, the batches, and their largest
-    output difference."""
+    """The checkpoint's MiniLM run eagerly and as the backbone serves it (traced), batches of
+    its inputs, and the largest difference between the two outputs."""
+    from models.backbones.text import MiniLM, last_hidden_state
     from models.inference import Encoder
 
     backbone = Encoder.load(checkpoint).backbones.text
-    bert = backbone.model[0].auto_model
-    for param in bert.parameters():
-        param.requires_grad_(False)
-    tokenizer = backbone.model.tokenizer
-
-    def inputs(batch: list[str]) -> tuple[torch.Tensor, ...]:
-        encoded = tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                            max_length=34)
-        n, length = encoded["input_ids"].shape
-        return (encoded["input_ids"], encoded["attention_mask"],
-                torch.zeros_like(encoded["input_ids"]), torch.arange(length).expand(n, length))
-
-    def eager(x: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return bert(input_ids=x[0], attention_mask=x[1], token_type_ids=x[2],
-                    position_ids=x[3]).last_hidden_state
-
-    batches = [inputs(texts[i:i + BATCH]) for i in range(0, len(texts) - BATCH, BATCH)]
+    assert isinstance(backbone, MiniLM), "the probe measures the MiniLM text backbone"
+    eager = last_hidden_state(backbone.model[0].auto_model)
+    trace = backbone.transformer
+    assert isinstance(trace, torch.jit.ScriptFunction), "the backbone fell back to eager"
+    batches = [backbone.inputs(texts[i:i + BATCH]) for i in range(0, len(texts) - BATCH, BATCH)]
     with torch.no_grad():
-        traced = torch.jit.trace(lambda *x: eager(x), batches[0], check_trace=False,
-                                 strict=False)
-        gap = max(float((eager(x) - traced(*x)).abs().max()) for x in batches[:20])
-    return {"eager": eager, "traced": lambda x: traced(*x)}, batches, gap
+        gap = max(float((eager(*x) - trace(*x)).abs().max()) for x in batches[:20])
+    return {"eager": lambda x: eager(*x), "traced": lambda x: trace(*x)}, batches, gap
 
 
 def texts_per_s(forward: Forward, batches: list, seconds: float, busy: bool) -> float:

@@ -62,10 +62,13 @@ class MiniLM:
         # The forward pass only reads the model, so threads may share it; the fast tokenizer
         # may not be called from two threads at once ("Already borrowed" from its Rust core).
         self._tokenizing = threading.Lock()
-        self._transformer = _traced(self.model[0].auto_model,
-                                    self._inputs(["a photo of a cat", "two dogs on a road"]))
+        bert = self.model[0].auto_model
+        for param in bert.parameters():
+            param.requires_grad_(False)  # frozen; a trace cannot hold weights that need grad
+        self.transformer = traced(last_hidden_state(bert),
+                                  self.inputs(["a photo of a cat", "two dogs on a road"]))
 
-    def _inputs(self, texts: list[str]) -> tuple[torch.Tensor, ...]:
+    def inputs(self, texts: list[str]) -> tuple[torch.Tensor, ...]:
         """Token ids, attention mask, token types and positions. Positions and types are
         inputs, not made inside the model from the batch's length, so a trace fixes no length."""
         with self._tokenizing:
@@ -77,8 +80,8 @@ class MiniLM:
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> TextFeatures:
-        inputs = self._inputs(texts)
-        hidden, attention = self._transformer(*inputs), inputs[1]
+        inputs = self.inputs(texts)
+        hidden, attention = self.transformer(*inputs), inputs[1]
         summed = (hidden * attention.unsqueeze(-1)).sum(1)
         pooled = summed / attention.sum(1, keepdim=True).clamp(min=1e-9)
         pooled = torch.nn.functional.normalize(pooled, dim=1)
@@ -90,23 +93,25 @@ class MiniLM:
         return _fixed_width(pooled, tokens[:, 1:], mask[:, 1:])
 
 
-def _traced(bert: torch.nn.Module, example: tuple[torch.Tensor, ...]
-            ) -> Callable[..., torch.Tensor]:
-    """`bert`'s last hidden state as one TorchScript call, or eager where tracing fails or
-    disagrees with eager on `example` (a torch or transformers version that traces badly)."""
+def last_hidden_state(bert: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """`bert` run eagerly on `MiniLM.inputs`, module by module."""
     def eager(ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor,
               positions: torch.Tensor) -> torch.Tensor:
         return bert(input_ids=ids, attention_mask=mask, token_type_ids=types,
                     position_ids=positions).last_hidden_state
+    return eager
 
-    for param in bert.parameters():
-        param.requires_grad_(False)  # frozen; a trace cannot hold weights that need grad
+
+def traced(eager: Callable[..., torch.Tensor], example: tuple[torch.Tensor, ...]
+           ) -> Callable[..., torch.Tensor]:
+    """`eager` as one TorchScript call, or `eager` itself where tracing fails or disagrees
+    with it on `example` (a torch or transformers version that traces badly)."""
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about shapes: checked below
-            traced = torch.jit.trace(eager, example, check_trace=False, strict=False)
-            if torch.allclose(traced(*example), eager(*example), atol=1e-5):
-                return cast(Callable[..., torch.Tensor], traced)
+            trace = torch.jit.trace(eager, example, check_trace=False, strict=False)
+            if torch.allclose(trace(*example), eager(*example), atol=1e-5):
+                return cast(Callable[..., torch.Tensor], trace)
             log.warning("traced MiniLM differs from eager; running it eagerly")
     except Exception as err:  # never fatal: eager is the same model, only slower
         log.warning("could not trace MiniLM (%s); running it eagerly", err)

@@ -68,7 +68,7 @@ def test_minilm_features_and_cache(tmp_path: Path) -> None:
 def test_minilm_traced_forward_matches_sentence_transformers() -> None:
     # Other batch sizes and lengths than the trace's example, through the model's own modules.
     backbone = MiniLM()
-    assert isinstance(backbone._transformer, torch.jit.ScriptFunction)  # not the eager fallback
+    assert isinstance(backbone.transformer, torch.jit.ScriptFunction)  # not the eager fallback
     texts = ["grinning face with big eyes", "a cat", "flag: United Kingdom", "x" * 300]
     ours = backbone.encode(texts)
     with torch.inference_mode():
