@@ -35,13 +35,7 @@ CLIENTS = (1, 32)
 
 
 def one_run(args: argparse.Namespace, env: dict[str, str], queries: list[str]) -> dict:
-    saved = dict(os.environ)
-    os.environ.update(env)  # the server inherits this process's environment
-    try:
-        server = sb.Server(args.index, args.checkpoint, args.work / "server-ab.log")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    server = sb.Server(args.index, args.checkpoint, args.work / "server-ab.log", env)
     try:
         out = {}
         for clients in CLIENTS:

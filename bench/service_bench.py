@@ -283,11 +283,13 @@ def wait_ready(url: str, process: subprocess.Popen, where: str = "", timeout: fl
 
 
 class Server:
-    def __init__(self, index: Path, checkpoint: Path, log: Path) -> None:
+    def __init__(self, index: Path, checkpoint: Path, log: Path,
+                 settings: dict[str, str] | None = None) -> None:
+        """`settings`: XMR_* variables for this server on top of this process's environment."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
-               "XMR_LOG_LEVEL": "warning"}
+               "XMR_LOG_LEVEL": "warning", **(settings or {})}
         env.pop("XMR_API_KEY", None)
         self.log = log.open("wb")
         self.process = subprocess.Popen(
@@ -388,7 +390,8 @@ async def load(url: str, queries: list[str], clients: int, seconds: float,
     }
 
 
-def batch_sizes(url: str) -> float:
+def batch_sizes(url: str) -> tuple[float, float]:
+    """The server's text encoder batch-size histogram so far: (sum of sizes, batches)."""
     text = httpx.get(f"{url}/metrics").text
     values = {}
     for line in text.splitlines():
@@ -396,7 +399,7 @@ def batch_sizes(url: str) -> float:
             values["sum"] = float(line.split()[-1])
         if line.startswith('xmr_encoder_batch_size_count{kind="text"}'):
             values["count"] = float(line.split()[-1])
-    return values.get("sum", 0.0), values.get("count", 0.0)  # type: ignore[return-value]
+    return values.get("sum", 0.0), values.get("count", 0.0)
 
 
 # -- report -----------------------------------------------------------------------------------
