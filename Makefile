@@ -20,7 +20,7 @@ HEAVY := flock $(HEAVY_LOCK) nice -n 10
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
-.PHONY: bench-scale bench-index docker-smoke bench-service bench-service-ab bench-gil bench-quality bench-probes
+.PHONY: bench-scale bench-index docker-smoke bench-service bench-service-ab bench-gil bench-cpu-split bench-quality bench-probes
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -66,7 +66,7 @@ lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: bench-features bench-scale bench-index bench-service bench-service-ab bench-gil bench-quality bench-probes ## every benchmark (results in bench/results/)
+bench: bench-features bench-scale bench-index bench-service bench-service-ab bench-gil bench-cpu-split bench-quality bench-probes ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(HEAVY) $(PY) bench/features.py --data $(CORPUS)
@@ -88,6 +88,9 @@ bench-service-ab: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## serving sett
 
 bench-gil: $(STAMP) $(RUN)/checkpoint.pt ## two encoder workers beside a busy Python thread, eager vs TorchScript-traced MiniLM (why the service's workers wait; ~2 min)
 	$(HEAVY) $(PY) bench/gil_probe.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
+
+bench-cpu-split: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## server vs load generator CPU at 32 clients (~1 min)
+	$(HEAVY) $(PY) bench/cpu_split.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
 	$(HEAVY) $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache
