@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 from PIL import Image
 
-from service.batching import DynamicBatcher, Overloaded
+from service.batching import DynamicBatcher, Overloaded, name_os_thread
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class Engine:
         self.catalog = catalog
         self.settings = settings
         self.swaps = 0
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog")
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog",
+                                        initializer=name_os_thread, initargs=("catalog",))
         self.batcher: DynamicBatcher[Vector | _Searched] = DynamicBatcher(
             self._encode_batch, max_size=settings.batch_max_size,
             max_wait_s=settings.batch_wait_ms / 1000, queue_max=settings.queue_max,

@@ -130,6 +130,25 @@ def test_workers_run_batches_at_the_same_time() -> None:
     assert not batcher.alive()  # close() stops every worker
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="OS thread names: Linux")
+def test_workers_carry_their_names_in_the_os() -> None:
+    # what top -H, py-spy and bench/cpu_split.py read to tell the threads apart
+    def run(kind: str, payloads: list[int]) -> list[str]:
+        comm = Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+        return [comm for _ in payloads]
+
+    batcher: DynamicBatcher[str] = DynamicBatcher(run, max_size=1, max_wait_s=0, queue_max=8,
+                                                  name="encoder", workers=2)
+    try:
+        names = batcher.call_sync(lambda: Path(
+            f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip())
+        answers = asyncio.run(batcher.submit("x", 1))
+    finally:
+        batcher.close()
+    assert names in {"encoder-0", "encoder-1"}
+    assert answers in {"encoder-0", "encoder-1"}
+
+
 @pytest.mark.parametrize("engine", [2], indirect=True)
 def test_concurrent_searches_on_two_workers_get_their_own_answers(engine: Engine) -> None:
     async def run() -> list[list[tuple[int, float]]]:
