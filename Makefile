@@ -89,7 +89,7 @@ bench-service-ab: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## serving sett
 bench-gil: $(STAMP) $(RUN)/checkpoint.pt ## two encoder workers beside a busy Python thread, eager vs TorchScript-traced MiniLM (why the service's workers wait; ~2 min)
 	$(HEAVY) $(PY) bench/gil_probe.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
 
-bench-cpu-split: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## server vs load generator CPU at 32 clients (~1 min)
+bench-cpu-split: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## CPU per request at 32 clients by server thread and load generator, and the QPS bound it sets (~2 min)
 	$(HEAVY) $(PY) bench/cpu_split.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)

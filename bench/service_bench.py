@@ -133,35 +133,39 @@ def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> No
 # -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float,
                     workers: int = 1) -> dict[str, float]:
-    """Raw encoder: texts/s at the service's batch size, and one query's time (medians); with
-    `workers` > 1, the texts/s of that many threads encoding batches at once (as the service's
-    encoder workers do), one query's time still measured alone."""
+    """Raw encoder: texts/s at the service's batch size and the CPU each text took (this
+    process's, all its threads), and one query's time (medians); with `workers` > 1, the
+    texts/s of that many threads encoding batches at once (as the service's encoder workers
+    do), one query's time still measured alone."""
     from models.inference import Encoder
 
     encoder = Encoder.load(checkpoint, "cpu")
     encoder.encode_texts(queries[:batch])  # warm-up
-    batches, single = [], []
+    batches, single, cpu = [], [], 0.0
     deadline = time.perf_counter() + seconds
     i = 0
     while time.perf_counter() < deadline or len(batches) < 3:
         chunk = [queries[(i + j) % len(queries)] for j in range(batch)]
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         encoder.encode_texts(chunk)
         batches.append(time.perf_counter() - t)
+        cpu += time.process_time() - c
         t = time.perf_counter()
         encoder.encode_texts([queries[i % len(queries)]])
         single.append(time.perf_counter() - t)
         i += batch
-    qps = batch / statistics.median(batches)
+    qps, cpu_per_text = batch / statistics.median(batches), cpu / (batch * len(batches))
     if workers > 1:
-        qps = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)
+        qps, cpu_per_text = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)
     return {"encoder_batched_qps": qps, "encoder_batch_ms": 1000 * statistics.median(batches),
+            "encoder_cpu_ms_per_text": 1000 * cpu_per_text,
             "encoder_single_ms": 1000 * statistics.median(single), "encoder_batch": batch}
 
 
 def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, seconds: float,
-                           workers: int) -> float:
-    """Texts/s of `workers` threads each encoding batches for `seconds`, all started at once."""
+                           workers: int) -> tuple[float, float]:
+    """Texts/s of `workers` threads each encoding batches for `seconds`, all started at once;
+    and the CPU seconds per text they took."""
     start = threading.Barrier(workers)
     counts = [0] * workers
 
@@ -173,13 +177,14 @@ def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, sec
             counts[n] += batch
             i += batch
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(counts) / (time.perf_counter() - began)
+    texts = sum(counts)
+    return texts / (time.perf_counter() - began), (time.process_time() - cpu) / texts
 
 
 def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> float:
