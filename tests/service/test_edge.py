@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.logging import RequestIdFilter
+from service.logging import RequestIdFilter, accept_request_id
 from service.settings import Settings
 
 
@@ -47,3 +47,11 @@ def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
     assert "trace-500" in answer.json()["detail"]
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert errors and all(record.request_id == "trace-500" for record in errors)
+
+
+def test_request_ids_are_new_for_every_request_unless_the_client_gives_a_plain_one() -> None:
+    made = [accept_request_id(None) for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+    assert accept_request_id(b"trace-abc-123") == "trace-abc-123"
+    assert accept_request_id(b"bad id with spaces") not in {"bad id with spaces", made[-1]}
