@@ -39,11 +39,11 @@ def one_run(args: argparse.Namespace, env: dict[str, str], queries: list[str]) -
     try:
         out = {}
         for clients in CLIENTS:
-            sum0, count0 = sb.batch_sizes(server.url)
+            before = sb.encoder_counters(server.url)
             figures = asyncio.run(sb.load(server.url, queries, clients, args.seconds, 2))
-            sum1, count1 = sb.batch_sizes(server.url)
+            batches = sb.encoder_figures_between(before, sb.encoder_counters(server.url))
             out[clients] = {"qps": figures["qps"], "p50_ms": figures["p50_ms"],
-                            "mean_batch": (sum1 - sum0) / max(1.0, count1 - count0)}
+                            "mean_batch": batches["mean_batch"]}
         return out
     finally:
         server.stop()

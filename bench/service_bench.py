@@ -395,16 +395,27 @@ async def load(url: str, queries: list[str], clients: int, seconds: float,
     }
 
 
-def batch_sizes(url: str) -> tuple[float, float]:
-    """The server's text encoder batch-size histogram so far: (sum of sizes, batches)."""
-    text = httpx.get(f"{url}/metrics").text
-    values = {}
-    for line in text.splitlines():
-        if line.startswith('xmr_encoder_batch_size_sum{kind="text"}'):
-            values["sum"] = float(line.split()[-1])
-        if line.startswith('xmr_encoder_batch_size_count{kind="text"}'):
-            values["count"] = float(line.split()[-1])
-    return values.get("sum", 0.0), values.get("count", 0.0)
+def encoder_counters(url: str) -> dict[str, float]:
+    """The server's text encoder histograms so far: summed batch sizes (`rows`), batches
+    (`batches`) and seconds spent encoding them (`seconds`)."""
+    names = {'xmr_encoder_batch_size_sum{kind="text"}': "rows",
+             'xmr_encoder_batch_size_count{kind="text"}': "batches",
+             'xmr_encoder_batch_seconds_sum{kind="text"}': "seconds"}
+    values = dict.fromkeys(names.values(), 0.0)
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in names:
+            values[names[name]] = float(value)
+    return values
+
+
+def encoder_figures_between(before: dict[str, float], after: dict[str, float]
+                            ) -> dict[str, float]:
+    """Mean rows per encoder batch and mean ms per batch in the server, between two reads of
+    `encoder_counters`: the encoder as it ran inside the service, beside the isolated one."""
+    batches = max(1.0, after["batches"] - before["batches"])
+    return {"mean_batch": (after["rows"] - before["rows"]) / batches,
+            "server_encode_ms": 1000 * (after["seconds"] - before["seconds"]) / batches}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -433,8 +444,8 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
         "| corpus | index | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
         "raw encoder QPS (batch 32, best) | QPS / raw | raw: 1 worker, default threads | "
         "raw: 1 worker, 1 thread | raw: the service's workers | "
-        "encoder 1 query ms | search ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "encoder 1 query ms | search ms | encoder in the server, ms per batch (mean) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result["runs"]:
         lines.append(
@@ -446,7 +457,7 @@ def report(result: dict, path_md: Path, path_png: Path) -> None:
             f" {run['encoder_batched_qps_1_thread']:.1f} |"
             f" {run['encoder_batched_qps_workers']:.1f} ({run['encoder_workers']}) |"
             f" {run['encoder_single_ms']:.1f} | "
-            f"{run['search_ms']:.2f} |")
+            f"{run['search_ms']:.2f} | {run['server_encode_ms']:.1f} |")
     lines += ["", "## Recall of the default index", "", WHY_DEFAULT_INDEX, ""]
     for corpus, recall in result["recall"].items():
         lines.append(f"- {corpus}: recall@10 against exact search (the Flat twin, same items "
@@ -518,7 +529,9 @@ def goals(result: dict) -> list[dict[str, object]]:
         out.append({"goal": f"{corpus}: p50 at 1 client <= encoder + search + 3 ms",
                     "met": one["p50_ms"] <= budget,
                     "measured": f"p50 {one['p50_ms']:.1f} ms vs {one['encoder_single_ms']:.1f}"
-                                f" + {one['search_ms']:.2f} + 3 = {budget:.1f} ms"})
+                                f" + {one['search_ms']:.2f} + 3 = {budget:.1f} ms (the "
+                                "server's own encoder took "
+                                f"{one['server_encode_ms']:.1f} ms per query, mean)"})
     for corpus, memory in result["memory"].items():
         if corpus.startswith("synthetic"):
             out.append({"goal": f"{corpus}: resident memory of the server < 1.5 GB",
@@ -597,12 +610,11 @@ def serve_and_load(corpus: Corpus, args: argparse.Namespace, queries: list[str],
     try:
         items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
         for clients in CLIENTS:
-            sum0, count0 = batch_sizes(server.url)
+            before = encoder_counters(server.url)
             figures = asyncio.run(load(server.url, queries, clients, args.seconds, args.warmup))
-            sum1, count1 = batch_sizes(server.url)
             run = {"corpus": corpus.name, "index_type": corpus.index_type, "items": items,
                    "clients": clients, **figures,
-                   "mean_batch": (sum1 - sum0) / max(1.0, count1 - count0), **raw}
+                   **encoder_figures_between(before, encoder_counters(server.url)), **raw}
             print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
                               for k, v in run.items()}), flush=True)
             runs.append(run)
