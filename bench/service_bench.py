@@ -138,8 +138,9 @@ def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: f
     texts/s of that many threads encoding batches at once (as the service's encoder workers
     do), one query's time still measured alone."""
     from models.inference import Encoder
+    from service.settings import Settings
 
-    encoder = Encoder.load(checkpoint, "cpu")
+    encoder = Encoder.load(checkpoint, Settings().device)  # where the service runs it
     encoder.encode_texts(queries[:batch])  # warm-up
     batches, single, cpu = [], [], 0.0
     deadline = time.perf_counter() + seconds
@@ -228,6 +229,15 @@ def recall_figures(checkpoint: Path, data: Path, exact: Path, approximate: Path
         out[name.replace("recall", "kth_cosine")] = float(np.mean([e[-1].score
                                                                    for e in answers[0]]))
     return out
+
+
+def device_name(device: str) -> str:
+    """`device` (XMR_DEVICE: the service's and the raw encoder's), with the GPU's name."""
+    if device == "cpu":
+        return "the CPU, no GPU"
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
 
 
 def measured_apart(*args: str) -> dict[str, float]:
@@ -634,6 +644,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC)
+    parser.add_argument("--out", type=Path, default=OUT, help="where the results go")
     args = parser.parse_args()
 
     from models.checkpoint import checkpoint_id
@@ -645,8 +656,8 @@ def main() -> int:
     result: dict = {
         "command": " ".join([f"nice -n {os.nice(0)}", Path(sys.executable).name, *sys.argv]),
         "load_average_before": os.getloadavg(),
-        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
-                   " no GPU",
+        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()});"
+                   f" the encoder on {device_name(Settings().device)}",
         "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
         "recall": {},
     }
@@ -661,10 +672,10 @@ def main() -> int:
                 str(corpus.index))
     result["load_average_after"] = os.getloadavg()
     result["goals"] = goals(result)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "service.json").write_text(json.dumps(result, indent=1) + "\n")
-    report(result, OUT / "service.md", OUT / "service.png")
-    print((OUT / "service.md").read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "service.json").write_text(json.dumps(result, indent=1) + "\n")
+    report(result, args.out / "service.md", args.out / "service.png")
+    print((args.out / "service.md").read_text())
     return 0
 
 
