@@ -37,17 +37,18 @@ Forward = Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
 def forwards(checkpoint: Path, texts: list[str]) -> tuple[dict[str, Forward], list, float]:
     """The checkpoint's MiniLM run eagerly and as the backbone serves it (traced), batches of
     its inputs, and the largest difference between the two outputs."""
-    from models.backbones.text import MiniLM, last_hidden_state
+    from models.backbones.text import MiniLM, hidden_and_pooled
     from models.inference import Encoder
 
     backbone = Encoder.load(checkpoint).backbones.text
     assert isinstance(backbone, MiniLM), "the probe measures the MiniLM text backbone"
-    eager = last_hidden_state(backbone.model[0].auto_model)
+    eager = hidden_and_pooled(backbone.model[0].auto_model)
     trace = backbone.transformer
     assert isinstance(trace, torch.jit.ScriptFunction), "the backbone fell back to eager"
     batches = [backbone.inputs(texts[i:i + BATCH]) for i in range(0, len(texts) - BATCH, BATCH)]
     with torch.no_grad():
-        gap = max(float((eager(*x) - trace(*x)).abs().max()) for x in batches[:20])
+        gap = max(float((want - got).abs().max()) for x in batches[:20]
+                  for want, got in zip(eager(*x), trace(*x), strict=True))
     return {"eager": lambda x: eager(*x), "traced": lambda x: trace(*x)}, batches, gap
 
 

@@ -57,7 +57,8 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        return self.embed_text_features(self.backbones.text.encode(list(texts)))
+        return self.embed_text_features(
+            self.backbones.text.encode(list(texts), tokens=self.method.reads_tokens))
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -35,7 +35,7 @@ class TextBackbone(Protocol):
     id: str
     dim: int
 
-    def encode(self, texts: list[str]) -> TextFeatures: ...
+    def encode(self, texts: list[str], tokens: bool = True) -> TextFeatures: ...
 
 
 class MiniLM:
@@ -65,7 +65,7 @@ class MiniLM:
         bert = self.model[0].auto_model
         for param in bert.parameters():
             param.requires_grad_(False)  # frozen; a trace cannot hold weights that need grad
-        self.transformer = traced(last_hidden_state(bert),
+        self.transformer = traced(hidden_and_pooled(bert),
                                   self.inputs(["a photo of a cat", "two dogs on a road"]))
 
     def inputs(self, texts: list[str]) -> tuple[torch.Tensor, ...]:
@@ -79,43 +79,60 @@ class MiniLM:
         return ids, batch["attention_mask"].to(ids.device), torch.zeros_like(ids), positions
 
     @torch.inference_mode()
-    def encode(self, texts: list[str]) -> TextFeatures:
+    def encode(self, texts: list[str], tokens: bool = True) -> TextFeatures:
+        """`tokens=False`: the sentence vectors only (a method that reads no tokens)."""
         inputs = self.inputs(texts)
-        hidden, attention = self.transformer(*inputs), inputs[1]
-        summed = (hidden * attention.unsqueeze(-1)).sum(1)
-        pooled = summed / attention.sum(1, keepdim=True).clamp(min=1e-9)
-        pooled = torch.nn.functional.normalize(pooled, dim=1)
+        hidden, pooled = self.transformer(*inputs)
+        if not tokens:
+            return pooled_only(pooled.float().cpu().numpy())
         # Word tokens only: drop [CLS] (position 0) and [SEP] (last unmasked position).
+        attention = inputs[1]
         mask = attention.bool().clone()
         mask[:, 0] = False
         mask[torch.arange(len(texts)), attention.sum(1) - 1] = False
-        tokens = hidden * mask.unsqueeze(-1)
-        return _fixed_width(pooled, tokens[:, 1:], mask[:, 1:])
+        words = hidden * mask.unsqueeze(-1)
+        return _fixed_width(pooled, words[:, 1:], mask[:, 1:])
 
 
-def last_hidden_state(bert: torch.nn.Module) -> Callable[..., torch.Tensor]:
-    """`bert` run eagerly on `MiniLM.inputs`, module by module."""
+def hidden_and_pooled(bert: torch.nn.Module
+                      ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """`bert` run eagerly on `MiniLM.inputs`, module by module: the last hidden states and
+    the sentence vectors, pooled as the model's own modules pool (mean over the attention
+    mask, then unit length; the backbone test checks it against them). Pooling is in here so
+    that the trace covers it too: run eagerly, its handful of small ops took 0.4 ms of a lone
+    query's 12 in the server, each taking the GIL back on its way out."""
     def eager(ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor,
-              positions: torch.Tensor) -> torch.Tensor:
-        return bert(input_ids=ids, attention_mask=mask, token_type_ids=types,
-                    position_ids=positions).last_hidden_state
+              positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = bert(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                      position_ids=positions).last_hidden_state
+        summed = (hidden * mask.unsqueeze(-1)).sum(1)
+        pooled = summed / mask.sum(1, keepdim=True).clamp(min=1e-9)
+        return hidden, torch.nn.functional.normalize(pooled, dim=1)
     return eager
 
 
-def traced(eager: Callable[..., torch.Tensor], example: tuple[torch.Tensor, ...]
-           ) -> Callable[..., torch.Tensor]:
+def traced(eager: Callable[..., tuple[torch.Tensor, ...]], example: tuple[torch.Tensor, ...]
+           ) -> Callable[..., tuple[torch.Tensor, ...]]:
     """`eager` as one TorchScript call, or `eager` itself where tracing fails or disagrees
     with it on `example` (a torch or transformers version that traces badly)."""
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about shapes: checked below
             trace = torch.jit.trace(eager, example, check_trace=False, strict=False)
-            if torch.allclose(trace(*example), eager(*example), atol=1e-5):
-                return cast(Callable[..., torch.Tensor], trace)
+            if all(torch.allclose(got, want, atol=1e-5)
+                   for got, want in zip(trace(*example), eager(*example), strict=True)):
+                return cast(Callable[..., tuple[torch.Tensor, ...]], trace)
             log.warning("traced MiniLM differs from eager; running it eagerly")
     except Exception as err:  # never fatal: eager is the same model, only slower
         log.warning("could not trace MiniLM (%s); running it eagerly", err)
     return eager
+
+
+def pooled_only(pooled: np.ndarray) -> TextFeatures:
+    """Features without token vectors (width 0), for methods that read none."""
+    n, dim = pooled.shape
+    return TextFeatures(pooled, np.zeros((n, 0, dim), dtype=np.float16),
+                        np.zeros((n, 0), dtype=bool))
 
 
 def _fixed_width(pooled: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> TextFeatures:
@@ -181,16 +198,18 @@ class CharNgram:
         projected = self.vectorizer.transform(texts) @ self.components.T
         return np.asarray(projected, dtype=np.float32)
 
-    def encode(self, texts: list[str]) -> TextFeatures:
+    def encode(self, texts: list[str], tokens: bool = True) -> TextFeatures:
         pooled = self._project(texts)
-        tokens = np.zeros((len(texts), MAX_TOKENS, self.dim), dtype=np.float16)
+        if not tokens:
+            return pooled_only(pooled)
+        words_out = np.zeros((len(texts), MAX_TOKENS, self.dim), dtype=np.float16)
         mask = np.zeros((len(texts), MAX_TOKENS), dtype=bool)
         for row, text in enumerate(texts):
             words = split_words(text)[:MAX_TOKENS]
             if words:
-                tokens[row, : len(words)] = self._project(words)
+                words_out[row, : len(words)] = self._project(words)
                 mask[row, : len(words)] = True
-        return TextFeatures(pooled, tokens, mask)
+        return TextFeatures(pooled, words_out, mask)
 
 
 def _vectorizer(vocabulary: dict[str, int] | None = None) -> Any:

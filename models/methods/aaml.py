@@ -86,6 +86,10 @@ class AAML(Method):
             self.gate = nn.Parameter(torch.zeros(2))  # image, text
 
     @property
+    def reads_tokens(self) -> bool:
+        return self.opts.attention
+
+    @property
     def can_rerank(self) -> bool:
         return self.opts.attention
 

@@ -46,6 +46,12 @@ class Method(nn.Module):
         return feats
 
     @property
+    def reads_tokens(self) -> bool:
+        """True for methods whose text embedding reads token vectors, not only the pooled one;
+        the encoder has the text backbone skip them for the others."""
+        return False
+
+    @property
     def can_rerank(self) -> bool:
         """True for methods with a cross-attention scorer (`pair_scores`) to re-rank a shortlist."""
         return False

@@ -78,6 +78,15 @@ def test_minilm_traced_forward_matches_sentence_transformers() -> None:
     np.testing.assert_allclose(ours.tokens[1, 0].astype(np.float32), first_words, atol=1e-2)
 
 
+def test_text_backbones_skip_token_vectors_on_request() -> None:
+    texts = ["grinning face with big eyes", "a cat", "喜笑颜开"]
+    for backbone in (MiniLM(), CharNgram.fit(texts * 4 + ["a dog", "a red car"], dim=4)):
+        full, pooled = backbone.encode(texts), backbone.encode(texts, tokens=False)
+        np.testing.assert_array_equal(pooled.pooled, full.pooled)
+        assert pooled.tokens.shape == (3, 0, full.tokens.shape[2])
+        assert pooled.mask.shape == (3, 0)
+
+
 def test_char_ngram_any_language_and_state_round_trip() -> None:
     texts = ["我爱北京天安门", "猫在睡觉", "狗在公园里跑步", "a cat sleeps", "le chat dort"]
     model = CharNgram.fit(texts, dim=4)

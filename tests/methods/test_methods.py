@@ -124,6 +124,28 @@ def test_aaml_reranks_only_with_attention() -> None:
         plain.pair_scores(images, texts)
 
 
+@pytest.mark.parametrize(("name", "options"), [(m, {}) for m in method_names()]
+                         + [("aaml", {"attention": False})])
+def test_a_method_that_reads_no_tokens_embeds_texts_without_them(name: str, options: dict
+                                                                 ) -> None:
+    # The encoder has the text backbone skip token vectors for such methods (reads_tokens).
+    images, texts, labels = synthetic()
+    method = make(name, **options)
+    method.prepare(images, texts, labels)
+    method.eval()
+    without = {**texts, "tokens": texts["tokens"][:, :0], "mask": texts["mask"][:, :0]}
+    with torch.no_grad():
+        full = method.embed_texts(method.transform_texts(texts))
+        if method.reads_tokens:  # aaml with attention: its summary of the tokens counts once
+            method.gate.fill_(1.0)  # training opens the gate, which starts at 0
+            full = method.embed_texts(method.transform_texts(texts))
+            different = method.embed_texts(method.transform_texts(
+                {**texts, "tokens": torch.zeros_like(texts["tokens"])}))
+            assert not torch.allclose(full, different)
+            return
+        assert torch.equal(full, method.embed_texts(method.transform_texts(without)))
+
+
 def test_unknown_option_and_method_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="hiden"):
         make("dhaml", hiden=3)
