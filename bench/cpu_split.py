@@ -35,11 +35,6 @@ CLIENTS = 32
 EVENT_LOOP = "event loop (main thread)"
 
 
-def cpu_seconds(stat: Path) -> float:
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds so far of each thread of `pid`, summed by OS thread name (encoder-0 and
     encoder-1 are one group); the main thread runs the event loop."""
@@ -47,7 +42,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            seconds = cpu_seconds(task / "stat")
+            seconds = sb.cpu_seconds(task / "stat")
         except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
         group = EVENT_LOOP if task.name == str(pid) else name.rstrip("0123456789-_")
@@ -75,11 +70,7 @@ def split(args: argparse.Namespace) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--index", type=Path, required=True)
-    parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service")
+    parser = sb.server_arguments(__doc__)
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -276,6 +276,23 @@ def measure(argv: list[str]) -> int:
 
 
 # -- the server -------------------------------------------------------------------------------
+def cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds in a /proc `stat` file: a process's or one of its threads'."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def server_arguments(description: str | None) -> argparse.ArgumentParser:
+    """A parser with what every benchmark that serves the OpenMoji index takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="OpenMoji corpus directory")
+    parser.add_argument("--index", type=Path, required=True, help="the OpenMoji index")
+    parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service",
+                        help="server logs (and here, the synthetic indexes)")
+    return parser
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -634,13 +651,9 @@ def serve_and_load(corpus: Corpus, args: argparse.Namespace, queries: list[str],
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True, help="OpenMoji corpus directory")
-    parser.add_argument("--index", type=Path, required=True, help="the OpenMoji index")
+    parser = server_arguments(__doc__)
     parser.add_argument("--cache", type=Path, default=ROOT / "artifacts" / "cache",
                         help="backbone feature cache (to build the OpenMoji index quickly)")
-    parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC)

@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.service_bench import Connection, free_port, wait_ready  # noqa: E402
+from bench.service_bench import Connection, cpu_seconds, free_port, wait_ready  # noqa: E402
 from index.records import Hit, Record  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -145,11 +145,6 @@ async def drive_http(port: int, n: int, clients: int) -> int:
     return ok
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def http_cpu_us(n: int, clients: int) -> float:
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], cwd=ROOT,
@@ -158,9 +153,9 @@ def http_cpu_us(n: int, clients: int) -> float:
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
         asyncio.run(drive_http(port, 300, clients))  # warm-up
-        before = cpu_seconds(server.pid)
+        before = cpu_seconds(Path(f"/proc/{server.pid}/stat"))
         ok = asyncio.run(drive_http(port, n, clients))
-        spent = cpu_seconds(server.pid) - before
+        spent = cpu_seconds(Path(f"/proc/{server.pid}/stat")) - before
     finally:
         server.terminate()
         server.wait(timeout=30)

