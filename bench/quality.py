@@ -33,13 +33,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.backbones.cache import FeatureCache  # noqa: E402
+from models.config import TrainConfig, check_levels  # noqa: E402
 from models.data.corpus import Corpus, read_corpus  # noqa: E402
 from models.evaluation.metrics import average_precisions_of_scores  # noqa: E402
 from models.evaluation.report import evaluate_embeddings  # noqa: E402
 from models.features import Backbones, FeatureSet  # noqa: E402
 from models.methods import build_method  # noqa: E402
 from models.methods.base import MethodDims  # noqa: E402
-from models.training.config import TrainConfig, check_levels  # noqa: E402
 from models.training.trainer import (  # noqa: E402
     Split,
     as_tensors,

@@ -52,8 +52,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from index.engines import EncoderSpec, LocalEngine  # noqa: E402
+from index.engines import LocalEngine  # noqa: E402
 from index.ray_engine import RayEngine  # noqa: E402
+from models.embedder import EncoderSpec  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 K = 10

@@ -118,8 +118,9 @@ def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> No
         return
     from index.build import build
     from index.cli import corpus_items
-    from index.engines import BoundEngine, CheckpointEmbedder, EncoderSpec, LocalEngine
+    from index.engines import BoundEngine, LocalEngine
     from models.data.images import open_image
+    from models.embedder import CheckpointEmbedder, EncoderSpec
     from models.inference import Encoder
 
     encoder = Encoder.load(checkpoint, "cpu")

@@ -68,7 +68,8 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
 
 def _engine(args: argparse.Namespace, encoder: Any) -> BoundEngine | None:
     """None: the job decodes and embeds in this process (the local engine, no cache)."""
-    from index.engines import BoundEngine, CheckpointEmbedder, EncoderSpec, LocalEngine, make_engine
+    from index.engines import BoundEngine, LocalEngine, make_engine
+    from models.embedder import CheckpointEmbedder, EncoderSpec
 
     cache = args.cache.resolve() if args.cache is not None else None
     spec = EncoderSpec(args.checkpoint.resolve(), cache)

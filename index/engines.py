@@ -1,20 +1,17 @@
 """Embedding engines of the re-index job: how a corpus becomes vectors, and nothing else.
 
 `xmr index build --engine local` (default) embeds in this process; `--engine ray` spreads the
-same work over a Ray cluster (index/ray_engine.py). Both run the same `CheckpointEmbedder.embed`
-on the same payloads, so they give the same vectors to float tolerance, and the job writes them
-through one path whatever the engine (ids and metadata cannot differ).
-
-torch and the models package are imported inside `build()`, so importing this module (as the
-index layer and the service do) stays torch-free.
+same work over a Ray cluster (index/ray_engine.py). Both run the same `Embedder.embed` (for a
+checkpoint: models.embedder.CheckpointEmbedder) on the same payloads, so they give the same
+vectors to float tolerance, and the job writes them through one path whatever the engine (ids
+and metadata cannot differ). Nothing here imports torch: the embedder is built from its spec.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -33,76 +30,6 @@ class EmbedderSpec(Protocol):
     """Picklable recipe for an Embedder; built once per actor (and once by the local engine)."""
 
     def build(self, device: str, threads: int | None) -> Embedder: ...
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """A checkpoint (and optionally a backbone feature cache) as a picklable recipe."""
-
-    checkpoint: Path
-    cache_dir: Path | None = None
-
-    def build(self, device: str = "cpu", threads: int | None = None) -> CheckpointEmbedder:
-        import torch
-
-        from models.inference import Encoder
-
-        if threads is not None:
-            torch.set_num_threads(threads)
-        return CheckpointEmbedder(Encoder.load(self.checkpoint, device), self.cache_dir)
-
-
-class CheckpointEmbedder:
-    """Texts and image files -> unit vectors. Without a cache: exactly what the local build
-    job does (Encoder.encode_texts, open_image + Encoder.encode_images). With one: backbone
-    features read through (and added to) the feature cache, then the checkpoint's heads."""
-
-    def __init__(self, encoder: Any, cache_dir: Path | None) -> None:
-        self.encoder = encoder
-        self.cache_dir = cache_dir
-
-    @property
-    def dim(self) -> int:
-        return int(self.encoder.dim)
-
-    def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        if modality not in MODALITIES:
-            raise ValueError(f"unknown modality {modality!r}; known: {MODALITIES}")
-        if not payloads:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        if self.cache_dir is not None:
-            return self._cached(modality, payloads)
-        if modality == "text":
-            return _f32(self.encoder.encode_texts(list(payloads)))
-        from models.data.images import open_image
-
-        out = np.full((len(payloads), self.dim), np.nan, dtype=np.float32)
-        decoded, rows = [], []
-        for row, path in enumerate(payloads):
-            try:
-                decoded.append(open_image(path))
-                rows.append(row)
-            except (ValueError, OSError):
-                continue  # stays NaN: left out by the job, as the local engine does
-        if decoded:
-            out[rows] = self.encoder.encode_images(decoded)
-        return out
-
-    def _cached(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        from models.backbones.cache import FeatureCache
-        from models.backbones.extract import image_features, text_features
-
-        enc, cache = self.encoder, FeatureCache(self.cache_dir)
-        if modality == "text":
-            texts = text_features(list(payloads), enc.backbones.text, cache, progress=False)
-            return _f32(enc.embed_text_features(texts))
-        paths = [Path(p) for p in payloads]
-        images = image_features(paths, enc.backbones.image, cache, progress=False)
-        return _f32(enc.embed_image_features(images))
-
-
-def _f32(out: Any) -> np.ndarray:
-    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 Batches = Iterator[tuple[np.ndarray, np.ndarray]]  # (row numbers, their vectors)

@@ -1,7 +1,9 @@
 """`Encoder`: a checkpoint turned into float32 (n, d) unit vectors for images and texts.
 
-This is the only module of `models` the service and the index job import. Query-time inputs
-are not cached (they are new content); the batch index job may pass a FeatureCache.
+This is the only module of `models` the service imports: besides `Encoder` it names what a
+caller needs to feed it (`open_image`, `ImageError`) and to tell checkpoints apart
+(`checkpoint_id`). Query-time inputs are not cached (they are new content); the batch index
+job and `xmr eval` pass backbone features read through a FeatureCache.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.backbones.image import ImageFeatures
+from models.backbones.text import TextFeatures
 from models.checkpoint import CheckpointError, checkpoint_id, load_checkpoint
-from models.data.images import to_array
-from models.features import Backbones
+from models.config import TrainConfig
+from models.data.images import ImageError, open_image, to_array
+from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
-from models.training.config import TrainConfig
+
+__all__ = ["CheckpointError", "Encoder", "ImageError", "checkpoint_id", "open_image"]
+EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
 
 
 class Encoder:
@@ -78,6 +85,18 @@ class Encoder:
     @torch.inference_mode()
     def embed_image_features(self, feats: Any) -> np.ndarray:
         return self.method.embed_images(self._image_tensors(feats)).float().cpu().numpy()
+
+    def embed_features(self, features: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+        """(image vectors, text vectors) of a split's backbone features (`xmr eval`), in
+        chunks so a large split fits in memory; the same path as every other input."""
+        images, texts = [], []
+        for start in range(0, len(features), EMBED_CHUNK):
+            part = features.subset(np.arange(start, min(start + EMBED_CHUNK, len(features))))
+            images.append(self.embed_image_features(
+                ImageFeatures(part.image_pooled, part.image_regions)))
+            texts.append(self.embed_text_features(
+                TextFeatures(part.text_pooled, part.text_tokens, part.text_mask)))
+        return np.concatenate(images), np.concatenate(texts)
 
     def _image_tensors(self, feats: Any) -> dict[str, torch.Tensor]:
         batch = {

@@ -31,7 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from models.data.corpus import CorpusError, read_corpus
     from models.evaluation.report import evaluate_embeddings, markdown, plot_precision_recall
     from models.inference import Encoder
-    from models.training.trainer import embed
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     labels = np.stack(
         [np.asarray(corpus.label_index(i, items)) for i in range(len(corpus.levels))], axis=1
     )
-    images, texts = embed(encoder.method, features, device)
+    images, texts = encoder.embed_features(features)
     report = {
         "method": encoder.method_name,
         "checkpoint": str(args.checkpoint),

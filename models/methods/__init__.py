@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from models.config import ConfigError, TrainConfig
 from models.methods.base import Method, MethodDims
-from models.training.config import ConfigError, TrainConfig
 
 
 def _registry() -> dict[str, type[Method]]:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from models.attention.blocks import SelfAttentionBlock, cross_attention_scores
+from models.config import TrainConfig
 from models.heads.classifiers import LevelClassifiers
 from models.heads.discriminator import ModalityDiscriminator
 from models.heads.gradient_reversal import GradientReversal, grl_lambda
@@ -34,7 +35,6 @@ from models.losses.masks import label_masks
 from models.losses.polynomial import polynomial_loss
 from models.losses.triplet import triplet_loss
 from models.methods.base import Features, Method, MethodDims
-from models.training.config import TrainConfig
 
 PCA_SAMPLE = 4_000  # region vectors used to fit the frozen reduction
 

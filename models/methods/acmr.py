@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.config import TrainConfig
 from models.heads.classifiers import LevelClassifiers
 from models.heads.discriminator import ModalityDiscriminator
 from models.heads.gradient_reversal import GradientReversal, grl_lambda
@@ -20,7 +21,6 @@ from models.losses.classification import level_classification
 from models.losses.masks import label_masks
 from models.losses.triplet import triplet_loss
 from models.methods.base import Features, MethodDims, PooledProjection
-from models.training.config import TrainConfig
 
 
 class ACMROptions(BaseModel):

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.config import TrainConfig
 from models.methods.base import Features, Method, MethodDims
-from models.training.config import TrainConfig
 
 
 class CCAOptions(BaseModel):

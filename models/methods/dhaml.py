@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from models.config import TrainConfig
 from models.heads.classifiers import LevelClassifiers
 from models.heads.discriminator import ModalityDiscriminator
 from models.heads.gradient_reversal import GradientReversal, grl_lambda
@@ -32,7 +33,6 @@ from models.losses.masks import label_masks
 from models.losses.polynomial import polynomial_loss
 from models.losses.triplet import triplet_loss
 from models.methods.base import Features, Method, MethodDims
-from models.training.config import TrainConfig
 
 Metric = Literal["contrastive", "polynomial", "triplet"]
 

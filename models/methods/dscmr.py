@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from models.config import TrainConfig
 from models.losses.dscmr import label_space_loss, likelihood_loss, paired_distance_loss
 from models.methods.base import Features, Method, MethodDims
-from models.training.config import TrainConfig
 
 
 class DSCMROptions(BaseModel):

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.config import TrainConfig
 from models.methods.base import Features, MethodDims, PooledProjection
-from models.training.config import TrainConfig
 
 TEMPERATURE = 0.07
 

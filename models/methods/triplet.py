@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.config import TrainConfig
 from models.heads.projection import Projector
 from models.losses.masks import label_masks, pair_masks
 from models.losses.triplet import triplet_loss
 from models.methods.base import Features, MethodDims, PooledProjection
-from models.training.config import TrainConfig
 
 
 class TripletOptions(BaseModel):

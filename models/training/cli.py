@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from models.backbones.cache import FeatureCache
+    from models.config import ConfigError, load_config
     from models.data.corpus import CorpusError, read_corpus
-    from models.training.config import ConfigError, load_config
     from models.training.trainer import train, validate
 
     try:

@@ -18,12 +18,12 @@ from tqdm import tqdm
 
 from models.backbones.cache import FeatureCache
 from models.checkpoint import save_checkpoint
+from models.config import TrainConfig, check_levels
 from models.data.corpus import Corpus, Item
 from models.evaluation.metrics import cross_modal_map
 from models.features import Backbones, FeatureSet
 from models.methods import build_method, check_options
 from models.methods.base import Features, Method, MethodDims
-from models.training.config import TrainConfig, check_levels
 
 EMBED_CHUNK = 512
 

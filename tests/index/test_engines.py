@@ -22,9 +22,10 @@ import pytest
 
 from index.build import build
 from index.cli import corpus_items
-from index.engines import BoundEngine, EncoderSpec, LocalEngine, make_engine
+from index.engines import BoundEngine, LocalEngine, make_engine
 from index.metadata import DATABASE, Metadata
 from index.records import MODALITIES
+from models.embedder import EncoderSpec
 from tests.index.helpers import HashEncoder, make_corpus
 
 DIM = 16

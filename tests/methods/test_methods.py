@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from models.config import ConfigError, TrainConfig
 from models.evaluation.metrics import cross_modal_map
 from models.methods import build_method, method_names
 from models.methods.base import Features, MethodDims
-from models.training.config import ConfigError, TrainConfig
 
 N, IMG, TXT, REGIONS, TOKENS = 96, 48, 24, 6, 5
 SMALL = {"hidden": 64}

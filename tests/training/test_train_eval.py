@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from models.backbones.cache import FeatureCache
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.data.corpus import read_corpus
+from models.data.images import open_image
 from models.inference import Encoder
 from xmr.cli import main
 
@@ -90,6 +94,16 @@ def test_chinese_wikipedia_corpus_trains_and_evaluates_with_a_config_choice(
     scores = encoder.score_text_to_images("这是一幅油画肖像", images)
     assert scores.shape == (2,) and scores.dtype == "float32"
     assert encoder.score_image_to_texts(images[0], ["油画", "河流", "细胞"]).shape == (3,)
+    # what `xmr eval` scored (cached features through Encoder.embed_features) is what serving
+    # gives for the same texts and images
+    corpus = read_corpus(zh_corpus)
+    items = corpus.split("test")
+    features = encoder.backbones.features(corpus, items, FeatureCache(tmp_path / "cache"))
+    image_rows, text_rows = encoder.embed_features(features)
+    fresh = [open_image(corpus.image_path(item)) for item in items]
+    np.testing.assert_allclose(text_rows, encoder.encode_texts([i.text for i in items]),
+                               atol=2e-3)
+    np.testing.assert_allclose(image_rows, encoder.encode_images(fresh), atol=2e-3)
 
 
 def test_encoder_without_scorer_refuses_to_rerank(zh_corpus: Path, tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""Training configuration: data, not code. Loaded from YAML; unknown keys are rejected."""
+"""Training configuration: data, not code. Loaded from YAML; unknown keys are rejected.
+
+Its own module (not under training/) because every method and the encoder read it too, and
+they must not import the trainer."""
 
 from __future__ import annotations
 
