@@ -52,7 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from index.engines import LocalEngine  # noqa: E402
+from index.engines import LocalEngine, embed_rows  # noqa: E402
 from index.ray_engine import RayEngine  # noqa: E402
 from models.embedder import EncoderSpec  # noqa: E402
 
@@ -154,7 +154,7 @@ def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
 def time_local(spec: EncoderSpec, modalities: list[str], payloads: list[str],
                dim: int) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
-    out = LocalEngine().embed(spec, modalities, payloads, dim)
+    out = embed_rows(LocalEngine(spec), modalities, payloads, dim)
     return time.perf_counter() - start, out
 
 
@@ -168,7 +168,7 @@ def time_ray(spec: EncoderSpec, modalities: list[str], payloads: list[str],
     _init_ray(None)
     started = time.perf_counter()
     try:
-        out = RayEngine(workers=2).embed(spec, modalities, payloads, dim)
+        out = embed_rows(RayEngine(spec, workers=2), modalities, payloads, dim)
     finally:
         ray.shutdown()
     return time.perf_counter() - start, started - start, out

@@ -118,16 +118,16 @@ def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> No
         return
     from index.build import build
     from index.cli import corpus_items
-    from index.engines import BoundEngine, LocalEngine
+    from index.engines import LocalEngine
     from models.data.images import open_image
     from models.embedder import CheckpointEmbedder, EncoderSpec
     from models.inference import Encoder
 
     encoder = Encoder.load(checkpoint, "cpu")
     planned, levels = corpus_items(data)
-    engine = LocalEngine(embedder=CheckpointEmbedder(encoder, cache))
-    report = build(index, encoder, planned, open_image, levels=levels,
-                   engine=BoundEngine(engine, EncoderSpec(checkpoint, cache)))
+    engine = LocalEngine(EncoderSpec(checkpoint, cache),
+                         embedder=CheckpointEmbedder(encoder, cache))
+    report = build(index, encoder, planned, open_image, levels=levels, engine=engine)
     print(f"built {index}: {report.counts}", flush=True)
 
 

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from index import generations
 from index.backends import BackendSettings, close_store, create_store, drop_external_stores
 from index.catalog import Generation, create_generation, write_snapshot
+from index.engines import Engine
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
 from index.records import MODALITIES, NewItem, Record
@@ -58,15 +59,6 @@ class Encoder(Protocol):
 
 
 Decode = Callable[[str], Any]  # image source -> what encode_images takes
-
-
-class Engine(Protocol):
-    """Another way to compute the vectors (index.engines: `--engine ray`): rows are
-    (modality, text or image path); batches come back as (row numbers, vectors) in any order,
-    a NaN row for an image that could not be read. The job writes them as its own batches."""
-
-    def stream(self, modalities: Sequence[str],
-               payloads: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
 
 
 @dataclass(frozen=True)

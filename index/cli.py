@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from index.records import NewItem, bytes_hash, text_hash
 
 if TYPE_CHECKING:
-    from index.engines import BoundEngine
+    from index.engines import Engine
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -66,9 +66,10 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
     return items, corpus.levels
 
 
-def _engine(args: argparse.Namespace, encoder: Any) -> BoundEngine | None:
+def _engine(args: argparse.Namespace, encoder: Any) -> Engine | None:
     """None: the job decodes and embeds in this process (the local engine, no cache)."""
-    from index.engines import BoundEngine, LocalEngine, make_engine
+    from index.engines import LocalEngine
+    from index.ray_engine import RayEngine
     from models.embedder import CheckpointEmbedder, EncoderSpec
 
     cache = args.cache.resolve() if args.cache is not None else None
@@ -79,10 +80,9 @@ def _engine(args: argparse.Namespace, encoder: Any) -> BoundEngine | None:
         if cache is None:
             return None
         embedder = CheckpointEmbedder(encoder, cache)  # the encoder this process already loaded
-        return BoundEngine(LocalEngine(batch_size=args.batch_size, embedder=embedder), spec)
-    engine = make_engine("ray", address=args.address, workers=args.workers,
-                         batch_size=args.batch_size)
-    return BoundEngine(engine, spec)
+        return LocalEngine(spec, batch_size=args.batch_size, embedder=embedder)
+    return RayEngine(spec, address=args.address, workers=args.workers,
+                     batch_size=args.batch_size)
 
 
 def run(args: argparse.Namespace) -> int:

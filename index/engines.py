@@ -36,28 +36,27 @@ Batches = Iterator[tuple[np.ndarray, np.ndarray]]  # (row numbers, their vectors
 
 
 class Engine(Protocol):
-    def stream(self, spec: EmbedderSpec, modalities: Sequence[str],
-               payloads: Sequence[str]) -> Batches:
-        """Vectors batch by batch, as they are ready (not necessarily in row order)."""
-        ...
+    """How the re-index job computes vectors. Rows are (modality, text or image path); batches
+    come back as (row numbers, vectors) as they are ready, in any order, a NaN row for an image
+    that could not be read. The job (index.build) writes them as its own batches."""
 
-    def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
-              dim: int) -> np.ndarray: ...
+    def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches: ...
 
 
-def collect(batches: Batches, n: int, dim: int) -> np.ndarray:
+def embed_rows(engine: Engine, modalities: Sequence[str], payloads: Sequence[str],
+               dim: int) -> np.ndarray:
     """Every row's vector, in row order."""
-    out = np.zeros((n, dim), dtype=np.float32)
+    out = np.zeros((len(payloads), dim), dtype=np.float32)
     done = 0
-    for rows, vectors in batches:
+    for rows, vectors in engine.stream(modalities, payloads):
         out[rows] = vectors
         done += len(rows)
-    if done != n:
-        raise RuntimeError(f"engine returned {done} vectors for {n} rows")
+    if done != len(payloads):
+        raise RuntimeError(f"engine returned {done} vectors for {len(payloads)} rows")
     return out
 
 
-def _check_rows(modalities: Sequence[str], payloads: Sequence[str]) -> None:
+def check_rows(modalities: Sequence[str], payloads: Sequence[str]) -> None:
     if len(modalities) != len(payloads):
         raise ValueError(f"{len(modalities)} modalities for {len(payloads)} payloads")
 
@@ -66,46 +65,18 @@ def _check_rows(modalities: Sequence[str], payloads: Sequence[str]) -> None:
 class LocalEngine:
     """In this process, modality by modality, `batch_size` payloads at a time."""
 
+    spec: EmbedderSpec
     batch_size: int = 256
-    embedder: Embedder | None = None  # reuse one already loaded
+    embedder: Embedder | None = None  # reuse one already loaded (else built from `spec`)
 
-    def stream(self, spec: EmbedderSpec, modalities: Sequence[str],
-               payloads: Sequence[str]) -> Batches:
-        _check_rows(modalities, payloads)
+    def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches:
+        check_rows(modalities, payloads)
         if not len(payloads):
             return
-        embedder = self.embedder or spec.build("cpu", None)
+        embedder = self.embedder or self.spec.build("cpu", None)
         kinds = np.asarray(modalities, dtype=object)
         for modality in dict.fromkeys(modalities):
             rows = np.flatnonzero(kinds == modality)
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
                 yield chunk, embedder.embed(modality, [payloads[i] for i in chunk])
-
-    def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
-              dim: int) -> np.ndarray:
-        return collect(self.stream(spec, modalities, payloads), len(payloads), dim)
-
-
-@dataclass(frozen=True)
-class BoundEngine:
-    """An engine with its embedder recipe: what `index.build.build(engine=...)` takes."""
-
-    engine: Engine
-    spec: EmbedderSpec
-
-    def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches:
-        return self.engine.stream(self.spec, modalities, payloads)
-
-
-def make_engine(name: str, address: str | None = None, workers: int | None = None,
-                batch_size: int = 256) -> Engine:
-    if name == "local":
-        if address is not None:
-            raise ValueError("--address needs --engine ray")
-        return LocalEngine(batch_size=batch_size)
-    if name == "ray":
-        from index.ray_engine import RayEngine
-
-        return RayEngine(address=address, workers=workers, batch_size=batch_size)
-    raise ValueError(f"unknown engine {name!r}; known: {ENGINES}")

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from index.engines import EmbedderSpec
+from index.engines import Batches, EmbedderSpec, check_rows
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +36,14 @@ class RayEngine:
     """`address=None` starts a local Ray instance (and stops it after the job); otherwise it
     joins a running cluster (`ray://head:10001`, or `auto` on a cluster node)."""
 
+    spec: EmbedderSpec
     address: str | None = None
     workers: int | None = None  # None: one per GPU of the cluster, else one per CPU slot
     batch_size: int = 256
 
-    def embed(self, spec: EmbedderSpec, modalities: Sequence[str], payloads: Sequence[str],
-              dim: int) -> np.ndarray:
-        from index.engines import collect
-
-        return collect(self.stream(spec, modalities, payloads), len(payloads), dim)
-
-    def stream(self, spec: EmbedderSpec, modalities: Sequence[str],
-               payloads: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches:
         """(row numbers, vectors) as the actors finish batches (in no fixed order)."""
-        if len(modalities) != len(payloads):
-            raise ValueError(f"{len(modalities)} modalities for {len(payloads)} payloads")
+        check_rows(modalities, payloads)
         if not len(payloads):
             return
         import ray
@@ -60,13 +52,12 @@ class RayEngine:
         if started_here:
             _init_ray(self.address)
         try:
-            yield from self._run(spec, modalities, payloads)
+            yield from self._run(modalities, payloads)
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run(self, spec: EmbedderSpec, modalities: Sequence[str],
-             payloads: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _run(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches:
         import ray
         import ray.data
 
@@ -83,7 +74,7 @@ class RayEngine:
         )
         vectors = rows.map_batches(
             EncoderActor,
-            fn_constructor_args=(spec, "cuda" if gpus else "cpu"),
+            fn_constructor_args=(self.spec, "cuda" if gpus else "cpu"),
             compute=ray.data.ActorPoolStrategy(size=workers),
             batch_size=self.batch_size,
             batch_format="numpy",

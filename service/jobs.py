@@ -154,8 +154,7 @@ class JobManager:
 
     async def _preload(self, job: Job) -> Encoder | None:
         """The encoder of the job's checkpoint when it is not the one being served."""
-        from models.checkpoint import checkpoint_id
-        from models.inference import Encoder
+        from models.inference import Encoder, checkpoint_id
 
         engine = self._engine()
         if engine is None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from PIL import Image
 from starlette.types import Receive
 
-from models.data.images import ImageError, open_image
+from models.inference import ImageError, open_image
 from service.problems import Problem
 
 

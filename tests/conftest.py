@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import make_wikipedia_layout
+from tests.fixtures import make_wikipedia_layout, train_tiny_run
 
 
 @pytest.fixture
@@ -17,3 +17,9 @@ def wikipedia_src(tmp_path: Path) -> Path:
 @pytest.fixture
 def wikipedia_src_chinese(tmp_path: Path) -> Path:
     return make_wikipedia_layout(tmp_path / "wiki-zh", chinese=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(corpus dir, checkpoint): see tests.fixtures.train_tiny_run; trained once per session."""
+    return train_tiny_run(tmp_path_factory.mktemp("tiny-run"))

@@ -43,3 +43,24 @@ def make_wikipedia_layout(src: Path, per_category: int = 4, chinese: bool = Fals
     (src / "trainset_txt_img_cat.list").write_text("\n".join(rows["train"]) + "\n", "utf-8")
     (src / "testset_txt_img_cat.list").write_text("\n".join(rows["test"]) + "\n", "utf-8")
     return src
+
+
+def train_tiny_run(root: Path) -> tuple[Path, Path]:
+    """(corpus dir, checkpoint) under `root`: 12 image-text pairs in 3 categories (the Wikipedia
+    layout above, imported), a linear model trained 2 epochs on the CPU; backbone features
+    cached in `tiny_cache(checkpoint)`. Tests make their own artifacts: none is looked up on
+    the machine that runs them."""
+    from xmr.cli import main as xmr
+
+    corpus = root / "corpus"
+    assert xmr(["data", "wikipedia", str(make_wikipedia_layout(root / "src")), str(corpus)]) == 0
+    run = root / "run"
+    assert xmr(["train", "--data", str(corpus), "--method", "linear", "--out", str(run),
+                "--epochs", "2", "--seed", "0", "--cache", str(root / "cache"),
+                "--device", "cpu"]) == 0
+    return corpus, run / "checkpoint.pt"
+
+
+def tiny_cache(checkpoint: Path) -> Path:
+    """The feature cache the tiny run was trained with."""
+    return checkpoint.parents[1] / "cache"

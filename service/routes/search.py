@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from PIL import Image
 
-from models.data.images import ImageError, open_image
+from models.inference import ImageError, open_image
 from service.batching import Overloaded
 from service.deps import EngineDep, JsonBody, SettingsDep
 from service.engine import Engine

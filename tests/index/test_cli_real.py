@@ -1,5 +1,5 @@
-"""`xmr index build` end to end with the real encoder (slow: loads EfficientNet and MiniLM).
-Needs the demo artifacts (`make demo-artifacts`); skipped without them."""
+"""`xmr index build` end to end with the real encoder, in a child process as a user runs it, on
+the tiny corpus and checkpoint the test session trains (slow: loads EfficientNet and MiniLM)."""
 
 from __future__ import annotations
 
@@ -10,40 +10,33 @@ from pathlib import Path
 import pytest
 
 from index.catalog import Catalog
+from models.data.corpus import read_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
-ART = Path("/work/main/artifacts") if not (ROOT / "artifacts/runs").exists() else ROOT / "artifacts"
-CKPT = ART / "runs/default/checkpoint.pt"
-CORPUS = ART / "data/openmoji"
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not CKPT.exists() or not CORPUS.exists(),
-                                 reason="demo artifacts missing (make demo-artifacts)")]
+pytestmark = pytest.mark.slow
 
 
-def test_cli_builds_a_searchable_index(tmp_path: Path) -> None:
+def test_cli_builds_a_searchable_index(tmp_path: Path, tiny_run: tuple[Path, Path]) -> None:
     from models.inference import Encoder
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    lines = (CORPUS / "manifest.jsonl").read_text().splitlines()[:24]
-    (corpus / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    (corpus / "labels.json").write_text((CORPUS / "labels.json").read_text())
-    (corpus / "images").symlink_to(CORPUS / "images")
+    corpus, checkpoint = tiny_run
     out = tmp_path / "index"
-    cmd = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", str(CKPT),
+    cmd = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", str(checkpoint),
            "--data", str(corpus), "--out", str(out), "--no-progress"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "is live" in done.stdout
-    encoder = Encoder.load(CKPT)
+    encoder = Encoder.load(checkpoint)
     catalog = Catalog.open(out, checkpoint_id=encoder.checkpoint_id, dim=encoder.dim)
-    assert catalog.count("text") == 24 and catalog.count("image") == 24
-    assert catalog.levels == ("group", "subgroup") or len(catalog.levels) == 2
-    text = "grinning face"
+    items = read_corpus(corpus).items
+    assert catalog.count("text") == len(items) and catalog.count("image") == len(items)
+    assert catalog.levels == read_corpus(corpus).levels
+    text = items[0].text
     hit = catalog.search(encoder.encode_texts([text]), 1, "text")[0][0]
-    assert hit.record.text == text
+    assert hit.record.text == text and hit.score == pytest.approx(1.0, abs=1e-4)
     images = catalog.search(encoder.encode_texts([text]), 5, "image")[0]
     assert len(images) == 5 and all(h.record.source for h in images)
+    catalog.close()
     with pytest.raises(ValueError, match="built with checkpoint"):
         Catalog.open(out, checkpoint_id="another", dim=encoder.dim)

@@ -2,17 +2,16 @@
 `xmr index build`, the same ids, records and vectors in the index.
 
 Everything that starts Ray is `-m slow`: Ray's start-up alone takes 10-20 s on the shared
-2-core box (the build-level test below took 19-46 s). The build-level test runs a real local
-Ray instance with an actor pool of 2 on the index tests' deterministic HashEncoder (no torch),
-so it checks the plumbing (batching, mixed modalities, out-of-order batches, unreadable images)
-through `index.build`; the others run both engines with a real checkpoint and encoder. The
+2-core box. The build-level test runs a real local Ray instance with an actor pool of 2 on the
+index tests' deterministic HashEncoder (no torch), so it checks the plumbing (batching, mixed
+modalities, out-of-order batches, unreadable images) through `index.build`; the others run both
+engines with a real checkpoint and encoder (the tiny run every test session trains). The
 default suite checks the local engine and the command-line wiring.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,12 @@ import pytest
 
 from index.build import build
 from index.cli import corpus_items
-from index.engines import BoundEngine, LocalEngine, make_engine
+from index.engines import LocalEngine, embed_rows
 from index.metadata import DATABASE, Metadata
+from index.ray_engine import RayEngine
 from index.records import MODALITIES
 from models.embedder import EncoderSpec
+from tests.fixtures import tiny_cache
 from tests.index.helpers import HashEncoder, make_corpus
 
 DIM = 16
@@ -62,34 +63,31 @@ def rows(n: int) -> tuple[list[str], list[str]]:
 
 def test_local_engine_keeps_row_order() -> None:
     modalities, payloads = rows(50)
-    out = LocalEngine(batch_size=7).embed(HashSpec(), modalities, payloads, DIM)
+    out = embed_rows(LocalEngine(HashSpec(), batch_size=7), modalities, payloads, DIM)
     assert np.array_equal(out, HashEncoder(DIM).encode_texts(payloads))
 
 
-def test_engine_choice_is_validated() -> None:
-    with pytest.raises(ValueError, match="unknown engine"):
-        make_engine("spark")
-    with pytest.raises(ValueError, match="--address needs --engine ray"):
-        make_engine("local", address="ray://head:10001")
+def test_rows_are_validated() -> None:
     with pytest.raises(ValueError, match="modalities"):
-        LocalEngine().embed(HashSpec(), ["text"], [], DIM)
+        embed_rows(LocalEngine(HashSpec()), ["text"], [], DIM)
 
 
 def test_cli_engine_flags_build_the_engine_without_starting_ray(tmp_path: Path) -> None:
     from index.cli import _engine
-    from index.ray_engine import RayEngine
     from xmr.cli import build_parser
 
     base = ["index", "build", "--checkpoint", str(tmp_path / "c.pt"), "--data", "d", "--out", "o"]
     parse = build_parser().parse_args
     assert _engine(parse(base), None) is None  # local: the job embeds in-process
-    bound = _engine(parse([*base, "--engine", "ray", "--address", "auto", "--workers", "3",
-                           "--batch-size", "32"]), None)
-    assert bound is not None and isinstance(bound.engine, RayEngine)
-    assert bound.engine == RayEngine(address="auto", workers=3, batch_size=32)
-    assert isinstance(bound.spec, EncoderSpec) and bound.spec.checkpoint.is_absolute()
+    engine = _engine(parse([*base, "--engine", "ray", "--address", "auto", "--workers", "3",
+                            "--batch-size", "32"]), None)
+    assert isinstance(engine, RayEngine)
+    assert engine == RayEngine(EncoderSpec((tmp_path / "c.pt").resolve()), address="auto",
+                               workers=3, batch_size=32)
     with pytest.raises(SystemExit, match="need --engine ray"):
         _engine(parse([*base, "--address", "auto"]), None)
+    with pytest.raises(SystemExit):
+        parse([*base, "--engine", "spark"])
 
 
 def index_contents(root: Path) -> dict[str, tuple[list, np.ndarray]]:
@@ -118,7 +116,7 @@ def test_build_with_the_ray_engine_writes_the_same_index(tmp_path: Path) -> None
     planned, levels = corpus_items(corpus)
     common = {"levels": levels, "progress": False, "batch_size": 8}
     local = build(tmp_path / "local", HashEncoder(DIM), planned, open_image, **common)
-    ray_engine = BoundEngine(make_engine("ray", workers=2, batch_size=8), HashSpec())
+    ray_engine = RayEngine(HashSpec(), workers=2, batch_size=8)
     remote = build(tmp_path / "ray", HashEncoder(DIM), planned, open_image, engine=ray_engine,
                    **common)
     assert remote.counts == local.counts == {"image": 9, "text": 40}
@@ -129,56 +127,51 @@ def test_build_with_the_ray_engine_writes_the_same_index(tmp_path: Path) -> None
         assert np.array_equal(a[modality][1], b[modality][1])  # same function: bit-identical
 
 
-ARTIFACTS = Path(os.environ.get("XMR_TEST_ARTIFACTS", "/work/main/artifacts"))
-CHECKPOINT = ARTIFACTS / "runs/default/checkpoint.pt"
-needs_checkpoint = pytest.mark.skipif(not CHECKPOINT.exists(),
-                                      reason=f"needs a checkpoint at {CHECKPOINT}")
-
-
 @pytest.mark.slow
 def test_ray_engine_streams_mixed_batches_in_row_order() -> None:
     modalities = ["text" if i % 3 else "image" for i in range(300)]
     payloads = [f"caption {i}" if m == "text" else "/nonexistent.png"
                 for i, m in enumerate(modalities)]
-    local = LocalEngine(batch_size=32).embed(HashSpec(), modalities, payloads, DIM)
-    remote = make_engine("ray", workers=2, batch_size=32).embed(HashSpec(), modalities,
-                                                                payloads, DIM)
+    local = embed_rows(LocalEngine(HashSpec(), batch_size=32), modalities, payloads, DIM)
+    remote = embed_rows(RayEngine(HashSpec(), workers=2, batch_size=32), modalities, payloads,
+                        DIM)
     assert np.array_equal(local, remote, equal_nan=True)
     assert np.isnan(remote[0]).all() and np.isfinite(remote[1]).all()
 
 
 @pytest.mark.slow
-@needs_checkpoint
-def test_ray_engine_with_a_real_encoder_matches_local() -> None:
+def test_ray_engine_with_a_real_encoder_matches_local(tiny_run: tuple[Path, Path]) -> None:
     from models.data.corpus import read_corpus
 
-    corpus = read_corpus(ARTIFACTS / "data/openmoji")
-    items = list(corpus.items)[:100]
+    corpus_dir, checkpoint = tiny_run
+    corpus = read_corpus(corpus_dir)
+    items = list(corpus.items)
     modalities = ["text"] * len(items) + ["image"] * len(items)
     payloads = [i.text for i in items] + [str(corpus.image_path(i)) for i in items]
-    for spec in (EncoderSpec(CHECKPOINT), EncoderSpec(CHECKPOINT, ARTIFACTS / "cache")):
+    for spec in (EncoderSpec(checkpoint), EncoderSpec(checkpoint, tiny_cache(checkpoint))):
         dim = spec.build().dim
-        local = make_engine("local").embed(spec, modalities, payloads, dim)
-        remote = make_engine("ray", workers=2, batch_size=32).embed(spec, modalities, payloads,
-                                                                    dim)
+        local = embed_rows(LocalEngine(spec), modalities, payloads, dim)
+        remote = embed_rows(RayEngine(spec, workers=2, batch_size=8), modalities, payloads, dim)
         np.testing.assert_allclose(remote, local, atol=1e-5, rtol=0)
         np.testing.assert_allclose(np.linalg.norm(local, axis=1), 1.0, atol=1e-4)
 
 
 @pytest.mark.slow
-@needs_checkpoint
-def test_xmr_index_build_engine_ray_matches_local(tmp_path: Path) -> None:
+def test_xmr_index_build_engine_ray_matches_local(tmp_path: Path,
+                                                  tiny_run: tuple[Path, Path]) -> None:
+    from models.inference import Encoder
     from xmr.cli import main
 
-    corpus = make_corpus(tmp_path / "corpus", n=30)
+    corpus, checkpoint = tiny_run
+    dim = Encoder.load(checkpoint).dim
     out = {}
     for engine in ("local", "ray"):
         extra = ["--engine", "ray", "--workers", "2"] if engine == "ray" else []
-        assert main(["index", "build", "--checkpoint", str(CHECKPOINT), "--data", str(corpus),
+        assert main(["index", "build", "--checkpoint", str(checkpoint), "--data", str(corpus),
                      "--out", str(tmp_path / engine), "--no-progress", *extra]) == 0
         generation = sorted((tmp_path / engine).glob("gen-*"))[-1]
         meta = Metadata(generation / DATABASE)
-        out[engine] = {m: meta.all_vectors(m, 256) for m in MODALITIES}
+        out[engine] = {m: meta.all_vectors(m, dim) for m in MODALITIES}
         meta.close()
     for modality in MODALITIES:
         assert np.array_equal(out["local"][modality][0], out["ray"][modality][0])

@@ -19,9 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures import make_wikipedia_layout
-from xmr.cli import main as xmr
-
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-0123456789"
 
@@ -89,19 +86,6 @@ def start_server(index: Path, checkpoint: Path, log: Path, corpus: Path | None =
         time.sleep(0.5)
     server.stop()
     raise RuntimeError(f"xmr serve not ready in {timeout} s:\n{server.log_text()[-3000:]}")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(corpus dir, checkpoint): 12 image-text pairs in 3 categories; linear, 2 epochs."""
-    root = tmp_path_factory.mktemp("service-run")
-    corpus = root / "corpus"
-    assert xmr(["data", "wikipedia", str(make_wikipedia_layout(root / "src")), str(corpus)]) == 0
-    run = root / "run"
-    assert xmr(["train", "--data", str(corpus), "--method", "linear", "--out", str(run),
-                "--epochs", "2", "--seed", "0", "--cache", str(root / "cache"),
-                "--device", "cpu"]) == 0
-    return corpus, run / "checkpoint.pt"
 
 
 def corpus_rows(corpus: Path) -> list[dict[str, object]]:
