@@ -662,6 +662,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from models.checkpoint import checkpoint_id
+    from models.inference import resolve_device
     from service.settings import Settings
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -671,7 +672,7 @@ def main() -> int:
         "command": " ".join([f"nice -n {os.nice(0)}", Path(sys.executable).name, *sys.argv]),
         "load_average_before": os.getloadavg(),
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()});"
-                   f" the encoder on {device_name(Settings().device)}",
+                   f" the encoder on {device_name(str(resolve_device(Settings().device)))}",
         "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
         "recall": {},
     }

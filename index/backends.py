@@ -1,11 +1,6 @@
 """Which vector store backs an index: FAISS (default, embedded) or Milvus (a distributed
-vector database, for indexes that outgrow one host). Chosen once, at the edge, by settings:
-
-    XMR_VECTOR_BACKEND=faiss|milvus   (default faiss)
-    XMR_MILVUS_URI=http://milvus:19530  a Milvus standalone server or cluster; unset: milvus-lite,
-                                        one embedded file per index generation (tests, trials)
-    XMR_MILVUS_TOKEN=user:password      when the server has authentication on
-    XMR_MILVUS_INDEX=FLAT|HNSW|IVF_FLAT|AUTOINDEX   the Milvus index type (default FLAT: exact)
+vector database, for indexes that outgrow one host). Chosen once, at the edge (index.settings
+reads XMR_VECTOR_BACKEND and XMR_MILVUS_*), and passed in here as a `BackendSettings`.
 
 A generation directory records its backend in `store.json`, so `load_store` opens whatever a
 generation was built with, whatever the settings say now: switching backends is a rebuild
@@ -15,9 +10,7 @@ generation was built with, whatever the settings say now: switching backends is 
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,29 +22,21 @@ STORE_FILE = "store.json"
 
 @dataclass(frozen=True)
 class BackendSettings:
+    """`milvus_uri` None: milvus-lite, one embedded file per generation (tests, trials)."""
+
     backend: str = "faiss"
     milvus_uri: str | None = None
     milvus_token: str = ""
-    milvus_index: str = "FLAT"
+    milvus_index: str = "FLAT"  # FLAT (exact), HNSW, IVF_FLAT, AUTOINDEX
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown vector backend {self.backend!r}; known: {BACKENDS}")
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendSettings:
-        env = os.environ if env is None else env
-        return cls(
-            backend=env.get("XMR_VECTOR_BACKEND", "faiss").strip().lower() or "faiss",
-            milvus_uri=env.get("XMR_MILVUS_URI") or None,
-            milvus_token=env.get("XMR_MILVUS_TOKEN", ""),
-            milvus_index=env.get("XMR_MILVUS_INDEX", "FLAT"),
-        )
-
 
 def create_store(dim: int, generation: Path, settings: BackendSettings | None = None, *,
                  name: str = "vectors", spec: str = "Flat", n_hint: int = 0,
-                 gpu: bool | None = None) -> VectorStore:
+                 gpu: bool = False) -> VectorStore:
     """An empty store `name` (e.g. a modality) of the generation directory `generation`.
     `spec`, `n_hint` and `gpu` are FAISS's (index type, expected size, GPU placement)."""
     settings = settings or BackendSettings()
@@ -71,13 +56,13 @@ def create_store(dim: int, generation: Path, settings: BackendSettings | None = 
 
 
 def load_store(directory: Path, settings: BackendSettings | None = None, *,
-               gpu: bool | None = None) -> VectorStore:
+               gpu: bool = False) -> VectorStore:
     """The store saved in `directory`, on the backend its `store.json` names."""
     doc = json.loads((directory / STORE_FILE).read_text())
     if doc.get("backend", "faiss") == "milvus":
         from index.milvus_store import MilvusStore
 
-        token = (settings or BackendSettings.from_env()).milvus_token
+        token = (settings or BackendSettings()).milvus_token
         return MilvusStore.load(directory, token=token)
     return FaissStore.load(directory, gpu=gpu)
 
@@ -115,7 +100,7 @@ def drop_external_stores(generation: Path, settings: BackendSettings | None = No
         return 0
     from pymilvus import MilvusClient
 
-    token = (settings or BackendSettings.from_env()).milvus_token
+    token = (settings or BackendSettings()).milvus_token
     for uri, collection in sorted(seen):
         client = MilvusClient(uri, token=token)
         try:

@@ -76,7 +76,7 @@ def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Deco
           backend: BackendSettings | None = None) -> BuildReport:
     """`engine`: None embeds here with `encoder`; otherwise the engine computes the vectors
     (the encoder still names the checkpoint and re-embeds the few replayed live writes).
-    `backend`: the vector store of the new generation (None: from XMR_VECTOR_BACKEND)."""
+    `backend`: the vector store of the new generation (None: FAISS)."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
         try:
@@ -84,7 +84,7 @@ def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Deco
         except BlockingIOError as err:
             raise RuntimeError(f"another `xmr index build` is running on {root}") from err
         job = _Job(root, encoder, decode, batch_size, progress, engine,
-                   backend or BackendSettings.from_env())
+                   backend or BackendSettings())
         return job.run(planned, tuple(levels), spec, fresh)
 
 
@@ -114,7 +114,7 @@ class _Job:
         finally:
             if live is not None:
                 live.close()
-        generations.prune(self.root)
+        generations.prune(self.root, backend=self.backend)
         return BuildReport(gen_path, embedded, self.skipped, replayed, counts)
 
     # -- 1. plan ----------------------------------------------------------------------------
@@ -249,7 +249,7 @@ class _Job:
 
     # -- 3. index ---------------------------------------------------------------------------
     def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
-        """One store per modality on the chosen backend (`backend`, else XMR_VECTOR_BACKEND),
+        """One store per modality on the chosen backend,
         trained on a sample when its type needs it, then snapshotted."""
         dim = int(self.encoder.dim)
         stores: dict[str, VectorStore] = {}

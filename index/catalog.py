@@ -71,12 +71,14 @@ class Generation:
 class Catalog:
     """Thread-safe; all access is serialised by one lock (FAISS parallelises inside a search)."""
 
-    def __init__(self, root: Path, gen: Generation, snapshot_every: int, gpu: bool | None) -> None:
+    def __init__(self, root: Path, gen: Generation, snapshot_every: int, gpu: bool,
+                 backend: BackendSettings) -> None:
         self.root = root
         self._gen = gen
         self._lock = threading.RLock()
         self._snapshot_every = snapshot_every
         self._gpu = gpu
+        self._backend = backend
         self.media_dir = root / generations.MEDIA
         self.media_dir.mkdir(exist_ok=True)
 
@@ -84,10 +86,12 @@ class Catalog:
     @classmethod
     def open(cls, index_dir: str | Path, *, checkpoint_id: str, dim: int,
              levels: Sequence[str] = (), snapshot_every: int = 10_000,
-             gpu: bool | None = None, backend: BackendSettings | None = None) -> Catalog:
+             gpu: bool = False, backend: BackendSettings | None = None) -> Catalog:
         """Open (or create, empty) an index directory for one encoder. Raises ManifestMismatch
         when it belongs to another checkpoint or dimension. `backend` chooses the vector store
-        of a new directory (default: from XMR_VECTOR_BACKEND); an existing one keeps its own."""
+        of a new directory (default FAISS); an existing one keeps its own. `gpu`: search on a
+        GPU copy of each FAISS index (decided at the edge: index.store.use_gpu)."""
+        backend = backend or BackendSettings()
         root = Path(index_dir)
         live = generations.current(root)
         if live is None:
@@ -96,7 +100,7 @@ class Catalog:
                                      backend=backend)
             generations.swap(root, live)
         Manifest.read(live).check(checkpoint_id, int(dim), live)
-        return cls(root, open_generation(live, gpu), snapshot_every, gpu)
+        return cls(root, open_generation(live, gpu, backend), snapshot_every, gpu, backend)
 
     @property
     def checkpoint_id(self) -> str:
@@ -200,7 +204,7 @@ class Catalog:
         live = generations.current(self.root)
         if live is None or live == self._gen.path:
             return False
-        fresh = open_generation(live, self._gpu)
+        fresh = open_generation(live, self._gpu, self._backend)
         with self._lock:
             old, self._gen = self._gen, fresh
         old.close()
@@ -270,13 +274,13 @@ def _check_id(item_id: int) -> int:
 # -- generation plumbing (also used by index.build) ----------------------------------------------
 def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
                       backend: BackendSettings | None = None) -> Path:
-    """`backend`: FAISS or Milvus (index.backends); None reads XMR_VECTOR_BACKEND & co."""
+    """`backend`: FAISS (default) or Milvus (index.backends)."""
     path = generations.next_generation(root)
     path.mkdir()
     (path / generations.BUILDING).touch()
     manifest.write(path)
     Metadata(path / DATABASE).close()
-    settings = backend or BackendSettings.from_env()
+    settings = backend or BackendSettings()
     stores = {m: create_store(manifest.dim, path, settings, name=m, spec=spec, gpu=False)
               for m in MODALITIES}
     try:
@@ -288,13 +292,14 @@ def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
     return path
 
 
-def open_generation(path: Path, gpu: bool | None = None) -> Generation:
+def open_generation(path: Path, gpu: bool = False,
+                    backend: BackendSettings | None = None) -> Generation:
     """Load the latest snapshot and bring it into agreement with the metadata."""
     manifest = Manifest.read(path)
     meta = Metadata(path / DATABASE)
     seq = snapshot_seq(path)
     snap = path / SNAPSHOTS / f"snap-{seq:012d}"
-    stores = {m: load_store(snap / m, gpu=gpu) for m in MODALITIES}
+    stores = {m: load_store(snap / m, backend, gpu=gpu) for m in MODALITIES}
     gen = Generation(path, manifest, meta, stores, seq)
     replayed = catch_up(gen)
     for modality in MODALITIES:

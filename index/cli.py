@@ -1,7 +1,8 @@
 """`xmr index build --checkpoint CKPT --data CORPUS --out INDEX`: the batch re-index job.
 
-The edge of the index package: here the encoder (torch) is loaded and the device chosen; the
-job itself (index.build) only sees an object with encode_texts / encode_images.
+The edge of the index package: here the settings are read (index.settings: XMR_DEVICE,
+XMR_VECTOR_BACKEND, XMR_MILVUS_*; flags win) and the encoder loaded on its device; the job
+itself (index.build) only sees an object with encode_texts / encode_images.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from index.records import NewItem, bytes_hash, text_hash
 
 if TYPE_CHECKING:
     from index.engines import Engine
+    from index.settings import BuildSettings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -43,7 +45,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--cache", type=Path, default=None,
                        help="backbone feature cache directory (the one `xmr train` filled): "
                             "corpus items already there are not run through the backbones again")
-    build.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    build.add_argument("--device", default=None,
+                       help="auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when "
+                            "present)")
     build.add_argument("--fresh", action="store_true",
                        help="discard an unfinished build instead of resuming it")
     build.add_argument("--no-progress", action="store_true")
@@ -85,21 +89,34 @@ def _engine(args: argparse.Namespace, encoder: Any) -> Engine | None:
                      batch_size=args.batch_size)
 
 
+def _settings(args: argparse.Namespace) -> BuildSettings:
+    from pydantic import ValidationError
+
+    from index.settings import BuildSettings
+
+    try:
+        return BuildSettings(**({} if args.device is None else {"device": args.device}))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise SystemExit(f"xmr index build: {problems}") from err
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import torch
-
     from index.build import build
     from models.data.images import open_image
     from models.inference import Encoder
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    settings = _settings(args)
     started = time.perf_counter()
-    encoder = Encoder.load(args.checkpoint, device)
+    try:
+        encoder = Encoder.load(args.checkpoint, settings.device)
+    except ValueError as err:  # e.g. cuda asked for on a machine without one
+        raise SystemExit(f"xmr index build: {err}") from err
     planned, levels = corpus_items(args.data)
     report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
                    batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
-                   engine=_engine(args, encoder))
+                   engine=_engine(args, encoder), backend=settings.backend())
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

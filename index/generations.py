@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from index.backends import drop_external_stores
+from index.backends import BackendSettings, drop_external_stores
 from index.fsutil import atomic_write_text
 
 CURRENT = "CURRENT"
@@ -53,7 +53,7 @@ def swap(root: Path, generation: Path) -> None:
     atomic_write_text(root / CURRENT, generation.name + "\n")
 
 
-def prune(root: Path, keep: int = 2) -> list[Path]:
+def prune(root: Path, keep: int = 2, backend: BackendSettings | None = None) -> list[Path]:
     """Delete old swapped-out generations, keeping the live one and `keep - 1` before it (a
     service may still be finishing searches on the previous one). Unfinished builds stay."""
     live = current(root)
@@ -62,6 +62,6 @@ def prune(root: Path, keep: int = 2) -> list[Path]:
         return []
     old = done[: max(done.index(live) - (keep - 1), 0)]
     for generation in old:
-        drop_external_stores(generation)  # collections on a Milvus server
+        drop_external_stores(generation, backend)  # collections on a Milvus server
         shutil.rmtree(generation, ignore_errors=True)
     return old

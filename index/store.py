@@ -9,10 +9,11 @@ Removal: Flat (through IndexIDMap2) and IVF indexes remove ids in place. HNSW ca
 ids become tombstones that every search excludes (an IDSelector on the CPU), and an upsert of a
 present id compacts the graph. GPU indexes cannot remove either: see `GpuMirror`.
 
-GPU placement is decided in one function, `use_gpu()`: FAISS built with GPU support and a GPU
-present (and XMR_FAISS_GPU not "0") -> searches run on a GPU copy of the CPU index; otherwise on
-the CPU index. The CPU index stays the master (saved, mutated, filtered searches), so results
-are the same either way (bitwise for Flat; up to float summation order on the GPU).
+GPU placement is decided in one function, `use_gpu(wanted)`, called at the edge with the
+XMR_FAISS_GPU setting: wanted, FAISS built with GPU support and a GPU present -> searches run on
+a GPU copy of the CPU index (`gpu=True`); otherwise on the CPU index. The CPU index stays the
+master (saved, mutated, filtered searches), so results are the same either way (bitwise for
+Flat; up to float summation order on the GPU).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -60,9 +60,9 @@ class VectorStore(Protocol):
     def save(self, directory: Path) -> None: ...
 
 
-def use_gpu() -> bool:
-    """The one place that decides GPU placement."""
-    if os.environ.get("XMR_FAISS_GPU", "1") == "0":
+def use_gpu(wanted: bool = True) -> bool:
+    """The one place that decides GPU placement: `wanted` (a setting) and a GPU FAISS can use."""
+    if not wanted:
         return False
     if not hasattr(faiss, "StandardGpuResources"):
         return False
@@ -70,6 +70,11 @@ def use_gpu() -> bool:
         return int(faiss.get_num_gpus()) > 0
     except Exception:  # a GPU build on a machine without a driver
         return False
+
+
+def set_search_threads(threads: int) -> None:
+    """FAISS's OpenMP threads for searches started from the calling thread."""
+    faiss.omp_set_num_threads(threads)
 
 
 def auto_spec(n: int, dim: int) -> str:
@@ -140,7 +145,7 @@ class FaissStore:
 
     def __init__(self, index: Any, spec: str, dim: int, *, tombstones: np.ndarray | None = None,
                  nprobe: int = DEFAULT_NPROBE, ef_search: int = DEFAULT_EF_SEARCH,
-                 gpu: bool | None = None) -> None:
+                 gpu: bool = False) -> None:
         self.index = index
         self.spec = spec
         self.dim = dim
@@ -148,7 +153,7 @@ class FaissStore:
         self.nprobe = nprobe
         self.ef_search = ef_search
         self._gpu: GpuMirror | None = None
-        if use_gpu() if gpu is None else gpu:
+        if gpu:
             self._gpu = _try_mirror(index, spec)
 
     # -- construction -------------------------------------------------------------------------
@@ -168,7 +173,7 @@ class FaissStore:
         return cls(index, spec, dim, **kwargs)
 
     @classmethod
-    def load(cls, directory: Path, gpu: bool | None = None) -> FaissStore:
+    def load(cls, directory: Path, gpu: bool = False) -> FaissStore:
         meta = json.loads((directory / "store.json").read_text())
         index = faiss.read_index(str(directory / "index.faiss"))
         tombstones = np.load(directory / "tombstones.npy")

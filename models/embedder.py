@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import image_features, text_features
@@ -32,9 +31,7 @@ class EncoderSpec:
     cache_dir: Path | None = None
 
     def build(self, device: str = "cpu", threads: int | None = None) -> CheckpointEmbedder:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        return CheckpointEmbedder(Encoder.load(self.checkpoint, device), self.cache_dir)
+        return CheckpointEmbedder(Encoder.load(self.checkpoint, device, threads), self.cache_dir)
 
 
 class CheckpointEmbedder:

@@ -25,8 +25,23 @@ from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
 
-__all__ = ["CheckpointError", "Encoder", "ImageError", "checkpoint_id", "open_image"]
+__all__ = ["CheckpointError", "Encoder", "ImageError", "checkpoint_id", "open_image",
+           "resolve_device"]
 EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`auto` -> cuda when torch sees a CUDA device, else cpu; cpu, cuda and cuda:N as given,
+    refused when torch has no CUDA device (a clear error at start-up, not a failure later)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device "
+                         "(a CPU build of torch, or no driver); use auto or cpu")
+    return chosen
 
 
 class Encoder:
@@ -53,8 +68,13 @@ class Encoder:
         self.dim = int(self.encode_texts(["probe"]).shape[1])
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Encoder:
-        return cls(Path(path), torch.device(device))
+    def load(cls, path: str | Path, device: str | torch.device = "cpu",
+             threads: int | None = None) -> Encoder:
+        """`device`: as `resolve_device` takes it. `threads`: torch's intra-op threads, a
+        process-wide setting (None leaves it as it is)."""
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return cls(Path(path), resolve_device(device))
 
     @property
     def method_name(self) -> str:

@@ -34,7 +34,9 @@ has a key. Images on the search page: [OpenMoji](https://openmoji.org/), CC BY-S
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    """`settings` None: read from the environment. Its device is resolved here, once (auto ->
+    cuda or cpu; cuda on a machine without one raises ValueError)."""
+    settings = resolve_device(settings or Settings())
     metrics = Metrics()
 
     @asynccontextmanager
@@ -71,6 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
+
+
+def resolve_device(settings: Settings) -> Settings:
+    from models.inference import resolve_device as resolve
+
+    return settings.model_copy(update={"device": str(resolve(settings.device))})
 
 
 def _gauges(app: FastAPI) -> dict[str, float]:

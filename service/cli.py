@@ -1,5 +1,5 @@
-"""`xmr serve [--index INDEX] [--checkpoint CKPT] [--host H] [--port P]`: every flag also has
-an XMR_* environment variable (service.settings); flags win."""
+"""`xmr serve [--index INDEX] [--checkpoint CKPT] [--host H] [--port P] [--device D]`: every
+flag also has an XMR_* environment variable (service.settings); flags win."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="checkpoint.pt (XMR_CHECKPOINT)")
     p.add_argument("--host", help="address to bind (XMR_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (XMR_PORT, default 8000)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N for the encoder (XMR_DEVICE, "
+                                    "default auto: cuda when present)")
     p.set_defaults(run=run)
 
 
@@ -27,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     from service.settings import Settings
 
-    overrides = {key: getattr(args, key) for key in ("index", "checkpoint", "host", "port")}
+    flags = ("index", "checkpoint", "host", "port", "device")
+    overrides = {key: getattr(args, key) for key in flags}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
@@ -38,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     from service.app import create_app
 
-    serve(create_app(settings), settings)
+    try:
+        app = create_app(settings)
+    except ValueError as err:  # XMR_DEVICE=cuda without a CUDA device
+        print(f"error: device: {err}", file=sys.stderr)
+        return 2
+    serve(app, app.state.settings)
     return 0
 
 

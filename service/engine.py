@@ -90,26 +90,23 @@ class Engine:
     @classmethod
     def load(cls, settings: Settings,
              on_batch: Callable[[str, int, float], None] | None = None) -> Engine:
-        import torch  # only to size its thread pool; the model code stays in models/
-
         from index.catalog import Catalog
         from models.inference import Encoder
 
-        torch.set_num_threads(settings.encoder_threads)  # each worker thread's team
-        encoder = Encoder.load(settings.checkpoint, settings.device)
+        # encoder_threads: each worker thread's OpenMP team
+        encoder = Encoder.load(settings.checkpoint, settings.device, settings.encoder_threads)
         catalog = Catalog.open(Path(settings.index), checkpoint_id=encoder.checkpoint_id,
-                               dim=encoder.dim, levels=encoder.levels)
+                               dim=encoder.dim, levels=encoder.levels,
+                               gpu=settings.search_on_gpu, backend=settings.backend())
         log.info("loaded checkpoint %s (%s, dim %d) and index %s with %d items",
                  encoder.checkpoint_id, encoder.method_name, encoder.dim, settings.index,
                  catalog.count())
         return cls(encoder, catalog, settings, on_batch)
 
     def _search_thread_init(self) -> None:
-        try:
-            import faiss
-        except ImportError:  # another vector backend
-            return
-        faiss.omp_set_num_threads(self.settings.search_thread_count)
+        from index.store import set_search_threads
+
+        set_search_threads(self.settings.search_thread_count)
 
     def close(self) -> None:
         self.batcher.close()

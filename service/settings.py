@@ -1,6 +1,7 @@
-"""Service settings: one pydantic-settings model, every field an `XMR_*` environment variable.
-
-`xmr serve` flags override the environment; without either the demo artifacts are served.
+"""Service settings: one pydantic-settings model, every field an `XMR_*` environment variable,
+read once by `xmr serve` (flags override the environment; without either the demo artifacts are
+served) and passed down. The vector store fields (XMR_VECTOR_BACKEND, XMR_MILVUS_*,
+XMR_FAISS_GPU) are index.settings.StoreSettings', shared with `xmr index build`.
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from index.settings import Device, StoreSettings
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -37,14 +40,14 @@ def spare_cores() -> int:
     return max(1, usable_cores() - 1)
 
 
-class Settings(BaseSettings):
+class Settings(StoreSettings):
     model_config = SettingsConfigDict(env_prefix="XMR_", extra="forbid", frozen=True)
 
     index: Path = Path("artifacts/indexes/default")
     checkpoint: Path = Path("artifacts/runs/default/checkpoint.pt")
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
-    device: str = "cpu"
+    device: Device = "auto"  # auto (cuda when present), cpu, cuda, cuda:N
     # Bearer key required for every write (ingest, delete, jobs) when set.
     api_key: SecretStr | None = None
     # Refuse every write (405-free: a 403 problem) and allow any address without a key.
@@ -69,14 +72,18 @@ class Settings(BaseSettings):
     # gives each an OpenMP team of `encoder_threads`. Unset: one worker per core this process
     # may use on the CPU (one on a GPU), each on one thread. Several one-thread workers beat
     # one team spanning the cores: a team waits at every barrier for a core the event loop
-    # holds, lone workers just share the cores (2 cores, 32 clients: 343 QPS against 250 for
-    # one 2-thread worker, whose 1-client p50 was also 3 ms worse; bench/results/service_ab.md).
+    # holds, lone workers just share the cores (measured in bench/results/service_ab.md).
     # FAISS (the search thread) runs on one core fewer than this process may use (at least 1).
     encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
     search_threads: Annotated[int, Field(ge=1)] | None = None
 
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("api_key", mode="after")
     @classmethod
@@ -98,7 +105,7 @@ class Settings(BaseSettings):
     def encoder_worker_count(self) -> int:
         if self.encoder_workers is not None:
             return self.encoder_workers
-        return usable_cores() if self.device == "cpu" else 1
+        return 1 if self.device.startswith("cuda") else usable_cores()
 
     @property
     def search_thread_count(self) -> int:

@@ -29,6 +29,7 @@ from index.backends import (
     create_store,
     load_store,
 )
+from index.settings import StoreSettings
 from index.store import VectorStore
 from tests.index import milvus_server
 
@@ -111,7 +112,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(backend: str) -> BackendSettings:
     if backend == "milvus-server":  # exactly what the service and `xmr index build` read
-        made = BackendSettings.from_env()
+        made = StoreSettings().backend()
         assert made.backend == "milvus" and (made.milvus_uri or "").startswith("http://")
         return made
     return BackendSettings(backend=backend)
@@ -256,13 +257,20 @@ def test_backends_agree_with_each_other(tmp_path: Path) -> None:
     np.testing.assert_allclose(found["faiss"][0], found["milvus"][0], atol=1e-5)
 
 
-def test_settings_come_from_the_environment() -> None:
-    settings = BackendSettings.from_env({"XMR_VECTOR_BACKEND": "Milvus",
-                                         "XMR_MILVUS_URI": "http://milvus:19530"})
-    assert settings == BackendSettings("milvus", "http://milvus:19530", "", "FLAT")
-    assert BackendSettings.from_env({}).backend == "faiss"
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    assert StoreSettings().backend() == BackendSettings()
+    monkeypatch.setenv("XMR_VECTOR_BACKEND", "Milvus")
+    monkeypatch.setenv("XMR_MILVUS_URI", "http://milvus:19530")
+    monkeypatch.setenv("XMR_MILVUS_INDEX", "hnsw")
+    assert StoreSettings().backend() == BackendSettings("milvus", "http://milvus:19530", "",
+                                                        "HNSW")
+    monkeypatch.setenv("XMR_VECTOR_BACKEND", "annoy")
+    with pytest.raises(ValidationError, match="vector_backend"):
+        StoreSettings()
     with pytest.raises(ValueError, match="unknown vector backend"):
-        BackendSettings.from_env({"XMR_VECTOR_BACKEND": "annoy"})
+        BackendSettings("annoy")
 
 
 def test_collection_names_are_per_index_and_generation(tmp_path: Path) -> None:
@@ -290,7 +298,7 @@ def _items(n: int) -> list:
 
 def _catalog_session(root: Path, settings: BackendSettings | None) -> dict[str, object]:
     """Ingest, re-ingest, filter, delete, close, reopen: what each step returned.
-    `settings` None: from the environment, as the service opens its index."""
+    `settings` None: the library default (FAISS)."""
     from index.catalog import Catalog
 
     vectors = unit(120, seed=11)
@@ -344,9 +352,9 @@ def test_pruning_leaves_milvus_lite_and_faiss_to_the_directory(tmp_path: Path) -
 
 
 def test_catalog_on_a_milvus_server_behaves_as_on_faiss(tmp_path: Path, server_env: Server) -> None:
-    """The service's own path: Catalog.open without a backend reads XMR_VECTOR_BACKEND and
-    XMR_MILVUS_URI, and every answer matches the FAISS run's."""
-    milvus_run = _catalog_session(tmp_path / "server-index", None)
+    """The service's own path: its settings read XMR_VECTOR_BACKEND and XMR_MILVUS_URI, and
+    every answer matches the FAISS run's."""
+    milvus_run = _catalog_session(tmp_path / "server-index", StoreSettings().backend())
     faiss_run = _catalog_session(tmp_path / "faiss-index", BackendSettings("faiss"))
     assert not list((tmp_path / "server-index").rglob("milvus.db"))  # all on the server
     assert server_env.new_collections() == {
@@ -375,7 +383,7 @@ def test_rebuilds_on_a_milvus_server_swap_and_prune_collections(tmp_path: Path,
 
     for salt in ("a", "b", "c"):
         report = build(root, HashEncoder(salt=salt), planned, open_image, levels=levels,
-                       progress=False, batch_size=4)
+                       progress=False, batch_size=4, backend=StoreSettings().backend())
         assert report.counts == {"image": 10, "text": 12}
     # gen-0001 was pruned (the live one and one before it are kept): its collections went too.
     assert [g.name for g in generations.generations(root)] == ["gen-0002", "gen-0003"]
@@ -398,7 +406,7 @@ def test_pruning_drops_a_generations_collections_on_the_server(tmp_path: Path,
     from index.backends import drop_external_stores
 
     generation = tmp_path / "idx" / "gen-0001"
-    store = create_store(DIM, generation, BackendSettings.from_env(), name="text")
+    store = create_store(DIM, generation, StoreSettings().backend(), name="text")
     for seq in (0, 5):  # two snapshots name the same collection: dropped once
         store.save(generation / "snapshots" / f"snap-{seq:012d}" / "text")
     close_store(store)

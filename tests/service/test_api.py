@@ -225,3 +225,33 @@ def test_refuses_to_start_writable_on_a_public_address_without_a_key() -> None:
         with pytest.raises(ValidationError, match="XMR_API_KEY"):
             Settings(host="0.0.0.0", api_key=blank)
     assert Settings(host="::1").writable and Settings(host="localhost").writable
+
+
+def test_settings_are_validated_once_at_the_edge(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from xmr.cli import main
+
+    monkeypatch.setenv("XMR_DEVICE", "cuda:1")
+    monkeypatch.setenv("XMR_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("XMR_VECTOR_BACKEND", "Milvus")
+    made = Settings()
+    assert (made.device, made.log_level, made.vector_backend) == ("cuda:1", "warning", "milvus")
+    assert made.encoder_worker_count == 1  # one worker drives a GPU
+    for bad in ({"device": "gpu"}, {"log_level": "loud"}, {"vector_backend": "annoy"}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            Settings(**bad)  # type: ignore[arg-type]
+    # `xmr serve --device` takes the same words and refuses others before loading anything
+    assert main(["serve", "--device", "gpu", "--port", "9"]) == 2
+    assert "device" in capsys.readouterr().err
+
+
+def test_auto_device_resolves_once_where_the_app_is_made() -> None:
+    import torch
+
+    from service.app import create_app
+
+    app = create_app(Settings(device="auto", read_only=True))
+    assert app.state.settings.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            create_app(Settings(device="cuda", read_only=True))

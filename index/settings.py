@@ -1,0 +1,62 @@
+"""Settings read at a process edge (`xmr index build`, `xmr serve`) from `XMR_*` environment
+variables, validated once, and passed down as plain arguments: nothing below reads the
+environment.
+
+`StoreSettings` is the vector store part both edges share; `BuildSettings` is the index job's.
+The service's settings (service.settings) extend `StoreSettings`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index.backends import BackendSettings
+from index.store import use_gpu
+
+# `auto` (cuda when torch sees one, else cpu), cpu, cuda or cuda:N
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+
+
+class StoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XMR_", extra="forbid", frozen=True)
+
+    vector_backend: Literal["faiss", "milvus"] = "faiss"
+    # A Milvus standalone server or cluster (http://milvus:19530); unset: milvus-lite, one
+    # embedded file per index generation (tests, trials).
+    milvus_uri: str | None = None
+    milvus_token: SecretStr = SecretStr("")  # user:password when the server checks them
+    milvus_index: Literal["FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX"] = "FLAT"
+    # Search on a GPU copy of each FAISS index when FAISS has GPU support and sees a GPU.
+    faiss_gpu: bool = True
+
+    @field_validator("vector_backend", mode="before")
+    @classmethod
+    def _backend_lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("milvus_index", mode="before")
+    @classmethod
+    def _index_upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("milvus_uri", mode="after")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    def backend(self) -> BackendSettings:
+        return BackendSettings(self.vector_backend, self.milvus_uri,
+                               self.milvus_token.get_secret_value(), self.milvus_index)
+
+    @property
+    def search_on_gpu(self) -> bool:
+        return use_gpu(self.faiss_gpu)
+
+
+class BuildSettings(StoreSettings):
+    """`xmr index build`: the store of the new generation and the encoder's device."""
+
+    device: Device = "auto"
