@@ -199,8 +199,8 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
     import torch
 
     from index.build import build
-    from index.catalog import open_generation
     from index.cli import corpus_items
+    from index.snapshots import open_generation
     from models.data.images import open_image
     from models.inference import Encoder
 

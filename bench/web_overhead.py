@@ -44,7 +44,7 @@ QUERY = {"text": "cat face", "k": 10}
 
 
 class StubEngine:
-    """What the search and health routes read from an Engine, answering at once."""
+    """What the search and health routes read from an Retriever, answering at once."""
 
     def __init__(self, k: int = 10) -> None:
         self.catalog = SimpleNamespace(levels=("group", "subgroup"), count=lambda m=None: 1000)
@@ -68,7 +68,7 @@ async def _no_lifespan(app: Any) -> AsyncIterator[None]:
 
 def stub_app(middleware: bool = True) -> Any:
     app = create_app(Settings(read_only=True, log_level="warning"))
-    app.state.engine = StubEngine()
+    app.state.retriever = StubEngine()
     app.router.lifespan_context = _no_lifespan
     if not middleware:
         app.user_middleware = []  # read when the first request builds the stack

@@ -35,11 +35,11 @@ from tqdm import tqdm
 
 from index import generations
 from index.backends import BackendSettings, close_store, create_store, drop_external_stores
-from index.catalog import Generation, create_generation, write_snapshot
 from index.engines import Engine
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
 from index.records import MODALITIES, NewItem, Record
+from index.snapshots import Generation, create_generation, write_snapshot
 from index.store import FaissStore, VectorStore
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,12 @@ class BuildReport:
 def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Decode, *,
           levels: Sequence[str] = (), spec: str = "auto", batch_size: int = 64,
           progress: bool = True, fresh: bool = False, engine: Engine | None = None,
-          backend: BackendSettings | None = None) -> BuildReport:
+          backend: BackendSettings | None = None,
+          checkpoint_path: Path | None = None) -> BuildReport:
     """`engine`: None embeds here with `encoder`; otherwise the engine computes the vectors
     (the encoder still names the checkpoint and re-embeds the few replayed live writes).
+    `checkpoint_path`: the encoder's checkpoint file, named in the manifest so that a service
+    serving this index can load it when the new generation goes live under it.
     `backend`: the vector store of the new generation (None: FAISS)."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
@@ -84,16 +87,18 @@ def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Deco
         except BlockingIOError as err:
             raise RuntimeError(f"another `xmr index build` is running on {root}") from err
         job = _Job(root, encoder, decode, batch_size, progress, engine,
-                   backend or BackendSettings())
+                   backend or BackendSettings(), checkpoint_path)
         return job.run(planned, tuple(levels), spec, fresh)
 
 
 class _Job:
     def __init__(self, root: Path, encoder: Encoder, decode: Decode, batch_size: int,
-                 progress: bool, engine: Engine | None, backend: BackendSettings) -> None:
+                 progress: bool, engine: Engine | None, backend: BackendSettings,
+                 checkpoint_path: Path | None) -> None:
         self.root, self.encoder, self.decode = root, encoder, decode
         self.batch_size, self.progress = batch_size, progress
         self.engine, self.backend = engine, backend
+        self.checkpoint_path = checkpoint_path
         self.skipped: list[str] = []
 
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
@@ -133,7 +138,9 @@ class _Job:
                 return gen, int(state["base_seq"])
             drop_external_stores(gen)  # an abandoned build of another checkpoint or base
             shutil.rmtree(gen)
-        manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels)
+        extra = {} if self.checkpoint_path is None else \
+            {"checkpoint": str(self.checkpoint_path.resolve())}
+        manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels, extra=extra)
         gen = create_generation(self.root, manifest, backend=self.backend)
         base_seq = live.high_water() if live is not None else 0
         state = {"checkpoint_id": self.encoder.checkpoint_id, "base": base,

@@ -20,52 +20,37 @@ retries on the new one, so no write is lost across a swap (index.build explains 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from index import generations
-from index.backends import BackendSettings, close_store, create_store, load_store, reset_store
-from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
+from index.backends import BackendSettings
 from index.manifest import Manifest, ManifestMismatch
-from index.metadata import DATABASE, Metadata, Sealed
-from index.records import MODALITIES, Hit, NewItem, Record, check_modality
-from index.store import VectorStore, check_vectors
+from index.metadata import Sealed
+from index.records import Hit, NewItem, Record, check_modality
+from index.snapshots import (
+    Generation,
+    catch_up,
+    create_generation,
+    open_generation,
+    snapshot_seq,
+    write_snapshot,
+)
+from index.store import check_vectors
 
 __all__ = ["Catalog", "Hit", "ManifestMismatch", "NewItem", "Record", "StaleCheckpoint"]
 
 log = logging.getLogger(__name__)
-SNAPSHOTS = "snapshots"
-POINTER = "SNAPSHOT"
 UNIT_TOLERANCE = 1e-3
 
 
 class StaleCheckpoint(ManifestMismatch):
     """Vectors of one checkpoint offered to a generation of another (a re-index swapped in a
     new checkpoint): load the encoder of `Catalog.checkpoint_id`, re-encode and retry."""
-
-
-@dataclass
-class Generation:
-    """One opened generation: its directory, manifest, database and stores."""
-
-    path: Path
-    manifest: Manifest
-    meta: Metadata
-    stores: dict[str, VectorStore]
-    applied: int  # journal sequence the stores reflect
-
-    def close(self) -> None:
-        for store in self.stores.values():
-            close_store(store)
-        self.meta.close()
 
 
 class Catalog:
@@ -105,6 +90,13 @@ class Catalog:
     @property
     def checkpoint_id(self) -> str:
         return self._gen.manifest.checkpoint_id
+
+    @property
+    def checkpoint_path(self) -> str | None:
+        """The checkpoint file the live generation was built with, when its manifest names it
+        (`xmr index build` does): what a service follows when an index is rebuilt under it."""
+        path = self._gen.manifest.extra.get("checkpoint")
+        return str(path) if path else None
 
     @property
     def dim(self) -> int:
@@ -168,6 +160,11 @@ class Catalog:
     def get(self, item_id: int) -> Record | None:
         with self._lock:
             return self._gen.meta.get(_check_id(item_id))
+
+    def find(self, modality: str, content_hash: str) -> int | None:
+        """The id of the item with this content, if one is stored."""
+        with self._lock:
+            return self._gen.meta.id_of(check_modality(modality), content_hash)
 
     def count(self, modality: str | None = None) -> int:
         with self._lock:
@@ -269,130 +266,3 @@ def _check_id(item_id: int) -> int:
     if isinstance(item_id, bool) or not isinstance(item_id, int | np.integer):
         raise TypeError(f"item id must be an int, not {type(item_id).__name__}")
     return int(item_id)
-
-
-# -- generation plumbing (also used by index.build) ----------------------------------------------
-def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
-                      backend: BackendSettings | None = None) -> Path:
-    """`backend`: FAISS (default) or Milvus (index.backends)."""
-    path = generations.next_generation(root)
-    path.mkdir()
-    (path / generations.BUILDING).touch()
-    manifest.write(path)
-    Metadata(path / DATABASE).close()
-    settings = backend or BackendSettings()
-    stores = {m: create_store(manifest.dim, path, settings, name=m, spec=spec, gpu=False)
-              for m in MODALITIES}
-    try:
-        _write_stores(path, stores, 0)
-    finally:
-        for store in stores.values():
-            close_store(store)
-    fsync_dir(root)
-    return path
-
-
-def open_generation(path: Path, gpu: bool = False,
-                    backend: BackendSettings | None = None) -> Generation:
-    """Load the latest snapshot and bring it into agreement with the metadata."""
-    manifest = Manifest.read(path)
-    meta = Metadata(path / DATABASE)
-    seq = snapshot_seq(path)
-    snap = path / SNAPSHOTS / f"snap-{seq:012d}"
-    stores = {m: load_store(snap / m, backend, gpu=gpu) for m in MODALITIES}
-    gen = Generation(path, manifest, meta, stores, seq)
-    replayed = catch_up(gen)
-    for modality in MODALITIES:
-        if stores[modality].count() != meta.count(modality):
-            log.warning("%s: %s index disagrees with metadata (%d vs %d): rebuilding it",
-                        path.name, modality, stores[modality].count(), meta.count(modality))
-            rebuild_store(gen, modality)
-            replayed += 1
-    if replayed and meta.sealed() is None:
-        write_snapshot(gen)
-    return gen
-
-
-def catch_up(gen: Generation) -> int:
-    """Apply journal entries after gen.applied to the stores; idempotent (each touched id ends
-    as the metadata has it: present with its vector, or absent). Returns entries applied."""
-    with gen.meta.read():
-        entries = gen.meta.journal_since(gen.applied)
-        if not entries:
-            return 0
-        touched: dict[str, set[int]] = {m: set() for m in MODALITIES}
-        for _seq, _op, item_id, modality in entries:
-            touched[modality].add(item_id)
-        present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim)
-                   for m, ids in touched.items() if ids}
-    for modality, (ids, vectors) in present.items():
-        store = gen.stores[modality]
-        gone = np.array(sorted(touched[modality] - set(ids.tolist())), dtype=np.int64)
-        store.remove(gone)
-        store.add(ids, vectors)
-    gen.applied = entries[-1][0]
-    return len(entries)
-
-
-def rebuild_store(gen: Generation, modality: str) -> None:
-    with gen.meta.read():
-        ids, vectors = gen.meta.all_vectors(modality, gen.manifest.dim)
-        gen.applied = gen.meta.high_water()
-    store = gen.stores[modality]
-    reset_store(store)
-    if len(ids):
-        store.add(ids, vectors)
-
-
-def snapshot_seq(path: Path) -> int:
-    return int((path / SNAPSHOTS / POINTER).read_text().strip())
-
-
-def write_snapshot(gen: Generation) -> None:
-    """Save the stores as of gen.applied: write a new directory, fsync it, then point at it.
-    The pointer moves only forward, under the database's write lock, because several processes
-    may snapshot one generation."""
-    catch_up(gen)
-    _write_stores(gen.path, gen.stores, gen.applied)
-    with gen.meta.write(allow_sealed=True):
-        if snapshot_seq(gen.path) < gen.applied:
-            _point_at(gen.path, gen.applied)
-
-
-def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> None:
-    base = path / SNAPSHOTS
-    base.mkdir(exist_ok=True)
-    final = base / f"snap-{seq:012d}"
-    if final.exists():
-        return
-    tmp = base / f".tmp-{seq:012d}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for modality, store in stores.items():
-        store.save(tmp / modality)
-        fsync_tree(tmp / modality)
-    fsync_tree(tmp)
-    try:
-        tmp.rename(final)
-    except OSError:  # another process wrote the same snapshot first
-        shutil.rmtree(tmp, ignore_errors=True)
-    fsync_dir(base)
-    if not (base / POINTER).exists():
-        _point_at(path, seq)
-
-
-def _point_at(path: Path, seq: int) -> None:
-    """Name snapshot `seq` as the latest, then delete older ones and stale temporaries."""
-    base = path / SNAPSHOTS
-    atomic_write_text(base / POINTER, f"{seq}\n")
-    for old in base.iterdir():
-        if _stale(old, seq):
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _stale(path: Path, seq: int) -> bool:
-    if path.name.startswith("snap-"):
-        return int(path.name[5:]) < seq
-    try:  # temporaries of crashed writers (a live writer finishes within the hour)
-        return path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600
-    except FileNotFoundError:
-        return False

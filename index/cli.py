@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     planned, levels = corpus_items(args.data)
     report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
                    batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
-                   engine=_engine(args, encoder), backend=settings.backend())
+                   engine=_engine(args, encoder), backend=settings.backend(),
+                   checkpoint_path=args.checkpoint)
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

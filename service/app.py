@@ -15,10 +15,10 @@ from fastapi.staticfiles import StaticFiles
 
 from service import problems
 from service.edge import EdgeMiddleware
-from service.engine import Engine
 from service.jobs import JobManager
 from service.media import MediaStore
 from service.metrics import Metrics
+from service.retriever import Retriever
 from service.routes import health, items, jobs, search
 from service.settings import Settings
 
@@ -41,23 +41,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = await asyncio.to_thread(Engine.load, settings, metrics.observe_batch)
-        app.state.media = MediaStore(Path(engine.catalog.media_dir))
-        app.state.engine = engine
+        retriever = await asyncio.to_thread(Retriever.load, settings, metrics.observe_batch)
+        app.state.media = MediaStore(Path(retriever.catalog.media_dir))
+        app.state.retriever = retriever
         log.info("ready: %s on %s", settings.checkpoint, settings.index)
         try:
             yield
         finally:
             await app.state.jobs.close()
-            app.state.engine = None
-            await asyncio.to_thread(engine.close)
+            app.state.retriever = None
+            await asyncio.to_thread(retriever.close)
 
     app = FastAPI(title="xmr: cross-modal retrieval", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.engine = None
-    app.state.jobs = JobManager(settings, lambda: app.state.engine)
+    app.state.retriever = None
+    app.state.jobs = JobManager(settings, lambda: app.state.retriever)
     problems.install(app)
     for module in (search, items, jobs, health):
         app.include_router(module.router)
@@ -82,12 +82,12 @@ def resolve_device(settings: Settings) -> Settings:
 
 
 def _gauges(app: FastAPI) -> dict[str, float]:
-    engine: Engine | None = app.state.engine
-    if engine is None:
+    retriever: Retriever | None = app.state.retriever
+    if retriever is None:
         return {}
     return {
-        "items_image": engine.catalog.count("image"),
-        "items_text": engine.catalog.count("text"),
-        "queue_depth": engine.batcher.depth(),
-        "encoder_swaps": engine.swaps,
+        "items_image": retriever.catalog.count("image"),
+        "items_text": retriever.catalog.count("text"),
+        "queue_depth": retriever.batcher.depth(),
+        "encoder_swaps": retriever.swaps,
     }

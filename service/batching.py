@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -43,7 +43,7 @@ class Overloaded(Exception):
 
 @dataclass
 class _Job:
-    kind: str  # a batch key ("text", "image") or "call" for an exclusive function
+    kind: Hashable  # a batch key ("text", "image") or "call" for an exclusive function
     payload: Any
     future: Future[Any] = field(default_factory=Future)
 
@@ -54,9 +54,9 @@ class DynamicBatcher(Generic[T]):
     each call (metrics), its size counted in query rows: `rows(payload)` of each payload (1
     each unless given). `init` runs first on each worker thread."""
 
-    def __init__(self, run: Callable[[str, list[Any]], Sequence[T]], *, max_size: int,
+    def __init__(self, run: Callable[[Any, list[Any]], Sequence[T]], *, max_size: int,
                  max_wait_s: float, queue_max: int,
-                 on_batch: Callable[[str, int, float], None] | None = None,
+                 on_batch: Callable[[Any, int, float], None] | None = None,
                  name: str = "batcher", init: Callable[[], None] | None = None,
                  rows: Callable[[Any], int] | None = None, workers: int = 1) -> None:
         self._run = run
@@ -75,7 +75,7 @@ class DynamicBatcher(Generic[T]):
             thread.start()
 
     # -- event-loop side ------------------------------------------------------------------------
-    async def submit(self, kind: str, payload: Any) -> T:
+    async def submit(self, kind: Hashable, payload: Any) -> T:
         return await self._enqueue(_Job(kind, payload))
 
     async def call(self, fn: Callable[[], Any]) -> Any:
@@ -87,7 +87,7 @@ class DynamicBatcher(Generic[T]):
         self._queue.put(job)
         return job.future.result()
 
-    def submit_nowait(self, kind: str, payload: Any) -> Future[T]:
+    def submit_nowait(self, kind: Hashable, payload: Any) -> Future[T]:
         """From any thread (the encoder hands its batch to the search stage this way)."""
         job = _Job(kind, payload)
         try:
@@ -151,7 +151,7 @@ class DynamicBatcher(Generic[T]):
             batch.append(job)
         return batch, None
 
-    def _run_batch(self, kind: str, jobs: list[_Job]) -> None:
+    def _run_batch(self, kind: Hashable, jobs: list[_Job]) -> None:
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not live:
             return

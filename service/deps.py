@@ -1,5 +1,6 @@
-"""Typed dependencies (Annotated aliases): the engine and settings the lifespan loaded, the
-write guard (Bearer API key), and the JSON content-type check.
+"""Typed dependencies (Annotated aliases): the retriever, media store and settings the lifespan
+loaded, the item use cases over them, the write guard (Bearer API key), and the JSON
+content-type check.
 
 Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency in
 its thread pool, which cost each search three thread hand-offs (and GIL round trips beside the
@@ -14,20 +15,30 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.engine import Engine
+from service.items import Items
 from service.jobs import JobManager
+from service.limits import media_type
+from service.media import MediaStore
 from service.problems import Problem
+from service.retriever import Retriever
 from service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="XMR_API_KEY, required for every write "
                                                    "when the service has one")
 
 
-async def _engine(request: Request) -> Engine:
-    engine: Engine | None = getattr(request.app.state, "engine", None)
-    if engine is None:
+async def _retriever(request: Request) -> Retriever:
+    retriever: Retriever | None = getattr(request.app.state, "retriever", None)
+    if retriever is None:
         raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
-    return engine
+    return retriever
+
+
+async def _media(request: Request) -> MediaStore:
+    media: MediaStore | None = getattr(request.app.state, "media", None)
+    if media is None:
+        raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
+    return media
 
 
 async def _settings(request: Request) -> Settings:
@@ -40,8 +51,16 @@ async def _jobs(request: Request) -> JobManager:
     return jobs
 
 
-EngineDep = Annotated[Engine, Depends(_engine)]
+RetrieverDep = Annotated[Retriever, Depends(_retriever)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+MediaDep = Annotated[MediaStore, Depends(_media)]
+
+
+async def _items(retriever: RetrieverDep, media: MediaDep, settings: SettingsDep) -> Items:
+    return Items(retriever, media, settings.request_timeout_s)
+
+
+ItemsDep = Annotated[Items, Depends(_items)]
 JobsDep = Annotated[JobManager, Depends(_jobs)]
 
 
@@ -63,8 +82,8 @@ async def require_writer(
 
 
 async def require_json(request: Request) -> None:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json" and not kind.endswith("+json"):
+    kind = media_type(request.headers.get("content-type", ""))
+    if kind != "application/json":
         raise Problem(415, f"expected Content-Type application/json, got {kind or 'none'!r}")
 
 

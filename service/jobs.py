@@ -3,7 +3,7 @@
 The child is started with fork+exec in C (`asyncio.create_subprocess_exec`): a fresh
 interpreter, so no torch or FAISS thread state is inherited (forking a warmed-up process and
 running Python in the child hangs). On success the service adopts the new generation through
-the engine (catalog.reload(), plus the new encoder when the checkpoint changed) without
+the retriever (catalog.reload(), plus the new encoder when the checkpoint changed) without
 dropping a request. One job runs at a time; the last `KEEP` jobs are remembered.
 """
 
@@ -27,7 +27,7 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from models.inference import Encoder
-    from service.engine import Engine
+    from service.retriever import Retriever
 
 log = logging.getLogger("service.jobs")
 KEEP = 50
@@ -59,9 +59,9 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, settings: Settings, engine: Callable[[], Engine | None]) -> None:
+    def __init__(self, settings: Settings, retriever: Callable[[], Retriever | None]) -> None:
         self.settings = settings
-        self._engine = engine
+        self._retriever = retriever
         self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._process: asyncio.subprocess.Process | None = None
@@ -153,23 +153,33 @@ class JobManager:
             job.progress = min(100, int(match[1])) / 100
 
     async def _preload(self, job: Job) -> Encoder | None:
-        """The encoder of the job's checkpoint when it is not the one being served."""
+        """The encoder of the job's checkpoint when it is not the one being served, offered to
+        the retriever too: a request that meets the new generation first swaps it in."""
         from models.inference import Encoder, checkpoint_id
 
-        engine = self._engine()
-        if engine is None:
+        retriever = self._retriever()
+        if retriever is None:
             return None
-        if await asyncio.to_thread(checkpoint_id, job.checkpoint) == engine.encoder.checkpoint_id:
+        wanted = await asyncio.to_thread(checkpoint_id, job.checkpoint)
+        if wanted == retriever.encoder.checkpoint_id:
             return None
-        return await asyncio.to_thread(Encoder.load, job.checkpoint, self.settings.device)
+        new = await asyncio.to_thread(Encoder.load, job.checkpoint, self.settings.device,
+                                      self.settings.encoder_threads)
+        retriever.preloaded[wanted] = new
+        return new
 
     async def _adopt(self, job: Job, new: Encoder | None) -> None:
-        engine = self._engine()
-        if engine is None:
+        retriever = self._retriever()
+        if retriever is None:
             return
-        await engine.reload(new)
+        changed = new is not None
+        if new is not None:
+            retriever.preloaded.pop(new.checkpoint_id, None)
+            if retriever.encoder.checkpoint_id == new.checkpoint_id:
+                new = None  # a request met the new generation first and swapped it in
+        await retriever.reload(new)
         self.current_checkpoint = Path(job.checkpoint)
-        swapped = "" if new is None else f" and checkpoint {engine.encoder.checkpoint_id}"
+        swapped = f" and checkpoint {retriever.encoder.checkpoint_id}" if changed else ""
         job.message = f"serving the new generation{swapped}"
 
     def _fail(self, job: Job, message: str) -> None:

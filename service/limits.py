@@ -66,9 +66,15 @@ def _too_large(size: int, max_bytes: int, at_least: bool = False) -> str:
             f"limit of {max_bytes} bytes")
 
 
+def media_type(content_type: str) -> str:
+    """The one parse of a Content-Type header: `multipart/form-data`, `application/json`
+    (also for any `+json` type), another type as given, or "" when there is none."""
+    kind = content_type.split(";")[0].strip().lower()
+    return "application/json" if kind.endswith("+json") else kind
+
+
 def _is_json(headers: Mapping[bytes, bytes]) -> bool:
-    kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-    return kind == b"application/json" or kind.endswith(b"+json")
+    return media_type(headers.get(b"content-type", b"").decode("latin-1")) == "application/json"
 
 
 def _utf8(body: bytes) -> bool:

@@ -12,6 +12,8 @@ import io
 import os
 import tempfile
 import zlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from PIL import Image
@@ -29,10 +31,15 @@ class MediaStore:
     def lock(self, content_hash: str) -> asyncio.Lock:
         return self._locks[zlib.crc32(content_hash.encode()) % STRIPES]
 
-    def locks(self, hashes: list[str]) -> list[asyncio.Lock]:
-        """Distinct stripes in one global order (no deadlock between two batches)."""
+    @asynccontextmanager
+    async def locked(self, hashes: list[str]) -> AsyncIterator[None]:
+        """Hold the stripes of these content hashes, taken in one global order (no deadlock
+        between two batches)."""
         ordered = sorted({id(self.lock(h)): self.lock(h) for h in hashes}.items())
-        return [lock for _, lock in ordered]
+        async with AsyncExitStack() as stack:
+            for _, lock in ordered:
+                await stack.enter_async_context(lock)
+            yield
 
     def path(self, content_hash: str, data: bytes) -> Path:
         """media/ab/abcdef...png for content hash "b:abcdef..." (no colon in file names)."""

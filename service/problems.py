@@ -1,7 +1,9 @@
 """RFC 9457 problem details: every error the service answers is `application/problem+json`.
 
 Routes raise `Problem`; the handlers below turn it, FastAPI's validation errors, Starlette's
-HTTP errors (404, 405, ...) and anything unexpected into the same shape, with the request id.
+HTTP errors (404, 405, ...), the service's own error kinds (one handler each: an overloaded
+queue, a request past its timeout, an index serving another checkpoint than the encoder) and
+anything unexpected into the same shape, with the request id.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope, Send
 
+from service.batching import Overloaded
 from service.logging import current_request_id
+from service.retriever import CheckpointMismatch
 
 log = logging.getLogger("service.problems")
 MEDIA_TYPE = "application/problem+json"
@@ -116,6 +120,24 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 422, detail, title="Invalid request", errors=errors)
 
 
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(request, 503, f"overloaded: {exc}", headers={"Retry-After": "1"})
+
+
+async def _timeout(request: Request, exc: Exception) -> JSONResponse:
+    seconds = request.app.state.settings.request_timeout_s
+    detail = f"{request.method} {request.url.path} did not finish within {seconds:g} s"
+    log.warning("%s", detail)
+    return problem_response(request, 503, detail, headers={"Retry-After": "1"})
+
+
+async def _checkpoint_mismatch(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CheckpointMismatch)
+    if exc.loading:
+        return problem_response(request, 503, exc.detail, headers={"Retry-After": "5"})
+    return problem_response(request, 409, exc.detail, title="Index and encoder disagree")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     """The last resort, for an error outside the edge middleware (see send_unexpected)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -126,6 +148,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(Overloaded, _overloaded)
+    app.add_exception_handler(TimeoutError, _timeout)
+    app.add_exception_handler(CheckpointMismatch, _checkpoint_mismatch)
     app.add_exception_handler(Exception, _unexpected)
 
 

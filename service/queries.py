@@ -1,5 +1,7 @@
 """Turning requests into validated queries and items: k, label filters, texts, images from a
-multipart upload or base64 JSON. Routes stay thin; every refusal here is a 4xx problem."""
+multipart upload or base64 JSON. Each input is checked once, here, at the edge; routes stay
+thin and the use cases behind them take what these functions return. Every refusal here is a
+4xx problem."""
 
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from service.limits import check_text, decode_base64, decode_image
+from service.items import ImageInput, ItemIn
+from service.limits import check_text, decode_base64, decode_image, media_type
 from service.problems import Problem
+from service.schemas import ImageQuery
+from service.schemas import ItemIn as ItemBody
 from service.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,10 +71,11 @@ def parse_model(model: type[M], body: bytes) -> M:
 
 
 def content_kind(request: Request) -> str:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    """"json" or "multipart" (a 415 problem otherwise), for routes that take either."""
+    kind = media_type(request.headers.get("content-type", ""))
     if kind == "multipart/form-data":
         return "multipart"
-    if kind == "application/json" or kind.endswith("+json"):
+    if kind == "application/json":
         return "json"
     raise Problem(415, f"expected multipart/form-data (field 'file') or application/json, "
                        f"got {kind or 'no Content-Type'!r}")
@@ -161,12 +167,6 @@ def form_json(value: str | None, field: str, expected: type) -> Any:
     return parsed
 
 
-@dataclass
-class ImageInput:
-    data: bytes
-    image: Image.Image
-
-
 async def load_image(data: bytes, settings: Settings) -> ImageInput:
     """Decode off the event loop (a large PNG takes tens of milliseconds)."""
     image = await asyncio.to_thread(decode_image, data, settings.max_image_pixels)
@@ -181,3 +181,67 @@ async def load_base64_image(value: str, settings: Settings) -> ImageInput:
 
 def text_query(text: str, settings: Settings) -> str:
     return check_text(text, settings.max_text_chars)
+
+
+@dataclass(frozen=True)
+class SearchIn:
+    """A search as the edge validated it."""
+    query: str | Image.Image
+    k: int
+    labels: dict[str, str] | None
+    rerank: bool
+
+
+def text_search(text: str, k: int, labels: dict[str, str] | None, rerank: bool,
+                settings: Settings) -> SearchIn:
+    return SearchIn(text_query(text, settings), check_k(k, settings), labels, rerank)
+
+
+async def image_search(request: Request, settings: Settings) -> SearchIn:
+    """A multipart upload (field `file`; k, labels, rerank as form fields or query parameters)
+    or JSON {"image_base64", "k", "labels", "rerank"}."""
+    if content_kind(request) == "json":
+        body = parse_model(ImageQuery, await request.body())
+        image = await load_base64_image(body.image_base64, settings)
+        return SearchIn(image.image, check_k(body.k, settings), body.labels, body.rerank)
+    form = await read_form(request)
+    data = await upload_bytes(form)
+    assert data is not None
+    params = request.query_params
+
+    def field(name: str) -> str | None:
+        value = form_text(form, name)
+        return value if value is not None else params.get(name)
+
+    k = check_k(form_int(field("k"), "k", 10), settings)
+    labels = form_json(field("labels"), "labels", dict)
+    rerank = form_bool(field("rerank"), "rerank")
+    image = await load_image(data, settings)
+    return SearchIn(image.image, k, labels, rerank)
+
+
+async def item_in(text: str | None, image_base64: str | None, labels: Sequence[str],
+                  settings: Settings) -> ItemIn:
+    """One item of a JSON body."""
+    if text is None and image_base64 is None:
+        raise Problem(422, "an item needs a text, an image, or both")
+    image = None if image_base64 is None else await load_base64_image(image_base64, settings)
+    return ItemIn(None if text is None else text_query(text, settings), image,
+                  check_labels(labels))
+
+
+async def item_from_request(request: Request, settings: Settings) -> ItemIn:
+    """POST /v1/items: JSON {"text", "image_base64", "labels"} or a multipart form (fields
+    `file`, `text`, `labels` as a JSON list)."""
+    if content_kind(request) == "json":
+        body = parse_model(ItemBody, await request.body())
+        return await item_in(body.text, body.image_base64, body.labels, settings)
+    form = await read_form(request)
+    data = await upload_bytes(form, required=False)
+    labels = form_json(form_text(form, "labels"), "labels", list) or []
+    text = form_text(form, "text")
+    if data is None and text is None:
+        raise Problem(422, "an item needs a 'file', a 'text', or both")
+    image = None if data is None else await load_image(data, settings)
+    return ItemIn(None if text is None else text_query(text, settings), image,
+                  check_labels(labels))

@@ -16,6 +16,10 @@ _RERANK_DOC = ("re-rank the top candidates with the checkpoint's cross-attention
                "(aaml checkpoints only; 400 otherwise)")
 
 
+def item_url(item_id: int, modality: str) -> str:
+    return f"/v1/items/{item_id}/image" if modality == "image" else f"/v1/items/{item_id}"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -67,6 +67,9 @@ class Settings(StoreSettings):
     max_text_chars: Annotated[int, Field(ge=1)] = 10_000
     max_batch_items: Annotated[int, Field(ge=1)] = 64
     request_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # How long a request waits for the encoder and the index to serve one checkpoint again
+    # (a swap half done, or the encoder of a rebuilt index loading) before a 503.
+    swap_wait_s: Annotated[float, Field(gt=0)] = 10.0
 
     # Encoder workers: threads that each run whole batches at once, sharing one model; torch
     # gives each an OpenMP team of `encoder_threads`. Unset: one worker per core this process

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from service.deps import EngineDep, SettingsDep
+from service.deps import RetrieverDep, SettingsDep
 from service.metrics import EXPOSED, Metrics
 from service.problems import Problem, responses
 
@@ -42,8 +42,8 @@ async def healthz() -> Status:
 @router.get("/readyz", response_model=Status, responses=responses(503))
 async def readyz(request: Request) -> Status:
     """Ready: the encoder and the index are loaded and the encoder thread runs."""
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None or not (engine.batcher.alive() and engine.searcher.alive()):
+    retriever = getattr(request.app.state, "retriever", None)
+    if retriever is None or not (retriever.batcher.alive() and retriever.searcher.alive()):
         raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
     return Status(status="ready")
 
@@ -59,15 +59,15 @@ async def metrics(request: Request) -> Response:
 
 
 @router.get("/v1/info", response_model=Info, tags=["search"])
-async def info(engine: EngineDep, settings: SettingsDep) -> Info:
+async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
     """What is served: checkpoint, label levels and values (for filters), counts, limits."""
-    encoder = engine.encoder
-    levels = list(engine.catalog.levels or getattr(encoder, "levels", ()))
+    encoder = retriever.encoder
+    levels = list(retriever.catalog.levels or getattr(encoder, "levels", ()))
     label_sets = getattr(encoder, "label_sets", {}) or {}
-    counts = {m: await engine.run(engine.catalog.count, m) for m in ("image", "text")}
+    counts = {m: await retriever.run(retriever.catalog.count, m) for m in ("image", "text")}
     return Info(
         checkpoint_id=encoder.checkpoint_id, method=encoder.method_name, dim=encoder.dim,
-        can_rerank=engine.can_rerank, items=counts, levels=levels,
+        can_rerank=retriever.can_rerank, items=counts, levels=levels,
         label_values={level: sorted(label_sets.get(level, ())) for level in levels},
         writable=settings.writable, api_key_required=settings.api_key is not None,
         max_k=settings.max_k, max_body_bytes=settings.max_body_bytes,

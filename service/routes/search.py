@@ -1,4 +1,5 @@
-"""Search: text or image in, images or texts out (cross-modal and same-modality)."""
+"""Search: text or image in, images or texts out (cross-modal and same-modality). Inputs are
+checked once by service.queries; errors become problems in service.problems' handlers."""
 
 from __future__ import annotations
 
@@ -10,37 +11,25 @@ from fastapi import APIRouter, Request
 from PIL import Image
 
 from models.inference import ImageError, open_image
-from service.batching import Overloaded
-from service.deps import EngineDep, JsonBody, SettingsDep
-from service.engine import Engine
+from service.deps import JsonBody, RetrieverDep, SettingsDep
 from service.problems import Problem, responses
-from service.queries import (
-    check_filter,
-    check_k,
-    content_kind,
-    form_bool,
-    form_int,
-    form_json,
-    form_text,
-    load_base64_image,
-    load_image,
-    parse_model,
-    read_form,
-    text_query,
-    upload_bytes,
+from service.queries import SearchIn, check_filter, image_search, text_search
+from service.retriever import Retriever, SearchKey
+from service.schemas import (
+    ImageQuery,
+    Modality,
+    SearchHit,
+    SearchResponse,
+    TextQuery,
+    item_url,
 )
-from service.schemas import ImageQuery, Modality, SearchHit, SearchResponse, TextQuery
 from service.settings import Settings
 
 if TYPE_CHECKING:
     from index.catalog import Hit
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
-ERRORS = responses(400, 413, 415, 422, 503)
-
-
-def item_url(item_id: int, modality: str) -> str:
-    return f"/v1/items/{item_id}/image" if modality == "image" else f"/v1/items/{item_id}"
+ERRORS = responses(400, 409, 413, 415, 422, 503)
 
 
 def _hit(hit: Hit, score: float | None = None) -> SearchHit:
@@ -53,33 +42,28 @@ def _hit(hit: Hit, score: float | None = None) -> SearchHit:
     )
 
 
-async def search(engine: Engine, settings: Settings, query: str | Image.Image,
-                 modality: Modality, k: int, labels: dict[str, str] | None,
-                 rerank: bool) -> SearchResponse:
+async def search(retriever: Retriever, settings: Settings, asked: SearchIn,
+                 modality: Modality) -> SearchResponse:
+    """Bounded by the request timeout as a whole (TimeoutError: a 503 problem)."""
     started = time.perf_counter()
-    check_k(k, settings)
-    labels = check_filter(labels, engine.catalog.levels)
-    if rerank and not engine.can_rerank:
-        encoder = engine.encoder
+    labels = check_filter(asked.labels, retriever.catalog.levels)
+    if asked.rerank and not retriever.can_rerank:
+        encoder = retriever.encoder
         raise Problem(400, f"checkpoint {encoder.checkpoint_id} ({encoder.method_name}) has no "
                            "cross-attention scorer; re-ranking needs an aaml checkpoint")
-    if rerank and isinstance(query, str) == (modality == "text"):
+    if asked.rerank and isinstance(asked.query, str) == (modality == "text"):
         raise Problem(400, "re-ranking scores text-image pairs: it applies to text-to-image and "
                            "image-to-text search only")
-    wanted = max(k, settings.rerank_max) if rerank else k
-    try:
-        async with asyncio.timeout(settings.request_timeout_s):
-            hits = await engine.search(query, wanted, modality, labels)
-            results = await _rerank(engine, query, hits, k) if rerank else [_hit(h) for h in hits]
-    except TimeoutError as err:
-        raise Problem(503, f"search did not finish within {settings.request_timeout_s:g} s",
-                      headers={"Retry-After": "1"}) from err
-    except Overloaded as err:
-        raise Problem(503, f"overloaded: {err}", headers={"Retry-After": "1"}) from err
+    wanted = max(asked.k, settings.rerank_max) if asked.rerank else asked.k
+    key = SearchKey(modality, wanted, tuple(sorted((labels or {}).items())))
+    async with asyncio.timeout(settings.request_timeout_s):
+        hits = await retriever.search(asked.query, key)
+        results = (await _rerank(retriever, asked.query, hits, asked.k) if asked.rerank
+                   else [_hit(h) for h in hits])
     return SearchResponse(
-        results=results, k=k, modality=modality, reranked=rerank,
+        results=results, k=asked.k, modality=modality, reranked=asked.rerank,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
-        checkpoint_id=engine.encoder.checkpoint_id,
+        checkpoint_id=retriever.encoder.checkpoint_id,
     )
 
 
@@ -94,47 +78,22 @@ def _open_candidates(hits: list[Hit]) -> tuple[list[Hit], list[Image.Image], lis
     return usable, images, missing
 
 
-async def _rerank(engine: Engine, query: str | Image.Image, hits: list[Hit],
+async def _rerank(retriever: Retriever, query: str | Image.Image, hits: list[Hit],
                   k: int) -> list[SearchHit]:
     """Cross-attention scores for the candidates, best first; candidates the scorer cannot
     see (an image file gone) keep their cosine order after the scored ones."""
     if isinstance(query, str):
         usable, images, missing = await asyncio.to_thread(_open_candidates, hits)
-        scores = (await engine.rerank_images(query, images)).tolist() if usable else []
+        scores = (await retriever.rerank_images(query, images)).tolist() if usable else []
     else:
         usable = [hit for hit in hits if hit.record.text is not None]
         missing = [hit for hit in hits if hit.record.text is None]
         texts = [hit.record.text or "" for hit in usable]
-        scores = (await engine.rerank_texts(query, texts)).tolist() if usable else []
+        scores = (await retriever.rerank_texts(query, texts)).tolist() if usable else []
     ranked = sorted(zip(usable, (float(s) for s in scores), strict=True),
                     key=lambda pair: -pair[1])
     out = [_hit(hit, score) for hit, score in ranked] + [_hit(hit) for hit in missing]
     return out[:k]
-
-
-async def image_query(request: Request, settings: Settings
-                      ) -> tuple[Image.Image, int, dict[str, str] | None, bool]:
-    """A multipart upload (field `file`; k, labels, rerank as form fields or query parameters)
-    or JSON {"image_base64", "k", "labels", "rerank"}."""
-    if content_kind(request) == "json":
-        body = parse_model(ImageQuery, await request.body())
-        check_k(body.k, settings)
-        image = await load_base64_image(body.image_base64, settings)
-        return image.image, body.k, body.labels, body.rerank
-    form = await read_form(request)
-    data = await upload_bytes(form)
-    assert data is not None
-    params = request.query_params
-
-    def field(name: str) -> str | None:
-        value = form_text(form, name)
-        return value if value is not None else params.get(name)
-
-    k = check_k(form_int(field("k"), "k", 10), settings)
-    labels = form_json(field("labels"), "labels", dict)
-    rerank = form_bool(field("rerank"), "rerank")
-    image = await load_image(data, settings)
-    return image.image, k, labels, rerank
 
 
 _IMAGE_BODY = {
@@ -157,31 +116,29 @@ _IMAGE_BODY = {
 
 @router.post("/text-to-image", response_model=SearchResponse, responses=ERRORS,
              dependencies=[JsonBody], summary="Images for a text")
-async def text_to_image(query: TextQuery, engine: EngineDep, settings: SettingsDep
+async def text_to_image(query: TextQuery, retriever: RetrieverDep, settings: SettingsDep
                         ) -> SearchResponse:
-    return await search(engine, settings, text_query(query.text, settings), "image", query.k,
-                        query.labels, query.rerank)
+    asked = text_search(query.text, query.k, query.labels, query.rerank, settings)
+    return await search(retriever, settings, asked, "image")
 
 
 @router.post("/text-to-text", response_model=SearchResponse, responses=ERRORS,
              dependencies=[JsonBody], summary="Texts for a text")
-async def text_to_text(query: TextQuery, engine: EngineDep, settings: SettingsDep
+async def text_to_text(query: TextQuery, retriever: RetrieverDep, settings: SettingsDep
                        ) -> SearchResponse:
-    return await search(engine, settings, text_query(query.text, settings), "text", query.k,
-                        query.labels, query.rerank)
+    asked = text_search(query.text, query.k, query.labels, query.rerank, settings)
+    return await search(retriever, settings, asked, "text")
 
 
 @router.post("/image-to-text", response_model=SearchResponse, responses=ERRORS,
              openapi_extra=_IMAGE_BODY, summary="Texts for an image")
-async def image_to_text(request: Request, engine: EngineDep, settings: SettingsDep
+async def image_to_text(request: Request, retriever: RetrieverDep, settings: SettingsDep
                         ) -> SearchResponse:
-    image, k, labels, rerank = await image_query(request, settings)
-    return await search(engine, settings, image, "text", k, labels, rerank)
+    return await search(retriever, settings, await image_search(request, settings), "text")
 
 
 @router.post("/image-to-image", response_model=SearchResponse, responses=ERRORS,
              openapi_extra=_IMAGE_BODY, summary="Images for an image")
-async def image_to_image(request: Request, engine: EngineDep, settings: SettingsDep
+async def image_to_image(request: Request, retriever: RetrieverDep, settings: SettingsDep
                          ) -> SearchResponse:
-    image, k, labels, rerank = await image_query(request, settings)
-    return await search(engine, settings, image, "image", k, labels, rerank)
+    return await search(retriever, settings, await image_search(request, settings), "image")

@@ -16,7 +16,7 @@ import pytest
 from index.catalog import Catalog
 from index.records import NewItem, text_hash
 from service.batching import DynamicBatcher
-from service.engine import Engine
+from service.retriever import Retriever, SearchKey
 from service.settings import Settings
 from tests.service.conftest import corpus_rows
 
@@ -41,31 +41,32 @@ class CountingCatalog:
 
 @pytest.fixture(params=[1])
 def engine(request: pytest.FixtureRequest, tiny_run: tuple[Path, Path], tmp_path: Path
-           ) -> Iterator[Engine]:
+           ) -> Iterator[Retriever]:
     """One encoder worker unless a test asks for more (indirect parametrisation): the batching
     tests hold that one worker to make a batch."""
     corpus, checkpoint = tiny_run
     settings = Settings(index=tmp_path / "index", checkpoint=checkpoint, batch_wait_ms=0,
                         encoder_workers=request.param)
     observed: list[tuple[str, int]] = []
-    loaded = Engine.load(settings, lambda kind, size, _s: observed.append((kind, size)))
+    loaded = Retriever.load(settings, lambda kind, size, _s: observed.append((kind, size)))
     loaded.observed = observed  # type: ignore[attr-defined]
     texts = sorted({str(row["text"]) for row in corpus_rows(corpus)})
     items = [NewItem("text", text_hash(text), text=text) for text in texts]
-    asyncio.run(loaded.ingest(items, texts))
+    asyncio.run(loaded.ingest(items, texts, timeout_s=60))
     try:
         yield loaded
     finally:
         loaded.close()
 
 
-async def searches_behind_a_busy_encoder(engine: Engine, jobs: list[tuple[str, int]]
+async def searches_behind_a_busy_encoder(engine: Retriever, jobs: list[tuple[str, int]]
                                          ) -> list[list[tuple[int, float]]]:
     """Hold the encoder thread, queue every search, then let it go: one encoder batch."""
     release = threading.Event()
     held = asyncio.ensure_future(engine.batcher.call(release.wait))
     await asyncio.sleep(0.05)  # the worker thread is now inside release.wait()
-    tasks = [asyncio.ensure_future(engine.search(text, k, "text")) for text, k in jobs]
+    tasks = [asyncio.ensure_future(engine.search(text, SearchKey("text", k, ())))
+             for text, k in jobs]
     while engine.batcher.depth() < len(jobs):
         await asyncio.sleep(0.01)
     release.set()
@@ -73,7 +74,7 @@ async def searches_behind_a_busy_encoder(engine: Engine, jobs: list[tuple[str, i
     return [[(hit.id, hit.score) for hit in hits] for hits in await asyncio.gather(*tasks)]
 
 
-def test_one_encoder_batch_is_one_search_per_key(engine: Engine) -> None:
+def test_one_encoder_batch_is_one_search_per_key(engine: Retriever) -> None:
     counting = CountingCatalog(engine.catalog)
     engine.catalog = counting  # type: ignore[assignment]
     jobs = [(text, 3 if i % 3 else 5) for i, text in enumerate(QUERIES)]  # two keys: k=3, k=5
@@ -90,12 +91,13 @@ def test_one_encoder_batch_is_one_search_per_key(engine: Engine) -> None:
         assert np.allclose([h.score for h in alone], [s for _, s in hits], atol=1e-5), text
 
 
-def test_a_cancelled_caller_leaves_its_batch_mates_their_answers(engine: Engine) -> None:
+def test_a_cancelled_caller_leaves_its_batch_mates_their_answers(engine: Retriever) -> None:
     async def run() -> tuple[list[list[tuple[int, float]]], bool]:
         release = threading.Event()
         held = asyncio.ensure_future(engine.batcher.call(release.wait))
         await asyncio.sleep(0.05)
-        tasks = [asyncio.ensure_future(engine.search(text, 3, "text")) for text in QUERIES[:4]]
+        tasks = [asyncio.ensure_future(engine.search(text, SearchKey("text", 3, ())))
+                 for text in QUERIES[:4]]
         while engine.batcher.depth() < 4:
             await asyncio.sleep(0.01)
         tasks[0].cancel()  # a request timing out while its batch is queued
@@ -150,10 +152,10 @@ def test_workers_carry_their_names_in_the_os() -> None:
 
 
 @pytest.mark.parametrize("engine", [2], indirect=True)
-def test_concurrent_searches_on_two_workers_get_their_own_answers(engine: Engine) -> None:
+def test_concurrent_searches_on_two_workers_get_their_own_answers(engine: Retriever) -> None:
     async def run() -> list[list[tuple[int, float]]]:
         queries = QUERIES * 4  # 32 searches from concurrent callers, over both workers
-        found = await asyncio.gather(*(engine.search(q, 3, "text") for q in queries))
+        found = await asyncio.gather(*(engine.search(q, SearchKey("text", 3, ())) for q in queries))
         return [[(h.id, h.score) for h in hits] for hits in found]
 
     got = asyncio.run(run())

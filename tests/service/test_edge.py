@@ -16,7 +16,7 @@ from service.settings import Settings
 
 
 class BrokenEngine:
-    """Enough of an Engine for the search route, whose search fails unexpectedly."""
+    """Enough of an Retriever for the search route, whose search fails unexpectedly."""
 
     catalog = SimpleNamespace(levels=())
     encoder = SimpleNamespace(checkpoint_id="0" * 16, method_name="stub")
@@ -29,7 +29,7 @@ class BrokenEngine:
 def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
         caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(Settings(read_only=True))
-    app.state.engine = BrokenEngine()  # the lifespan (which would load a model) never runs
+    app.state.retriever = BrokenEngine()  # the lifespan (which would load a model) never runs
     caplog.handler.addFilter(RequestIdFilter())
 
     async def ask() -> httpx.Response:

@@ -1,4 +1,4 @@
-"""The engine: one encoder behind the dynamic batcher, one catalog behind a thread pool.
+"""The retriever: one encoder behind the dynamic batcher, one catalog behind a thread pool.
 
 Neither torch nor FAISS/SQLite runs on the event loop. The encoder's worker threads share one
 model (inference only reads it), each running its own batches. Every vector carries the
@@ -8,15 +8,19 @@ its checkpoint, as every hit's record does) and the encoder change one after the
 query that straddles the change (or was encoded by a worker still busy with the old encoder)
 is encoded again instead of being searched in the wrong space; an ingest gets the catalog's
 StaleCheckpoint and does the same. No lock is held across requests and none is dropped: they
-wait (bounded by the request timeout) for the pair to agree.
+wait for the pair to agree, at most `swap_wait_s` (then a CheckpointMismatch: a 503 problem).
+
+An index rebuilt under a running service by `xmr index build` with another checkpoint (not
+through /v1/jobs) is followed too: the first request that meets the new generation starts
+loading the checkpoint its manifest names, and the encoder is swapped when it is ready; until
+then requests wait (bounded) and get a 503, and when that checkpoint cannot be loaded a 409.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from index.catalog import Catalog, Hit, NewItem, Record
     from models.inference import Encoder
 
-log = logging.getLogger("service.engine")
+log = logging.getLogger("service.retriever")
 R = TypeVar("R")
 
 
@@ -46,11 +50,29 @@ class StaleVector(Exception):
     """The encoder changed between encoding and use; encode again."""
 
 
+class CheckpointMismatch(Exception):
+    """The index serves another checkpoint than the encoder, past the bounded wait: `loading`
+    when that checkpoint's encoder is on its way (retry soon), else it cannot be loaded."""
+
+    def __init__(self, detail: str, *, loading: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.loading = loading
+
+
+@dataclass(frozen=True)
+class SearchKey:
+    """What the searches one FAISS call can share."""
+    modality: str
+    k: int
+    labels: tuple[tuple[str, str], ...]  # sorted (level, value) pairs
+
+
 @dataclass(frozen=True)
 class _SearchQuery:
     """An encoder payload whose vector goes straight on to the search stage."""
     query: str | Image.Image
-    key: str  # json [modality, k, sorted label pairs]: the searches one FAISS call can share
+    key: SearchKey
 
 
 @dataclass(frozen=True)
@@ -60,13 +82,16 @@ class _Searched:
     index: int
 
 
-class Engine:
+class Retriever:
     def __init__(self, encoder: Encoder, catalog: Catalog, settings: Settings,
                  on_batch: Callable[[str, int, float], None] | None = None) -> None:
         self.encoder = encoder
         self.catalog = catalog
         self.settings = settings
         self.swaps = 0
+        self.preloaded: dict[str, Encoder] = {}  # by checkpoint id (a re-index job's)
+        self._following: dict[str, asyncio.Task[None]] = {}
+        self._unloadable: dict[str, str] = {}  # checkpoint id -> why it cannot be followed
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog",
                                         initializer=name_os_thread, initargs=("catalog",))
         self.batcher: DynamicBatcher[Vector | _Searched] = DynamicBatcher(
@@ -89,7 +114,7 @@ class Engine:
 
     @classmethod
     def load(cls, settings: Settings,
-             on_batch: Callable[[str, int, float], None] | None = None) -> Engine:
+             on_batch: Callable[[str, int, float], None] | None = None) -> Retriever:
         from index.catalog import Catalog
         from models.inference import Encoder
 
@@ -123,7 +148,7 @@ class Engine:
         rows = encoder.encode_texts(queries) if kind == "text" else \
             encoder.encode_images(queries)
         out: list[Vector | _Searched] = [Vector(row, encoder.checkpoint_id) for row in rows]
-        groups: dict[str, list[int]] = {}
+        groups: dict[SearchKey, list[int]] = {}
         for i, payload in enumerate(payloads):
             if isinstance(payload, _SearchQuery):
                 groups.setdefault(payload.key, []).append(i)
@@ -153,7 +178,7 @@ class Engine:
     async def run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _search_batch(self, key: str, groups: list[list[Vector]]
+    def _search_batch(self, key: SearchKey, groups: list[list[Vector]]
                       ) -> list[list[list[Hit] | StaleVector]]:
         """Groups of searches sharing (modality, k, labels) in one catalog call (search
         thread): usually one group, an encoder batch; more when batches queued meanwhile."""
@@ -161,11 +186,12 @@ class Engine:
         found = iter(self._search_rows(key, vectors))
         return [[next(found) for _ in group] for group in groups]
 
-    def _search_rows(self, key: str, vectors: list[Vector]) -> list[list[Hit] | StaleVector]:
-        modality, k, pairs = json.loads(key)
+    def _search_rows(self, key: SearchKey, vectors: list[Vector]
+                     ) -> list[list[Hit] | StaleVector]:
         live = self.catalog.checkpoint_id
         rows = [vector.row for vector in vectors if vector.checkpoint_id == live]
-        found = iter(self.catalog.search(np.stack(rows), k, modality, dict(pairs) or None)
+        found = iter(self.catalog.search(np.stack(rows), key.k, key.modality,
+                                         dict(key.labels) or None)
                      if rows else [])
         out: list[list[Hit] | StaleVector] = []
         for vector in vectors:
@@ -191,15 +217,24 @@ class Engine:
             raise StaleVector from err
 
     async def _settle(self) -> None:
-        """After a stale vector: wait while a swap is half done (catalog and encoder differ)."""
-        while self.encoder.checkpoint_id != self.catalog.checkpoint_id:
+        """After a stale vector: wait, at most `swap_wait_s`, for the encoder and the catalog's
+        generation to name one checkpoint (a swap half done, or a generation of another
+        checkpoint being followed); CheckpointMismatch past that."""
+        deadline = asyncio.get_running_loop().time() + self.settings.swap_wait_s
+        while (wanted := self.catalog.checkpoint_id) != self.encoder.checkpoint_id:
+            self._follow(wanted)
+            if wanted in self._unloadable:
+                raise CheckpointMismatch(self._unloadable[wanted], loading=False)
+            if asyncio.get_running_loop().time() >= deadline:
+                raise CheckpointMismatch(
+                    f"the index now serves checkpoint {wanted} and this service encodes with "
+                    f"{self.encoder.checkpoint_id}: the encoder of {wanted} is loading",
+                    loading=True)
             await asyncio.sleep(0.02)
 
-    async def search(self, query: str | Image.Image, k: int, modality: str,
-                     labels: Mapping[str, str] | None = None) -> list[Hit]:
+    async def search(self, query: str | Image.Image, key: SearchKey) -> list[Hit]:
         """Encode (batched) then search; encode again if a checkpoint swap came in between.
-        The caller bounds the whole by the request timeout."""
-        key = json.dumps([modality, k, sorted((labels or {}).items())])
+        Each wait is bounded (the batcher's queue, `_settle`); the caller bounds the whole."""
         kind = "text" if isinstance(query, str) else "image"
         while True:
             share = cast(_Searched, await self.batcher.submit(kind, _SearchQuery(query, key)))
@@ -209,14 +244,21 @@ class Engine:
                 return hits
             await self._settle()
 
-    async def ingest(self, items: Sequence[NewItem], queries: Sequence[str | Image.Image]
-                     ) -> list[tuple[int, bool]]:
+    async def ingest(self, items: Sequence[NewItem], queries: Sequence[str | Image.Image],
+                     timeout_s: float) -> list[tuple[int, bool]]:
+        """Encode then store durably; encode again if a checkpoint swap came in between. The
+        waits for vectors (encoder queue, a swap) end after `timeout_s` (TimeoutError); the
+        write itself, once started, runs to its end (it is short), so an answer never says
+        failed for an item that was stored."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            vectors = await asyncio.gather(*(self.encode(query) for query in queries))
+            async with asyncio.timeout_at(deadline):
+                vectors = await asyncio.gather(*(self.encode(query) for query in queries))
             try:
-                return await self.run(self._ingest, items, vectors)
+                return await asyncio.shield(self.run(self._ingest, items, vectors))
             except StaleVector:
-                await self._settle()
+                async with asyncio.timeout_at(deadline):
+                    await self._settle()
 
     async def get(self, item_id: int) -> Record | None:
         return await self.run(self.catalog.get, item_id)
@@ -236,6 +278,36 @@ class Engine:
         return await self.batcher.call(lambda: self.encoder.score_image_to_texts(image, texts))
 
     # -- generations ---------------------------------------------------------------------------
+    def _follow(self, checkpoint: str) -> None:
+        """Start loading the encoder of the catalog's checkpoint (once)."""
+        if checkpoint not in self._following and checkpoint not in self._unloadable:
+            task = asyncio.get_running_loop().create_task(self._load_and_swap(checkpoint))
+            self._following[checkpoint] = task
+            task.add_done_callback(lambda _: self._following.pop(checkpoint, None))
+
+    async def _load_and_swap(self, checkpoint: str) -> None:
+        from models.inference import Encoder, checkpoint_id
+
+        try:
+            encoder = self.preloaded.pop(checkpoint, None)
+            if encoder is None:
+                path = self.catalog.checkpoint_path
+                if path is None:
+                    raise ValueError("its manifest does not name the checkpoint file")
+                if await asyncio.to_thread(checkpoint_id, path) != checkpoint:
+                    raise ValueError(f"{path} is no longer that checkpoint")
+                log.warning("the index now serves checkpoint %s: loading %s", checkpoint, path)
+                encoder = await asyncio.to_thread(Encoder.load, path, self.settings.device,
+                                                  self.settings.encoder_threads)
+            if self.encoder.checkpoint_id != checkpoint == self.catalog.checkpoint_id:
+                await self.reload(encoder)
+        except Exception as err:  # answered to every request as a 409 problem
+            self._unloadable[checkpoint] = (
+                f"the index {self.settings.index} now serves checkpoint {checkpoint} (rebuilt "
+                f"by `xmr index build`), whose encoder this service cannot load ({err}); "
+                "restart it with that build's --checkpoint")
+            log.error("%s", self._unloadable[checkpoint])
+
     async def reload(self, new_encoder: Encoder | None = None) -> bool:
         """Adopt the index generation CURRENT names, and `new_encoder` with it when given."""
         if new_encoder is None:

@@ -1,0 +1,170 @@
+"""One index generation opened: its manifest, metadata database and vector stores, the stores
+loaded from the latest snapshot and caught up with the metadata's journal; and snapshots written
+(what index.catalog and the re-index job build on; index.catalog explains the recovery)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index import generations
+from index.backends import BackendSettings, close_store, create_store, load_store, reset_store
+from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
+from index.manifest import Manifest
+from index.metadata import DATABASE, Metadata
+from index.records import MODALITIES
+from index.store import VectorStore
+
+log = logging.getLogger(__name__)
+SNAPSHOTS = "snapshots"
+POINTER = "SNAPSHOT"
+
+
+@dataclass
+class Generation:
+    """One opened generation: its directory, manifest, database and stores."""
+
+    path: Path
+    manifest: Manifest
+    meta: Metadata
+    stores: dict[str, VectorStore]
+    applied: int  # journal sequence the stores reflect
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            close_store(store)
+        self.meta.close()
+
+
+def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
+                      backend: BackendSettings | None = None) -> Path:
+    """`backend`: FAISS (default) or Milvus (index.backends)."""
+    path = generations.next_generation(root)
+    path.mkdir()
+    (path / generations.BUILDING).touch()
+    manifest.write(path)
+    Metadata(path / DATABASE).close()
+    settings = backend or BackendSettings()
+    stores = {m: create_store(manifest.dim, path, settings, name=m, spec=spec, gpu=False)
+              for m in MODALITIES}
+    try:
+        _write_stores(path, stores, 0)
+    finally:
+        for store in stores.values():
+            close_store(store)
+    fsync_dir(root)
+    return path
+
+
+def open_generation(path: Path, gpu: bool = False,
+                    backend: BackendSettings | None = None) -> Generation:
+    """Load the latest snapshot and bring it into agreement with the metadata."""
+    manifest = Manifest.read(path)
+    meta = Metadata(path / DATABASE)
+    seq = snapshot_seq(path)
+    snap = path / SNAPSHOTS / f"snap-{seq:012d}"
+    stores = {m: load_store(snap / m, backend, gpu=gpu) for m in MODALITIES}
+    gen = Generation(path, manifest, meta, stores, seq)
+    replayed = catch_up(gen)
+    for modality in MODALITIES:
+        if stores[modality].count() != meta.count(modality):
+            log.warning("%s: %s index disagrees with metadata (%d vs %d): rebuilding it",
+                        path.name, modality, stores[modality].count(), meta.count(modality))
+            rebuild_store(gen, modality)
+            replayed += 1
+    if replayed and meta.sealed() is None:
+        write_snapshot(gen)
+    return gen
+
+
+def catch_up(gen: Generation) -> int:
+    """Apply journal entries after gen.applied to the stores; idempotent (each touched id ends
+    as the metadata has it: present with its vector, or absent). Returns entries applied."""
+    with gen.meta.read():
+        entries = gen.meta.journal_since(gen.applied)
+        if not entries:
+            return 0
+        touched: dict[str, set[int]] = {m: set() for m in MODALITIES}
+        for _seq, _op, item_id, modality in entries:
+            touched[modality].add(item_id)
+        present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim)
+                   for m, ids in touched.items() if ids}
+    for modality, (ids, vectors) in present.items():
+        store = gen.stores[modality]
+        gone = np.array(sorted(touched[modality] - set(ids.tolist())), dtype=np.int64)
+        store.remove(gone)
+        store.add(ids, vectors)
+    gen.applied = entries[-1][0]
+    return len(entries)
+
+
+def rebuild_store(gen: Generation, modality: str) -> None:
+    with gen.meta.read():
+        ids, vectors = gen.meta.all_vectors(modality, gen.manifest.dim)
+        gen.applied = gen.meta.high_water()
+    store = gen.stores[modality]
+    reset_store(store)
+    if len(ids):
+        store.add(ids, vectors)
+
+
+def snapshot_seq(path: Path) -> int:
+    return int((path / SNAPSHOTS / POINTER).read_text().strip())
+
+
+def write_snapshot(gen: Generation) -> None:
+    """Save the stores as of gen.applied: write a new directory, fsync it, then point at it.
+    The pointer moves only forward, under the database's write lock, because several processes
+    may snapshot one generation."""
+    catch_up(gen)
+    _write_stores(gen.path, gen.stores, gen.applied)
+    with gen.meta.write(allow_sealed=True):
+        if snapshot_seq(gen.path) < gen.applied:
+            _point_at(gen.path, gen.applied)
+
+
+def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> None:
+    base = path / SNAPSHOTS
+    base.mkdir(exist_ok=True)
+    final = base / f"snap-{seq:012d}"
+    if final.exists():
+        return
+    tmp = base / f".tmp-{seq:012d}-{os.getpid()}-{threading.get_ident()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for modality, store in stores.items():
+        store.save(tmp / modality)
+        fsync_tree(tmp / modality)
+    fsync_tree(tmp)
+    try:
+        tmp.rename(final)
+    except OSError:  # another process wrote the same snapshot first
+        shutil.rmtree(tmp, ignore_errors=True)
+    fsync_dir(base)
+    if not (base / POINTER).exists():
+        _point_at(path, seq)
+
+
+def _point_at(path: Path, seq: int) -> None:
+    """Name snapshot `seq` as the latest, then delete older ones and stale temporaries."""
+    base = path / SNAPSHOTS
+    atomic_write_text(base / POINTER, f"{seq}\n")
+    for old in base.iterdir():
+        if _stale(old, seq):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _stale(path: Path, seq: int) -> bool:
+    if path.name.startswith("snap-"):
+        return int(path.name[5:]) < seq
+    try:  # temporaries of crashed writers (a live writer finishes within the hour)
+        return path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600
+    except FileNotFoundError:
+        return False
