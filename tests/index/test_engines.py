@@ -177,3 +177,19 @@ def test_xmr_index_build_engine_ray_matches_local(tmp_path: Path,
         assert np.array_equal(out["local"][modality][0], out["ray"][modality][0])
         np.testing.assert_allclose(out["ray"][modality][1], out["local"][modality][1],
                                    atol=1e-5, rtol=0)
+
+
+def test_cli_reads_its_settings_once_and_refuses_bad_ones(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from index.cli import _settings
+    from xmr.cli import build_parser
+
+    base = ["index", "build", "--checkpoint", "c.pt", "--data", "d", "--out", "o"]
+    parse = build_parser().parse_args
+    monkeypatch.setenv("XMR_DEVICE", "cpu")
+    monkeypatch.setenv("XMR_VECTOR_BACKEND", "milvus")
+    settings = _settings(parse(base))
+    assert settings.device == "cpu" and settings.backend().backend == "milvus"
+    assert _settings(parse([*base, "--device", "cuda:0"])).device == "cuda:0"  # the flag wins
+    with pytest.raises(SystemExit, match="device"):
+        _settings(parse([*base, "--device", "gpu"]))
