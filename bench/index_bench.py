@@ -298,6 +298,7 @@ def main() -> None:
     ON_GPU[0] = args.gpu
     if args.profile_only:
         doc = profile_corpus_texts(args)
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "index_profile.json").write_text(json.dumps(doc, indent=1) + "\n")
         print(json.dumps(doc, indent=1))
         return

@@ -16,21 +16,15 @@ Writes bench/results/scale.{json,md,png}. What is measured, exactly:
    - Synthetic texts, 10k: seeded synthetic captions (3-6 words from the OpenMoji names'
      vocabulary, each unique), no cache: MiniLM + head for every text, the compute-bound end
      (100k of these take about an hour per engine on 2 cores).
-   Local engine: one process, torch's default threads. Ray engine: a local Ray
-   instance with 2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
+   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with
+   2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
    each). Both times are end to end: the local one includes loading the encoder, the Ray one
    starting Ray, starting the actors (each loads the encoder) and shutting Ray down; Ray's own
    start-up (`ray.init`) is also reported alone. Medians over --repeats (OpenMoji) /
    --synthetic-repeats (synthetic). Equality: max |local - ray| over every vector element, and
    rows compared in order (the job assigns ids in row order, so equal rows = equal ids).
-2. Search parity: on the vectors just computed (OpenMoji images as the database and texts as
-   queries; the synthetic vectors split into database and queries), recall@10 of the FAISS
-   store and the Milvus store (milvus-lite) against exact search (numpy, float64). A returned
-   id counts as a hit when its exact score is within 1e-5 of the 10th exact score (ties between
-   near-duplicate captions are not misses). Default configurations of each (exact FLAT), and
-   the same approximate index types on each (IVF with the nlist `--index-type auto` picks for
-   that size, nprobe 16; HNSW M 32, ef 128: the FAISS store's defaults), with build + search
-   seconds (milvus-lite runs as a local server process, so its seconds include the RPCs).
+2. Search parity (`bench.search_parity`): recall@10 of the FAISS store and the Milvus store
+   against exact search, on the vectors just computed.
 """
 
 from __future__ import annotations

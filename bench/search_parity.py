@@ -1,6 +1,12 @@
-"""Search parity: recall@10 of the FAISS store and the Milvus store against exact search on
-the same vectors, for the exact and the approximate index types of each (part 2 of
-bench.scale_bench)."""
+"""Search parity, part 2 of bench.scale_bench: on the vectors its engines computed (OpenMoji
+images as the database and texts as queries; the synthetic vectors split into database and
+queries), recall@10 of the FAISS store and the Milvus store (milvus-lite) against exact search
+(numpy, float64). A returned id counts as a hit when its exact score is within 1e-5 of the 10th
+exact score (ties between near-duplicate captions are not misses). Default configurations of
+each (exact FLAT), and the same approximate index types on each (IVF with the nlist
+`--index-type auto` picks for that size, nprobe 16; HNSW M 32, ef 128: the FAISS store's
+defaults), with build + search seconds (milvus-lite runs as a local server process, so its
+seconds include the RPCs)."""
 
 from __future__ import annotations
 
