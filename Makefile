@@ -13,14 +13,14 @@ INDEX := $(ART)/indexes/default
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Every benchmark runs under $(HEAVY): this lock, so it never shares the cores with another
-# heavy run (its figures are ratios of what the machine gives); the shared machine's lock
-# where there is one.
-HEAVY_LOCK ?= $(if $(wildcard /work/.),/work/heavy.lock,/tmp/xmr-heavy.lock)
+# heavy run (its figures are ratios of what the machine gives). Set HEAVY_LOCK to share one
+# lock with other checkouts or tools on the same machine.
+HEAVY_LOCK ?= $(or $(TMPDIR),/tmp)/xmr-heavy.lock
 HEAVY := flock $(HEAVY_LOCK) nice -n 10
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-artifacts test test-slow lint bench bench-features
-.PHONY: bench-scale bench-index docker-smoke bench-service bench-service-ab bench-gil bench-cpu-split bench-quality bench-probes
+.PHONY: help install system-deps demo demo-artifacts test test-slow lint docker-smoke
+.PHONY: bench bench-features bench-index bench-scale bench-service bench-quality
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,38 +62,26 @@ test: $(STAMP) system-deps ## the default test suite (no slow, no gpu tests)
 test-slow: $(STAMP) system-deps ## the long checks only (fault injection, load, schemathesis)
 	$(PY) -m pytest -m slow
 
-lint: $(STAMP) ## ruff on everything, mypy on index/ and service/
+lint: $(STAMP) ## ruff on everything, mypy on models/, index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-
-bench: bench-features bench-scale bench-index bench-service bench-service-ab bench-gil bench-cpu-split bench-quality bench-probes ## every benchmark (results in bench/results/)
-
-bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
-	$(HEAVY) $(PY) bench/features.py --data $(CORPUS)
 
 docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
 	docker/smoke.sh
 
+bench: bench-features bench-index bench-scale bench-service bench-quality ## every benchmark (results in bench/results/)
+
+bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
+	$(HEAVY) $(PY) -m bench.features --data $(CORPUS)
+
 bench-index: $(STAMP) $(RUN)/checkpoint.pt ## Flat/IVF/HNSW at 100k and 1M (recall, QPS, memory) + batch job vs raw encoder (~30 min)
-	$(HEAVY) $(PY) bench/index_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
+	$(HEAVY) $(PY) -m bench.index_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
 
 bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10
-	$(HEAVY) $(PY) bench/scale_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
+	$(HEAVY) $(PY) -m bench.scale_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
 
 bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic (default index and Flat): QPS, p50/p99, recall, memory (~15 min)
-	$(HEAVY) $(PY) bench/service_bench.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
-
-bench-service-ab: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## serving settings side by side: encoder workers and threads (5 interleaved repeats, ~8 min)
-	$(HEAVY) $(PY) bench/service_ab.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
-
-bench-gil: $(STAMP) $(RUN)/checkpoint.pt ## two encoder workers beside a busy Python thread, eager vs TorchScript-traced MiniLM (why the service's workers wait; ~2 min)
-	$(HEAVY) $(PY) bench/gil_probe.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
-
-bench-cpu-split: $(STAMP) $(RUN)/checkpoint.pt $(INDEX)/CURRENT ## CPU per request at 32 clients by server thread and load generator, and the QPS bound it sets (~2 min)
-	$(HEAVY) $(PY) bench/cpu_split.py --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
+	$(HEAVY) $(PY) -m bench.service_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
-	$(HEAVY) $(PY) bench/quality.py --data $(CORPUS) --cache $(ART)/cache
-
-bench-probes: $(STAMP) $(CORPUS)/manifest.jsonl ## finest-label linear probes of the backbone features: cached views, EfficientNet stage ends, last block trained vs frozen (issue 3; ~10 min)
-	$(HEAVY) $(PY) bench/feature_probes.py --data $(CORPUS) --cache $(ART)/cache
+	$(HEAVY) $(PY) -m bench.quality --data $(CORPUS) --cache $(ART)/cache

@@ -1,6 +1,6 @@
 """Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji.
 
-    python bench/features.py --data artifacts/data/openmoji [--limit N] [--repeats 3]
+    python -m bench.features --data artifacts/data/openmoji [--limit N] [--repeats 3]
 
 Writes bench/results/features.{json,md,png}. The cold pass fills a fresh cache directory;
 warm passes read the same corpus back. Cold and warm run side by side in one process, so
@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.backbones.cache import FeatureCache  # noqa: E402
-from models.backbones.extract import image_features, text_features  # noqa: E402
-from models.backbones.image import EfficientNetLite0  # noqa: E402
-from models.backbones.text import MiniLM  # noqa: E402
-from models.data.corpus import read_corpus  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
+from bench.harness import RESULTS, command, machine, pyplot, relative, write_results
+from models.backbones.cache import FeatureCache
+from models.backbones.extract import image_features, text_features
+from models.backbones.image import EfficientNetLite0
+from models.backbones.text import MiniLM
+from models.data.corpus import read_corpus
 
 
 def timed(fn) -> float:
@@ -57,8 +51,8 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
         )
     n = len(items)
     return {
-        "corpus": str(data), "items": n, "repeats": repeats,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
+        "corpus": relative(str(data)), "items": n, "repeats": repeats,
+        "machine": machine(),
         "cold": {"images_per_s": n / cold_img, "texts_per_s": n / cold_txt,
                  "seconds": cold_img + cold_txt},
         "warm": {"images_per_s": n / warm_img, "texts_per_s": n / warm_txt,
@@ -69,12 +63,12 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
     }
 
 
-def write_markdown(result: dict, path: Path, command: str) -> None:
+def markdown(result: dict) -> str:
     cold, warm = result["cold"], result["warm"]
-    path.write_text(
+    return (
         "# Feature extraction throughput\n\n"
-        f"`{command}` on {result['machine']}; {result['items']} OpenMoji items; warm = median "
-        f"of {result['repeats']} passes.\n\n"
+        f"`{result['command']}` on {result['machine']}; {result['items']} OpenMoji items; "
+        f"warm = median of {result['repeats']} passes.\n\n"
         "| pass | images/s | texts/s | seconds (both) |\n|---|---|---|---|\n"
         f"| cold (empty cache) | {cold['images_per_s']:.1f} | {cold['texts_per_s']:.0f} "
         f"| {cold['seconds']:.1f} |\n"
@@ -85,13 +79,8 @@ def write_markdown(result: dict, path: Path, command: str) -> None:
     )
 
 
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+def figure(result: dict) -> Any:
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     kinds = ["images_per_s", "texts_per_s"]
     for offset, name in ((-0.2, "cold"), (0.2, "warm")):
         ax.bar([i + offset for i in range(2)], [result[name][k] for k in kinds], 0.4, label=name)
@@ -99,9 +88,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_title(f"feature extraction, {result['items']} items (log scale)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
@@ -109,13 +96,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
     parser.add_argument("--limit", type=int)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()
     result = measure(args.data, args.limit, args.repeats)
-    result["command"] = "python " + " ".join(sys.argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "features.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(result, RESULTS / "features.md", result["command"])
-    plot(result, RESULTS / "features.png")
+    result["command"] = command("bench.features")
+    write_results(args.out, "features", result, markdown(result), figure(result))
     print(json.dumps(result, indent=1))
 
 

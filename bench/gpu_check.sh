@@ -6,7 +6,7 @@
 #   2. the index benchmark with its searches on the GPU, results in bench/results/gpu/;
 #   3. where `make demo-artifacts` has run: the service benchmark with the encoder on the GPU
 #      (XMR_DEVICE=cuda), the setting its 0.8x-of-raw goal is meant for: on 2 CPU cores the
-#      encoder shares the cores with the web layer and cannot reach it (bench/results/cpu_split.md).
+#      encoder shares the cores with the web layer and cannot reach it (bench/results/README.md).
 # Usage: bench/gpu_check.sh [OUT_DIR]    (PY=/path/to/python to choose the interpreter)
 # Not run yet: no GPU was available when it was written.
 set -euo pipefail
@@ -29,13 +29,13 @@ echo "== 1. GPU vs CPU search equality"
 "$PY" -m pytest -q -m gpu tests/index/test_gpu.py -rs 2>&1 | tee "$OUT/test_gpu.log"
 
 echo "== 2. index benchmark, searches on the GPU (synthetic vectors only: no encoder needed)"
-"$PY" bench/index_bench.py --gpu --skip-job --sizes 100000 1000000 --out "$OUT" \
+"$PY" -m bench.index_bench --gpu --skip-job --sizes 100000 1000000 --out "$OUT" \
     2>&1 | tee "$OUT/bench.log"
 echo "results: $OUT/index.json $OUT/index.md $OUT/index.png"
 
 echo "== 3. service benchmark, the encoder on the GPU"
 if [ -f artifacts/runs/default/checkpoint.pt ] && [ -f artifacts/indexes/default/CURRENT ]; then
-    XMR_DEVICE=cuda "$PY" bench/service_bench.py --checkpoint artifacts/runs/default/checkpoint.pt \
+    XMR_DEVICE=cuda "$PY" -m bench.service_bench --checkpoint artifacts/runs/default/checkpoint.pt \
         --data artifacts/data/openmoji --index artifacts/indexes/default --out "$OUT" \
         2>&1 | tee "$OUT/service.log"
     echo "results: $OUT/service.json $OUT/service.md $OUT/service.png"

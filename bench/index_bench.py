@@ -6,8 +6,8 @@ to the unit sphere: clustered like real embeddings rather than uniform noise, wh
 are all nearly equidistant and make every ANN index look bad (or good) for the wrong reason.
 The report compares its neighbour-cosine profile with real embeddings of the OpenMoji corpus.
 
-    nice -n 10 .venv/bin/python bench/index_bench.py \\
-        --checkpoint artifacts/runs/default/checkpoint.pt --data artifacts/data/openmoji
+    python -m bench.index_bench --checkpoint artifacts/runs/default/checkpoint.pt \\
+        --data artifacts/data/openmoji
 
 writes bench/results/index.json, index.md and index.png. Timings are medians of what this
 machine gave while it ran (2 shared cores); ratios are measured in the same run.
@@ -19,24 +19,20 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import index_report
+from bench.harness import RESULTS, command, machine, relative, write_results
+from index.store import FaissStore, _hnsw, auto_spec
 
-import faiss  # noqa: E402
-
-from index.store import FaissStore, _hnsw, auto_spec  # noqa: E402
-
-DIM = 256
+DIM = index_report.DIM
 K = 10
-OUT = Path(__file__).resolve().parent / "results"
 NPROBES = (1, 2, 4, 8, 16, 32, 64)
 EF_SEARCH = (16, 32, 64, 128, 256)
 
@@ -247,7 +243,7 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
               "raw_encoder_items_per_s": round(total / raw, 2),
               "batch_job_items_per_s": round(total / job, 2),
               "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
-              "checkpoint": str(args.checkpoint), "method": encoder.method_name}
+              "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}
     return result, vectors
 
 
@@ -271,83 +267,6 @@ def profile_corpus_texts(args: argparse.Namespace) -> dict:
     return out
 
 
-# -- report --------------------------------------------------------------------------------------
-def best_at(runs: list[dict], n: int, target: float) -> dict | None:
-    ok = [r for r in runs if r["n"] == n and r["index"] != "Flat" and r["recall_at_10"] >= target]
-    return max(ok, key=lambda r: r["qps_single"]) if ok else None
-
-
-def plot(runs: list[dict], profiles: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = sorted({r["n"] for r in runs})
-    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(5.5 * (len(sizes) + 1), 4.5))
-    for ax, n in zip(axes, sizes, strict=False):
-        for family, marker in (("IVF", "o-"), ("HNSW", "s-"), ("Flat", "k*")):
-            rows = [r for r in runs if r["n"] == n and r["index"].startswith(family)]
-            if rows:
-                ax.plot([r["recall_at_10"] for r in rows], [r["qps_single"] for r in rows],
-                        marker, label=rows[0]["index"].split(" ")[0])
-                for r in rows:
-                    if " " in r["index"]:
-                        ax.annotate(r["index"].split("=")[1], (r["recall_at_10"], r["qps_single"]),
-                                    fontsize=7)
-        ax.axvline(0.95, color="grey", ls=":")
-        ax.set_yscale("log")
-        ax.set_xlabel("recall@10 vs exact Flat")
-        ax.set_ylabel("single-query QPS")
-        ax.set_title(f"n = {n:,}, d = {DIM}")
-        ax.legend()
-    ax = axes[-1]
-    for name, prof in profiles.items():
-        ax.hist(prof["nn1"], bins=40, histtype="step", density=True, label=f"{name} 1-NN")
-    ax.set_xlabel("cosine to nearest neighbour")
-    ax.set_title("neighbour profile")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def write_md(doc: dict, path: Path) -> None:
-    lines = ["# Index benchmark", "", f"Command: `{doc['command']}`", "",
-             f"Machine: {doc['machine']}; FAISS {doc['faiss']} on the CPU (no GPU here). "
-             f"Synthetic data: {doc['data']}. FAISS threads: {doc['threads']}.", ""]
-    for n in sorted({r["n"] for r in doc["runs"]}):
-        best = best_at(doc["runs"], n, 0.95)
-        if best:
-            lines.append(f"- n = {n:,}: fastest index with recall@10 >= 0.95: **{best['index']}**"
-                         f" recall {best['recall_at_10']:.3f}, {best['qps_single']:.0f} QPS single"
-                         f" = **{best['speedup_vs_flat']:.1f}x Flat**, index "
-                         f"{best['memory_mb']:.0f} MB")
-    job = doc["batch_job"]
-    lines += [] if not job else [
-              f"- batch job: {job['batch_job_items_per_s']} items/s vs raw encoder "
-              f"{job['raw_encoder_items_per_s']} items/s = **{doc['batch_job_vs_encoder']:.2f}x**"
-              f" ({job['items']} OpenMoji items, {job['images']} images + {job['texts']} texts, "
-              "median of rounds, same process)"]
-    lines += ["", "| n | index | recall@10 | QPS single | p50 ms | p99 ms | QPS batch64 |"
-              " p50 ms/batch | p99 ms/batch | x Flat | build s | index MB |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in doc["runs"]:
-        lines.append(f"| {r['n']:,} | {r['index']} | {r['recall_at_10']:.3f} | "
-                     f"{r['qps_single']:.0f} | {r['p50_single_ms']:.2f} | "
-                     f"{r['p99_single_ms']:.2f} | "
-                     f"{r['qps_batch64']:.0f} | {r['p50_batch64_ms']:.1f} | "
-                     f"{r['p99_batch64_ms']:.1f} | {r['speedup_vs_flat']:.1f} | {r['build_s']:.0f}"
-                     f" | {r['memory_mb']:.0f} |")
-    lines += ["", "Neighbour-cosine profile (medians; the synthetic rows at the real sample's size"
-              " and at full size):", "", "| vectors | n | 1-NN | 10-NN | random pair |",
-              "|---|---|---|---|---|"]
-    for name, p in doc["profiles"].items():
-        lines.append(f"| {name} | {p['n']:,} | {p['nn1_median']} | {p['nn10_median']} | "
-                     f"{p['random_pair_median']} |")
-    lines += ["", "![recall vs speed](index.png)", ""]
-    path.write_text("\n".join(lines))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -367,7 +286,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
     parser.add_argument("--job-items", type=int, default=256)
     parser.add_argument("--job-rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the neighbour profile of all corpus texts (index_profile.json)")
@@ -379,6 +298,7 @@ def main() -> None:
     ON_GPU[0] = args.gpu
     if args.profile_only:
         doc = profile_corpus_texts(args)
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "index_profile.json").write_text(json.dumps(doc, indent=1) + "\n")
         print(json.dumps(doc, indent=1))
         return
@@ -403,10 +323,7 @@ def main() -> None:
             "random_pair_median": profiles["synthetic, same n"]["random_pair_median"],
             "nn1": truth_scores[:, 0].tolist(), "nn10": truth_scores[:, K - 1].tolist()}
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    doc = {"command": "nice -n 10 " + " ".join([".venv/bin/python", *sys.argv]),
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), "
-                      f"{platform.python_version()}",
+    doc = {"command": command("bench.index_bench"), "machine": machine(),
            "faiss": faiss.__version__,
            "threads": {"search": args.search_threads, "build": args.build_threads},
            "data": f"Gaussian mixture, {args.centres} centres, spread {args.spread}, d={DIM}, "
@@ -415,12 +332,12 @@ def main() -> None:
            "runs": runs, "batch_job_vs_encoder": round(
                job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3) if job else None,
            "batch_job": job, "profiles": profiles}
-    plot(runs, profiles, args.out / "index.png")
+    figure = index_report.figure(runs, profiles)
     for p in doc["profiles"].values():
         p.pop("nn1"), p.pop("nn10")
-    (args.out / "index.json").write_text(json.dumps(doc, indent=1) + "\n")
-    write_md(doc, args.out / "index.md")
-    print((args.out / "index.md").read_text())
+    markdown = index_report.markdown(doc)
+    write_results(args.out, "index", doc, markdown, figure)
+    print(markdown)
 
 
 if __name__ == "__main__":

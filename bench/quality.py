@@ -1,6 +1,6 @@
 """Retrieval quality of every method and the thesis ablations, several seeds, on OpenMoji.
 
-    nice -n 10 python bench/quality.py --data artifacts/data/openmoji --cache artifacts/cache
+    python -m bench.quality --data artifacts/data/openmoji --cache artifacts/cache
 
 Every method starts from its config in configs/<method>.yaml (the tuned settings; tuning used
 the validation part of train only, via `--val-only`), trains with that seed's validation carve
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,17 +28,18 @@ import numpy as np
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.backbones.cache import FeatureCache  # noqa: E402
-from models.config import TrainConfig, check_levels  # noqa: E402
-from models.data.corpus import Corpus, read_corpus  # noqa: E402
-from models.evaluation.metrics import average_precisions_of_scores  # noqa: E402
-from models.evaluation.report import evaluate_embeddings  # noqa: E402
-from models.features import Backbones, FeatureSet  # noqa: E402
-from models.methods import build_method  # noqa: E402
-from models.methods.base import MethodDims  # noqa: E402
-from models.training.trainer import (  # noqa: E402
+from bench import harness
+from bench.harness import RESULTS, ROOT, command, machine, mean_std, relative
+from bench.quality_report import ablations, figure
+from models.backbones.cache import FeatureCache
+from models.config import TrainConfig, check_levels
+from models.data.corpus import Corpus, read_corpus
+from models.evaluation.metrics import average_precisions_of_scores
+from models.evaluation.report import evaluate_embeddings
+from models.features import Backbones, FeatureSet
+from models.methods import build_method
+from models.methods.base import MethodDims
+from models.training.trainer import (
     Split,
     as_tensors,
     carve_validation,
@@ -49,10 +48,7 @@ from models.training.trainer import (  # noqa: E402
     transformed,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 METHODS = ["cca", "linear", "triplet", "acmr", "dscmr", "dhaml", "aaml"]
-BASELINES = ["cca", "linear", "triplet", "acmr", "dscmr"]
 # variant -> (method, overrides of its config; "options" are merged into the config's)
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "dhaml-no-adversary": ("dhaml", {"options": {"adv_weight": 0.0}}),
@@ -65,7 +61,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "dhaml-no-instance": ("dhaml", {"options": {"instance_weight": 0.0}}),
 }
 RERANK_K = 20
-COMMAND = "nice -n 10 python bench/quality.py " + " ".join(sys.argv[1:])
+COMMAND = command("bench.quality")
 
 
 def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) -> TrainConfig:
@@ -191,10 +187,6 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     return row
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
     def agg(get) -> dict[str, float]:
         values = [get(r) for r in rows]
@@ -235,98 +227,6 @@ def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
         }
     if all("rerank" in r for r in rows):
         out["rerank_top20_avg_map"] = agg(lambda r: r["rerank"]["avg_map"])
-    return out
-
-
-def verdict(with_part: dict, without_part: dict, key: str = "avg_map", higher: bool = True) -> dict:
-    """Confirmed when the difference exceeds the larger seed spread, refuted when it is
-    that far the other way, otherwise no measurable difference."""
-    if key == "avg_map":
-        a, sa = with_part["avg_map_mean"], with_part["avg_map_std"]
-        b, sb = without_part["avg_map_mean"], without_part["avg_map_std"]
-    else:
-        a, sa = with_part[key]["mean"], with_part[key]["std"]
-        b, sb = without_part[key]["mean"], without_part[key]["std"]
-    delta = (a - b) if higher else (b - a)
-    spread = max(sa, sb)
-    if len(with_part["seeds"]) < 2 or len(without_part["seeds"]) < 2:
-        return {
-            "with": round(a, 4),
-            "without": round(b, 4),
-            "delta": round(delta, 4),
-            "spread": None,
-            "verdict": "one seed only: undecided",
-        }
-    word = (
-        "confirmed"
-        if delta > spread
-        else "refuted"
-        if delta < -spread
-        else "no measurable difference"
-    )
-    return {
-        "with": round(a, 4),
-        "without": round(b, 4),
-        "delta": round(delta, 4),
-        "spread": round(spread, 4),
-        "verdict": word,
-    }
-
-
-def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    adv = {}
-    for m in ("dhaml", "aaml"):
-        if m in summary and f"{m}-no-adversary" in summary:
-            on, off = summary[m], summary[f"{m}-no-adversary"]
-            adv[m] = {
-                "finest_avg_map": verdict(on, off),
-                "modality_classifier_acc": verdict(
-                    on, off, "modality_classifier_acc", higher=False
-                ),
-            }
-    if adv:
-        out["1_adversary"] = adv
-    if "dhaml" in summary and "dhaml-single-level" in summary:
-        on, off = summary["dhaml"], summary["dhaml-single-level"]
-        hier = {
-            "finest_avg_map": verdict(on, off),
-            "hierarchical_map": verdict(on, off, "hierarchical_map"),
-        }
-        hier[f"{levels[0]}_level_map"] = {
-            "with": on["levels"][levels[0]]["mean"],
-            "without": off["levels"][levels[0]]["mean"],
-        }
-        if "concat_retrieval" in on:
-            cr = on["concat_retrieval"]
-            hier["concat_retrieval"] = {
-                "finest_avg_map": cr["avg_map"]["mean"],
-                "hierarchical_map": cr["hierarchical_map"]["mean"],
-                f"{levels[0]}_level_map": cr["levels"][levels[0]]["mean"],
-            }
-        out["2_hierarchy"] = {"dhaml": hier}
-    if "aaml" in summary and "aaml-no-attention" in summary:
-        att = {"finest_avg_map": verdict(summary["aaml"], summary["aaml-no-attention"])}
-        if "rerank_top20_avg_map" in summary["aaml"]:
-            att["rerank_top20_avg_map"] = summary["aaml"]["rerank_top20_avg_map"]
-        out["3_attention"] = {"aaml": att}
-    if "aaml" in summary and "aaml-triplet" in summary:
-        poly, trip = summary["aaml"], summary["aaml-triplet"]
-        loss = {
-            "final_avg_map": verdict(poly, trip),
-            "epochs_to_95": verdict(poly, trip, "epochs_to_95", higher=False),
-        }
-        if "aaml-all-informative" in summary:
-            loss["hardest_vs_all_informative"] = verdict(poly, summary["aaml-all-informative"])
-        out["4_polynomial_loss"] = {"aaml": loss}
-    if "dhaml" in summary and "dhaml-no-instance" in summary:
-        on, off = summary["dhaml"], summary["dhaml-no-instance"]
-        out["5_instance_term"] = {
-            "dhaml": {
-                "finest_avg_map": verdict(on, off),
-                "paired_r1": verdict(on, off, "paired_r1"),
-            }
-        }
     return out
 
 
@@ -386,78 +286,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def diagnosis(out: Path) -> str:
-    """Why the methods tie, from the label-information diagnostics beside quality.json
-    (bench/posterior_ceiling.py, bench/feature_probes.py); empty where they have not run."""
-    if not (out / "posterior_ceiling.json").exists() or not (out / "feature_probes.json").exists():
-        return ""
-    ceiling = json.loads((out / "posterior_ceiling.json").read_text())
-    probes = json.loads((out / "feature_probes.json").read_text())
-    acc = {r["name"]: r["test_acc"] for r in probes["views"] + probes["stages"]}
-    concat = probes["stages"][-1]
-    trained = probes["finetune"]["tail trained, linear head"]
-    part = ceiling["train_part"]
-    side = "below" if trained["test_acc"]["mean"] < acc["image pooled"] else "above"
-    return (
-        "\n## Why the methods tie\n\n"
-        "On the frozen features every supervised method reaches about what label supervision "
-        "alone reaches: each item embedded as its class posterior (one logistic regression per "
-        "modality, no cross-modal training) scores "
-        f"{part['avg_map_mean']:.3f} ± {part['avg_map_std']:.3f} on the same train part and "
-        f"{ceiling['whole_train_split']['avg_map']:.3f} on the whole train split "
-        "([posterior_ceiling.md](posterior_ceiling.md)). Finest-label linear probes "
-        "([feature_probes.md](feature_probes.md); fitted on train, scored on test, a "
-        "diagnostic) find little more label information in other readings of the backbones: "
-        f"image pooled {acc['image pooled']:.3f}, region max / mean+max "
-        f"{acc['image region max']:.3f} / {acc['image region mean+max']:.3f}, stage ends up to "
-        f"{max(r['test_acc'] for r in probes['stages'][:-1]):.3f}, {concat['name']} "
-        f"concatenated {concat['test_acc']:.3f} (as posteriors, {concat['posterior_map']:.3f} "
-        f"mAP against the pooled text's, vs {probes['views'][0]['posterior_map']:.3f} for the "
-        "pooled image's: a method fed it would have that reference, and so would the "
-        f"baselines); text pooled {acc['text pooled']:.3f}, pooled+max "
-        f"{acc['text pooled+max']:.3f}. The last EfficientNet block + head conv trained on CPU "
-        f"({probes['epochs']} epochs) reaches {trained['test_acc']['mean']:.3f} ± "
-        f"{trained['test_acc']['std']:.3f}, {side} the converged probe of the frozen pooled "
-        "feature. The lever these measurements leave is more label information in the image "
-        "features: backbones trained end to end, which needs a GPU (or more labelled data).\n"
-    )
-
-
-def plot(result: dict, rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.5))
-    summary = {**result["methods"], **result["ablation_runs"]}
-    names = list(summary)
-    bars.bar(
-        range(len(names)),
-        [summary[n]["avg_map_mean"] for n in names],
-        yerr=[summary[n]["avg_map_std"] for n in names],
-        capsize=3,
-        color=[
-            "tab:gray" if n in BASELINES else "tab:blue" if n in METHODS else "tab:orange"
-            for n in names
-        ],
-    )
-    bars.set_xticks(range(len(names)), names, rotation=60, ha="right")
-    bars.set(
-        ylabel="test avg mAP@all (finest level)",
-        title="methods (blue), baselines (gray), ablations (orange)",
-    )
-    for name in ("aaml", "aaml-triplet", "dhaml"):
-        for r in rows:
-            if r["variant"] == name and r["seed"] == result["seeds"][0]:
-                curves.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], label=name)
-    curves.set(xlabel="epoch", ylabel="validation avg mAP", title="convergence (first seed)")
-    curves.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def write_results(
     args,
     corpus: Corpus,
@@ -472,23 +300,20 @@ def write_results(
         n: summarize([r for r in rows if r["variant"] == n], corpus.levels) for n in variants
     }
     result = {
-        "corpus": str(args.data),
+        "corpus": relative(str(args.data)),
         "split": "test",
         "seeds": seeds,
         "levels": list(corpus.levels),
         "complete": final,
         "command": command,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-        "2 shared CPU cores",
+        "machine": machine(),
         "methods": {n: s for n, s in summary.items() if n in METHODS},
         "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
         "ablations": ablations(summary, corpus.levels),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "runs": rows,
     }
-    (args.out / "quality.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "quality.md").write_text(markdown(result) + diagnosis(args.out))
-    plot(result, rows, args.out / "quality.png")
+    harness.write_results(args.out, "quality", result, markdown(result), figure(result, rows))
     if final:
         print(markdown(result))
 
@@ -558,7 +383,6 @@ def main() -> int:
                 flush=True,
             )
             if not args.val_only:
-                args.out.mkdir(parents=True, exist_ok=True)
                 done = [v for v in variants if any(r["variant"] == v for r in rows)]
                 write_results(args, corpus, seeds, done, rows, started, False, COMMAND)
     if args.val_only:
@@ -566,7 +390,6 @@ def main() -> int:
             vals = [r["val_avg_map"] for r in rows if r["variant"] == name]
             print(f"VAL {name:24s} {json.dumps(extra)} {statistics.mean(vals):.4f}")
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
     write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
     return 0
 

@@ -1,6 +1,6 @@
 """Past one machine: the Ray engine against the local engine, FAISS against Milvus.
 
-    nice -n 10 python bench/scale_bench.py --checkpoint artifacts/runs/default/checkpoint.pt \
+    python -m bench.scale_bench --checkpoint artifacts/runs/default/checkpoint.pt \
         --data artifacts/data/openmoji --cache artifacts/cache [--synthetic 100000]
 
 Writes bench/results/scale.{json,md,png}. What is measured, exactly:
@@ -15,51 +15,37 @@ Writes bench/results/scale.{json,md,png}. What is measured, exactly:
      tiny, so this measures what the engines cost per row at scale (batching, transfer).
    - Synthetic texts, 10k: seeded synthetic captions (3-6 words from the OpenMoji names'
      vocabulary, each unique), no cache: MiniLM + head for every text, the compute-bound end
-     (100k of these take about an hour per engine on this shared 2-core box).
-   Local engine: one process, torch's default threads (2 here). Ray engine: a local Ray
-   instance with 2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
+     (100k of these take about an hour per engine on 2 cores).
+   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with
+   2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
    each). Both times are end to end: the local one includes loading the encoder, the Ray one
    starting Ray, starting the actors (each loads the encoder) and shutting Ray down; Ray's own
    start-up (`ray.init`) is also reported alone. Medians over --repeats (OpenMoji) /
    --synthetic-repeats (synthetic). Equality: max |local - ray| over every vector element, and
    rows compared in order (the job assigns ids in row order, so equal rows = equal ids).
-2. Search parity: on the vectors just computed (OpenMoji images as the database and texts as
-   queries; the synthetic vectors split into database and queries), recall@10 of the FAISS
-   store and the Milvus store (milvus-lite) against exact search (numpy, float64). A returned
-   id counts as a hit when its exact score is within 1e-5 of the 10th exact score (ties between
-   near-duplicate captions are not misses). Default configurations of each (exact FLAT), and
-   the same approximate index types on each (IVF with the nlist `--index-type auto` picks for
-   that size, nprobe 16; HNSW M 32, ef 128: the FAISS store's defaults), with build + search
-   seconds (milvus-lite runs as a local server process, so its seconds include the RPCs).
+2. Search parity (`bench.search_parity`): recall@10 of the FAISS store and the Milvus store
+   against exact search, on the vectors just computed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from index.engines import LocalEngine, embed_rows  # noqa: E402
-from index.ray_engine import RayEngine  # noqa: E402
-from models.embedder import EncoderSpec  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
-K = 10
-TIE = 1e-5
-
+from bench.harness import RESULTS, ROOT, command, machine, pyplot, relative, write_results
+from bench.search_parity import run_search
+from index.engines import LocalEngine, embed_rows
+from index.ray_engine import RayEngine
+from models.embedder import EncoderSpec
 
 # -- corpora ---------------------------------------------------------------------------------
 
@@ -200,93 +186,10 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
     return result, local
 
 
-# -- search parity ---------------------------------------------------------------------------
-
-
-def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    scores = queries.astype(np.float64) @ base.astype(np.float64).T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return top, scores
-
-
-def recall_at_k(found: np.ndarray, exact: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> float:
-    """found holds ids; a hit is any id whose exact score ties or beats the k-th exact one."""
-    row_of = {int(i): r for r, i in enumerate(ids)}
-    total = 0
-    for q in range(len(found)):
-        kth = scores[q, exact[q, -1]]
-        total += sum(1 for i in found[q] if i >= 0 and scores[q, row_of[int(i)]] >= kth - TIE)
-    return total / (len(found) * exact.shape[1])
-
-
-def faiss_search(spec: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]:
-    """The project's FAISS store (index.store.FaissStore), as `xmr index build` makes it."""
-    def run(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-        from index.store import FaissStore
-
-        store = FaissStore.create(base.shape[1], spec, n_hint=len(base), gpu=False)
-        if not store.is_trained:
-            store.train(base)
-        store.add(ids, base)
-        return store.search(queries, k)[1]
-
-    return run
-
-
-def milvus_search(kind: str,
-                  params: dict | None = None
-                  ) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]:
-    """The project's Milvus store (index.milvus_store.MilvusStore) on milvus-lite."""
-    def run(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-        from index.milvus_store import MilvusStore
-
-        with tempfile.TemporaryDirectory() as tmp:
-            store = MilvusStore(Path(tmp) / "milvus.db", "bench", base.shape[1],
-                                index_type=kind, index_params=params or {})
-            store.add(ids, base)
-            store.flush()
-            found = np.concatenate([store.search(queries[s : s + 100], k)[1]
-                                    for s in range(0, len(queries), 100)])
-            store.close()
-        return found
-
-    return run
-
-
-def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
-    ids = np.arange(len(base), dtype=np.int64) * 7 + 3  # ids are not row positions
-    exact, scores = exact_topk(base, queries, K)
-    result: dict = {"database": len(base), "queries": len(queries), "configs": {}}
-    from index.store import auto_spec
-
-    auto = auto_spec(len(base), base.shape[1])
-    if auto.startswith("IVF"):
-        nlist = int(auto[3:].split(",")[0])
-    else:  # small: the same rule (about 4 sqrt(n) lists), without auto's floor of 256
-        nlist = max(16, 2 ** round(np.log2(4 * np.sqrt(len(base)))))
-    configs = {
-        "FAISS Flat (exact)": faiss_search("Flat"),
-        "Milvus FLAT (exact; default)": milvus_search("FLAT"),
-        f"FAISS IVF{nlist},Flat nprobe 16": faiss_search(f"IVF{nlist},Flat"),
-        f"Milvus IVF_FLAT nlist {nlist} nprobe 16": milvus_search("IVF_FLAT", {"nlist": nlist}),
-        "FAISS HNSW32 efSearch 128": faiss_search("HNSW32"),
-        "Milvus HNSW M 32 ef 128": milvus_search("HNSW", {"M": 32, "efConstruction": 80}),
-    }
-    result["faiss_auto_spec"] = auto
-    for label, run in configs.items():
-        start = time.perf_counter()
-        found = run(ids, base, queries, K)
-        seconds = time.perf_counter() - start
-        recall = recall_at_k(found, exact, scores, ids)
-        result["configs"][label] = {"recall_at_10": recall, "seconds_build_and_search": seconds}
-        print(f"{name} {label}: recall@10 {recall:.4f} ({seconds:.1f}s)", flush=True)
-    return result
-
-
 # -- report ----------------------------------------------------------------------------------
 
 
-def write_markdown(result: dict, path: Path) -> None:
+def markdown(result: dict) -> str:
     lines = [
         "# Past one machine: Ray engine vs local engine, FAISS vs Milvus\n",
         f"Engines: `{result.get('command')}`; search: `{result.get('search_command')}`; on "
@@ -319,17 +222,13 @@ def write_markdown(result: dict, path: Path) -> None:
         for label, c in s["configs"].items():
             lines.append(f"| {name} ({s['database']} db, {s['queries']} queries) | {label} "
                          f"| {c['recall_at_10']:.4f} | {c['seconds_build_and_search']:.1f} |")
-    lines += ["", result["notes"], ""]
-    path.write_text("\n".join(lines))
+    lines += [""]
+    return "\n".join(lines)
 
 
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+def figure(result: dict) -> Any:
+    """Rows/s of each engine per corpus, and recall@10 of each search configuration."""
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
     names = list(result["engines"])
     for offset, key, label in ((-0.2, "local_rows_per_s", "local"),
                                (0.2, "ray_rows_per_s", "Ray, 2 workers")):
@@ -348,18 +247,13 @@ def plot(result: dict, path: Path) -> None:
             values.append(c["recall_at_10"])
     if not values:  # search stage not run yet
         right.set_axis_off()
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return
+        return fig
     right.barh(range(len(values)), values)
     right.set_yticks(range(len(values)), labels, fontsize=7)
     right.set_xlim(min(0.8, min(values) - 0.02), 1.0)
     right.set_xlabel("recall@10 vs exact")
     right.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
@@ -383,54 +277,25 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    command = "python " + " ".join(sys.argv)
+    run_command = command("bench.scale_bench")
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "scale.json"
     result: dict = json.loads(json_path.read_text()) if json_path.exists() else {}
     result.setdefault("engines", {})
     result.setdefault("search", {})
-    result["notes"] = NOTES
     if args.stage in ("all", "engines"):
-        result["command"] = command
-        result["machine"] = machine()
+        result["command"] = run_command
+        result["machine"] = f"{machine()}, Ray with 2 workers"
         result["engines"] = run_engines(args)
     if args.stage in ("all", "job"):
-        result["job_command"] = command
+        result["job_command"] = run_command
         result["job"] = run_job(args)
     if args.stage in ("all", "search"):
-        result["search_command"] = command
-        result["search"] = run_search(args)
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
-    write_markdown(result, args.out / "scale.md")
-    plot(result, args.out / "scale.png")
+        result["search_command"] = run_command
+        result["search"] = run_search(args.work, args.synthetic)
+    write_results(args.out, "scale", result, markdown(result), figure(result))
     print(json.dumps({k: v for k, v in result.items() if "command" not in k}, indent=1))
-
-
-NOTES = (
-    "Ray runs 2 actors with 1 torch thread each; the local engine 1 process with torch's "
-    "default threads (2), on the same 2 cores, shared with other jobs (load average 9-16 "
-    "during these runs, so single runs move by tens of percent). Ray's fixed cost here is "
-    "10-20 s (ray.init, worker start-up) plus one encoder load per actor: it dominates while "
-    "the per-row work is small (OpenMoji through the cache, the 100k head-only rows). When "
-    "the per-row work is real (MiniLM on every caption), two single-threaded actors did "
-    "slightly better than one two-threaded process. On one 2-core host neither engine can "
-    "be much faster than the other; Ray pays off when its actors sit on more cores or GPUs "
-    "than one host has. Outputs are identical up to float rounding (max abs diff column). "
-    "Recall: the exact configurations are exact on both backends, and each approximate index "
-    "type gives FAISS and Milvus the same or nearly the same recall. The synthetic vectors "
-    "are tight clusters (1870 centres, 5% noise), an easy case for IVF/HNSW, so their 1.0 "
-    "says the backends agree, not that these settings suffice for real 100k corpora. Milvus "
-    "seconds include milvus-lite's local RPCs and its index build; they are not serving "
-    "latencies of a Milvus server."
-)
-
-
-def machine() -> str:
-    import torch
-
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, local engine "
-            f"{torch.get_num_threads()} torch threads, CPU")
 
 
 def run_engines(args: argparse.Namespace) -> dict:
@@ -465,7 +330,7 @@ def run_job(args: argparse.Namespace) -> dict:
 
     from index.metadata import DATABASE, Metadata
 
-    out: dict = {"corpus": str(args.data), "engines": {}}
+    out: dict = {"corpus": relative(str(args.data)), "engines": {}}
     contents = {}
     for engine in ("local", "ray"):
         index_dir = args.work / f"job-{engine}"
@@ -473,13 +338,13 @@ def run_job(args: argparse.Namespace) -> dict:
             import shutil
 
             shutil.rmtree(index_dir)
-        command = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
+        build = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
                    str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
                    "--no-progress", "--engine", engine]
         if engine == "ray":
-            command += ["--workers", "2"]
+            build += ["--workers", "2"]
         start = time.perf_counter()
-        subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
+        subprocess.run(build, check=True, cwd=ROOT)
         out["engines"][engine] = {"seconds": time.perf_counter() - start}
         print(f"job {engine}: {out['engines'][engine]['seconds']:.1f}s", flush=True)
         generation = sorted(index_dir.glob("gen-*"))[-1]
@@ -500,22 +365,6 @@ def run_job(args: argparse.Namespace) -> dict:
     local_s, ray_s = out["engines"]["local"]["seconds"], out["engines"]["ray"]["seconds"]
     out["throughput_ratio_ray_over_local"] = local_s / ray_s
     return out
-
-
-def run_search(args: argparse.Namespace) -> dict:
-    search = {}
-    vectors = np.load(args.work / "openmoji.npy")
-    half = len(vectors) // 2  # texts first, then their images
-    search["openmoji text->image"] = search_parity("openmoji", vectors[half:], vectors[:half])
-    synthetic = args.work / "synthetic.npy"
-    if args.synthetic and synthetic.exists():
-        vectors = np.load(synthetic)
-        rng = np.random.default_rng(1)
-        queries = rng.choice(len(vectors), size=1000, replace=False)
-        base = np.setdiff1d(np.arange(len(vectors)), queries)
-        search[f"synthetic {len(vectors) // 1000}k"] = search_parity(
-            "synthetic", vectors[base], vectors[queries])
-    return search
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Time the README's two commands, cold (a fresh clone) and warm (the same clone again).
 
-    python bench/two_commands.py [--source .] [--port 8765]
+    python -m bench.two_commands [--source .] [--port 8765]
 
 `make test` is timed to its exit; `make demo` until its search page answers a text-to-image
 search for "cat" (the command keeps serving, so it is stopped once the answer is in). The demo
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import httpx
 
-RESULTS = Path(__file__).parent / "results"
+from bench.harness import RESULTS, ROOT, command, machine, write_results
+
 CAT_TOP_K = 5
 
 
@@ -72,7 +72,6 @@ def time_make_demo(clone: Path, port: int, log: Path,
 
 def cat_image_hashes(clone: Path) -> set[str]:
     """Hashes of the corpus images whose name has the word "cat" (cat face, black cat, ...)."""
-    sys.path.insert(0, str(clone))
     from index.records import bytes_hash
     from models.data.corpus import read_corpus
 
@@ -87,8 +86,6 @@ def content_hashes(port: int, results: list[dict]) -> list[str]:
 
 
 def write_report(report: dict) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "two_commands.json").write_text(json.dumps(report, indent=2) + "\n")
     t = report["seconds"]
     lines = [
         "# The two commands, timed",
@@ -107,12 +104,12 @@ def write_report(report: dict) -> None:
         + f" - {report['cats_in_top']} of {CAT_TOP_K} are cat emoji.",
         "",
     ]
-    (RESULTS / "two_commands.md").write_text("\n".join(lines))
+    write_results(RESULTS, "two_commands", report, "\n".join(lines))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", default=str(Path(__file__).resolve().parents[1]))
+    parser.add_argument("--source", default=str(ROOT))
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,8 +121,8 @@ def main() -> int:
         seconds["demo_warm"], results = time_make_demo(clone, args.port, log)
         cats = cat_image_hashes(clone)
     report = {
-        "command": "python bench/two_commands.py",
-        "machine": f"{os.cpu_count()} CPU cores, {platform.platform()}",
+        "command": command("bench.two_commands"),
+        "machine": machine(),
         "seconds": seconds,
         "cat_results": [{k: h.get(k) for k in ("id", "score", "labels")}
                         | {"is_cat": h["content_hash"] in cats} for h in results],

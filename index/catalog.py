@@ -1,4 +1,4 @@
-"""`Catalog`: the index layer's facade (see INDEX_API.md) over one live generation of an index
+"""`Catalog`: the index layer's facade over one live generation of an index
 directory: SQLite metadata (the source of truth, holding every vector) + one FAISS store per
 modality (a derived view) + the manifest.
 

@@ -63,6 +63,7 @@ class MiniLM:
         # may not be called from two threads at once ("Already borrowed" from its Rust core).
         self._tokenizing = threading.Lock()
         bert = self.model[0].auto_model
+        assert isinstance(bert, torch.nn.Module)  # the Hugging Face model inside
         for param in bert.parameters():
             param.requires_grad_(False)  # frozen; a trace cannot hold weights that need grad
         self.transformer = traced(hidden_and_pooled(bert),

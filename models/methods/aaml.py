@@ -64,6 +64,9 @@ class AAMLOptions(BaseModel):
 
 class AAML(Method):
     Options = AAMLOptions
+    # buffers (register_buffer, with attention only), declared for the type checker
+    region_mean: torch.Tensor
+    region_basis: torch.Tensor
 
     def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
         super().__init__()
@@ -174,6 +177,7 @@ class AAML(Method):
                 self.discriminator, self.grl(img, coeff), self.grl(txt, coeff)
             )
         if o.attention and o.cross_weight > 0:
+            assert txt_tokens is not None and img_tokens is not None  # attention makes tokens
             k = min(o.cross_batch, len(fine))
             cross = cross_attention_scores(txt_tokens[:k], self._mask(texts)[:k], img_tokens[:k]).T
             out["cross"] = o.cross_weight * self._metric(cross, pos[:k, :k], neg[:k, :k])
@@ -192,5 +196,6 @@ class AAML(Method):
             raise ValueError("this aaml checkpoint was trained without attention; cannot re-rank")
         img, img_tokens = self._image(images)
         txt, txt_tokens = self._text(texts)
+        assert txt_tokens is not None and img_tokens is not None  # attention makes tokens
         cross = cross_attention_scores(txt_tokens, self._mask(texts), img_tokens).T
         return img @ txt.T + cross

@@ -29,6 +29,11 @@ def _inv_sqrt(cov: torch.Tensor) -> torch.Tensor:
 
 class CCA(Method):
     Options = CCAOptions
+    # buffers (register_buffer), declared for the type checker
+    image_mean: torch.Tensor
+    text_mean: torch.Tensor
+    image_dirs: torch.Tensor
+    text_dirs: torch.Tensor
 
     def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
         super().__init__()

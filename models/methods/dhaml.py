@@ -127,7 +127,8 @@ class DHAML(Method):
             self.image_tower(images["pooled"]),
             self.text_tower(texts["pooled"]),
         )
-        metric, adversary = 0.0, 0.0
+        metric: torch.Tensor | float = 0.0
+        adversary: torch.Tensor | float = 0.0
         coeff = grl_lambda(progress)
         for level, (img, txt) in enumerate(zip(img_levels, txt_levels, strict=True)):
             pos, neg = label_masks(labels[level], labels[level])

@@ -166,7 +166,8 @@ def run_epoch(
         ]
         progress = (epoch + step / len(batches)) / config.epochs
         losses = method.losses(*as_tensors(batch, device), labels, progress)
-        total = sum(losses.values())  # the one place the loss terms are summed
+        # the one place the loss terms are summed
+        total = sum(losses.values(), torch.zeros((), device=device))
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

@@ -1,0 +1,221 @@
+"""What every benchmark shares: the command that reproduces a run, the machine it ran on, the
+results writer (JSON + markdown + PNG), and a served index under closed-loop HTTP load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+# -- describing a run ---------------------------------------------------------------------------
+def command(module: str, argv: Sequence[str] | None = None) -> str:
+    """The command line that reproduces this run, written relative to the repository root:
+    `python -m bench.NAME ARGS` (behind `nice -n N` when it ran niced)."""
+    args = [relative(arg) for arg in (sys.argv[1:] if argv is None else argv)]
+    niceness = os.nice(0)
+    return " ".join([*(["nice", "-n", str(niceness)] if niceness else []),
+                     "python", "-m", module, *args])
+
+
+def relative(arg: str) -> str:
+    """A path under the checkout relative to it; an absolute path elsewhere from its
+    `artifacts/` part on (the layout `make demo-artifacts` makes), so that no command written
+    to bench/results/ names a directory of the machine it ran on."""
+    flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    path = Path(value)
+    if path.is_absolute():
+        if path.is_relative_to(ROOT):
+            value = str(path.relative_to(ROOT)) or "."
+        elif "artifacts" in path.parts:
+            value = str(Path(*path.parts[path.parts.index("artifacts"):]))
+    return f"{flag}{eq}{value}"
+
+
+def machine() -> str:
+    """Cores, processor and Python; torch's thread count where torch is loaded."""
+    out = (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+           f"Python {platform.python_version()}")
+    torch = sys.modules.get("torch")
+    return out + (f", {torch.get_num_threads()} torch thread(s)" if torch else "")
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the machine was around a run."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+# -- writing results ----------------------------------------------------------------------------
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only backend (benchmarks run without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_results(out: Path, name: str, result: dict, markdown: str,
+                  figure: Figure | None = None) -> None:
+    """OUT/NAME.json, OUT/NAME.md and, given a figure, OUT/NAME.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    if figure is not None:
+        figure.tight_layout()
+        figure.savefig(out / f"{name}.png", dpi=110)
+        pyplot().close(figure)
+
+
+# -- a served index -------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen, where: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited {process.returncode}: {where}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the server did not become ready: {where}")
+
+
+class Server:
+    """`xmr serve` in its own process on loopback, read-only, logging to `log`."""
+
+    def __init__(self, index: Path, checkpoint: Path, log: Path,
+                 settings: dict[str, str] | None = None) -> None:
+        """`settings`: XMR_* variables for this server on top of this process's environment."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
+               "XMR_LOG_LEVEL": "warning", **(settings or {})}
+        env.pop("XMR_API_KEY", None)
+        self.log = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
+             str(checkpoint), "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_ready(self.url, self.process, f"see {log}")
+
+    def memory_mb(self) -> dict[str, float]:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+                "peak_rss_mb": int(fields["VmHWM"].split()[0]) / 1024}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the whole answer.
+
+    The load generator shares the server's cores, so it must be lean: an httpx AsyncClient
+    spends several ms of CPU per request, taken from the server it measures. This speaks
+    plain HTTP/1.1 over asyncio streams: it writes the request, reads the status line, the
+    headers and exactly Content-Length bytes of body, and parses the JSON answer, so every
+    counted answer is a complete 200 with a result list. Nothing is cached."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post_json(self, path: str, payload: dict) -> tuple[int, dict | None]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        body = json.dumps(payload).encode()
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            .encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        fields = {name.strip().lower(): value.strip() for name, value in headers.items()}
+        data = await self.reader.readexactly(int(fields["content-length"]))
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status, (json.loads(data) if status == 200 else None)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+
+async def closed_loop(url: str, queries: list[str], clients: int, seconds: float,
+                      warmup: float, k: int = 10) -> dict[str, float]:
+    """Text-to-image searches in a closed loop: each of `clients` connections sends its next
+    query when the last one is answered. Latency is from sending to having the whole parsed
+    answer; only requests sent after `warmup` and answered within `seconds` count."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, stop = start + warmup, start + warmup + seconds
+
+    async def client(n: int) -> None:
+        nonlocal errors
+        connection = Connection(host, int(port))
+        i = n * 7919
+        try:
+            while (now := time.perf_counter()) < stop:
+                status, answer = await connection.post_json(
+                    "/v1/search/text-to-image", {"text": queries[i % len(queries)], "k": k})
+                done = time.perf_counter()
+                i += 1
+                if status != 200 or answer is None or len(answer["results"]) != k:
+                    errors += 1
+                elif now >= measure_from and done <= stop:
+                    latencies.append(done - now)
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    latencies.sort()
+    return {
+        "qps": len(latencies) / seconds,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "requests": len(latencies), "errors": errors,
+    }

@@ -1,0 +1,135 @@
+"""The corpora the service benchmark serves: the OpenMoji index, and a synthetic corpus of
+clustered random vectors indexed by the re-index job itself (with the default index type for
+its size, and Flat), with the OpenMoji texts as queries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+
+def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    texts = sorted({row["text"] for row in rows})
+    return random.Random(seed).sample(texts, min(n, len(texts)))
+
+
+def synthetic_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """n clustered random unit vectors: a seeded Gaussian mixture (2000 centres, fixed whatever
+    the seed), like learned embeddings rather than uniform noise. Another seed draws other
+    rows of the same mixture (queries that have near neighbours in the corpus)."""
+    centres = np.random.default_rng(0).standard_normal((2000, dim)).astype(np.float32)
+    rng = np.random.default_rng(1000 + seed)
+    vectors = centres[rng.integers(0, len(centres), n)] + \
+        0.8 * rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+class GivenVectors:
+    """An embedding engine for index.build that hands back vectors made beforehand, so the
+    synthetic index is built by the re-index job itself: same planning, training and files as
+    `xmr index build`, only the vectors are not an encoder's."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def stream(self, modalities: list[str], payloads: list[str]
+               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        assert len(payloads) == len(self.vectors), "a fresh build embeds every planned item"
+        for start in range(0, len(payloads), 5000):
+            rows = np.arange(start, min(start + 5000, len(payloads)))
+            yield rows, self.vectors[rows]
+
+
+def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
+                    levels: tuple[str, ...], n: int, spec: str) -> Path:
+    """n image items with `synthetic_vectors`, real OpenMoji files as their sources, indexed
+    as `spec` ("auto": the type `xmr index build` picks by size). Every spec gets the same
+    items, ids and vectors, so their answers can be compared id for id."""
+    from index.build import build
+    from index.catalog import NewItem
+
+    marker = path / f"READY-{checkpoint_id}-{n}-{spec}"
+    if marker.exists():
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    items = [NewItem("image", f"b:synthetic-{i}", tuple(rows[i % len(rows)]["labels"]),
+                     source=str((data / rows[i % len(rows)]["image"]).resolve()))
+             for i in range(n)]
+    started = time.perf_counter()
+    encoder = SimpleNamespace(dim=dim, checkpoint_id=checkpoint_id)  # names the space only
+    build(path, encoder, items, str, levels=levels, spec=spec, progress=False,
+          engine=GivenVectors(synthetic_vectors(n, dim)))
+    print(f"synthetic index of {n} items ({spec}) in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    marker.touch()
+    return path
+
+
+def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> None:
+    """Build the OpenMoji index unless there is one (what `xmr index build` does, with the
+    backbone features read from the feature cache: minutes, not tens of minutes, on 2 cores)."""
+    from index import generations
+
+    if generations.current(index) is not None:
+        return
+    from index.build import build
+    from index.cli import corpus_items
+    from index.engines import LocalEngine
+    from models.data.images import open_image
+    from models.embedder import CheckpointEmbedder, EncoderSpec
+    from models.inference import Encoder
+
+    encoder = Encoder.load(checkpoint, "cpu")
+    planned, levels = corpus_items(data)
+    engine = LocalEngine(EncoderSpec(checkpoint, cache),
+                         embedder=CheckpointEmbedder(encoder, cache))
+    report = build(index, encoder, planned, open_image, levels=levels, engine=engine)
+    print(f"built {index}: {report.counts}", flush=True)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    index: Path
+    index_type: str  # what the table shows
+    exact: Path | None = None  # the same items indexed Flat: recall is measured against it
+
+
+def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus], int]:
+    """OpenMoji, and the synthetic corpus twice: with the index type `xmr index build` picks
+    by default at that size (what a user serving it gets) and Flat (exact search)."""
+    from index import generations
+    from index.manifest import Manifest
+    from index.store import DEFAULT_NPROBE, auto_spec
+
+    openmoji_index(args.index, args.checkpoint, args.data, args.cache)
+    live = generations.current(args.index)
+    assert live is not None
+    manifest = Manifest.read(live)
+    dim, levels, n = manifest.dim, manifest.levels, args.synthetic
+
+    def synthetic(spec: str) -> Path:
+        return synthetic_index(args.work / f"synthetic-{n}-{spec}", args.data, ckpt_id, dim,
+                               levels, n, spec)
+
+    picked = auto_spec(n, dim)
+    probes = f", nprobe {DEFAULT_NPROBE}" if picked.startswith("IVF") else ""
+    exact = synthetic("Flat")
+    return [
+        Corpus("openmoji", args.index, "default (the demo index)"),
+        Corpus(f"synthetic-{n // 1000}k", synthetic("auto"), f"{picked}{probes} (default)",
+               exact=None if picked == "Flat" else exact),
+        Corpus(f"synthetic-{n // 1000}k-flat", exact, "Flat (exact)"),
+    ], dim
+
