@@ -65,7 +65,6 @@ class JobManager:
         self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._process: asyncio.subprocess.Process | None = None
-        self.current_checkpoint = Path(settings.checkpoint)  # follows successful swaps
 
     def start(self, data: str, checkpoint: str | None) -> Job:
         if any(job.state in ("queued", "running") for job in self.jobs.values()):
@@ -73,7 +72,10 @@ class JobManager:
         corpus = Path(data)
         if not (corpus / "manifest.jsonl").is_file():
             raise Problem(422, f"data {data!r} is not a corpus directory (no manifest.jsonl)")
-        ckpt = checkpoint or str(self.current_checkpoint)
+        retriever = self._retriever()
+        served = (retriever.checkpoint_path if retriever is not None
+                  else str(self.settings.checkpoint))
+        ckpt = checkpoint or served
         if not Path(ckpt).is_file():
             raise Problem(422, f"checkpoint {ckpt!r} does not exist")
         job = Job(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()))
@@ -178,7 +180,7 @@ class JobManager:
             if retriever.encoder.checkpoint_id == new.checkpoint_id:
                 new = None  # a request met the new generation first and swapped it in
         await retriever.reload(new)
-        self.current_checkpoint = Path(job.checkpoint)
+        retriever.checkpoint_path = job.checkpoint
         swapped = f" and checkpoint {retriever.encoder.checkpoint_id}" if changed else ""
         job.message = f"serving the new generation{swapped}"
 

@@ -89,6 +89,7 @@ class Retriever:
         self.catalog = catalog
         self.settings = settings
         self.swaps = 0
+        self.checkpoint_path = str(settings.checkpoint)  # the file the encoder was loaded from
         self.preloaded: dict[str, Encoder] = {}  # by checkpoint id (a re-index job's)
         self._following: dict[str, asyncio.Task[None]] = {}
         self._unloadable: dict[str, str] = {}  # checkpoint id -> why it cannot be followed
@@ -301,6 +302,7 @@ class Retriever:
                                                   self.settings.encoder_threads)
             if self.encoder.checkpoint_id != checkpoint == self.catalog.checkpoint_id:
                 await self.reload(encoder)
+                self.checkpoint_path = self.catalog.checkpoint_path or self.checkpoint_path
         except Exception as err:  # answered to every request as a 409 problem
             self._unloadable[checkpoint] = (
                 f"the index {self.settings.index} now serves checkpoint {checkpoint} (rebuilt "

@@ -16,7 +16,7 @@ import pytest
 
 from models.inference import checkpoint_id
 from tests.service.conftest import ROOT, Server, ingest_corpus, start_server
-from tests.service.test_jobs import variant
+from tests.service.test_jobs import variant, wait_for
 
 PROBLEM = "application/problem+json"
 SWAP_WAIT_S = 3.0
@@ -74,6 +74,12 @@ def test_the_service_follows_an_index_rebuilt_with_another_checkpoint(
         assert found.status_code == 200, found.text
         assert found.json()["checkpoint_id"] == checkpoint_id(new)
         assert found.json()["results"][0]["id"] == item["id"]
+        assert client.get("/v1/info").json()["checkpoint_id"] == checkpoint_id(new)
+        # a re-index job without a checkpoint now re-embeds with the one followed
+        job = client.post("/v1/jobs", headers=served.auth, json={"data": str(served.corpus)})
+        assert job.status_code == 202, job.text
+        assert job.json()["checkpoint"] == str(new.resolve())
+        assert wait_for(client, job.json()["id"])["state"] == "succeeded"
         assert client.get("/v1/info").json()["checkpoint_id"] == checkpoint_id(new)
 
 
