@@ -3,8 +3,7 @@
 Torch never runs on the event loop. Each of `workers` threads takes a batch from one shared
 queue and runs it to the end, so that many batches run at once: on a CPU, several one-thread
 workers serve more per second than one worker whose OpenMP team spans the cores, since nothing
-waits at a barrier for a core the event loop holds (2 cores, 32 clients: 343 QPS against 250
-for a 2-thread worker and 239 for a 1-thread one; bench/results/service_ab.md). A batch is
+waits at a barrier for a core the event loop holds (bench/results/service_ab.md). A batch is
 every query that queued while the worker's previous batch ran, topped up for at most
 `max_wait_s` only when that batch held more than one query (a sign of concurrent load), so a
 lone client never waits for company and a busy service groups up to `max_size`.
@@ -31,8 +30,8 @@ T = TypeVar("T")
 def name_os_thread(name: str) -> None:
     """Give the calling thread `name` in the OS as well (Linux; 15 bytes at most), so that
     `top -H`, py-spy and /proc/PID/task/*/comm tell the encoder workers and the search thread
-    from the event loop (bench/cpu_split.py splits the server's CPU this way); OpenMP threads a
-    worker starts take its name. Python before 3.14 names threads for itself only."""
+    from the event loop (bench/results/cpu_split.md splits the server's CPU this way); OpenMP
+    threads a worker starts take its name. Python before 3.14 names threads for itself only."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux: only ever read, not needed
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
 

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(app: FastAPI, settings: Settings) -> None:
-    """uvicorn as `xmr serve` runs it (bench/web_overhead.py serves its stub app this way)."""
+    """uvicorn as `xmr serve` runs it."""
     import uvicorn
 
     from service.logging import log_config

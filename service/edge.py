@@ -8,7 +8,7 @@ the answer for the per-route Prometheus metrics (service.metrics).
 One pure-ASGI layer, one header scan and one `send` wrapper per request, where there were
 three middlewares and prometheus-fastapi-instrumentator (which matched every route's regex
 again to name the handler): on 2 shared cores the web layer's CPU per search is taken straight
-from the encoder (bench/web_overhead.py measures it; bench/results/service.md has the figures).
+from the encoder (bench/results/README.md: the web-layer diagnostic).
 """
 
 from __future__ import annotations

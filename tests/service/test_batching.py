@@ -134,7 +134,7 @@ def test_workers_run_batches_at_the_same_time() -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="OS thread names: Linux")
 def test_workers_carry_their_names_in_the_os() -> None:
-    # what top -H, py-spy and bench/cpu_split.py read to tell the threads apart
+    # what top -H and py-spy read to tell the threads apart
     def run(kind: str, payloads: list[int]) -> list[str]:
         comm = Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
         return [comm for _ in payloads]
