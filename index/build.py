@@ -35,10 +35,11 @@ from tqdm import tqdm
 
 from index import generations
 from index.backends import BackendSettings, close_store, create_store, drop_external_stores
-from index.catalog import Generation, create_generation, write_snapshot
+from index.catalog import create_generation
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
 from index.records import MODALITIES, NewItem, Record
+from index.snapshots import Generation, write_snapshot
 from index.store import FaissStore, VectorStore
 
 log = logging.getLogger(__name__)
@@ -152,22 +153,32 @@ class _Job:
     def _plan(self, planned: Sequence[NewItem], live: Metadata | None,
               new: Metadata) -> list[tuple[int, NewItem]]:
         """(id, item) still to embed: corpus items, then live-only items; ids as module doc."""
-        items: dict[tuple[str, str], NewItem] = {}
+        items: dict[Identity, NewItem] = {}
         for item in planned:
-            items.setdefault((item.modality, item.content_hash), item)
-        known: dict[tuple[str, str], int] = {}
+            items.setdefault(_identity(item), item)
+        known: dict[Identity, int] = {}
         if live is not None:
             with live.read():
-                for record in live.all_items():
-                    key = (record.modality, record.content_hash)
-                    known[key] = record.id
-                    items.setdefault(key, _as_new(record))
-        todo = [(key, item) for key, item in items.items() if new.id_of(*key) is None]
-        fresh_keys = [key for key, _ in todo if key not in known]
-        if fresh_keys:
-            first = self._reserve(live, new, len(fresh_keys))
-            known.update({key: first + n for n, key in enumerate(fresh_keys)})
-        return [(known[key], item) for key, item in todo]
+                records = live.all_items()
+            known = _match_live(items, records)
+            kept = set(known.values())
+            for record in records:
+                if record.id not in kept:  # live-only: ingested through the service
+                    items.setdefault(_identity(record), _as_new(record))
+                    known.setdefault(_identity(record), record.id)
+
+        def committed(ident: Identity, item: NewItem) -> bool:  # by an interrupted run
+            if ident in known:
+                return new.get(known[ident]) is not None
+            return (new.id_of_key(item.key) if item.key is not None
+                    else new.id_of(item.modality, item.content_hash, unkeyed=True)) is not None
+
+        todo = [(ident, item) for ident, item in items.items() if not committed(ident, item)]
+        fresh = [ident for ident, _ in todo if ident not in known]
+        if fresh:
+            first = self._reserve(live, new, len(fresh))
+            known.update({ident: first + n for n, ident in enumerate(fresh)})
+        return [(known[ident], item) for ident, item in todo]
 
     @staticmethod
     def _reserve(live: Metadata | None, new: Metadata, n: int) -> int:
@@ -317,23 +328,62 @@ class _Job:
             if op == "del" or record is None:
                 with new.write():
                     new.delete(item_id)
-                continue
-            item = _as_new(record)
-            clash = new.id_of(item.modality, item.content_hash)
-            if clash == item_id:
-                continue
-            batch, vectors = next(iter(self._encoded([(item_id, item)])), ([], None))
-            with new.write():
-                if clash is not None:  # the corpus planned it under a reserved id: the live
-                    new.delete(clash)  # id was handed to a client, so it wins
-                if batch and vectors is not None:
-                    new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
+            else:
+                self._put(new, item_id, _as_new(record))
         return entries[-1][0], len(entries)
+
+    def _put(self, new: Metadata, item_id: int, item: NewItem) -> None:
+        """Make the new generation hold `item` under `item_id` as the live one does (re-embedded
+        unless its content is there already). The live id was handed to a client, so it wins
+        over an item the plan gave the same key, or the same content without a key."""
+        present = new.get(item_id)
+        same = present is not None and (present.modality, present.content_hash) == (
+            item.modality, item.content_hash)
+        batch, vectors = ([], None) if same else next(iter(self._encoded([(item_id, item)])),
+                                                      ([], None))
+        with new.write():
+            clash = new.id_of_key(item.key) if item.key is not None else new.id_of(
+                item.modality, item.content_hash, unkeyed=True)
+            if clash is not None and clash != item_id:
+                new.delete(clash)
+            if same:
+                new.replace(item_id, item, self.encoder.checkpoint_id)
+                return
+            new.delete(item_id)
+            if batch and vectors is not None:
+                new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
+
+
+Identity = tuple[str, ...]  # ("key", key) or ("content", modality, content_hash)
+
+
+def _identity(item: NewItem | Record) -> Identity:
+    """What makes two items one (index.metadata): the key, else the content."""
+    return ("key", item.key) if item.key is not None else (
+        "content", item.modality, item.content_hash)
+
+
+def _match_live(items: dict[Identity, NewItem], records: Sequence[Record]
+                ) -> dict[Identity, int]:
+    """The live id each planned item keeps: the item of its key, else (for an index made
+    before keys) an item without a key of equal content; ids only go to one item."""
+    by_identity = {_identity(r): r.id for r in records}
+    taken: set[int] = set()
+    known: dict[Identity, int] = {}
+    for ident, item in items.items():
+        found = by_identity.get(ident)
+        if found is None and item.key is not None:
+            found = by_identity.get(("content", item.modality, item.content_hash))
+        if found is not None and found not in taken:
+            known[ident] = found
+            taken.add(found)
+    return known
 
 
 def _as_new(record: Record) -> NewItem:
     modality: Literal["image", "text"] = "image" if record.modality == "image" else "text"
-    return NewItem(modality, record.content_hash, record.labels, record.text, record.source)
+    return NewItem(modality, record.content_hash, record.labels, record.text, record.source,
+                   record.key, record.metadata)
 
 
 def _read_state(gen: Path) -> dict[str, Any]:

@@ -20,52 +20,42 @@ retries on the new one, so no write is lost across a swap (index.build explains 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from index import generations
-from index.backends import BackendSettings, close_store, create_store, load_store, reset_store
-from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
+from index.backends import BackendSettings, close_store, create_store, load_store
+from index.fsutil import fsync_dir
 from index.manifest import Manifest, ManifestMismatch
 from index.metadata import DATABASE, Metadata, Sealed
+from index.payload import Scalar, check_key, check_where
 from index.records import MODALITIES, Hit, NewItem, Record, check_modality
-from index.store import VectorStore, check_vectors
+from index.snapshots import (
+    SNAPSHOTS,
+    Generation,
+    catch_up,
+    rebuild_store,
+    snapshot_seq,
+    write_snapshot,
+    write_stores,
+)
+from index.store import check_vectors
 
 __all__ = ["Catalog", "Hit", "ManifestMismatch", "NewItem", "Record", "StaleCheckpoint"]
 
 log = logging.getLogger(__name__)
-SNAPSHOTS = "snapshots"
-POINTER = "SNAPSHOT"
 UNIT_TOLERANCE = 1e-3
+T = TypeVar("T")
 
 
 class StaleCheckpoint(ManifestMismatch):
     """Vectors of one checkpoint offered to a generation of another (a re-index swapped in a
     new checkpoint): load the encoder of `Catalog.checkpoint_id`, re-encode and retry."""
-
-
-@dataclass
-class Generation:
-    """One opened generation: its directory, manifest, database and stores."""
-
-    path: Path
-    manifest: Manifest
-    meta: Metadata
-    stores: dict[str, VectorStore]
-    applied: int  # journal sequence the stores reflect
-
-    def close(self) -> None:
-        for store in self.stores.values():
-            close_store(store)
-        self.meta.close()
 
 
 class Catalog:
@@ -117,9 +107,11 @@ class Catalog:
     # -- writes -------------------------------------------------------------------------------
     def ingest(self, items: Sequence[NewItem], vectors: np.ndarray, *,
                checkpoint_id: str | None = None) -> list[tuple[int, bool]]:
-        """(id, created) per item; equal (modality, content_hash) -> (existing id, False).
-        Returns only once durable. `checkpoint_id`: the encoder that made `vectors`; when given
-        and not the live generation's, raises StaleCheckpoint instead of mixing spaces."""
+        """(id, created) per item, in order. An item with a key that exists replaces that item
+        (same id, created False); without a key, equal (modality, content_hash) gives
+        (existing id, False) and changes nothing (index.metadata has the rules). Returns only
+        once durable. `checkpoint_id`: the encoder that made `vectors`; when given and not the
+        live generation's, raises StaleCheckpoint instead of mixing spaces."""
         items = list(items)
         if not all(isinstance(item, NewItem) for item in items):
             raise TypeError("items must be NewItem instances")
@@ -127,43 +119,44 @@ class Catalog:
         if len(items) != len(vectors):
             raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
         made_by = checkpoint_id or self.checkpoint_id
-        for _attempt in range(3):
-            with self._lock:
-                gen = self._gen
-                if made_by != gen.manifest.checkpoint_id:
-                    raise StaleCheckpoint(
-                        f"vectors of checkpoint {made_by} offered to generation {gen.path.name}"
-                        f" of checkpoint {gen.manifest.checkpoint_id}: re-encode and retry")
-                try:
-                    with self._writing(gen):
-                        result = gen.meta.insert(items, vectors, gen.manifest.checkpoint_id)
-                except Sealed:
-                    self.reload()
-                    continue
-                self._catch_up(gen)
-                return result
-        raise RuntimeError("index generation kept changing during an ingestion")
+
+        def write(gen: Generation) -> list[tuple[int, bool]]:
+            if made_by != gen.manifest.checkpoint_id:
+                raise StaleCheckpoint(
+                    f"vectors of checkpoint {made_by} offered to generation {gen.path.name}"
+                    f" of checkpoint {gen.manifest.checkpoint_id}: re-encode and retry")
+            return gen.meta.insert(items, vectors, gen.manifest.checkpoint_id)
+
+        return self._write("an ingestion", write)
 
     def delete(self, item_id: int) -> bool:
         """True when the item existed; durable on return, never returned by search after."""
         item_id = _check_id(item_id)
-        for _attempt in range(3):
-            with self._lock:
-                gen = self._gen
-                try:
-                    with self._writing(gen):
-                        modality = gen.meta.delete(item_id)
-                except Sealed:
-                    self.reload()
-                    continue
-                self._catch_up(gen)
-                return modality is not None
-        raise RuntimeError("index generation kept changing during a delete")
+        return self._write("a delete", lambda gen: gen.meta.delete(item_id) is not None)
+
+    def delete_by_key(self, key: str) -> Record | None:
+        """The item deleted (None: no item has this key); durable on return."""
+        key = _check_key(key)
+
+        def write(gen: Generation) -> Record | None:
+            item_id = gen.meta.id_of_key(key)
+            record = None if item_id is None else gen.meta.get(item_id)
+            if record is not None:
+                gen.meta.delete(record.id)
+            return record
+
+        return self._write("a delete", write)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, item_id: int) -> Record | None:
         with self._lock:
             return self._gen.meta.get(_check_id(item_id))
+
+    def get_by_key(self, key: str) -> Record | None:
+        key = _check_key(key)
+        with self._lock, self._gen.meta.read():
+            item_id = self._gen.meta.id_of_key(key)
+            return None if item_id is None else self._gen.meta.get(item_id)
 
     def count(self, modality: str | None = None) -> int:
         with self._lock:
@@ -173,25 +166,41 @@ class Catalog:
             return self._gen.stores[check_modality(modality)].count()
 
     def search(self, queries: np.ndarray, k: int, modality: str,
-               labels: Mapping[str, str] | None = None) -> list[list[Hit]]:
+               labels: Mapping[str, str] | None = None,
+               where: Mapping[str, Scalar] | None = None) -> list[list[Hit]]:
         """Nearest items of `modality` (the modality of the RESULTS) for each unit query row,
-        best first; `labels` = {level_name: value}, all must match."""
+        best first. Filters, all of which must match: `labels` = {level_name: value},
+        `where` = {metadata field: JSON scalar} (equality on top-level fields)."""
         check_modality(modality)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = _check_k(k)
         queries = self._check_unit(queries, "queries")
+        wanted = check_where(where)
         with self._lock:
             gen = self._gen
             self._catch_up(gen)
-            allow = None if not labels else gen.meta.ids_with_labels(
-                modality, self._label_filter(gen, labels))
-            if allow is not None and not len(allow):
-                return [[] for _ in range(len(queries))]
-            scores, ids = gen.stores[modality].search(queries, int(k), allow)
-            records = gen.meta.get_many(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        return [[Hit(int(i), float(s), records[int(i)])
-                 for s, i in zip(row_s, row_i, strict=True) if i >= 0 and int(i) in records]
-                for row_s, row_i in zip(scores, ids, strict=True)]
+            return self._search(gen, queries, k, modality, labels, wanted)
+
+    def similar(self, k: int, modality: str, *, item_id: int | None = None,
+                key: str | None = None, labels: Mapping[str, str] | None = None,
+                where: Mapping[str, Scalar] | None = None) -> list[Hit] | None:
+        """Search `modality` with the stored vector of the item named by `item_id` or `key`
+        (no encoder involved); the item itself is left out of its own results. None when
+        there is no such item."""
+        if (item_id is None) == (key is None):
+            raise ValueError("name the item by exactly one of id and key")
+        check_modality(modality)
+        k = _check_k(k)
+        wanted = check_where(where)
+        with self._lock:
+            gen = self._gen
+            self._catch_up(gen)
+            found = gen.meta.id_of_key(_check_key(key)) if key is not None else item_id
+            record = None if found is None else gen.meta.get(_check_id(found))
+            if record is None:
+                return None
+            _, vector = gen.meta.vectors([record.id], self.dim, record.modality)
+            exclude = record.id if record.modality == modality else None
+            return self._search(gen, vector, k, modality, labels, wanted, exclude)[0]
 
     # -- generations and snapshots ------------------------------------------------------------
     def reload(self) -> bool:
@@ -226,6 +235,22 @@ class Catalog:
         self.close()
 
     # -- helpers ------------------------------------------------------------------------------
+    def _write(self, what: str, write: Callable[[Generation], T]) -> T:
+        """Run `write` in one durable transaction on the live generation; when a re-index has
+        sealed it meanwhile, move to the new one and run it there."""
+        for _attempt in range(3):
+            with self._lock:
+                gen = self._gen
+                try:
+                    with self._writing(gen):
+                        result = write(gen)
+                except Sealed:
+                    self.reload()
+                    continue
+                self._catch_up(gen)
+                return result
+        raise RuntimeError(f"index generation kept changing during {what}")
+
     @contextmanager
     def _writing(self, gen: Generation) -> Iterator[None]:
         """A write transaction on a generation that is still the live one: checked under the
@@ -234,6 +259,25 @@ class Catalog:
             if generations.current(self.root) != gen.path:
                 raise Sealed(f"{gen.path.name} is no longer the live generation")
             yield
+
+    def _search(self, gen: Generation, queries: np.ndarray, k: int, modality: str,
+                labels: Mapping[str, str] | None, where: Mapping[str, str],
+                exclude: int | None = None) -> list[list[Hit]]:
+        """Filters become an allow-list of ids (exact, whatever the index type); `exclude`
+        leaves one id out (of the allow-list, or of one extra result fetched)."""
+        allow = None
+        if labels or where:
+            allow = gen.meta.ids_matching(modality, self._label_filter(gen, labels or {}), where)
+            allow = allow[allow != exclude] if exclude is not None else allow
+            if not len(allow):
+                return [[] for _ in range(len(queries))]
+        extra = int(exclude is not None and allow is None)
+        scores, ids = gen.stores[modality].search(queries, k + extra, allow)
+        records = gen.meta.get_many(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        return [[Hit(int(i), float(s), records[int(i)])
+                 for s, i in zip(row_s, row_i, strict=True)
+                 if i >= 0 and int(i) != exclude and int(i) in records][:k]
+                for row_s, row_i in zip(scores, ids, strict=True)]
 
     def _catch_up(self, gen: Generation) -> None:
         applied = catch_up(gen)
@@ -267,6 +311,19 @@ def _check_id(item_id: int) -> int:
     return int(item_id)
 
 
+def _check_key(key: str | None) -> str:
+    checked = check_key(key)
+    if checked is None:
+        raise ValueError("key must be a string, not None")
+    return checked
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
 # -- generation plumbing (also used by index.build) ----------------------------------------------
 def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
                       backend: BackendSettings | None = None) -> Path:
@@ -280,7 +337,7 @@ def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
     stores = {m: create_store(manifest.dim, path, settings, name=m, spec=spec, gpu=False)
               for m in MODALITIES}
     try:
-        _write_stores(path, stores, 0)
+        write_stores(path, stores, 0)
     finally:
         for store in stores.values():
             close_store(store)
@@ -306,88 +363,3 @@ def open_generation(path: Path, gpu: bool | None = None) -> Generation:
     if replayed and meta.sealed() is None:
         write_snapshot(gen)
     return gen
-
-
-def catch_up(gen: Generation) -> int:
-    """Apply journal entries after gen.applied to the stores; idempotent (each touched id ends
-    as the metadata has it: present with its vector, or absent). Returns entries applied."""
-    with gen.meta.read():
-        entries = gen.meta.journal_since(gen.applied)
-        if not entries:
-            return 0
-        touched: dict[str, set[int]] = {m: set() for m in MODALITIES}
-        for _seq, _op, item_id, modality in entries:
-            touched[modality].add(item_id)
-        present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim)
-                   for m, ids in touched.items() if ids}
-    for modality, (ids, vectors) in present.items():
-        store = gen.stores[modality]
-        gone = np.array(sorted(touched[modality] - set(ids.tolist())), dtype=np.int64)
-        store.remove(gone)
-        store.add(ids, vectors)
-    gen.applied = entries[-1][0]
-    return len(entries)
-
-
-def rebuild_store(gen: Generation, modality: str) -> None:
-    with gen.meta.read():
-        ids, vectors = gen.meta.all_vectors(modality, gen.manifest.dim)
-        gen.applied = gen.meta.high_water()
-    store = gen.stores[modality]
-    reset_store(store)
-    if len(ids):
-        store.add(ids, vectors)
-
-
-def snapshot_seq(path: Path) -> int:
-    return int((path / SNAPSHOTS / POINTER).read_text().strip())
-
-
-def write_snapshot(gen: Generation) -> None:
-    """Save the stores as of gen.applied: write a new directory, fsync it, then point at it.
-    The pointer moves only forward, under the database's write lock, because several processes
-    may snapshot one generation."""
-    catch_up(gen)
-    _write_stores(gen.path, gen.stores, gen.applied)
-    with gen.meta.write(allow_sealed=True):
-        if snapshot_seq(gen.path) < gen.applied:
-            _point_at(gen.path, gen.applied)
-
-
-def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> None:
-    base = path / SNAPSHOTS
-    base.mkdir(exist_ok=True)
-    final = base / f"snap-{seq:012d}"
-    if final.exists():
-        return
-    tmp = base / f".tmp-{seq:012d}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for modality, store in stores.items():
-        store.save(tmp / modality)
-        fsync_tree(tmp / modality)
-    fsync_tree(tmp)
-    try:
-        tmp.rename(final)
-    except OSError:  # another process wrote the same snapshot first
-        shutil.rmtree(tmp, ignore_errors=True)
-    fsync_dir(base)
-    if not (base / POINTER).exists():
-        _point_at(path, seq)
-
-
-def _point_at(path: Path, seq: int) -> None:
-    """Name snapshot `seq` as the latest, then delete older ones and stale temporaries."""
-    base = path / SNAPSHOTS
-    atomic_write_text(base / POINTER, f"{seq}\n")
-    for old in base.iterdir():
-        if _stale(old, seq):
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _stale(path: Path, seq: int) -> bool:
-    if path.name.startswith("snap-"):
-        return int(path.name[5:]) < seq
-    try:  # temporaries of crashed writers (a live writer finishes within the hour)
-        return path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600
-    except FileNotFoundError:
-        return False

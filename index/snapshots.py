@@ -1,0 +1,131 @@
+"""A generation's derived vector stores: the `Generation` bundle, journal catch-up, rebuilds
+from the stored vectors, and FAISS snapshots (index.catalog explains how they make a crash
+lose nothing).
+
+A snapshot is a directory `snapshots/snap-SEQ/` holding every store as of journal sequence SEQ,
+written whole and fsynced before the `SNAPSHOT` pointer names it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.backends import close_store, reset_store
+from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
+from index.manifest import Manifest
+from index.metadata import Metadata
+from index.records import MODALITIES
+from index.store import VectorStore
+
+SNAPSHOTS = "snapshots"
+POINTER = "SNAPSHOT"
+
+
+@dataclass
+class Generation:
+    """One opened generation: its directory, manifest, database and stores."""
+
+    path: Path
+    manifest: Manifest
+    meta: Metadata
+    stores: dict[str, VectorStore]
+    applied: int  # journal sequence the stores reflect
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            close_store(store)
+        self.meta.close()
+
+
+
+def catch_up(gen: Generation) -> int:
+    """Apply journal entries after gen.applied to the stores; idempotent (each touched id ends
+    as the metadata has it: present with its vector, or absent). Returns entries applied."""
+    with gen.meta.read():
+        entries = gen.meta.journal_since(gen.applied)
+        if not entries:
+            return 0
+        touched: dict[str, set[int]] = {m: set() for m in MODALITIES}
+        for _seq, _op, item_id, modality in entries:
+            touched[modality].add(item_id)
+        present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim, m)
+                   for m, ids in touched.items() if ids}
+    for modality, (ids, vectors) in present.items():
+        store = gen.stores[modality]
+        gone = np.array(sorted(touched[modality] - set(ids.tolist())), dtype=np.int64)
+        store.remove(gone)
+        store.add(ids, vectors)
+    gen.applied = entries[-1][0]
+    return len(entries)
+
+
+def rebuild_store(gen: Generation, modality: str) -> None:
+    with gen.meta.read():
+        ids, vectors = gen.meta.all_vectors(modality, gen.manifest.dim)
+        gen.applied = gen.meta.high_water()
+    store = gen.stores[modality]
+    reset_store(store)
+    if len(ids):
+        store.add(ids, vectors)
+
+
+def snapshot_seq(path: Path) -> int:
+    return int((path / SNAPSHOTS / POINTER).read_text().strip())
+
+
+def write_snapshot(gen: Generation) -> None:
+    """Save the stores as of gen.applied: write a new directory, fsync it, then point at it.
+    The pointer moves only forward, under the database's write lock, because several processes
+    may snapshot one generation."""
+    catch_up(gen)
+    write_stores(gen.path, gen.stores, gen.applied)
+    with gen.meta.write(allow_sealed=True):
+        if snapshot_seq(gen.path) < gen.applied:
+            _point_at(gen.path, gen.applied)
+
+
+def write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> None:
+    base = path / SNAPSHOTS
+    base.mkdir(exist_ok=True)
+    final = base / f"snap-{seq:012d}"
+    if final.exists():
+        return
+    tmp = base / f".tmp-{seq:012d}-{os.getpid()}-{threading.get_ident()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for modality, store in stores.items():
+        store.save(tmp / modality)
+        fsync_tree(tmp / modality)
+    fsync_tree(tmp)
+    try:
+        tmp.rename(final)
+    except OSError:  # another process wrote the same snapshot first
+        shutil.rmtree(tmp, ignore_errors=True)
+    fsync_dir(base)
+    if not (base / POINTER).exists():
+        _point_at(path, seq)
+
+
+def _point_at(path: Path, seq: int) -> None:
+    """Name snapshot `seq` as the latest, then delete older ones and stale temporaries."""
+    base = path / SNAPSHOTS
+    atomic_write_text(base / POINTER, f"{seq}\n")
+    for old in base.iterdir():
+        if _stale(old, seq):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _stale(path: Path, seq: int) -> bool:
+    if path.name.startswith("snap-"):
+        return int(path.name[5:]) < seq
+    try:  # temporaries of crashed writers (a live writer finishes within the hour)
+        return path.name.startswith(".tmp-") and time.time() - path.stat().st_mtime > 3600
+    except FileNotFoundError:
+        return False
