@@ -1,10 +1,11 @@
 """The batch re-index job behind `xmr index build`: a whole new generation, swapped in atomically.
 
-1. Plan. Every corpus item (an image per distinct image file, a text per line) plus every item
-   of the live generation that the corpus lacks (ingested through the service: re-embedded from
-   its stored text or media file, so a rebuild never drops them). Ids stay stable: an item the
-   live generation knows keeps its id; new ones get ids reserved in the live database, which
-   the service then never hands out. The live journal position is read in the same snapshot.
+1. Plan. Every corpus item (index.cli.corpus_items: keyed by the corpus row ids) plus every
+   item of the live generation that the corpus lacks (ingested through the service: re-embedded
+   from its stored text or media file, so a rebuild never drops them), with their keys and
+   metadata. Ids stay stable: an item the live generation knows (by key, else by content:
+   index.plan) keeps its id; new ones get ids reserved in the live database, which the service
+   then never hands out. The live journal position is read in the same snapshot.
 2. Embed. Batches stream through the encoder while a thread decodes the next image batch; each
    batch is committed to the new generation's database, so an interrupted build resumes from
    the last committed batch (a generation still marked BUILDING, of the same checkpoint).
@@ -28,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -38,7 +39,8 @@ from index.backends import BackendSettings, close_store, create_store, drop_exte
 from index.catalog import create_generation
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
-from index.records import MODALITIES, NewItem, Record
+from index.plan import Identity, as_new, identity, keep_live_metadata, match_live
+from index.records import MODALITIES, NewItem
 from index.snapshots import Generation, write_snapshot
 from index.store import FaissStore, VectorStore
 
@@ -155,17 +157,18 @@ class _Job:
         """(id, item) still to embed: corpus items, then live-only items; ids as module doc."""
         items: dict[Identity, NewItem] = {}
         for item in planned:
-            items.setdefault(_identity(item), item)
+            items.setdefault(identity(item), item)
         known: dict[Identity, int] = {}
         if live is not None:
             with live.read():
                 records = live.all_items()
-            known = _match_live(items, records)
+            known = match_live(items, records)
+            keep_live_metadata(items, known, records)
             kept = set(known.values())
             for record in records:
                 if record.id not in kept:  # live-only: ingested through the service
-                    items.setdefault(_identity(record), _as_new(record))
-                    known.setdefault(_identity(record), record.id)
+                    items.setdefault(identity(record), as_new(record))
+                    known.setdefault(identity(record), record.id)
 
         def committed(ident: Identity, item: NewItem) -> bool:  # by an interrupted run
             if ident in known:
@@ -329,7 +332,7 @@ class _Job:
                 with new.write():
                     new.delete(item_id)
             else:
-                self._put(new, item_id, _as_new(record))
+                self._put(new, item_id, as_new(record))
         return entries[-1][0], len(entries)
 
     def _put(self, new: Metadata, item_id: int, item: NewItem) -> None:
@@ -352,38 +355,6 @@ class _Job:
             new.delete(item_id)
             if batch and vectors is not None:
                 new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
-
-
-Identity = tuple[str, ...]  # ("key", key) or ("content", modality, content_hash)
-
-
-def _identity(item: NewItem | Record) -> Identity:
-    """What makes two items one (index.metadata): the key, else the content."""
-    return ("key", item.key) if item.key is not None else (
-        "content", item.modality, item.content_hash)
-
-
-def _match_live(items: dict[Identity, NewItem], records: Sequence[Record]
-                ) -> dict[Identity, int]:
-    """The live id each planned item keeps: the item of its key, else (for an index made
-    before keys) an item without a key of equal content; ids only go to one item."""
-    by_identity = {_identity(r): r.id for r in records}
-    taken: set[int] = set()
-    known: dict[Identity, int] = {}
-    for ident, item in items.items():
-        found = by_identity.get(ident)
-        if found is None and item.key is not None:
-            found = by_identity.get(("content", item.modality, item.content_hash))
-        if found is not None and found not in taken:
-            known[ident] = found
-            taken.add(found)
-    return known
-
-
-def _as_new(record: Record) -> NewItem:
-    modality: Literal["image", "text"] = "image" if record.modality == "image" else "text"
-    return NewItem(modality, record.content_hash, record.labels, record.text, record.source,
-                   record.key, record.metadata)
 
 
 def _read_state(gen: Path) -> dict[str, Any]:
