@@ -12,6 +12,11 @@ A write killed before its commit leaves nothing (SQLite rolls it back): no half-
 The same catch-up runs before each search, so several processes (uvicorn workers) sharing one
 index directory see each other's writes.
 
+Keys and metadata are stored with the item, in its transaction (index.metadata has the rules
+of keys, upserts and content); metadata filters resolve to the same id allow-list as label
+filters, and the vector store searches among those ids only (no post-filtering that could
+leave fewer than k hits).
+
 Generations. `xmr index build` writes a new generation and seals the old one in the same
 SQLite transaction that swaps CURRENT; a write that finds its generation sealed reloads and
 retries on the new one, so no write is lost across a swap (index.build explains the catch-up).
@@ -191,14 +196,16 @@ class Catalog:
         check_modality(modality)
         k = _check_k(k)
         wanted = check_where(where)
+        found = None if item_id is None else _check_id(item_id)
         with self._lock:
             gen = self._gen
             self._catch_up(gen)
-            found = gen.meta.id_of_key(_check_key(key)) if key is not None else item_id
-            record = None if found is None else gen.meta.get(_check_id(found))
-            if record is None:
-                return None
-            _, vector = gen.meta.vectors([record.id], self.dim, record.modality)
+            with gen.meta.read():
+                found = gen.meta.id_of_key(_check_key(key)) if key is not None else found
+                record = None if found is None else gen.meta.get(found)
+                if record is None:
+                    return None
+                _, vector = gen.meta.vectors([record.id], self.dim, record.modality)
             exclude = record.id if record.modality == modality else None
             return self._search(gen, vector, k, modality, labels, wanted, exclude)[0]
 
