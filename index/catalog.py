@@ -163,6 +163,12 @@ class Catalog:
             item_id = self._gen.meta.id_of_key(key)
             return None if item_id is None else self._gen.meta.get(item_id)
 
+    def holds_content(self, modality: str, content_hash: str) -> bool:
+        """Whether any item has this content (keyed items may share one image file: delete
+        the file only when the last of them is gone)."""
+        with self._lock:
+            return self._gen.meta.id_of(check_modality(modality), content_hash) is not None
+
     def count(self, modality: str | None = None) -> int:
         with self._lock:
             self._catch_up(self._gen)

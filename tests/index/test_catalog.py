@@ -198,6 +198,10 @@ def test_keyed_items_may_share_content_unkeyed_ones_do_not(cat: Catalog) -> None
     assert a != b and new_a and new_b
     assert (plain, new_plain, again, new_again) == (a, False, a, False)  # the first of that content
     assert cat.count("image") == 2
+    cat.delete(a)
+    assert cat.holds_content("image", photo["content_hash"])  # b still uses the file
+    cat.delete_by_key("b")
+    assert not cat.holds_content("image", photo["content_hash"])
 
 
 def test_metadata_filter_is_exact_and_typed(cat: Catalog) -> None:
