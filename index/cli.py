@@ -15,13 +15,13 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from index.payload import TEXT_KEY
 from index.records import NewItem, bytes_hash, text_hash
 
 if TYPE_CHECKING:
     from index.engines import Engine
     from index.settings import BuildSettings
 
-TEXT_KEY = ":text"  # a corpus text item's key: its row id + this (the image has the row id)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -18,6 +18,9 @@ from typing import Any
 
 MAX_KEY = 256
 MAX_METADATA_BYTES = 16 * 1024
+# The key of a pair's text item: the pair's key (a corpus row id, or the key posted with an
+# image-text pair) + this; the image item has the pair's key.
+TEXT_KEY = ":text"
 Scalar = str | int | float | bool | None
 
 
