@@ -9,6 +9,8 @@ query that straddles the change (or was encoded by a worker still busy with the 
 is encoded again instead of being searched in the wrong space; an ingest gets the catalog's
 StaleCheckpoint and does the same. No lock is held across requests and none is dropped: they
 wait for the pair to agree, at most `swap_wait_s` (then a CheckpointMismatch: a 503 problem).
+A search by a stored item needs no encoder and no such check: it runs on the search thread
+with the vector its generation stores.
 
 An index rebuilt under a running service by `xmr index build` with another checkpoint (not
 through /v1/jobs) is followed too: the first request that meets the new generation starts

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +44,14 @@ def counts(client: httpx.Client) -> dict[str, int]:
 def hit_keys(answer: httpx.Response) -> list[str | None]:
     assert answer.status_code == 200, answer.text
     return [hit["key"] for hit in answer.json()["results"]]
+
+
+def batch_counts(client: httpx.Client) -> tuple[float, float]:
+    """(encoder calls, index search calls) so far."""
+    text = client.get("/metrics").text
+    encoder = sum(float(n) for n in re.findall(r"xmr_encoder_batch_size_count\{[^}]*\} (\S+)",
+                                               text))
+    return encoder, float(re.search(r"xmr_search_batch_size_count (\S+)", text)[1])
 
 
 def assert_problem(answer: httpx.Response, status: int = 422) -> None:
@@ -155,6 +164,11 @@ def test_search_by_a_stored_item_matches_a_search_with_its_content(
             assert [h["id"] for h in hits] == [h["id"] for h in expected]
             assert [h["score"] for h in hits] == pytest.approx(
                 [h["score"] for h in expected], abs=1e-4)
+    encoded, searched = batch_counts(client)
+    for _ in range(3):
+        assert client.post("/v1/search/similar",
+                           json={"key": "kw-2", "modality": "text"}).status_code == 200
+    assert batch_counts(client) == (encoded, searched + 3)  # the search thread, no encoder
     filtered = client.post("/v1/search/similar", json={
         "key": "kw-0", "k": 10, "modality": "image", "where": {"brand": "acme"}})
     assert sorted(hit_keys(filtered)) == ["kw-1", "kw-3"]
