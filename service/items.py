@@ -78,7 +78,7 @@ class Items:
         (image before text within an item)."""
         parts = [part for item in items for part in self._parts(item)]
         keys = [p.new.key for p in parts if p.new.key is not None]
-        previous = await self.retriever.run(self._records_of_keys, keys)
+        previous = await self.retriever.run(self._records_of_keys, keys) if keys else []
         hashes = [p.new.content_hash for p in parts if p.data is not None]
         async with self.media.locked(hashes + [r.content_hash for r in previous]):
             written = await self._write_new_media(parts)
@@ -160,6 +160,8 @@ class Items:
         index may have deleted the item the content was known as, and its file), and a file
         no item holds any more goes: one this call wrote for content stored under another
         file (a corpus image), or a later item of the batch replaced; a replaced item's."""
+        if not previous and all(part.data is None for part in parts):
+            return  # texts only: no file to settle
         ids = [item_id for item_id, _ in results]
         now = await self.retriever.run(lambda: [self.retriever.catalog.get(i) for i in ids])
         held = {record.source for record in now if record is not None}
