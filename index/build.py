@@ -1,10 +1,11 @@
 """The batch re-index job behind `xmr index build`: a whole new generation, swapped in atomically.
 
-1. Plan. Every corpus item (an image per distinct image file, a text per line) plus every item
-   of the live generation that the corpus lacks (ingested through the service: re-embedded from
-   its stored text or media file, so a rebuild never drops them). Ids stay stable: an item the
-   live generation knows keeps its id; new ones get ids reserved in the live database, which
-   the service then never hands out. The live journal position is read in the same snapshot.
+1. Plan. Every corpus item (index.cli.corpus_items: keyed by the corpus row ids) plus every
+   item of the live generation that the corpus lacks (ingested through the service: re-embedded
+   from its stored text or media file, so a rebuild never drops them), with their keys and
+   metadata. Ids stay stable: an item the live generation knows (by key, else by content:
+   index.plan) keeps its id; new ones get ids reserved in the live database, which the service
+   then never hands out. The live journal position is read in the same snapshot.
 2. Embed. Batches stream through the encoder while a thread decodes the next image batch; each
    batch is committed to the new generation's database, so an interrupted build resumes from
    the last committed batch (a generation still marked BUILDING, of the same checkpoint).
@@ -28,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -38,7 +39,8 @@ from index.backends import BackendSettings, close_store, create_store, drop_exte
 from index.engines import Engine
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
-from index.records import MODALITIES, NewItem, Record
+from index.plan import Identity, as_new, identity, keep_live_metadata, match_live
+from index.records import MODALITIES, NewItem
 from index.snapshots import Generation, create_generation, write_snapshot
 from index.store import FaissStore, VectorStore
 
@@ -151,22 +153,33 @@ class _Job:
     def _plan(self, planned: Sequence[NewItem], live: Metadata | None,
               new: Metadata) -> list[tuple[int, NewItem]]:
         """(id, item) still to embed: corpus items, then live-only items; ids as module doc."""
-        items: dict[tuple[str, str], NewItem] = {}
+        items: dict[Identity, NewItem] = {}
         for item in planned:
-            items.setdefault((item.modality, item.content_hash), item)
-        known: dict[tuple[str, str], int] = {}
+            items.setdefault(identity(item), item)
+        known: dict[Identity, int] = {}
         if live is not None:
             with live.read():
-                for record in live.all_items():
-                    key = (record.modality, record.content_hash)
-                    known[key] = record.id
-                    items.setdefault(key, _as_new(record))
-        todo = [(key, item) for key, item in items.items() if new.id_of(*key) is None]
-        fresh_keys = [key for key, _ in todo if key not in known]
-        if fresh_keys:
-            first = self._reserve(live, new, len(fresh_keys))
-            known.update({key: first + n for n, key in enumerate(fresh_keys)})
-        return [(known[key], item) for key, item in todo]
+                records = live.all_items()
+            known = match_live(items, records)
+            keep_live_metadata(items, known, records)
+            kept = set(known.values())
+            for record in records:
+                if record.id not in kept:  # live-only: ingested through the service
+                    items.setdefault(identity(record), as_new(record))
+                    known.setdefault(identity(record), record.id)
+
+        def committed(ident: Identity, item: NewItem) -> bool:  # by an interrupted run
+            if ident in known:
+                return new.get(known[ident]) is not None
+            return (new.id_of_key(item.key) if item.key is not None
+                    else new.id_of(item.modality, item.content_hash, unkeyed=True)) is not None
+
+        todo = [(ident, item) for ident, item in items.items() if not committed(ident, item)]
+        fresh = [ident for ident, _ in todo if ident not in known]
+        if fresh:
+            first = self._reserve(live, new, len(fresh))
+            known.update({ident: first + n for n, ident in enumerate(fresh)})
+        return [(known[ident], item) for ident, item in todo]
 
     @staticmethod
     def _reserve(live: Metadata | None, new: Metadata, n: int) -> int:
@@ -316,23 +329,30 @@ class _Job:
             if op == "del" or record is None:
                 with new.write():
                     new.delete(item_id)
-                continue
-            item = _as_new(record)
-            clash = new.id_of(item.modality, item.content_hash)
-            if clash == item_id:
-                continue
-            batch, vectors = next(iter(self._encoded([(item_id, item)])), ([], None))
-            with new.write():
-                if clash is not None:  # the corpus planned it under a reserved id: the live
-                    new.delete(clash)  # id was handed to a client, so it wins
-                if batch and vectors is not None:
-                    new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
+            else:
+                self._put(new, item_id, as_new(record))
         return entries[-1][0], len(entries)
 
-
-def _as_new(record: Record) -> NewItem:
-    modality: Literal["image", "text"] = "image" if record.modality == "image" else "text"
-    return NewItem(modality, record.content_hash, record.labels, record.text, record.source)
+    def _put(self, new: Metadata, item_id: int, item: NewItem) -> None:
+        """Make the new generation hold `item` under `item_id` as the live one does (re-embedded
+        unless its content is there already). The live id was handed to a client, so it wins
+        over an item the plan gave the same key, or the same content without a key."""
+        present = new.get(item_id)
+        same = present is not None and (present.modality, present.content_hash) == (
+            item.modality, item.content_hash)
+        batch, vectors = ([], None) if same else next(iter(self._encoded([(item_id, item)])),
+                                                      ([], None))
+        with new.write():
+            clash = new.id_of_key(item.key) if item.key is not None else new.id_of(
+                item.modality, item.content_hash, unkeyed=True)
+            if clash is not None and clash != item_id:
+                new.delete(clash)
+            if same:
+                new.replace(item_id, item, self.encoder.checkpoint_id)
+                return
+            new.delete(item_id)
+            if batch and vectors is not None:
+                new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
 
 
 def _read_state(gen: Path) -> dict[str, Any]:

@@ -12,6 +12,11 @@ A write killed before its commit leaves nothing (SQLite rolls it back): no half-
 The same catch-up runs before each search, so several processes (uvicorn workers) sharing one
 index directory see each other's writes.
 
+Keys and metadata are stored with the item, in its transaction (index.metadata has the rules
+of keys, upserts and content); metadata filters resolve to the same id allow-list as label
+filters, and the vector store searches among those ids only (no post-filtering that could
+leave fewer than k hits).
+
 Generations. `xmr index build` writes a new generation and seals the old one in the same
 SQLite transaction that swaps CURRENT; a write that finds its generation sealed reloads and
 retries on the new one, so no write is lost across a swap (index.build explains the catch-up).
@@ -21,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +37,7 @@ from index import generations
 from index.backends import BackendSettings
 from index.manifest import Manifest, ManifestMismatch
 from index.metadata import Sealed
+from index.payload import Scalar, check_key, check_where
 from index.records import Hit, NewItem, Record, check_modality
 from index.snapshots import (
     Generation,
@@ -46,6 +53,7 @@ __all__ = ["Catalog", "Hit", "ManifestMismatch", "NewItem", "Record", "StaleChec
 
 log = logging.getLogger(__name__)
 UNIT_TOLERANCE = 1e-3
+T = TypeVar("T")
 
 
 class StaleCheckpoint(ManifestMismatch):
@@ -113,9 +121,11 @@ class Catalog:
     # -- writes -------------------------------------------------------------------------------
     def ingest(self, items: Sequence[NewItem], vectors: np.ndarray, *,
                checkpoint_id: str | None = None) -> list[tuple[int, bool]]:
-        """(id, created) per item; equal (modality, content_hash) -> (existing id, False).
-        Returns only once durable. `checkpoint_id`: the encoder that made `vectors`; when given
-        and not the live generation's, raises StaleCheckpoint instead of mixing spaces."""
+        """(id, created) per item, in order. An item with a key that exists replaces that item
+        (same id, created False); without a key, equal (modality, content_hash) gives
+        (existing id, False) and changes nothing (index.metadata has the rules). Returns only
+        once durable. `checkpoint_id`: the encoder that made `vectors`; when given and not the
+        live generation's, raises StaleCheckpoint instead of mixing spaces."""
         items = list(items)
         if not all(isinstance(item, NewItem) for item in items):
             raise TypeError("items must be NewItem instances")
@@ -123,38 +133,33 @@ class Catalog:
         if len(items) != len(vectors):
             raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
         made_by = checkpoint_id or self.checkpoint_id
-        for _attempt in range(3):
-            with self._lock:
-                gen = self._gen
-                if made_by != gen.manifest.checkpoint_id:
-                    raise StaleCheckpoint(
-                        f"vectors of checkpoint {made_by} offered to generation {gen.path.name}"
-                        f" of checkpoint {gen.manifest.checkpoint_id}: re-encode and retry")
-                try:
-                    with self._writing(gen):
-                        result = gen.meta.insert(items, vectors, gen.manifest.checkpoint_id)
-                except Sealed:
-                    self.reload()
-                    continue
-                self._catch_up(gen)
-                return result
-        raise RuntimeError("index generation kept changing during an ingestion")
+
+        def write(gen: Generation) -> list[tuple[int, bool]]:
+            if made_by != gen.manifest.checkpoint_id:
+                raise StaleCheckpoint(
+                    f"vectors of checkpoint {made_by} offered to generation {gen.path.name}"
+                    f" of checkpoint {gen.manifest.checkpoint_id}: re-encode and retry")
+            return gen.meta.insert(items, vectors, gen.manifest.checkpoint_id)
+
+        return self._write("an ingestion", write)
 
     def delete(self, item_id: int) -> bool:
         """True when the item existed; durable on return, never returned by search after."""
         item_id = _check_id(item_id)
-        for _attempt in range(3):
-            with self._lock:
-                gen = self._gen
-                try:
-                    with self._writing(gen):
-                        modality = gen.meta.delete(item_id)
-                except Sealed:
-                    self.reload()
-                    continue
-                self._catch_up(gen)
-                return modality is not None
-        raise RuntimeError("index generation kept changing during a delete")
+        return self._write("a delete", lambda gen: gen.meta.delete(item_id) is not None)
+
+    def delete_by_key(self, key: str) -> Record | None:
+        """The item deleted (None: no item has this key); durable on return."""
+        key = _check_key(key)
+
+        def write(gen: Generation) -> Record | None:
+            item_id = gen.meta.id_of_key(key)
+            record = None if item_id is None else gen.meta.get(item_id)
+            if record is not None:
+                gen.meta.delete(record.id)
+            return record
+
+        return self._write("a delete", write)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, item_id: int) -> Record | None:
@@ -162,9 +167,16 @@ class Catalog:
             return self._gen.meta.get(_check_id(item_id))
 
     def find(self, modality: str, content_hash: str) -> int | None:
-        """The id of the item with this content, if one is stored."""
+        """The id of an item with this content, if one is stored (keyed items may share one
+        image file: delete the file only when no item holds its content any more)."""
         with self._lock:
             return self._gen.meta.id_of(check_modality(modality), content_hash)
+
+    def get_by_key(self, key: str) -> Record | None:
+        key = _check_key(key)
+        with self._lock, self._gen.meta.read():
+            item_id = self._gen.meta.id_of_key(key)
+            return None if item_id is None else self._gen.meta.get(item_id)
 
     def count(self, modality: str | None = None) -> int:
         with self._lock:
@@ -174,25 +186,43 @@ class Catalog:
             return self._gen.stores[check_modality(modality)].count()
 
     def search(self, queries: np.ndarray, k: int, modality: str,
-               labels: Mapping[str, str] | None = None) -> list[list[Hit]]:
+               labels: Mapping[str, str] | None = None,
+               where: Mapping[str, Scalar] | None = None) -> list[list[Hit]]:
         """Nearest items of `modality` (the modality of the RESULTS) for each unit query row,
-        best first; `labels` = {level_name: value}, all must match."""
+        best first. Filters, all of which must match: `labels` = {level_name: value},
+        `where` = {metadata field: JSON scalar} (equality on top-level fields)."""
         check_modality(modality)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = _check_k(k)
         queries = self._check_unit(queries, "queries")
+        wanted = check_where(where)
         with self._lock:
             gen = self._gen
             self._catch_up(gen)
-            allow = None if not labels else gen.meta.ids_with_labels(
-                modality, self._label_filter(gen, labels))
-            if allow is not None and not len(allow):
-                return [[] for _ in range(len(queries))]
-            scores, ids = gen.stores[modality].search(queries, int(k), allow)
-            records = gen.meta.get_many(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        return [[Hit(int(i), float(s), records[int(i)])
-                 for s, i in zip(row_s, row_i, strict=True) if i >= 0 and int(i) in records]
-                for row_s, row_i in zip(scores, ids, strict=True)]
+            return self._search(gen, queries, k, modality, labels, wanted)
+
+    def similar(self, k: int, modality: str, *, item_id: int | None = None,
+                key: str | None = None, labels: Mapping[str, str] | None = None,
+                where: Mapping[str, Scalar] | None = None) -> list[Hit] | None:
+        """Search `modality` with the stored vector of the item named by `item_id` or `key`
+        (no encoder involved); the item itself is left out of its own results. None when
+        there is no such item."""
+        if (item_id is None) == (key is None):
+            raise ValueError("name the item by exactly one of id and key")
+        check_modality(modality)
+        k = _check_k(k)
+        wanted = check_where(where)
+        found = None if item_id is None else _check_id(item_id)
+        with self._lock:
+            gen = self._gen
+            self._catch_up(gen)
+            with gen.meta.read():
+                found = gen.meta.id_of_key(_check_key(key)) if key is not None else found
+                record = None if found is None else gen.meta.get(found)
+                if record is None:
+                    return None
+                _, vector = gen.meta.vectors([record.id], self.dim, record.modality)
+            exclude = record.id if record.modality == modality else None
+            return self._search(gen, vector, k, modality, labels, wanted, exclude)[0]
 
     # -- generations and snapshots ------------------------------------------------------------
     def reload(self) -> bool:
@@ -227,6 +257,22 @@ class Catalog:
         self.close()
 
     # -- helpers ------------------------------------------------------------------------------
+    def _write(self, what: str, write: Callable[[Generation], T]) -> T:
+        """Run `write` in one durable transaction on the live generation; when a re-index has
+        sealed it meanwhile, move to the new one and run it there."""
+        for _attempt in range(3):
+            with self._lock:
+                gen = self._gen
+                try:
+                    with self._writing(gen):
+                        result = write(gen)
+                except Sealed:
+                    self.reload()
+                    continue
+                self._catch_up(gen)
+                return result
+        raise RuntimeError(f"index generation kept changing during {what}")
+
     @contextmanager
     def _writing(self, gen: Generation) -> Iterator[None]:
         """A write transaction on a generation that is still the live one: checked under the
@@ -235,6 +281,25 @@ class Catalog:
             if generations.current(self.root) != gen.path:
                 raise Sealed(f"{gen.path.name} is no longer the live generation")
             yield
+
+    def _search(self, gen: Generation, queries: np.ndarray, k: int, modality: str,
+                labels: Mapping[str, str] | None, where: Mapping[str, str],
+                exclude: int | None = None) -> list[list[Hit]]:
+        """Filters become an allow-list of ids (exact, whatever the index type); `exclude`
+        leaves one id out (of the allow-list, or of one extra result fetched)."""
+        allow = None
+        if labels or where:
+            allow = gen.meta.ids_matching(modality, self._label_filter(gen, labels or {}), where)
+            allow = allow[allow != exclude] if exclude is not None else allow
+            if not len(allow):
+                return [[] for _ in range(len(queries))]
+        extra = int(exclude is not None and allow is None)
+        scores, ids = gen.stores[modality].search(queries, k + extra, allow)
+        records = gen.meta.get_many(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        return [[Hit(int(i), float(s), records[int(i)])
+                 for s, i in zip(row_s, row_i, strict=True)
+                 if i >= 0 and int(i) != exclude and int(i) in records][:k]
+                for row_s, row_i in zip(scores, ids, strict=True)]
 
     def _catch_up(self, gen: Generation) -> None:
         applied = catch_up(gen)
@@ -266,3 +331,18 @@ def _check_id(item_id: int) -> int:
     if isinstance(item_id, bool) or not isinstance(item_id, int | np.integer):
         raise TypeError(f"item id must be an int, not {type(item_id).__name__}")
     return int(item_id)
+
+
+def _check_key(key: str | None) -> str:
+    checked = check_key(key)
+    if checked is None:
+        raise ValueError("key must be a string, not None")
+    return checked
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+

@@ -11,14 +11,17 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from index.payload import TEXT_KEY
 from index.records import NewItem, bytes_hash, text_hash
 
 if TYPE_CHECKING:
     from index.engines import Engine
     from index.settings import BuildSettings
+
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -55,18 +58,35 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
-    """One image item per distinct image file (labels of its first line), one text per line."""
+    """The items a corpus makes, keyed by its row ids. A row is an image-text pair and an image
+    may have several rows, so: one image item per distinct image file, keyed by the id of its
+    first row and carrying that row's text (its caption) and labels; one text item per
+    distinct text, keyed `<row id>:text` by the first row that has it. Row ids are unique in a
+    corpus; a key used twice (a row id that is another row's text key) is refused."""
     from models.data.corpus import read_corpus
 
     corpus = read_corpus(data)
+    images: dict[Path, NewItem] = {}
+    texts: dict[str, NewItem] = {}  # by text_hash
     items: list[NewItem] = []
-    hashes: dict[Path, str] = {}
     for entry in corpus.items:
         path = corpus.image_path(entry).resolve()
-        if path not in hashes:
-            hashes[path] = bytes_hash(path.read_bytes())
-            items.append(NewItem("image", hashes[path], entry.labels, source=str(path)))
-        items.append(NewItem("text", text_hash(entry.text), entry.labels, text=entry.text))
+        digest = text_hash(entry.text)
+        try:
+            if path not in images:
+                images[path] = NewItem("image", bytes_hash(path.read_bytes()), entry.labels,
+                                       text=entry.text, source=str(path), key=entry.id)
+                items.append(images[path])
+            if digest not in texts:
+                texts[digest] = NewItem("text", digest, entry.labels, text=entry.text,
+                                        key=f"{entry.id}{TEXT_KEY}")
+                items.append(texts[digest])
+        except ValueError as err:
+            raise ValueError(f"{data}: row {entry.id!r}: {err}") from err
+    keys = Counter(item.key for item in items)
+    if twice := [key for key, n in keys.items() if n > 1]:
+        raise ValueError(f"{data}: keys used by two items: {twice[:5]} (a row id equals "
+                         f"another row's text key, `<row id>{TEXT_KEY}`)")
     return items, corpus.levels
 
 

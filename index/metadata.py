@@ -7,6 +7,16 @@ snapshots record the journal sequence they include; start-up replays the journal
 (see index.catalog). Storing vectors costs 4*d bytes an item (1 KB at d=256), which is cheap
 next to re-embedding: recovery needs no encoder and a rebuild of the same checkpoint no model.
 
+Keys and content. An item with a user key is identified by its key, as a point by its id in
+Qdrant or Weaviate: ingesting a key that exists replaces that item in place (same id, so no
+client's reference goes stale; new content, labels, metadata and vector), and keyed items may
+hold equal content (two products may share one photo). An item without a key is identified by
+its content: when an item of equal (modality, content_hash) exists, keyed or not, its id is
+returned and nothing changes. Keys and metadata are columns of the item row, so they share its
+transaction, journal entry and crash-safety. Top-level scalar metadata fields are stored again
+in `fields`, indexed like `labels`, so a metadata filter resolves to an id set as a label
+filter does. Databases made before keys existed are migrated when opened (`_migrate`).
+
 The journal also lets the re-index job replay writes made to the live generation while it built
 the next one, and `sealed` stops writes to a generation that has been swapped out.
 """
@@ -21,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from index.payload import dump_metadata, filterable
 from index.records import NewItem, Record, check_modality
 
 DATABASE = "meta.sqlite"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
+ITEMS = """
+CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     modality TEXT NOT NULL CHECK (modality IN ('image', 'text')),
     content_hash TEXT NOT NULL,
@@ -34,8 +45,14 @@ CREATE TABLE IF NOT EXISTS items (
     labels TEXT NOT NULL,
     checkpoint_id TEXT NOT NULL,
     vector BLOB NOT NULL,
-    UNIQUE (modality, content_hash)
-);
+    key TEXT,
+    metadata TEXT NOT NULL DEFAULT '{{}}'
+)"""
+SCHEMA = ITEMS.format(name="items") + """;
+CREATE UNIQUE INDEX IF NOT EXISTS items_by_key ON items (key) WHERE key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS unkeyed_by_content ON items (modality, content_hash)
+    WHERE key IS NULL;
+CREATE INDEX IF NOT EXISTS items_by_content ON items (modality, content_hash);
 CREATE TABLE IF NOT EXISTS labels (
     item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
     level INTEGER NOT NULL,
@@ -43,6 +60,13 @@ CREATE TABLE IF NOT EXISTS labels (
     PRIMARY KEY (item_id, level)
 );
 CREATE INDEX IF NOT EXISTS labels_by_value ON labels (level, value);
+CREATE TABLE IF NOT EXISTS fields (
+    item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,  -- index.payload.canonical(value)
+    PRIMARY KEY (item_id, name)
+);
+CREATE INDEX IF NOT EXISTS fields_by_value ON fields (name, value);
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     op TEXT NOT NULL CHECK (op IN ('add', 'del')),
@@ -51,6 +75,7 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+OLD_COLUMNS = "id, modality, content_hash, source, text, labels, checkpoint_id, vector"
 CHUNK = 500  # SQLite caps the parameters of one statement
 
 
@@ -67,6 +92,7 @@ class Metadata:
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        _migrate(self.db)  # before foreign keys are enforced: it drops and renames a table
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
 
@@ -99,29 +125,63 @@ class Metadata:
     # -- writes (call inside write()) ---------------------------------------------------------
     def insert(self, items: Sequence[NewItem], vectors: np.ndarray, checkpoint_id: str,
                ids: Sequence[int] | None = None) -> list[tuple[int, bool]]:
-        """(id, created) per item; the same (modality, content_hash) gives the existing id.
-        `ids` forces ids (the re-index job keeps them stable across generations)."""
+        """(id, created) per item, in order. A key that exists: that item is replaced, same id,
+        (id, False). No key and equal content exists: (its id, False), nothing changes.
+        `ids` forces the ids (the re-index job, which has matched keys and contents itself:
+        items without a key are then not merged by content)."""
         out: list[tuple[int, bool]] = []
         for row, item in enumerate(items):
-            found = self.db.execute(
-                "SELECT id FROM items WHERE modality = ? AND content_hash = ?",
-                (item.modality, item.content_hash)).fetchone()
-            if found is not None:
-                out.append((int(found[0]), False))
-                continue
-            cursor = self.db.execute(
-                "INSERT INTO items (id, modality, content_hash, source, text, labels,"
-                " checkpoint_id, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (None if ids is None else int(ids[row]), item.modality, item.content_hash,
-                 item.source, item.text, json.dumps(list(item.labels), ensure_ascii=False),
-                 checkpoint_id, np.ascontiguousarray(vectors[row], np.float32).tobytes()))
-            item_id = int(cursor.lastrowid or 0)
-            self.db.executemany("INSERT INTO labels VALUES (?, ?, ?)",
-                                [(item_id, level, v) for level, v in enumerate(item.labels)])
-            self.db.execute("INSERT INTO journal (op, item_id, modality) VALUES ('add', ?, ?)",
-                            (item_id, item.modality))
-            out.append((item_id, True))
+            vector = np.ascontiguousarray(vectors[row], np.float32).tobytes()
+            forced = None if ids is None else int(ids[row])
+            found = self.id_of_key(item.key) if item.key is not None else None
+            if item.key is None and forced is None:
+                found = self.id_of(item.modality, item.content_hash)
+            if found is None or forced not in (None, found):
+                out.append((self._add(forced, item, checkpoint_id, vector), True))
+            elif item.key is None:
+                out.append((found, False))
+            else:
+                self.replace(found, item, checkpoint_id, vector)
+                out.append((found, False))
         return out
+
+    def _add(self, item_id: int | None, item: NewItem, checkpoint_id: str, vector: bytes) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO items (id, modality, content_hash, source, text, labels, checkpoint_id,"
+            " vector, key, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (item_id, item.modality, item.content_hash, item.source, item.text,
+             _labels(item), checkpoint_id, vector, item.key, dump_metadata(item.metadata)))
+        item_id = int(cursor.lastrowid or 0)
+        self._index_payload(item_id, item)
+        self._journal("add", item_id, item.modality)
+        return item_id
+
+    def replace(self, item_id: int, item: NewItem, checkpoint_id: str,
+                vector: bytes | None = None) -> None:
+        """Overwrite an item in place (None: keep its vector, the content being the same)."""
+        old = self.db.execute("SELECT modality FROM items WHERE id = ?", (item_id,)).fetchone()
+        self.db.execute(
+            "UPDATE items SET modality = ?, content_hash = ?, source = ?, text = ?, labels = ?,"
+            " checkpoint_id = ?, vector = coalesce(?, vector), key = ?, metadata = ?"
+            " WHERE id = ?",
+            (item.modality, item.content_hash, item.source, item.text, _labels(item),
+             checkpoint_id, vector, item.key, dump_metadata(item.metadata), item_id))
+        self.db.execute("DELETE FROM labels WHERE item_id = ?", (item_id,))
+        self.db.execute("DELETE FROM fields WHERE item_id = ?", (item_id,))
+        self._index_payload(item_id, item)
+        if old[0] != item.modality:  # its vector leaves the other modality's store
+            self._journal("del", item_id, old[0])
+        self._journal("add", item_id, item.modality)
+
+    def _index_payload(self, item_id: int, item: NewItem) -> None:
+        self.db.executemany("INSERT INTO labels VALUES (?, ?, ?)",
+                            [(item_id, level, v) for level, v in enumerate(item.labels)])
+        self.db.executemany("INSERT INTO fields VALUES (?, ?, ?)",
+                            [(item_id, name, v) for name, v in filterable(item.metadata)])
+
+    def _journal(self, op: str, item_id: int, modality: str) -> None:
+        self.db.execute("INSERT INTO journal (op, item_id, modality) VALUES (?, ?, ?)",
+                        (op, item_id, modality))
 
     def delete(self, item_id: int) -> str | None:
         """Delete one item; returns its modality, or None when there was none."""
@@ -129,8 +189,7 @@ class Metadata:
         if found is None:
             return None
         self.db.execute("DELETE FROM items WHERE id = ?", (item_id,))
-        self.db.execute("INSERT INTO journal (op, item_id, modality) VALUES ('del', ?, ?)",
-                        (item_id, found[0]))
+        self._journal("del", item_id, str(found[0]))
         return str(found[0])
 
     def seal(self, successor: str) -> None:
@@ -177,19 +236,27 @@ class Metadata:
             chunk = ids[start:start + CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(
-                "SELECT id, modality, labels, text, source, content_hash, checkpoint_id"
-                f" FROM items WHERE id IN ({marks})", chunk):
+                "SELECT id, modality, labels, text, source, content_hash, checkpoint_id, key,"
+                f" metadata FROM items WHERE id IN ({marks})", chunk):
                 out[int(row[0])] = Record(int(row[0]), row[1], tuple(json.loads(row[2])),
-                                          row[3], row[4], row[5], row[6])
+                                          row[3], row[4], row[5], row[6], row[7],
+                                          json.loads(row[8]))
         return out
 
-    def id_of(self, modality: str, content_hash: str) -> int | None:
-        row = self.db.execute("SELECT id FROM items WHERE modality = ? AND content_hash = ?",
-                              (modality, content_hash)).fetchone()
+    def id_of(self, modality: str, content_hash: str, unkeyed: bool = False) -> int | None:
+        """The (first) item of this content; `unkeyed`: among items without a key only."""
+        row = self.db.execute(
+            "SELECT min(id) FROM items WHERE modality = ? AND content_hash = ?"
+            + (" AND key IS NULL" if unkeyed else ""), (modality, content_hash)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def id_of_key(self, key: str) -> int | None:
+        row = self.db.execute("SELECT id FROM items WHERE key = ?", (key,)).fetchone()
         return None if row is None else int(row[0])
 
-    def vectors(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids found, vectors) for the given ids, in id order."""
+    def vectors(self, ids: Sequence[int], dim: int,
+                modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found among items of `modality`, their vectors), in id order."""
         found_ids: list[int] = []
         blobs: list[bytes] = []
         ids = sorted(int(i) for i in ids)
@@ -197,7 +264,8 @@ class Metadata:
             chunk = ids[start:start + CHUNK]
             marks = ",".join("?" * len(chunk))
             for item_id, blob in self.db.execute(
-                    f"SELECT id, vector FROM items WHERE id IN ({marks}) ORDER BY id", chunk):
+                    f"SELECT id, vector FROM items WHERE modality = ? AND id IN ({marks})"
+                    " ORDER BY id", [modality, *chunk]):
                 found_ids.append(int(item_id))
                 blobs.append(blob)
         return _stack(found_ids, blobs, dim)
@@ -219,14 +287,54 @@ class Metadata:
         return int(self.db.execute(
             "SELECT count(*) FROM items WHERE modality = ?", (modality,)).fetchone()[0])
 
-    def ids_with_labels(self, modality: str, wanted: Mapping[int, str]) -> np.ndarray:
-        """Ids of `modality` whose label at each level index equals the wanted value."""
+    def ids_matching(self, modality: str, labels: Mapping[int, str],
+                     where: Mapping[str, str]) -> np.ndarray:
+        """Ids of `modality` whose label at each level index equals the wanted value and whose
+        metadata field each `where` name has the canonical value (index.payload)."""
         sql = "SELECT id FROM items WHERE modality = ?"
         args: list[object] = [modality]
-        for level, value in wanted.items():
+        for level, value in labels.items():
             sql += " AND id IN (SELECT item_id FROM labels WHERE level = ? AND value = ?)"
             args += [level, value]
+        for name, canonical in where.items():
+            sql += " AND id IN (SELECT item_id FROM fields WHERE name = ? AND value = ?)"
+            args += [name, canonical]
         return np.array([r[0] for r in self.db.execute(sql, args)], dtype=np.int64)
+
+
+def _labels(item: NewItem) -> str:
+    return json.dumps(list(item.labels), ensure_ascii=False)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database made before keys existed to SCHEMA, once, in one transaction: the
+    items table is rebuilt (SQLite cannot drop its old UNIQUE (modality, content_hash), which
+    now holds only for items without a key) with ids, vectors and the id sequence kept."""
+    if not _needs_migration(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _needs_migration(db):  # another process may have migrated while we waited
+            seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
+            db.execute(ITEMS.format(name="items_migrated"))
+            db.execute(f"INSERT INTO items_migrated ({OLD_COLUMNS}) SELECT {OLD_COLUMNS}"
+                       " FROM items")
+            db.execute("DROP TABLE items")
+            db.execute("ALTER TABLE items_migrated RENAME TO items")
+            db.execute("DELETE FROM sqlite_sequence WHERE name IN ('items', 'items_migrated')")
+            if seq is not None:  # ids reserved by a re-index job stay reserved
+                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('items', ?)", seq)
+            for statement in SCHEMA.split(";"):  # executescript would commit first
+                db.execute(statement)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _needs_migration(db: sqlite3.Connection) -> bool:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+    return bool(columns) and "key" not in columns
 
 
 def _stack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Content hashes that decide "the same item": ingesting equal content twice returns one id.
+"""Items as the index layer takes and returns them, and the content hashes that decide "the
+same item" for items without a key: ingesting equal content twice returns one id.
 
 Texts are hashed after Unicode NFC normalisation and whitespace collapsing, so two encodings of
 one caption are one item; image bytes are hashed as they are (a re-encoded image is new content).
@@ -7,9 +8,12 @@ one caption are one item; image bytes are hashed as they are (a re-encoded image
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from index.payload import check_key, dump_metadata
 
 
 def text_hash(text: str) -> str:
@@ -36,20 +40,29 @@ def check_modality(modality: str) -> str:
 
 @dataclass(frozen=True)
 class NewItem:
-    """An item to ingest; its vector travels beside it (one row of `vectors`)."""
+    """An item to ingest; its vector travels beside it (one row of `vectors`).
+
+    With a `key`, the item is the one of that key: an existing key is replaced (index.metadata
+    explains the rule). `metadata` is checked here (index.payload) and kept as a fresh copy."""
 
     modality: Literal["image", "text"]
     content_hash: str  # text_hash(text) / bytes_hash(image bytes)
     labels: tuple[str, ...] = ()  # coarse -> fine; may be empty for user items
-    text: str | None = None  # text items
+    text: str | None = None  # text items; image items: the caption it was paired with
     source: str | None = None  # image items: absolute path or URI of the image file
+    key: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         check_modality(self.modality)
+        check_key(self.key)
+        object.__setattr__(self, "metadata", json.loads(dump_metadata(self.metadata)))
         if not isinstance(self.content_hash, str) or not self.content_hash:
             raise ValueError("content_hash must be a non-empty string")
         if self.modality == "text" and not (isinstance(self.text, str) and self.text.strip()):
             raise ValueError("a text item needs a non-empty text")
+        if self.text is not None and not isinstance(self.text, str):
+            raise TypeError(f"text must be a string, not {type(self.text).__name__}")
         if self.modality == "image" and not (isinstance(self.source, str) and self.source):
             raise ValueError("an image item needs its source (path or URI of the image file)")
         if not all(isinstance(label, str) for label in self.labels):
@@ -67,6 +80,8 @@ class Record:
     source: str | None
     content_hash: str
     checkpoint_id: str
+    key: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def catch_up(gen: Generation) -> int:
         touched: dict[str, set[int]] = {m: set() for m in MODALITIES}
         for _seq, _op, item_id, modality in entries:
             touched[modality].add(item_id)
-        present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim)
+        present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim, m)
                    for m, ids in touched.items() if ids}
     for modality, (ids, vectors) in present.items():
         store = gen.stores[modality]

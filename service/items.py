@@ -1,14 +1,21 @@
-"""The item use cases behind /v1/items: add (ingest) and delete, with the uploaded image bytes
-kept consistent with the catalog.
+"""The item use cases behind /v1/items: add (ingest, upsert by key) and delete (by id or key),
+with the uploaded image bytes kept consistent with the catalog.
 
-`ItemIn` is one item as the edge validated it (text checked, image decoded, labels checked);
-adding a field to items means a field here and its column in the catalog's `NewItem`, nothing
-in between. An image and a text posted together are two items sharing the labels.
+`ItemIn` is one item as the edge validated it (text, labels, key and metadata checked, image
+decoded); adding a field to items means a field here and its column in the catalog's
+`NewItem`, nothing in between. An image and a text posted together are two items sharing the
+labels and metadata: the image has the key and carries the text as its caption, the text is
+keyed `<key>:text` (as the index job keys a corpus row's two items).
+
+An uploaded image file is named by its content, and several items may hold one content (keyed
+items may share a photo), so a file goes only when no item holds its content any more: after a
+delete, and after an upsert that gave a key new bytes (the replaced item's file).
 
 Order of an ingest, per content hash under the media store's lock (so a delete of the same
-content cannot interleave): ask the catalog whether it already holds the content (then nothing
-is written), write the bytes of new images, encode and store durably, and on failure remove
-only the files this call wrote.
+content cannot interleave): read the items the keys name now, ask the catalog whether it
+already holds each new content (then nothing is written), write the bytes of new images,
+encode and store durably (on failure remove only the files this call wrote), then settle the
+files: each stored item's file exists, and files no item holds any more are removed.
 """
 
 from __future__ import annotations
@@ -17,15 +24,16 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
+from index.payload import TEXT_KEY
 from service.media import MediaStore
 from service.retriever import Retriever
 
 if TYPE_CHECKING:
-    from index.records import NewItem
+    from index.records import NewItem, Record
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,16 @@ class ItemIn:
     text: str | None = None
     image: ImageInput | None = None
     labels: tuple[str, ...] = ()
+    key: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Stored:
     id: int
     modality: Literal["image", "text"]
-    created: bool  # False: the same content was already stored (its id is returned)
+    created: bool  # False: its key existed (replaced), or without a key equal content did
+    key: str | None = None
 
 
 @dataclass
@@ -66,7 +77,10 @@ class Items:
         """One encoder batch and one durable write for all of them; results in input order
         (image before text within an item)."""
         parts = [part for item in items for part in self._parts(item)]
-        async with self.media.locked([p.new.content_hash for p in parts if p.data is not None]):
+        keys = [p.new.key for p in parts if p.new.key is not None]
+        previous = await self.retriever.run(self._records_of_keys, keys) if keys else []
+        hashes = [p.new.content_hash for p in parts if p.data is not None]
+        async with self.media.locked(hashes + [r.content_hash for r in previous]):
             written = await self._write_new_media(parts)
             try:
                 results = await self.retriever.ingest([p.new for p in parts],
@@ -75,34 +89,57 @@ class Items:
                 for path in written:
                     self.media.remove(path)
                 raise
-            await self._drop_duplicates(parts, results, written)
-        return [Stored(item_id, p.new.modality, created)
+            await self._settle_media(parts, results, written, previous)
+        return [Stored(item_id, p.new.modality, created, p.new.key)
                 for p, (item_id, created) in zip(parts, results, strict=True)]
 
     async def delete(self, item_id: int) -> bool:
-        """True when the item existed; its uploaded image file goes with it."""
+        """True when the item existed; its uploaded image file goes when no item holds it."""
         record = await self.retriever.get(item_id)
         if record is None:
             return False
         async with self.media.locked([record.content_hash]):
             deleted = await self.retriever.delete(item_id)
-            if deleted and record.modality == "image" and self.media.owns(record.source):
-                await asyncio.to_thread(self.media.remove, Path(record.source or ""))
+            if deleted:
+                await self._release_media([record])
+        return deleted
+
+    async def delete_by_key(self, key: str) -> Record | None:
+        """The item deleted (None: no item has this key); its file as in `delete`."""
+        record = await self.retriever.run(self.retriever.catalog.get_by_key, key)
+        if record is None:
+            return None
+        async with self.media.locked([record.content_hash]):
+            deleted = await self.retriever.run(self.retriever.catalog.delete_by_key, key)
+            if deleted is None or deleted.content_hash == record.content_hash:
+                await self._release_media([] if deleted is None else [deleted])
+                return deleted
+        async with self.media.locked([deleted.content_hash]):  # replaced meanwhile
+            await self._release_media([deleted])
         return deleted
 
     def _parts(self, item: ItemIn) -> list[_Part]:
         from index.records import NewItem, bytes_hash, text_hash
 
         parts = []
+        labels, metadata = item.labels, item.metadata or {}
+        text_key = item.key
         if item.image is not None:
             digest = bytes_hash(item.image.data)
             path = self.media.path(digest, item.image.data)
-            parts.append(_Part(NewItem("image", digest, item.labels, source=str(path)),
+            parts.append(_Part(NewItem("image", digest, labels, item.text, str(path),
+                                       item.key, metadata),
                                item.image.image, item.image.data))
+            text_key = None if item.key is None else f"{item.key}{TEXT_KEY}"
         if item.text is not None:
-            parts.append(_Part(NewItem("text", text_hash(item.text), item.labels,
-                                       text=item.text), item.text))
+            parts.append(_Part(NewItem("text", text_hash(item.text), labels, item.text,
+                                       key=text_key, metadata=metadata), item.text))
         return parts
+
+    def _records_of_keys(self, keys: list[str]) -> list[Record]:
+        """The items these keys name now (catalog thread): an upsert may replace their files."""
+        found = (self.retriever.catalog.get_by_key(key) for key in keys)
+        return [record for record in found if record is not None]
 
     async def _write_new_media(self, parts: list[_Part]) -> list[Path]:
         """Write the bytes of images the catalog does not hold yet; the paths this call made."""
@@ -117,17 +154,32 @@ class Items:
                 written.append(path)
         return written
 
-    async def _drop_duplicates(self, parts: list[_Part], results: list[tuple[int, bool]],
-                               written: list[Path]) -> None:
-        """Another process on the same index may have stored (or deleted) the content between
-        the look-up and the write: keep a file exactly when the stored item points at it."""
-        for part, (item_id, created) in zip(parts, results, strict=True):
-            if part.data is None or part.new.source is None:
+    async def _settle_media(self, parts: list[_Part], results: list[tuple[int, bool]],
+                            written: list[Path], previous: list[Record]) -> None:
+        """After the write: the file of each stored image exists (another process on the same
+        index may have deleted the item the content was known as, and its file), and a file
+        no item holds any more goes: one this call wrote for content stored under another
+        file (a corpus image), or a later item of the batch replaced; a replaced item's."""
+        if not previous and all(part.data is None for part in parts):
+            return  # texts only: no file to settle
+        ids = [item_id for item_id, _ in results]
+        now = await self.retriever.run(lambda: [self.retriever.catalog.get(i) for i in ids])
+        held = {record.source for record in now if record is not None}
+        for part in parts:
+            if part.data is not None and part.new.source is not None \
+                    and part.new.source in held:
+                await asyncio.to_thread(self.media.write, Path(part.new.source), part.data)
+        for path in written:
+            if str(path) not in held:
+                self.media.remove(path)
+        await self._release_media([r for r in previous if r.source not in held])
+
+    async def _release_media(self, records: list[Record]) -> None:
+        """Remove the uploaded files of these (deleted or replaced) records whose content no
+        item holds any more; the caller holds their content hashes' locks."""
+        catalog = self.retriever.catalog
+        for record in records:
+            if record.modality != "image" or not self.media.owns(record.source):
                 continue
-            path = Path(part.new.source)
-            if created and path not in written:  # the item it was known as went meanwhile
-                await asyncio.to_thread(self.media.write, path, part.data)
-            elif not created and path in written:
-                record = await self.retriever.get(item_id)
-                if record is None or record.source != str(path):
-                    self.media.remove(path)
+            if await self.retriever.run(catalog.find, "image", record.content_hash) is None:
+                await asyncio.to_thread(self.media.remove, Path(record.source or ""))

@@ -1,7 +1,7 @@
-"""Turning requests into validated queries and items: k, label filters, texts, images from a
-multipart upload or base64 JSON. Each input is checked once, here, at the edge; routes stay
-thin and the use cases behind them take what these functions return. Every refusal here is a
-4xx problem."""
+"""Turning requests into validated queries and items: k, label and metadata filters, keys and
+metadata, texts, images from a multipart upload or base64 JSON. Each input is checked once,
+here, at the edge; routes stay thin and the use cases behind them take what these functions
+return. Every refusal here is a 4xx problem."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from index.payload import MAX_KEY, TEXT_KEY, check_key, check_where, dump_metadata
 from service.items import ImageInput, ItemIn
 from service.limits import check_text, decode_base64, decode_image, media_type
 from service.problems import Problem
-from service.schemas import ImageQuery
+from service.schemas import ImageQuery, Modality, SimilarQuery
 from service.schemas import ItemIn as ItemBody
 from service.settings import Settings
 
@@ -49,6 +50,31 @@ def check_filter(labels: Mapping[str, str] | None, levels: Sequence[str]) -> dic
             raise Problem(422, f"label filter {level!r} must be a non-empty string of at most "
                                f"{MAX_LABEL_CHARS} characters")
     return dict(labels)
+
+
+def check_metadata_filter(where: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """`where` as sorted (field, canonical value) pairs (index.payload.canonical: equal for
+    equal JSON values, so searches with equal filters share one batch)."""
+    try:
+        return tuple(sorted(check_where(where).items()))
+    except ValueError as err:
+        raise Problem(422, f"where: {err}") from err
+
+
+def check_key_and_metadata(key: object, metadata: object, pair: bool = False
+                           ) -> tuple[str | None, dict[str, Any]]:
+    """The index layer's rules (index.payload), answered as a 422 with the reason. A pair's
+    text is keyed `key + ":text"`, which must fit the key limit too."""
+    try:
+        checked = check_key(key)
+        if checked is not None and pair and len(checked + TEXT_KEY) > MAX_KEY:
+            raise ValueError(f"the key of an image-text pair may have at most "
+                             f"{MAX_KEY - len(TEXT_KEY)} characters (its text is keyed "
+                             f"<key>{TEXT_KEY})")
+        stored = json.loads(dump_metadata({} if metadata is None else metadata))
+    except ValueError as err:
+        raise Problem(422, str(err)) from err
+    return checked, stored
 
 
 def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
@@ -167,6 +193,19 @@ def form_json(value: str | None, field: str, expected: type) -> Any:
     return parsed
 
 
+def form_object(value: str | None, field: str) -> Any:
+    """A JSON object form field (metadata, where); its values are checked by the caller."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise Problem(422, f"{field} must be a JSON object ({err.msg})") from err
+    if not isinstance(parsed, dict):
+        raise Problem(422, f"{field} must be a JSON object, not {type(parsed).__name__}")
+    return parsed
+
+
 async def load_image(data: bytes, settings: Settings) -> ImageInput:
     """Decode off the event loop (a large PNG takes tens of milliseconds)."""
     image = await asyncio.to_thread(decode_image, data, settings.max_image_pixels)
@@ -190,20 +229,42 @@ class SearchIn:
     k: int
     labels: dict[str, str] | None
     rerank: bool
+    where: tuple[tuple[str, str], ...] = ()  # check_metadata_filter's pairs
 
 
-def text_search(text: str, k: int, labels: dict[str, str] | None, rerank: bool,
-                settings: Settings) -> SearchIn:
-    return SearchIn(text_query(text, settings), check_k(k, settings), labels, rerank)
+def text_search(text: str, k: int, labels: dict[str, str] | None,
+                where: Mapping[str, Any] | None, rerank: bool, settings: Settings) -> SearchIn:
+    return SearchIn(text_query(text, settings), check_k(k, settings), labels, rerank,
+                    check_metadata_filter(where))
+
+
+@dataclass(frozen=True)
+class SimilarIn:
+    """A search by a stored item (exactly one of item_id and key) as the edge validated it."""
+    item_id: int | None
+    key: str | None
+    k: int
+    modality: Modality
+    labels: dict[str, str] | None
+    where: tuple[tuple[str, str], ...]
+
+def similar_search(query: SimilarQuery, settings: Settings) -> SimilarIn:
+    if (query.id is None) == (query.key is None):
+        raise Problem(422, "name the item by exactly one of 'id' and 'key'")
+    key, _ = check_key_and_metadata(query.key, None)
+    return SimilarIn(query.id, key, check_k(query.k, settings), query.modality, query.labels,
+                     check_metadata_filter(query.where))
 
 
 async def image_search(request: Request, settings: Settings) -> SearchIn:
-    """A multipart upload (field `file`; k, labels, rerank as form fields or query parameters)
-    or JSON {"image_base64", "k", "labels", "rerank"}."""
+    """A multipart upload (field `file`; k, labels, where, rerank as form fields or query
+    parameters; labels and where JSON-encoded) or JSON {"image_base64", "k", "labels", "where",
+    "rerank"}."""
     if content_kind(request) == "json":
         body = parse_model(ImageQuery, await request.body())
+        where = check_metadata_filter(body.where)
         image = await load_base64_image(body.image_base64, settings)
-        return SearchIn(image.image, check_k(body.k, settings), body.labels, body.rerank)
+        return SearchIn(image.image, check_k(body.k, settings), body.labels, body.rerank, where)
     form = await read_form(request)
     data = await upload_bytes(form)
     assert data is not None
@@ -215,33 +276,39 @@ async def image_search(request: Request, settings: Settings) -> SearchIn:
 
     k = check_k(form_int(field("k"), "k", 10), settings)
     labels = form_json(field("labels"), "labels", dict)
+    where = check_metadata_filter(form_object(field("where"), "where"))
     rerank = form_bool(field("rerank"), "rerank")
     image = await load_image(data, settings)
-    return SearchIn(image.image, k, labels, rerank)
+    return SearchIn(image.image, k, labels, rerank, where)
 
 
-async def item_in(text: str | None, image_base64: str | None, labels: Sequence[str],
-                  settings: Settings) -> ItemIn:
+async def item_in(body: ItemBody, settings: Settings) -> ItemIn:
     """One item of a JSON body."""
-    if text is None and image_base64 is None:
+    if body.text is None and body.image_base64 is None:
         raise Problem(422, "an item needs a text, an image, or both")
-    image = None if image_base64 is None else await load_base64_image(image_base64, settings)
-    return ItemIn(None if text is None else text_query(text, settings), image,
-                  check_labels(labels))
+    pair = body.text is not None and body.image_base64 is not None
+    key, metadata = check_key_and_metadata(body.key, body.metadata, pair)
+    image = None if body.image_base64 is None else await load_base64_image(body.image_base64,
+                                                                            settings)
+    return ItemIn(None if body.text is None else text_query(body.text, settings), image,
+                  check_labels(body.labels), key, metadata)
 
 
 async def item_from_request(request: Request, settings: Settings) -> ItemIn:
-    """POST /v1/items: JSON {"text", "image_base64", "labels"} or a multipart form (fields
-    `file`, `text`, `labels` as a JSON list)."""
+    """POST /v1/items: JSON {"text", "image_base64", "labels", "key", "metadata"} or a
+    multipart form (fields `file`, `text`, `key`, `labels` as a JSON list, `metadata` as a JSON
+    object)."""
     if content_kind(request) == "json":
-        body = parse_model(ItemBody, await request.body())
-        return await item_in(body.text, body.image_base64, body.labels, settings)
+        return await item_in(parse_model(ItemBody, await request.body()), settings)
     form = await read_form(request)
     data = await upload_bytes(form, required=False)
     labels = form_json(form_text(form, "labels"), "labels", list) or []
     text = form_text(form, "text")
     if data is None and text is None:
         raise Problem(422, "an item needs a 'file', a 'text', or both")
+    key, metadata = check_key_and_metadata(
+        form_text(form, "key"), form_object(form_text(form, "metadata"), "metadata"),
+        pair=data is not None and text is not None)
     image = None if data is None else await load_image(data, settings)
     return ItemIn(None if text is None else text_query(text, settings), image,
-                  check_labels(labels))
+                  check_labels(labels), key, metadata)

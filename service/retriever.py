@@ -9,6 +9,8 @@ query that straddles the change (or was encoded by a worker still busy with the 
 is encoded again instead of being searched in the wrong space; an ingest gets the catalog's
 StaleCheckpoint and does the same. No lock is held across requests and none is dropped: they
 wait for the pair to agree, at most `swap_wait_s` (then a CheckpointMismatch: a 503 problem).
+A search by a stored item needs no encoder and no such check: it runs on the search thread
+with the vector its generation stores.
 
 An index rebuilt under a running service by `xmr index build` with another checkpoint (not
 through /v1/jobs) is followed too: the first request that meets the new generation starts
@@ -19,6 +21,7 @@ then requests wait (bounded) and get a 503, and when that checkpoint cannot be l
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,6 +69,25 @@ class SearchKey:
     modality: str
     k: int
     labels: tuple[tuple[str, str], ...]  # sorted (level, value) pairs
+    where: tuple[tuple[str, str], ...] = ()  # sorted (field, canonical JSON value) pairs
+
+    def filters(self) -> dict[str, Any]:
+        """The catalog's `labels` and `where` arguments."""
+        return {"labels": dict(self.labels) or None,
+                "where": {name: json.loads(value) for name, value in self.where} or None}
+
+
+@dataclass(frozen=True)
+class _BySimilar:
+    """The search stage's batch kind for searches by stored items (no encoder, no vectors)."""
+    key: SearchKey
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """A stored item, by id or by key (exactly one)."""
+    item_id: int | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,10 +127,10 @@ class Retriever:
         # FAISS call (a flat scan of 100k rows costs ~17 ms for 1 query and ~23 ms for 16) and
         # one pass through the catalog lock. Going back through the event loop between the two
         # stages split each batch into several searches, as the requests woke one by one.
-        self.searcher: DynamicBatcher[list[list[Hit] | StaleVector]] = DynamicBatcher(
+        self.searcher: DynamicBatcher[Any] = DynamicBatcher(
             self._search_batch, max_size=settings.batch_max_size, max_wait_s=0.0,
             queue_max=settings.queue_max, name="search", init=self._search_thread_init,
-            rows=len,  # a job is a group of query rows
+            rows=lambda job: len(job) if isinstance(job, list) else 1,  # a group of query rows
             on_batch=None if on_batch is None else
             (lambda _key, size, seconds: on_batch("search", size, seconds)),
         )
@@ -179,10 +201,12 @@ class Retriever:
     async def run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _search_batch(self, key: SearchKey, groups: list[list[Vector]]
-                      ) -> list[list[list[Hit] | StaleVector]]:
-        """Groups of searches sharing (modality, k, labels) in one catalog call (search
-        thread): usually one group, an encoder batch; more when batches queued meanwhile."""
+    def _search_batch(self, key: SearchKey | _BySimilar, groups: list[Any]) -> list[Any]:
+        """Groups of searches sharing (modality, k, filters) in one catalog call (search
+        thread): usually one group, an encoder batch; more when batches queued meanwhile.
+        Searches by stored items run one catalog call each (the catalog reads the vector)."""
+        if isinstance(key, _BySimilar):
+            return [self._similar(key.key, ref) for ref in groups]
         vectors = [v for group in groups for v in group]
         found = iter(self._search_rows(key, vectors))
         return [[next(found) for _ in group] for group in groups]
@@ -191,8 +215,7 @@ class Retriever:
                      ) -> list[list[Hit] | StaleVector]:
         live = self.catalog.checkpoint_id
         rows = [vector.row for vector in vectors if vector.checkpoint_id == live]
-        found = iter(self.catalog.search(np.stack(rows), key.k, key.modality,
-                                         dict(key.labels) or None)
+        found = iter(self.catalog.search(np.stack(rows), key.k, key.modality, **key.filters())
                      if rows else [])
         out: list[list[Hit] | StaleVector] = []
         for vector in vectors:
@@ -203,6 +226,10 @@ class Retriever:
                                         for h in hits)
             out.append(StaleVector() if stale or hits is None else hits)
         return out
+
+    def _similar(self, key: SearchKey, ref: ItemRef) -> list[Hit] | None:
+        return self.catalog.similar(key.k, key.modality, item_id=ref.item_id, key=ref.key,
+                                    **key.filters())
 
     def _ingest(self, items: Sequence[NewItem], vectors: Sequence[Vector]
                 ) -> list[tuple[int, bool]]:
@@ -244,6 +271,13 @@ class Retriever:
             if not isinstance(hits, StaleVector):
                 return hits
             await self._settle()
+
+    async def similar(self, ref: ItemRef, key: SearchKey) -> list[Hit] | None:
+        """Search with a stored item's vector (None: no such item), on the search thread as
+        every search. No checkpoint check: a stored vector belongs to its generation's
+        checkpoint, the space the catalog searches, whichever encoder is loaded."""
+        found: list[Hit] | None = await self.searcher.submit(_BySimilar(key), ref)
+        return found
 
     async def ingest(self, items: Sequence[NewItem], queries: Sequence[str | Image.Image],
                      timeout_s: float) -> list[tuple[int, bool]]:

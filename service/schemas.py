@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 Modality = Literal["image", "text"]
 LabelFilter = dict[str, str]
+Key = Annotated[str, Field(min_length=1, max_length=256, description=(
+    "your name for the item (1-256 characters, no control characters, unique); posting an "
+    "existing key replaces that item"))]
+Metadata = Annotated[dict[str, Any], Field(description=(
+    "any JSON object of at most 16 KB (as compact UTF-8 JSON); its top-level scalar fields "
+    "can be filtered on with `where`"))]
+# Validated as any object so that a nested value gets a 422 saying why (service.queries).
+WhereFilter = Annotated[dict[str, Any], WithJsonSchema({
+    "type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+    "description": "metadata filter {field: value}: equality on top-level metadata fields, "
+                   "every pair must match"})]
+ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 PIXEL_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
              "AAAABJRU5ErkJggg==")  # a 1x1 red PNG
@@ -28,10 +40,12 @@ class TextQuery(_Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"text": "cat face", "k": 10},
         {"text": "red fruit", "k": 5, "labels": {"group": "Food & Drink"}, "rerank": False},
+        {"text": "running shoe", "k": 5, "where": {"brand": "acme", "in_stock": True}},
     ]})
     text: str = Field(description="the query text (at most XMR_MAX_TEXT_CHARS characters)")
     k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
+    where: WhereFilter | None = None
     rerank: bool = Field(False, description=_RERANK_DOC)
 
 
@@ -44,6 +58,7 @@ class ImageQuery(_Strict):
                                           "(a data: URL prefix is accepted)")
     k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
+    where: WhereFilter | None = None
     rerank: bool = Field(False, description=_RERANK_DOC)
 
 
@@ -53,7 +68,10 @@ class SearchHit(BaseModel):
     modality: Modality
     labels: list[str]
     url: str = Field(description="where to fetch the item (images: its bytes)")
-    text: str | None = None
+    text: str | None = Field(None, description="a text item's text; an image's caption, when "
+                                               "it was ingested or imported with one")
+    key: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
     similarity: float | None = Field(None, description="cosine similarity (re-ranked hits)")
 
 
@@ -61,7 +79,8 @@ class SearchResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "results": [{"id": 42, "score": 0.71, "modality": "image",
                      "labels": ["Animals & Nature", "animal-mammal"],
-                     "url": "/v1/items/42/image", "text": None, "similarity": None}],
+                     "url": "/v1/items/42/image", "text": "cat face", "key": "1F431",
+                     "metadata": {}, "similarity": None}],
         "k": 10, "modality": "image", "reranked": False, "took_ms": 12.5,
         "checkpoint_id": "d29bed95f54b9787"}]})
     results: list[SearchHit]
@@ -72,17 +91,39 @@ class SearchResponse(BaseModel):
     checkpoint_id: str
 
 
+class SimilarQuery(_Strict):
+    """Search with a stored item's vector (never re-encoded); the item is left out of its own
+    results."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"key": "1F431", "k": 5, "modality": "text"},
+        {"id": 42, "k": 10, "modality": "image", "where": {"brand": "acme"}},
+    ]})
+    id: ItemId | None = Field(None, description="the item's id (give id or key, not both)")
+    key: Key | None = None
+    k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
+    modality: Modality = Field(description="modality of the results")
+    labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
+    where: WhereFilter | None = None
+
+
 class ItemIn(_Strict):
-    """An image, a text, or both (a pair: two items sharing the labels)."""
+    """An image, a text, or both (a pair: two items sharing the labels, key and metadata; the
+    image has the key, the text the key + ":text", and the image carries the text as its
+    caption)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"text": "grinning face", "labels": ["Smileys & Emotion", "face-smiling"]},
         {"image_base64": PIXEL_PNG,
          "text": "a red dot", "labels": ["shapes"]},
+        {"text": "trail running shoe, red", "key": "sku-1042",
+         "metadata": {"brand": "acme", "price": 89.5}},
     ]})
     text: str | None = None
     image_base64: str | None = None
     labels: list[str] = Field(default_factory=list, description="coarse -> fine")
+    key: Key | None = None
+    metadata: Metadata | None = None
 
 
 class BatchIn(_Strict):
@@ -92,7 +133,12 @@ class BatchIn(_Strict):
 class Ingested(BaseModel):
     id: int
     modality: Modality
-    created: bool = Field(description="false when the same content was already stored")
+    created: bool = Field(description="false when the item's key existed (the item was "
+                                      "replaced, same id) or, without a key, the same content "
+                                      "was already stored (its id, unchanged)")
+    status: Literal[200, 201] = Field(description="this item's own status: 201 created, 200 "
+                                                  "replaced or already stored")
+    key: str | None = None
     url: str
 
 
@@ -108,6 +154,8 @@ class ItemOut(BaseModel):
     url: str
     content_hash: str
     checkpoint_id: str
+    key: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class LabelsOut(BaseModel):

@@ -1,5 +1,6 @@
-"""The search use case: a validated query in, hits out (best first), optionally re-ranked by
-the checkpoint's cross-attention scorer; bounded as a whole by the request timeout."""
+"""The search use cases: a validated query in, hits out (best first), optionally re-ranked by
+the checkpoint's cross-attention scorer; or a stored item's vector in (search by item). Each is
+bounded as a whole by the request timeout."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from PIL import Image
 
 from models.inference import ImageError, open_image
 from service.problems import Problem
-from service.queries import SearchIn, check_filter
-from service.retriever import Retriever, SearchKey
+from service.queries import SearchIn, SimilarIn, check_filter
+from service.retriever import ItemRef, Retriever, SearchKey
 from service.schemas import Modality, SearchHit, SearchResponse, item_url
 from service.settings import Settings
 
@@ -26,6 +27,7 @@ def _hit(hit: Hit, score: float | None = None) -> SearchHit:
         id=hit.id, score=hit.score if score is None else score,
         modality=record.modality,  # type: ignore[arg-type]
         labels=list(record.labels), url=item_url(hit.id, record.modality), text=record.text,
+        key=record.key, metadata=record.metadata,
         similarity=None if score is None else hit.score,
     )
 
@@ -43,7 +45,7 @@ async def search(retriever: Retriever, settings: Settings, asked: SearchIn,
         raise Problem(400, "re-ranking scores text-image pairs: it applies to text-to-image and "
                            "image-to-text search only")
     wanted = max(asked.k, settings.rerank_max) if asked.rerank else asked.k
-    key = SearchKey(modality, wanted, tuple(sorted((labels or {}).items())))
+    key = SearchKey(modality, wanted, tuple(sorted((labels or {}).items())), asked.where)
     async with asyncio.timeout(settings.request_timeout_s):
         hits = await retriever.search(asked.query, key)
         results = (await _rerank(retriever, asked.query, hits, asked.k) if asked.rerank
@@ -52,6 +54,24 @@ async def search(retriever: Retriever, settings: Settings, asked: SearchIn,
         results=results, k=asked.k, modality=modality, reranked=asked.rerank,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
         checkpoint_id=retriever.encoder.checkpoint_id,
+    )
+
+
+async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
+                  ) -> SearchResponse:
+    """Search by a stored item: a 404 problem when there is no such item."""
+    started = time.perf_counter()
+    labels = check_filter(asked.labels, retriever.catalog.levels)
+    key = SearchKey(asked.modality, asked.k, tuple(sorted((labels or {}).items())), asked.where)
+    async with asyncio.timeout(settings.request_timeout_s):
+        hits = await retriever.similar(ItemRef(asked.item_id, asked.key), key)
+    if hits is None:
+        raise Problem(404, f"no item {asked.item_id}" if asked.key is None
+                      else f"no item has the key {asked.key!r}")
+    return SearchResponse(
+        results=[_hit(h) for h in hits], k=asked.k, modality=asked.modality, reranked=False,
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+        checkpoint_id=retriever.catalog.checkpoint_id,
     )
 
 

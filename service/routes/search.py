@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 
 from service.deps import JsonBody, RetrieverDep, SettingsDep
 from service.problems import responses
-from service.queries import image_search, text_search
-from service.schemas import ImageQuery, SearchResponse, TextQuery
-from service.search import search
+from service.queries import image_search, similar_search, text_search
+from service.schemas import ImageQuery, SearchResponse, SimilarQuery, TextQuery
+from service.search import search, similar
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 ERRORS = responses(400, 409, 413, 415, 422, 503)
@@ -26,6 +26,8 @@ _IMAGE_BODY = {
                     "file": {"type": "string", "format": "binary"},
                     "k": {"type": "integer", "default": 10},
                     "labels": {"type": "string", "description": 'JSON {"level": "value"}'},
+                    "where": {"type": "string",
+                              "description": 'JSON {"field": value}: metadata equality'},
                     "rerank": {"type": "boolean", "default": False},
                 }}},
             "application/json": {"schema": ImageQuery.model_json_schema()},
@@ -38,7 +40,7 @@ _IMAGE_BODY = {
              dependencies=[JsonBody], summary="Images for a text")
 async def text_to_image(query: TextQuery, retriever: RetrieverDep, settings: SettingsDep
                         ) -> SearchResponse:
-    asked = text_search(query.text, query.k, query.labels, query.rerank, settings)
+    asked = text_search(query.text, query.k, query.labels, query.where, query.rerank, settings)
     return await search(retriever, settings, asked, "image")
 
 
@@ -46,7 +48,7 @@ async def text_to_image(query: TextQuery, retriever: RetrieverDep, settings: Set
              dependencies=[JsonBody], summary="Texts for a text")
 async def text_to_text(query: TextQuery, retriever: RetrieverDep, settings: SettingsDep
                        ) -> SearchResponse:
-    asked = text_search(query.text, query.k, query.labels, query.rerank, settings)
+    asked = text_search(query.text, query.k, query.labels, query.where, query.rerank, settings)
     return await search(retriever, settings, asked, "text")
 
 
@@ -62,3 +64,10 @@ async def image_to_text(request: Request, retriever: RetrieverDep, settings: Set
 async def image_to_image(request: Request, retriever: RetrieverDep, settings: SettingsDep
                          ) -> SearchResponse:
     return await search(retriever, settings, await image_search(request, settings), "image")
+
+
+@router.post("/similar", response_model=SearchResponse, responses=responses(404, 415, 422, 503),
+             dependencies=[JsonBody], summary="Items like a stored item (by id or key)")
+async def search_similar(query: SimilarQuery, retriever: RetrieverDep, settings: SettingsDep
+                         ) -> SearchResponse:
+    return await similar(retriever, settings, similar_search(query, settings))

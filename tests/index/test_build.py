@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ from index import generations
 from index.build import build
 from index.catalog import Catalog, NewItem, StaleCheckpoint
 from index.cli import corpus_items
+from index.metadata import DATABASE
+from index.plan import as_new
 from index.records import bytes_hash, text_hash
 from models.data.images import open_image
 from tests.index.helpers import HashEncoder, make_corpus
@@ -136,3 +140,89 @@ def test_interrupted_build_resumes(tmp_path: Path, corpus: Path) -> None:
     assert report.embedded < 22  # the committed batches were not embedded again
     assert report.counts == {"image": 10, "text": 12}
     assert not (report.generation / generations.BUILDING).exists()
+
+
+def test_corpus_row_ids_become_keys_and_images_carry_their_caption(
+        tmp_path: Path, corpus: Path) -> None:
+    enc = HashEncoder()
+    _build(tmp_path / "idx", enc, corpus)
+    cat = _open(tmp_path / "idx", enc)
+    image = cat.search(enc.encode_images([open_image(corpus / "images/4.png")]), 1, "image")[0][0]
+    assert (image.record.key, image.record.text) == ("item4", "caption number 4")
+    shared = cat.get_by_key("item0")  # images/0.png is also the image of row item10
+    assert shared is not None and shared.text == "caption number 0"
+    assert cat.get_by_key("item10") is None
+    text = cat.get_by_key("item10:text")
+    assert text is not None and text.text == "caption number 10" and text.modality == "text"
+    assert cat.similar(1, "text", key="item4") is not None
+
+
+def test_a_key_used_twice_in_a_corpus_is_refused(tmp_path: Path) -> None:
+    from models.data.corpus import Item, read_corpus, write_corpus
+
+    corpus = make_corpus(tmp_path / "corpus", n=2)
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(corpus / "images/new.png")
+    rows = [*read_corpus(corpus).items,  # its image would be keyed as item0's text is
+            Item("item0:text", "images/new.png", "another", ("warm", "warm1"), "train")]
+    write_corpus(corpus, rows, ["group", "sub"], {"group": ["cold", "warm"],
+                 "sub": [f"{g}{k}" for g in ("cold", "warm") for k in range(3)]})
+    with pytest.raises(ValueError, match="keys used by two items"):
+        corpus_items(corpus)
+
+
+def test_rebuild_carries_keys_and_metadata_and_replays_upserts(
+        tmp_path: Path, corpus: Path) -> None:
+    root = tmp_path / "idx"
+    old_enc, new_enc = HashEncoder(salt="a"), HashEncoder(salt="b")
+    _build(root, old_enc, corpus)
+    live = _open(root, old_enc)
+    corpus_image = live.get_by_key("item4")
+    assert corpus_image is not None
+    user = NewItem("text", text_hash("mine"), text="mine", key="u1", metadata={"shop": "x"})
+    [(user_id, _)] = live.ingest([user], old_enc.encode_texts(["mine"]))
+    live.ingest([replace(as_new(corpus_image), metadata={"featured": True})],
+                old_enc.encode_images([open_image(corpus / "images/4.png")]))
+
+    class Busy(HashEncoder):
+        """Upserts and deletes by key on the live catalog while the build embeds."""
+
+        def encode_texts(self, texts: list[str]) -> np.ndarray:
+            if self.calls == 1:
+                live.ingest([replace(user, text="mine, v2", content_hash=text_hash("mine, v2"),
+                                     metadata={"shop": "y"}),
+                             NewItem("text", text_hash("late"), text="late", key="u2")],
+                            old_enc.encode_texts(["mine, v2", "late"]))
+                assert live.delete_by_key("item3:text") is not None
+            return super().encode_texts(texts)
+
+    report = _build(root, Busy(salt="b"), corpus)
+    assert report.replayed >= 3
+    fresh = _open(root, new_enc)
+    got = fresh.get_by_key("u1")
+    assert got is not None and (got.id, got.text, got.metadata) == (user_id, "mine, v2",
+                                                                    {"shop": "y"})
+    assert _text_id(fresh, new_enc, "mine, v2") == user_id  # re-embedded by the new encoder
+    assert fresh.get_by_key("u2") is not None and fresh.get_by_key("item3:text") is None
+    image = fresh.get_by_key("item4")
+    assert image is not None and image.id == corpus_image.id
+    assert image.metadata == {"featured": True}  # set through the service, kept
+    assert fresh.search(new_enc.encode_texts(["x"]), 30, "image",
+                        where={"featured": True})[0][0].id == corpus_image.id
+    assert fresh.count("text") == 12 - 1 + 2
+
+
+def test_rebuild_of_an_index_made_before_keys_keeps_its_ids(tmp_path: Path,
+                                                            corpus: Path) -> None:
+    root = tmp_path / "idx"
+    enc = HashEncoder()
+    _build(root, enc, corpus)
+    db = sqlite3.connect(generations.current(root) / DATABASE)  # type: ignore[operator]
+    before = dict(db.execute("SELECT key, id FROM items"))
+    db.execute("UPDATE items SET key = NULL")  # what a migrated index made before keys holds
+    db.execute("UPDATE items SET text = NULL WHERE modality = 'image'")
+    db.commit()
+    db.close()
+    report = _build(root, HashEncoder(salt="b"), corpus)
+    assert report.counts == {"image": 10, "text": 12}  # nothing indexed twice
+    db = sqlite3.connect(report.generation / DATABASE)
+    assert dict(db.execute("SELECT key, id FROM items")) == before

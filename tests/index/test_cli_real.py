@@ -37,6 +37,10 @@ def test_cli_builds_a_searchable_index(tmp_path: Path, tiny_run: tuple[Path, Pat
     assert hit.record.text == text and hit.score == pytest.approx(1.0, abs=1e-4)
     images = catalog.search(encoder.encode_texts([text]), 5, "image")[0]
     assert len(images) == 5 and all(h.record.source for h in images)
+    assert all(h.record.key and h.record.text for h in images)  # row id and caption
+    image = catalog.get_by_key(items[0].id)  # the corpus row's id is its image's key
+    assert image is not None and (image.modality, image.text) == ("image", text)
+    assert catalog.get_by_key(f"{items[0].id}:text") == hit.record
     catalog.close()
     with pytest.raises(ValueError, match="built with checkpoint"):
         Catalog.open(out, checkpoint_id="another", dim=encoder.dim)

@@ -1,6 +1,7 @@
 """SIGKILL the ingesting process at random points; after each restart every acknowledged item
-is searchable, acknowledged deletes stay deleted, nothing half-written is visible (the FAISS
-ids equal the metadata ids exactly) and the index count equals the metadata count."""
+is searchable with its acknowledged text, key and metadata (upserts by key included),
+acknowledged deletes stay deleted, nothing half-written is visible (the FAISS ids equal the
+metadata ids exactly) and the index count equals the metadata count."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _run_and_kill(root: Path, tag: str, seed: int, rng: random.Random) -> list[s
     return out
 
 
-def _check(root: Path, alive: dict[int, str], deleted: set[int]) -> None:
+def _check(root: Path, alive: dict[int, tuple[str, str | None]], deleted: set[int]) -> None:
     catalog = Catalog.open(root, checkpoint_id=CHECKPOINT, dim=DIM)
     try:
         gen = catalog._gen
@@ -48,9 +49,14 @@ def _check(root: Path, alive: dict[int, str], deleted: set[int]) -> None:
         assert not deleted & meta_ids, "an acknowledged delete came back"
         if alive:
             ids = list(alive)
-            hits = catalog.search(np.stack([vector(alive[i]) for i in ids]), 1, "text")
+            hits = catalog.search(np.stack([vector(alive[i][0]) for i in ids]), 1, "text")
             assert [h[0].id for h in hits] == ids
-            assert all(h[0].record.text == alive[i] for h, i in zip(hits, ids, strict=True))
+            for hit, item_id in zip(hits, ids, strict=True):
+                text, key = alive[item_id]
+                record = hit[0].record
+                assert (record.text, record.key) == (text, key)
+                assert record.metadata == ({} if key is None else {"text": text})
+                assert key is None or catalog.get_by_key(key) == record
     finally:
         catalog.close()
 
@@ -58,17 +64,17 @@ def _check(root: Path, alive: dict[int, str], deleted: set[int]) -> None:
 def _kill_loop(tmp_path: Path, kills: int, seed: int) -> int:
     root = tmp_path / "idx"
     rng = random.Random(seed)
-    alive: dict[int, str] = {}
+    alive: dict[int, tuple[str, str | None]] = {}
     deleted: set[int] = set()
     acks = 0
     for trial in range(kills):
         for line in _run_and_kill(root, f"t{trial}", seed * 1000 + trial, rng):
-            kind, item_id, *text = line.split()
+            kind, item_id, *added = line.split()
             acks += 1
             if kind == "ADD":
-                alive[int(item_id)] = text[0]
-            elif kind == "DELETING":  # an unacknowledged delete may or may not have happened
-                alive.pop(int(item_id), None)
+                alive[int(item_id)] = (added[0], None if added[1] == "-" else added[1])
+            elif kind in ("DELETING", "UPSERTING"):  # unacknowledged: either version may be
+                alive.pop(int(item_id), None)  # there (the check skips the item until acked)
             elif kind == "DEL":
                 alive.pop(int(item_id), None)
                 deleted.add(int(item_id))

@@ -119,7 +119,7 @@ def test_ingest_pair_image_alone_text_alone_duplicates_fetch_and_delete(server: 
         again = client.post("/v1/items", headers=server.auth,
                             json={"image_base64": base64.b64encode(image).decode()})
         assert again.status_code == 200
-        assert again.json()["items"] == [{**image_item, "created": False}]
+        assert again.json()["items"] == [{**image_item, "created": False, "status": 200}]
         text_only = client.post("/v1/items", headers=server.auth,
                                 json={"text": "a text alone, no picture", "labels": []})
         assert text_only.status_code == 201
