@@ -53,6 +53,7 @@ class DHAMLOptions(BaseModel):
     # Instance term: the paired item must also win against same-label items (paired InfoNCE on
     # the finest level), so "cat" finds the cat and not any mammal of the same subgroup.
     instance_weight: float = Field(0.0, ge=0)
+    instance_temperature: float | None = Field(None, gt=0)  # None: `temperature`
 
 
 def metric_loss(
@@ -120,7 +121,12 @@ class DHAML(Method):
         return self._retrieval_embedding(self.text_tower(feats["pooled"]))
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         o = self.opts
         img_levels, txt_levels = (
@@ -138,7 +144,7 @@ class DHAML(Method):
                 )
         if o.instance_weight > 0:
             metric = metric + o.instance_weight * paired_contrastive_loss(
-                img_levels[-1], txt_levels[-1], o.temperature
+                img_levels[-1], txt_levels[-1], o.instance_temperature or o.temperature, matches
             )
         classify = level_classification(
             self.classifiers(img_levels), labels

