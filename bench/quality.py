@@ -8,6 +8,10 @@ for model selection / early stopping, and is scored once on the test split. Writ
 bench/results/quality.{json,md,png}. Backbone features are read from the cache once and shared
 by all runs, so the runs differ only in the method.
 
+Beside the label mAP, what people type (models.evaluation.keywords): the corpus's keyword
+queries on the test images (mAP@all, success@10) with chance and caption search as references,
+and the exact item (paired R@1 / R@10).
+
 Ablations (METHODS.md claims): no adversary (dhaml, aaml); single label level (dhaml);
 no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final validation
 mAP and final mAP). For every run the modality gap is measured on the test embeddings: the
@@ -34,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.backbones.cache import FeatureCache  # noqa: E402
 from models.data.corpus import Corpus, read_corpus  # noqa: E402
+from models.data.keywords import read_keywords  # noqa: E402
+from models.evaluation.keyword_eval import evaluate_keywords  # noqa: E402
 from models.evaluation.metrics import average_precisions_of_scores  # noqa: E402
 from models.evaluation.report import evaluate_embeddings  # noqa: E402
 from models.features import Backbones, FeatureSet  # noqa: E402
@@ -62,7 +68,9 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "aaml-triplet": ("aaml", {"options": {"loss": "triplet"}}),
     "aaml-all-informative": ("aaml", {"options": {"hardest": False}}),
     # not a thesis claim: our instance term (the paired item must beat its classmates)
-    "dhaml-no-instance": ("dhaml", {"options": {"instance_weight": 0.0}}),
+    "dhaml-no-instance": (
+        "dhaml", {"options": {"instance_weight": 0.0, "instance_level": False}}
+    ),
 }
 RERANK_K = 20
 COMMAND = "nice -n 10 python bench/quality.py " + " ".join(sys.argv[1:])
@@ -84,7 +92,8 @@ class Data:
     """All train and test features, read once; splits per seed are row subsets."""
 
     def __init__(self, corpus: Corpus, cache: FeatureCache, device: torch.device) -> None:
-        self.corpus, self.device = corpus, device
+        self.corpus, self.device, self.cache = corpus, device, cache
+        self.keywords = read_keywords(corpus.root)
         self.backbones = Backbones.build("minilm", device)
         self.train_items, self.test_items = corpus.split("train"), corpus.split("test")
         self.train = self.backbones.features(corpus, self.train_items, cache)
@@ -180,6 +189,11 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     images, texts = embed(method, data.test, data.device)
     row["test"] = evaluate_embeddings(images, texts, all_levels, data.corpus.levels)
     row["gap"] = modality_gap(images, texts, seed)
+    if data.keywords is not None:
+        row["keywords"] = evaluate_keywords(
+            method, data.backbones, data.test_items, data.test, images, data.keywords,
+            data.cache, data.device,
+        )
     if config.method == "dhaml" and len(levels) > 1:
         method.retrieval = "concat"
         row["test_concat"] = evaluate_embeddings(
@@ -235,18 +249,38 @@ def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
         }
     if all("rerank" in r for r in rows):
         out["rerank_top20_avg_map"] = agg(lambda r: r["rerank"]["avg_map"])
+    if all(r.get("keywords") for r in rows):
+        for key in ("map", "success_at_10"):
+            stats = agg(lambda r, key=key: r["keywords"][key])
+            out[f"keyword_{key}"], out[f"keyword_{key}_std"] = stats["mean"], stats["std"]
+        out["paired_r10"] = agg(
+            lambda r: (r["test"]["recall"]["i2t"]["R@10"] + r["test"]["recall"]["t2i"]["R@10"]) / 2
+        )
     return out
+
+
+def keyword_references(rows: list[dict]) -> dict[str, Any] | None:
+    """Chance and caption search: the same for every run (they do not depend on the model)."""
+    found = next((r["keywords"] for r in rows if r.get("keywords")), None)
+    if found is None:
+        return None
+    keys = ("n_queries", "n_images", "chance", "caption_search")
+    return {key: found[key] for key in keys}
+
+
+def stat(part: dict, key: str) -> tuple[float, float]:
+    """Mean and seed spread of one summary measure, whichever way the summary stores it."""
+    if key == "avg_map":
+        return part["avg_map_mean"], part["avg_map_std"]
+    if isinstance(part[key], dict):
+        return part[key]["mean"], part[key]["std"]
+    return part[key], part[f"{key}_std"]
 
 
 def verdict(with_part: dict, without_part: dict, key: str = "avg_map", higher: bool = True) -> dict:
     """Confirmed when the difference exceeds the larger seed spread, refuted when it is
     that far the other way, otherwise no measurable difference."""
-    if key == "avg_map":
-        a, sa = with_part["avg_map_mean"], with_part["avg_map_std"]
-        b, sb = without_part["avg_map_mean"], without_part["avg_map_std"]
-    else:
-        a, sa = with_part[key]["mean"], with_part[key]["std"]
-        b, sb = without_part[key]["mean"], without_part[key]["std"]
+    (a, sa), (b, sb) = stat(with_part, key), stat(without_part, key)
     delta = (a - b) if higher else (b - a)
     spread = max(sa, sb)
     if len(with_part["seeds"]) < 2 or len(without_part["seeds"]) < 2:
@@ -307,6 +341,9 @@ def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, An
         out["2_hierarchy"] = {"dhaml": hier}
     if "aaml" in summary and "aaml-no-attention" in summary:
         att = {"finest_avg_map": verdict(summary["aaml"], summary["aaml-no-attention"])}
+        if "keyword_map" in summary["aaml"] and "keyword_map" in summary["aaml-no-attention"]:
+            for key in ("keyword_map", "keyword_success_at_10"):
+                att[key] = verdict(summary["aaml"], summary["aaml-no-attention"], key)
         if "rerank_top20_avg_map" in summary["aaml"]:
             att["rerank_top20_avg_map"] = summary["aaml"]["rerank_top20_avg_map"]
         out["3_attention"] = {"aaml": att}
@@ -325,6 +362,11 @@ def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, An
             "dhaml": {
                 "finest_avg_map": verdict(on, off),
                 "paired_r1": verdict(on, off, "paired_r1"),
+                **(
+                    {"keyword_map": verdict(on, off, "keyword_map")}
+                    if "keyword_map" in on and "keyword_map" in off
+                    else {}
+                ),
             }
         }
     return out
@@ -366,6 +408,7 @@ def markdown(result: dict) -> str:
             f"{s['epochs_to_95']['mean']:.1f} | {s['train_seconds']['mean']:.0f} | "
             f"{len(s['seeds'])} |"
         )
+    lines += keyword_table(result)
     lines += [
         "",
         "## Ablations (thesis claims)",
@@ -384,6 +427,40 @@ def markdown(result: dict) -> str:
                 else:
                     lines.append(f"| {claim} | {method} | {measure} | {json.dumps(v)} | | | | |")
     return "\n".join(lines) + "\n"
+
+
+def keyword_table(result: dict) -> list[str]:
+    """What people type: keyword queries and the exact item, beside chance and caption search."""
+    refs = result.get("keyword_references")
+    if not refs:
+        return []
+    lines = [
+        "",
+        f"## What people type: {refs['n_queries']} keyword queries on the {refs['n_images']} "
+        "test images",
+        "",
+        "An image is relevant when CLDR lists the keyword for its emoji; success@10 = share of "
+        "queries with a relevant image in the top 10; exact item = paired R@1 / R@10 (the name "
+        "finds its own image and back, mean of both directions).",
+        "",
+        "| method | keyword mAP | success@10 | paired R@1 | paired R@10 | subgroup avg mAP "
+        "| seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in {**result["methods"], **result["ablation_runs"]}.items():
+        if "keyword_map" not in s:
+            continue
+        lines.append(
+            f"| {name} | **{s['keyword_map']:.3f} ± {s['keyword_map_std']:.3f}** | "
+            f"{s['keyword_success_at_10']:.3f} ± {s['keyword_success_at_10_std']:.3f} | "
+            f"{s['paired_r1']['mean']:.3f} | {s['paired_r10']['mean']:.3f} | "
+            f"{s['avg_map_mean']:.3f} ± {s['avg_map_std']:.3f} | {len(s['seeds'])} |"
+        )
+    for name, key in (("chance", "chance"), ("caption search (raw MiniLM, query vs name)",
+                                             "caption_search")):
+        ref = refs[key]
+        lines.append(f"| {name} | {ref['map']:.3f} | {ref['success_at_10']:.3f} | | | | |")
+    return lines
 
 
 def diagnosis(out: Path) -> str:
@@ -483,6 +560,7 @@ def write_results(
         "methods": {n: s for n, s in summary.items() if n in METHODS},
         "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
         "ablations": ablations(summary, corpus.levels),
+        "keyword_references": keyword_references(rows),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "runs": rows,
     }

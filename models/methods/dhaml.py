@@ -11,6 +11,14 @@ ends in that level's embedding. Per level:
   coefficient ramped by grl_lambda(progress).
 Retrieval uses the finest level's embedding (`retrieval: fine`) or the weighted concatenation of
 all levels (`retrieval: concat`); the benchmark reports both.
+
+Below the finest label the hierarchy can go one level further, to the item itself
+(`instance_level: true`): one more residual block and head per modality, trained by the
+instance term alone (each image against the texts that describe it, from pairs, no label),
+with no classifier. Label levels alone collapse a subgroup to one point, so the query "cat"
+cannot tell the cat from the pig; the instance level keeps that apart without bending the
+label levels. Retrieval then concatenates the finest label level and the instance level
+(weight `instance_retrieval_weight` on the latter).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from models.heads.classifiers import LevelClassifiers
@@ -38,6 +46,12 @@ Metric = Literal["contrastive", "polynomial", "triplet"]
 
 
 class DHAMLOptions(BaseModel):
+    @model_validator(mode="after")
+    def _instance_level_is_trained(self) -> DHAMLOptions:
+        if self.instance_level and self.instance_weight <= 0:
+            raise ValueError("instance_level needs instance_weight > 0 (nothing else trains it)")
+        return self
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     hidden: int = Field(1024, ge=2)
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -54,6 +68,8 @@ class DHAMLOptions(BaseModel):
     # the finest level), so "cat" finds the cat and not any mammal of the same subgroup.
     instance_weight: float = Field(0.0, ge=0)
     instance_temperature: float | None = Field(None, gt=0)  # None: `temperature`
+    instance_level: bool = False  # the instance term on a level of its own (module doc)
+    instance_retrieval_weight: float = Field(1.0, ge=0)
 
 
 def metric_loss(
@@ -97,16 +113,26 @@ class DHAML(Method):
         super().__init__()
         self.opts = o = DHAMLOptions(**config.options)
         d, levels = config.embed_dim, len(dims.classes)
-        self.image_tower = HierarchicalTower(dims.image, o.hidden, d, levels, o.dropout)
-        self.text_tower = HierarchicalTower(dims.text, o.hidden, d, levels, o.dropout)
+        towers = levels + int(o.instance_level)
+        self.image_tower = HierarchicalTower(dims.image, o.hidden, d, towers, o.dropout)
+        self.text_tower = HierarchicalTower(dims.text, o.hidden, d, towers, o.dropout)
         self.classifiers = LevelClassifiers(
             [d] * levels, dims.classes, o.classifier_scale, o.classifier == "cosine"
         )
         self.grl = GradientReversal()
         self.discriminators = nn.ModuleList(ModalityDiscriminator(d) for _ in range(levels))
         self.retrieval = o.retrieval  # a plain attribute: the benchmark evaluates both
+        self.instance_retrieval_weight = o.instance_retrieval_weight  # likewise
 
     def _retrieval_embedding(self, per_level: list[torch.Tensor]) -> torch.Tensor:
+        if self.opts.instance_level:
+            *per_level, instance = per_level
+            w = self.instance_retrieval_weight
+            label = self._label_embedding(per_level)
+            return F.normalize(torch.cat([label, w * instance], dim=-1), dim=-1)
+        return self._label_embedding(per_level)
+
+    def _label_embedding(self, per_level: list[torch.Tensor]) -> torch.Tensor:
         if self.retrieval == "fine":
             return per_level[-1]
         weights = [self.opts.concat_coarse_weight] * (len(per_level) - 1) + [1.0]
@@ -133,6 +159,9 @@ class DHAML(Method):
             self.image_tower(images["pooled"]),
             self.text_tower(texts["pooled"]),
         )
+        img_instance, txt_instance = img_levels[-1], txt_levels[-1]
+        if o.instance_level:
+            img_levels, txt_levels = img_levels[:-1], txt_levels[:-1]
         metric, adversary = 0.0, 0.0
         coeff = grl_lambda(progress)
         for level, (img, txt) in enumerate(zip(img_levels, txt_levels, strict=True)):
@@ -144,7 +173,7 @@ class DHAML(Method):
                 )
         if o.instance_weight > 0:
             metric = metric + o.instance_weight * paired_contrastive_loss(
-                img_levels[-1], txt_levels[-1], o.instance_temperature or o.temperature, matches
+                img_instance, txt_instance, o.instance_temperature or o.temperature, matches
             )
         classify = level_classification(
             self.classifiers(img_levels), labels

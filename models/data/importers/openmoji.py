@@ -104,6 +104,18 @@ def render_png(svg_path: Path, png_path: Path) -> None:
     tmp.replace(png_path)
 
 
+def emoji_rows(e: Emoji, keywords: tuple[str, ...]) -> list[Item]:
+    """The name row of an emoji and, for a train emoji only, one row per keyword."""
+    image, labels = f"images/{e.hex}.png", (e.group, e.subgroup)
+    rows = [Item(e.hex, image, e.name, labels, e.split)]
+    if e.split == "train":
+        rows += [
+            Item(f"{e.hex}~{n}", image, word, labels, "train")
+            for n, word in enumerate(keywords, start=1)
+        ]
+    return rows
+
+
 def import_openmoji(out: Path, report: ImportReport) -> list[Item]:
     """Render the official split into `out` (re-using PNGs already there) and write the corpus."""
     source = svg_dir()
@@ -119,15 +131,9 @@ def import_openmoji(out: Path, report: ImportReport) -> list[Item]:
         except ImportProblem as problem:
             report.reject(problem)
             continue
-        labels = (e.group, e.subgroup)
-        items.append(Item(e.hex, f"images/{e.hex}.png", e.name, labels, e.split))
         words = other_keywords(cldr.get(emoji_chars(e.hex), ()), e.name)
         keywords[e.hex] = list(words)
-        if e.split == "train":
-            items += [
-                Item(f"{e.hex}~{n}", f"images/{e.hex}.png", word, labels, "train")
-                for n, word in enumerate(words, start=1)
-            ]
+        items += emoji_rows(e, words)
     groups = list(dict.fromkeys(item.labels[0] for item in items))
     subgroups = list(dict.fromkeys(item.labels[1] for item in items))
     write_corpus(out, items, LEVELS, {"group": groups, "subgroup": subgroups})
