@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
         **evaluate_embeddings(images, texts, labels, corpus.levels),
     }
     if keywords is not None:
+        seen = {item.text for item in corpus.split("train")} if args.split == "test" else None
         found = evaluate_keywords(encoder.method, encoder.backbones, items, features, images,
-                                  keywords, cache, device)
+                                  keywords, cache, device, seen)
         if found is not None:
             report["keywords"] = found
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -57,9 +57,11 @@ def evaluate_keywords(
     keywords: Mapping[str, Sequence[str]],
     cache: FeatureCache,
     device: torch.device,
+    seen: set[str] | None = None,
 ) -> dict[str, object] | None:
     """Keyword metrics of a split whose rows (`items`, their backbone `features` and shared-
-    space `image_vectors`) are given; None when its images carry no keyword."""
+    space `image_vectors`) are given; None when its images carry no keyword. `seen` (the
+    training texts) splits the figures into queries trained on and not."""
     rows = image_rows(items)
     queries = queries_of(items, rows, keywords)
     if queries is None:
@@ -71,4 +73,5 @@ def evaluate_keywords(
         image_vectors[rows],
         raw.pooled,
         features.text_pooled[rows],
+        seen,
     )

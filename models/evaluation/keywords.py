@@ -85,19 +85,30 @@ def keyword_report(
     image_vectors: np.ndarray,
     raw_queries: np.ndarray,
     raw_captions: np.ndarray,
+    seen: set[str] | None = None,
 ) -> dict[str, object]:
-    """The learned space's keyword metrics with both references.
+    """The learned space's keyword metrics with both references, and split by whether the
+    query was a training caption (`seen`: the training texts) where that is known.
 
     query_vectors / image_vectors: unit embeddings in the shared space; raw_queries /
     raw_captions: the text backbone's own vectors of the queries and of each image's caption.
     """
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    learned = ranking_metrics(query_vectors @ image_vectors.T, queries.relevance)
-    captions = ranking_metrics(unit(raw_queries) @ unit(raw_captions).T, queries.relevance)
-    return {
-        **learned,
+    learned_scores = query_vectors @ image_vectors.T
+    caption_scores = unit(raw_queries) @ unit(raw_captions).T
+    report: dict[str, object] = {
+        **ranking_metrics(learned_scores, queries.relevance),
         "n_queries": len(queries),
         "n_images": int(queries.relevance.shape[1]),
         "chance": chance(queries.relevance),
-        "caption_search": captions,
+        "caption_search": ranking_metrics(caption_scores, queries.relevance),
     }
+    if seen is not None:  # queries that were (or were not) a training caption
+        known = np.array([text in seen for text in queries.texts], dtype=bool)
+        for name, rows in (("seen", known), ("unseen", ~known)):
+            report[name] = {
+                "n_queries": int(rows.sum()),
+                **ranking_metrics(learned_scores[rows], queries.relevance[rows]),
+                "caption_search": ranking_metrics(caption_scores[rows], queries.relevance[rows]),
+            }
+    return report

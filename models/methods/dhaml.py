@@ -70,6 +70,8 @@ class DHAMLOptions(BaseModel):
     instance_temperature: float | None = Field(None, gt=0)  # None: `temperature`
     instance_level: bool = False  # the instance term on a level of its own (module doc)
     instance_retrieval_weight: float = Field(1.0, ge=0)
+    # the text side of the instance level: a learned head, or the text backbone's own vector
+    instance_text: Literal["learned", "backbone"] = "learned"
 
 
 def metric_loss(
@@ -85,7 +87,15 @@ def metric_loss(
 class HierarchicalTower(nn.Module):
     """One modality: trunk, then a residual block and an embedding head per level."""
 
-    def __init__(self, dim_in: int, hidden: int, dim_out: int, levels: int, dropout: float) -> None:
+    def __init__(
+        self,
+        dim_in: int,
+        hidden: int,
+        dim_out: int,
+        levels: int,
+        dropout: float,
+        last_out: int | None = None,
+    ) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
             nn.LayerNorm(dim_in), nn.Dropout(dropout), nn.Linear(dim_in, hidden), nn.GELU()
@@ -96,7 +106,8 @@ class HierarchicalTower(nn.Module):
             )
             for _ in range(levels)
         )
-        self.heads = nn.ModuleList(nn.Linear(hidden, dim_out) for _ in range(levels))
+        outs = [dim_out] * (levels - 1) + [last_out or dim_out]
+        self.heads = nn.ModuleList(nn.Linear(hidden, out) for out in outs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, out = self.trunk(x), []
@@ -113,9 +124,18 @@ class DHAML(Method):
         super().__init__()
         self.opts = o = DHAMLOptions(**config.options)
         d, levels = config.embed_dim, len(dims.classes)
-        towers = levels + int(o.instance_level)
-        self.image_tower = HierarchicalTower(dims.image, o.hidden, d, towers, o.dropout)
-        self.text_tower = HierarchicalTower(dims.text, o.hidden, d, towers, o.dropout)
+        # a frozen text instance level is the text backbone's own vector: the image side learns
+        # to land near its captions there, and a query word never trained on keeps the place
+        # the text backbone gives it (as in a search over captions)
+        frozen_text = o.instance_level and o.instance_text == "backbone"
+        self.image_tower = HierarchicalTower(
+            dims.image, o.hidden, d, levels + int(o.instance_level), o.dropout,
+            last_out=dims.text if frozen_text else None,
+        )
+        self.text_tower = HierarchicalTower(
+            dims.text, o.hidden, d, levels + int(o.instance_level and not frozen_text), o.dropout
+        )
+        self.frozen_text_instance = frozen_text
         self.classifiers = LevelClassifiers(
             [d] * levels, dims.classes, o.classifier_scale, o.classifier == "cosine"
         )
@@ -144,7 +164,13 @@ class DHAML(Method):
         return self._retrieval_embedding(self.image_tower(feats["pooled"]))
 
     def embed_texts(self, feats: Features) -> torch.Tensor:
-        return self._retrieval_embedding(self.text_tower(feats["pooled"]))
+        return self._retrieval_embedding(self._text_levels(feats))
+
+    def _text_levels(self, feats: Features) -> list[torch.Tensor]:
+        levels = self.text_tower(feats["pooled"])
+        if self.frozen_text_instance:
+            levels.append(F.normalize(feats["pooled"].float(), dim=-1))
+        return levels
 
     def losses(
         self,
@@ -157,7 +183,7 @@ class DHAML(Method):
         o = self.opts
         img_levels, txt_levels = (
             self.image_tower(images["pooled"]),
-            self.text_tower(texts["pooled"]),
+            self._text_levels(texts),
         )
         img_instance, txt_instance = img_levels[-1], txt_levels[-1]
         if o.instance_level:
