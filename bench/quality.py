@@ -179,7 +179,9 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
         "train_seconds": round(seconds, 1),
         "best_epoch": history.best_epoch,
         "epochs_run": len(history.epochs),
-        "val_avg_map": history.best_val_map,
+        "val_avg_map": history.epochs[history.best_epoch]["val_avg_map"],
+        "val_keyword_map": history.epochs[history.best_epoch].get("val_keyword_map"),
+        "val_score": history.best_val_map,
         "epochs_to_95": epochs_to(history),
         "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
     }
@@ -668,8 +670,13 @@ def main() -> int:
                 write_results(args, corpus, seeds, done, rows, started, False, COMMAND)
     if args.val_only:
         for name in variants:
-            vals = [r["val_avg_map"] for r in rows if r["variant"] == name]
-            print(f"VAL {name:24s} {json.dumps(extra)} {statistics.mean(vals):.4f}")
+            picked = [r for r in rows if r["variant"] == name]
+            keyword = [r["val_keyword_map"] for r in picked if r["val_keyword_map"] is not None]
+            print(
+                f"VAL {name:24s} {json.dumps(extra)} "
+                f"{statistics.mean(r['val_avg_map'] for r in picked):.4f}"
+                + (f" keywords {statistics.mean(keyword):.4f}" if keyword else "")
+            )
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
