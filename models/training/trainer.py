@@ -26,7 +26,7 @@ from models.features import Backbones, FeatureSet
 from models.methods import build_method, check_options
 from models.methods.base import Features, Method, MethodDims
 from models.training.captions import Captions, caption_queries, group_carve
-from models.training.config import TrainConfig, check_levels
+from models.training.config import ConfigError, TrainConfig, check_levels
 
 EMBED_CHUNK = 512
 
@@ -76,6 +76,14 @@ def make_split(
 def validate(config: TrainConfig, corpus: Corpus) -> list[int]:
     """Every check that can fail a run, before any feature is extracted (ConfigError)."""
     check_options(config)
+    if config.select_on == "labels_and_keywords":
+        train_images = [item.image for item in corpus.split("train")]
+        if len(set(train_images)) == len(train_images):
+            raise ConfigError(
+                "select_on: labels_and_keywords needs train images with several captions "
+                f"(rows); every train image of {corpus.root} has one (re-import the corpus, or "
+                "select_on: labels)"
+            )
     return check_levels(config, corpus.levels)
 
 
