@@ -97,4 +97,14 @@ def keyword_markdown(kw: dict[str, Any]) -> list[str]:
     references = (("chance", "chance"), ("caption search (raw text backbone)", "caption_search"))
     for name, key in references:
         lines.append(f"| {name} | {kw[key]['map']:.4f} | {kw[key]['success_at_10']:.4f} |")
+    for part in ("seen", "unseen"):
+        if part in kw and kw[part]["n_queries"]:
+            row, ref = kw[part], kw[part]["caption_search"]
+            lines.append(
+                f"| this checkpoint, the {row['n_queries']} {part} queries (caption search) "
+                f"| {row['map']:.4f} ({ref['map']:.4f}) "
+                f"| {row['success_at_10']:.4f} ({ref['success_at_10']:.4f}) |"
+            )
+    if "seen" in kw:
+        lines += ["", "Seen: the query was a training caption (a name or keyword of a train item)."]
     return lines
