@@ -39,7 +39,8 @@ system-deps: ## Debian packages for the browser tests (chromium + chromedriver)
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-$(CORPUS)/manifest.jsonl: | $(STAMP)
+# The importer (and the Unicode data it reads) changing re-imports: PNGs already rendered are kept.
+$(CORPUS)/manifest.jsonl: models/data/importers/openmoji.py models/resources/cldr-annotations-en-41.xml.gz | $(STAMP)
 	$(PY) -m xmr data openmoji $(CORPUS)
 
 # A changed default config retrains, and a new checkpoint re-indexes (a new generation, swapped

@@ -8,6 +8,10 @@ for model selection / early stopping, and is scored once on the test split. Writ
 bench/results/quality.{json,md,png}. Backbone features are read from the cache once and shared
 by all runs, so the runs differ only in the method.
 
+Beside the label mAP, what people type (models.evaluation.keywords): the corpus's keyword
+queries on the test images (mAP@all, success@10) with chance and caption search as references,
+and the exact item (paired R@1 / R@10).
+
 Ablations (METHODS.md claims): no adversary (dhaml, aaml); single label level (dhaml);
 no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final validation
 mAP and final mAP). For every run the modality gap is measured on the test embeddings: the
@@ -30,10 +34,12 @@ import yaml
 
 from bench import harness
 from bench.harness import RESULTS, ROOT, command, machine, mean_std, relative
-from bench.quality_report import ablations, figure
+from bench.quality_report import ablations, figure, keyword_references, markdown
 from models.backbones.cache import FeatureCache
 from models.config import TrainConfig, check_levels
 from models.data.corpus import Corpus, read_corpus
+from models.data.keywords import read_keywords
+from models.evaluation.keyword_eval import evaluate_keywords
 from models.evaluation.metrics import average_precisions_of_scores
 from models.evaluation.report import evaluate_embeddings
 from models.features import Backbones, FeatureSet
@@ -58,7 +64,9 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "aaml-triplet": ("aaml", {"options": {"loss": "triplet"}}),
     "aaml-all-informative": ("aaml", {"options": {"hardest": False}}),
     # not a thesis claim: our instance term (the paired item must beat its classmates)
-    "dhaml-no-instance": ("dhaml", {"options": {"instance_weight": 0.0}}),
+    "dhaml-no-instance": (
+        "dhaml", {"options": {"instance_weight": 0.0, "instance_level": False}}
+    ),
 }
 RERANK_K = 20
 COMMAND = command("bench.quality")
@@ -80,7 +88,8 @@ class Data:
     """All train and test features, read once; splits per seed are row subsets."""
 
     def __init__(self, corpus: Corpus, cache: FeatureCache, device: torch.device) -> None:
-        self.corpus, self.device = corpus, device
+        self.corpus, self.device, self.cache = corpus, device, cache
+        self.keywords = read_keywords(corpus.root)
         self.backbones = Backbones.build("minilm", device)
         self.train_items, self.test_items = corpus.split("train"), corpus.split("test")
         self.train = self.backbones.features(corpus, self.train_items, cache)
@@ -166,7 +175,9 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
         "train_seconds": round(seconds, 1),
         "best_epoch": history.best_epoch,
         "epochs_run": len(history.epochs),
-        "val_avg_map": history.best_val_map,
+        "val_avg_map": history.epochs[history.best_epoch]["val_avg_map"],
+        "val_keyword_map": history.epochs[history.best_epoch].get("val_keyword_map"),
+        "val_score": history.best_val_map,
         "epochs_to_95": epochs_to(history),
         "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
     }
@@ -176,6 +187,11 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     images, texts = embed(method, data.test, data.device)
     row["test"] = evaluate_embeddings(images, texts, all_levels, data.corpus.levels)
     row["gap"] = modality_gap(images, texts, seed)
+    if data.keywords is not None:
+        row["keywords"] = evaluate_keywords(
+            method, data.backbones, data.test_items, data.test, images, data.keywords,
+            data.cache, data.device, {item.text for item in data.train_items},
+        )
     if config.method == "dhaml" and len(levels) > 1:
         method.retrieval = "concat"
         row["test_concat"] = evaluate_embeddings(
@@ -227,63 +243,32 @@ def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
         }
     if all("rerank" in r for r in rows):
         out["rerank_top20_avg_map"] = agg(lambda r: r["rerank"]["avg_map"])
+    if all(r.get("keywords") for r in rows):
+        out.update(keyword_summary(rows, agg))
     return out
 
 
-def markdown(result: dict) -> str:
-    levels = result["levels"]
-    lines = [
-        "# Retrieval quality on OpenMoji (test split, mAP@all, mean ± std over seeds "
-        f"{result['seeds']})",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}."
-        + (
-            ""
-            if result["complete"]
-            else " **Incomplete: cut short by the session clock; the seeds column says how"
-            " many seeds each row has.**"
-        ),
-        "",
-        "| method | avg mAP ("
-        + levels[-1]
-        + ") | i2t | t2i | "
-        + " | ".join(f"{lv} avg" for lv in levels)
-        + " | hierarchy-weighted | R@1 i2t / t2i | modality-clf acc | epochs to 95% | train s"
-        " | seeds |",
-        "|---" * (10 + len(levels)) + "|",
-    ]
-    for name, s in {**result["methods"], **result["ablation_runs"]}.items():
-        lvl = " | ".join(
-            f"{s['levels'][lv]['mean']:.3f} ± {s['levels'][lv]['std']:.3f}" for lv in levels
-        )
-        lines.append(
-            f"| {name} | **{s['avg_map_mean']:.3f} ± {s['avg_map_std']:.3f}** | "
-            f"{s['i2t_map']['mean']:.3f} | {s['t2i_map']['mean']:.3f} | {lvl} | "
-            f"{s['hierarchical_map']['mean']:.3f} | {s['recall']['i2t']['R@1']['mean']:.3f} / "
-            f"{s['recall']['t2i']['R@1']['mean']:.3f} | "
-            f"{s['modality_classifier_acc']['mean']:.3f} | "
-            f"{s['epochs_to_95']['mean']:.1f} | {s['train_seconds']['mean']:.0f} | "
-            f"{len(s['seeds'])} |"
-        )
-    lines += [
-        "",
-        "## Ablations (thesis claims)",
-        "",
-        "| claim | method | measure | with | without | delta | seed spread | verdict |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for claim, per_method in result["ablations"].items():
-        for method, measures in per_method.items():
-            for measure, v in measures.items():
-                if isinstance(v, dict) and "verdict" in v:
-                    lines.append(
-                        f"| {claim} | {method} | {measure} | {v['with']} | {v['without']} | "
-                        f"{v['delta']} | {v['spread']} | {v['verdict']} |"
-                    )
-                else:
-                    lines.append(f"| {claim} | {method} | {measure} | {json.dumps(v)} | | | | |")
-    return "\n".join(lines) + "\n"
+def keyword_summary(rows: list[dict], agg) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("map", "success_at_10"):
+        stats = agg(lambda r, key=key: r["keywords"][key])
+        out[f"keyword_{key}"], out[f"keyword_{key}_std"] = stats["mean"], stats["std"]
+    if all("seen" in r["keywords"] for r in rows):
+        out["keyword_by_query"] = {
+            part: {
+                "n_queries": rows[0]["keywords"][part]["n_queries"],
+                "map": agg(lambda r, part=part: r["keywords"][part]["map"])["mean"],
+                "success_at_10": agg(
+                    lambda r, part=part: r["keywords"][part]["success_at_10"]
+                )["mean"],
+                "caption_search": rows[0]["keywords"][part]["caption_search"],
+            }
+            for part in ("seen", "unseen")
+        }
+    out["paired_r10"] = agg(
+        lambda r: (r["test"]["recall"]["i2t"]["R@10"] + r["test"]["recall"]["t2i"]["R@10"]) / 2
+    )
+    return out
 
 
 def write_results(
@@ -310,6 +295,7 @@ def write_results(
         "methods": {n: s for n, s in summary.items() if n in METHODS},
         "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
         "ablations": ablations(summary, corpus.levels),
+        "keyword_references": keyword_references(rows),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "runs": rows,
     }
@@ -387,8 +373,13 @@ def main() -> int:
                 write_results(args, corpus, seeds, done, rows, started, False, COMMAND)
     if args.val_only:
         for name in variants:
-            vals = [r["val_avg_map"] for r in rows if r["variant"] == name]
-            print(f"VAL {name:24s} {json.dumps(extra)} {statistics.mean(vals):.4f}")
+            picked = [r for r in rows if r["variant"] == name]
+            keyword = [r["val_keyword_map"] for r in picked if r["val_keyword_map"] is not None]
+            print(
+                f"VAL {name:24s} {json.dumps(extra)} "
+                f"{statistics.mean(r['val_avg_map'] for r in picked):.4f}"
+                + (f" keywords {statistics.mean(keyword):.4f}" if keyword else "")
+            )
         return 0
     write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
     return 0

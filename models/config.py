@@ -37,6 +37,13 @@ class TrainConfig(BaseModel):
     # finest labels, so label-aware metric losses see positives beyond the paired item.
     sampler: Literal["random", "class_balanced"] = "random"
     per_class: int = Field(2, ge=1)
+    # Images with several captions (rows): `all` trains on every row each epoch; `one_per_image`
+    # draws one of an image's rows per epoch (an epoch sees each image once, whatever its
+    # number of captions).
+    caption_sampling: Literal["all", "one_per_image"] = "all"
+    # Model selection on the validation part: finest-label mAP, or its mean with the keyword
+    # mAP of the validation images' extra captions (as queries; needs several captions per image).
+    select_on: Literal["labels", "labels_and_keywords"] = "labels"
     # Method-specific settings; each method validates its own.
     options: dict[str, Any] = Field(default_factory=dict)
 

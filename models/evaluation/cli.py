@@ -12,7 +12,9 @@ DEFAULT_CACHE = Path("artifacts/cache")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("eval", help="mAP@all, per level, hierarchy-weighted, Recall@K")
+    p = commands.add_parser(
+        "eval", help="mAP@all, per level, hierarchy-weighted, Recall@K, keyword queries"
+    )
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="corpus directory")
     p.add_argument("--split", default="test", choices=("train", "test"))
@@ -29,12 +31,15 @@ def run(args: argparse.Namespace) -> int:
     from models.backbones.cache import FeatureCache
     from models.checkpoint import CheckpointError
     from models.data.corpus import CorpusError, read_corpus
+    from models.data.keywords import read_keywords
+    from models.evaluation.keyword_eval import evaluate_keywords
     from models.evaluation.report import evaluate_embeddings, markdown, plot_precision_recall
     from models.inference import Encoder
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         corpus = read_corpus(args.data)
+        keywords = read_keywords(args.data)
         encoder = Encoder.load(args.checkpoint, device)
     except (CorpusError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -43,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         print(f"error: {args.data}: no {args.split} items", file=sys.stderr)
         return 2
-    features = encoder.backbones.features(corpus, items, FeatureCache(args.cache))
+    cache = FeatureCache(args.cache)
+    features = encoder.backbones.features(corpus, items, cache)
     labels = np.stack(
         [np.asarray(corpus.label_index(i, items)) for i in range(len(corpus.levels))], axis=1
     )
@@ -55,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
         "split": args.split,
         **evaluate_embeddings(images, texts, labels, corpus.levels),
     }
+    if keywords is not None:
+        seen = {item.text for item in corpus.split("train")} if args.split == "test" else None
+        found = evaluate_keywords(encoder.method, encoder.backbones, items, features, images,
+                                  keywords, cache, device, seen)
+        if found is not None:
+            report["keywords"] = found
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     args.json.with_suffix(".md").write_text(markdown(report))

@@ -58,6 +58,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "| direction | R@1 | R@5 | R@10 |", "|---|---|---|---|"]
     for direction, row in report["recall"].items():
         lines.append(f"| {direction} | {row['R@1']:.4f} | {row['R@5']:.4f} | {row['R@10']:.4f} |")
+    if "keywords" in report:
+        lines += keyword_markdown(report["keywords"])
     return "\n".join(lines) + "\n"
 
 
@@ -80,3 +82,29 @@ def plot_precision_recall(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def keyword_markdown(kw: dict[str, Any]) -> list[str]:
+    """The keyword-query table: this checkpoint beside chance and caption search."""
+    lines = [
+        "",
+        f"Keyword queries: {kw['n_queries']} keywords against {kw['n_images']} images",
+        "",
+        "| ranking | keyword mAP@all | success@10 |",
+        "|---|---|---|",
+        f"| this checkpoint | {kw['map']:.4f} | {kw['success_at_10']:.4f} |",
+    ]
+    references = (("chance", "chance"), ("caption search (raw text backbone)", "caption_search"))
+    for name, key in references:
+        lines.append(f"| {name} | {kw[key]['map']:.4f} | {kw[key]['success_at_10']:.4f} |")
+    for part in ("seen", "unseen"):
+        if part in kw and kw[part]["n_queries"]:
+            row, ref = kw[part], kw[part]["caption_search"]
+            lines.append(
+                f"| this checkpoint, the {row['n_queries']} {part} queries (caption search) "
+                f"| {row['map']:.4f} ({ref['map']:.4f}) "
+                f"| {row['success_at_10']:.4f} ({ref['success_at_10']:.4f}) |"
+            )
+    if "seen" in kw:
+        lines += ["", "Seen: the query was a training caption (a name or keyword of a train item)."]
+    return lines

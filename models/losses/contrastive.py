@@ -25,10 +25,14 @@ def contrastive_loss(
 
 
 def paired_contrastive_loss(
-    images: torch.Tensor, texts: torch.Tensor, temperature: float = 0.1
+    images: torch.Tensor,
+    texts: torch.Tensor,
+    temperature: float = 0.1,
+    matches: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Instance-level InfoNCE: each item's own pair is its only positive, same-label items
-    included among the negatives. Label-level losses alone collapse a class to one point, so
-    the query "cat" would rank every mammal alike; this term keeps the pair on top."""
-    pos, neg = pair_masks(len(images), images.device)
+    """Instance-level InfoNCE (CLIP's loss, from pairs alone, no labels): each image's
+    positives are the texts that describe it (its own pair, or `matches`), every other text
+    is a negative, same-label ones included. Label-level losses alone collapse a class to one
+    point, so the query "cat" would rank every mammal alike; this term keeps the pair on top."""
+    pos, neg = pair_masks(len(images), images.device, matches)
     return contrastive_loss(images @ texts.T, pos, neg, temperature)

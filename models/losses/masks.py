@@ -13,7 +13,10 @@ def label_masks(
     return pos, ~pos
 
 
-def pair_masks(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Only the paired item (the diagonal) is positive: VSE-style instance matching."""
-    pos = torch.eye(n, dtype=torch.bool, device=device)
+def pair_masks(
+    n: int, device: torch.device, matches: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance matching (VSE-style): positive where the text describes the image, only the
+    paired item (the diagonal) unless `matches` says which texts describe which images."""
+    pos = torch.eye(n, dtype=torch.bool, device=device) if matches is None else matches
     return pos, ~pos

@@ -155,7 +155,12 @@ class AAML(Method):
         return triplet_loss(sim, pos, neg, hardest=self.opts.hardest)
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         o, fine = self.opts, labels[-1]
         img, img_tokens = self._image(images)
@@ -170,7 +175,7 @@ class AAML(Method):
             ),
         }
         if o.instance_weight > 0:
-            out["instance"] = o.instance_weight * paired_contrastive_loss(img, txt)
+            out["instance"] = o.instance_weight * paired_contrastive_loss(img, txt, matches=matches)
         if o.adv_weight > 0:
             coeff = grl_lambda(progress)
             out["adversary"] = o.adv_weight * modality_adversarial_loss(

@@ -47,7 +47,12 @@ class ACMR(PooledProjection):
         self.discriminator = ModalityDiscriminator(d)
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         o, fine = self.opts, labels[-1]
         img, txt = self.embed_images(images), self.embed_texts(texts)

@@ -68,11 +68,19 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Named loss terms of one batch of pairs; the trainer sums them in one place.
 
         labels[level] holds each pair's class at that level; progress runs 0 -> 1 over training.
+        matches[i, j] is True when text j describes image i (a corpus with several captions per
+        image, or one text shared by several images); None means the diagonal: each image is
+        described by its own row's text only. Instance-level terms use it; label terms do not.
         """
         raise NotImplementedError
 

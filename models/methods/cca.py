@@ -77,6 +77,11 @@ class CCA(Method):
         return F.normalize((feats["pooled"] - self.text_mean) @ self.text_dirs, dim=-1)
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         raise RuntimeError("cca is fitted in closed form by prepare(); it has no training loss")

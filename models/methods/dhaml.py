@@ -11,6 +11,14 @@ ends in that level's embedding. Per level:
   coefficient ramped by grl_lambda(progress).
 Retrieval uses the finest level's embedding (`retrieval: fine`) or the weighted concatenation of
 all levels (`retrieval: concat`); the benchmark reports both.
+
+Below the finest label the hierarchy can go one level further, to the item itself
+(`instance_level: true`): one more residual block and head per modality, trained by the
+instance term alone (each image against the texts that describe it, from pairs, no label),
+with no classifier. Label levels alone collapse a subgroup to one point, so the query "cat"
+cannot tell the cat from the pig; the instance level keeps that apart without bending the
+label levels. Retrieval then concatenates the finest label level and the instance level
+(weight `instance_retrieval_weight` on the latter).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from models.config import TrainConfig
@@ -38,6 +46,12 @@ Metric = Literal["contrastive", "polynomial", "triplet"]
 
 
 class DHAMLOptions(BaseModel):
+    @model_validator(mode="after")
+    def _instance_level_is_trained(self) -> DHAMLOptions:
+        if self.instance_level and self.instance_weight <= 0:
+            raise ValueError("instance_level needs instance_weight > 0 (nothing else trains it)")
+        return self
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     hidden: int = Field(1024, ge=2)
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -53,6 +67,11 @@ class DHAMLOptions(BaseModel):
     # Instance term: the paired item must also win against same-label items (paired InfoNCE on
     # the finest level), so "cat" finds the cat and not any mammal of the same subgroup.
     instance_weight: float = Field(0.0, ge=0)
+    instance_temperature: float | None = Field(None, gt=0)  # None: `temperature`
+    instance_level: bool = False  # the instance term on a level of its own (module doc)
+    instance_retrieval_weight: float = Field(1.0, ge=0)
+    # the text side of the instance level: a learned head, or the text backbone's own vector
+    instance_text: Literal["learned", "backbone"] = "learned"
 
 
 def metric_loss(
@@ -68,7 +87,15 @@ def metric_loss(
 class HierarchicalTower(nn.Module):
     """One modality: trunk, then a residual block and an embedding head per level."""
 
-    def __init__(self, dim_in: int, hidden: int, dim_out: int, levels: int, dropout: float) -> None:
+    def __init__(
+        self,
+        dim_in: int,
+        hidden: int,
+        dim_out: int,
+        levels: int,
+        dropout: float,
+        last_out: int | None = None,
+    ) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
             nn.LayerNorm(dim_in), nn.Dropout(dropout), nn.Linear(dim_in, hidden), nn.GELU()
@@ -79,7 +106,8 @@ class HierarchicalTower(nn.Module):
             )
             for _ in range(levels)
         )
-        self.heads = nn.ModuleList(nn.Linear(hidden, dim_out) for _ in range(levels))
+        outs = [dim_out] * (levels - 1) + [last_out or dim_out]
+        self.heads = nn.ModuleList(nn.Linear(hidden, out) for out in outs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, out = self.trunk(x), []
@@ -96,16 +124,35 @@ class DHAML(Method):
         super().__init__()
         self.opts = o = DHAMLOptions(**config.options)
         d, levels = config.embed_dim, len(dims.classes)
-        self.image_tower = HierarchicalTower(dims.image, o.hidden, d, levels, o.dropout)
-        self.text_tower = HierarchicalTower(dims.text, o.hidden, d, levels, o.dropout)
+        # a frozen text instance level is the text backbone's own vector: the image side learns
+        # to land near its captions there, and a query word never trained on keeps the place
+        # the text backbone gives it (as in a search over captions)
+        frozen_text = o.instance_level and o.instance_text == "backbone"
+        self.image_tower = HierarchicalTower(
+            dims.image, o.hidden, d, levels + int(o.instance_level), o.dropout,
+            last_out=dims.text if frozen_text else None,
+        )
+        self.text_tower = HierarchicalTower(
+            dims.text, o.hidden, d, levels + int(o.instance_level and not frozen_text), o.dropout
+        )
+        self.frozen_text_instance = frozen_text
         self.classifiers = LevelClassifiers(
             [d] * levels, dims.classes, o.classifier_scale, o.classifier == "cosine"
         )
         self.grl = GradientReversal()
         self.discriminators = nn.ModuleList(ModalityDiscriminator(d) for _ in range(levels))
         self.retrieval = o.retrieval  # a plain attribute: the benchmark evaluates both
+        self.instance_retrieval_weight = o.instance_retrieval_weight  # likewise
 
     def _retrieval_embedding(self, per_level: list[torch.Tensor]) -> torch.Tensor:
+        if self.opts.instance_level:
+            *per_level, instance = per_level
+            w = self.instance_retrieval_weight
+            label = self._label_embedding(per_level)
+            return F.normalize(torch.cat([label, w * instance], dim=-1), dim=-1)
+        return self._label_embedding(per_level)
+
+    def _label_embedding(self, per_level: list[torch.Tensor]) -> torch.Tensor:
         if self.retrieval == "fine":
             return per_level[-1]
         weights = [self.opts.concat_coarse_weight] * (len(per_level) - 1) + [1.0]
@@ -117,16 +164,30 @@ class DHAML(Method):
         return self._retrieval_embedding(self.image_tower(feats["pooled"]))
 
     def embed_texts(self, feats: Features) -> torch.Tensor:
-        return self._retrieval_embedding(self.text_tower(feats["pooled"]))
+        return self._retrieval_embedding(self._text_levels(feats))
+
+    def _text_levels(self, feats: Features) -> list[torch.Tensor]:
+        levels = self.text_tower(feats["pooled"])
+        if self.frozen_text_instance:
+            levels.append(F.normalize(feats["pooled"].float(), dim=-1))
+        return levels
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         o = self.opts
         img_levels, txt_levels = (
             self.image_tower(images["pooled"]),
-            self.text_tower(texts["pooled"]),
+            self._text_levels(texts),
         )
+        img_instance, txt_instance = img_levels[-1], txt_levels[-1]
+        if o.instance_level:
+            img_levels, txt_levels = img_levels[:-1], txt_levels[:-1]
         metric: torch.Tensor | float = 0.0
         adversary: torch.Tensor | float = 0.0
         coeff = grl_lambda(progress)
@@ -139,7 +200,7 @@ class DHAML(Method):
                 )
         if o.instance_weight > 0:
             metric = metric + o.instance_weight * paired_contrastive_loss(
-                img_levels[-1], txt_levels[-1], o.temperature
+                img_instance, txt_instance, o.instance_temperature or o.temperature, matches
             )
         classify = level_classification(
             self.classifiers(img_levels), labels

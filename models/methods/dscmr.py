@@ -56,7 +56,12 @@ class DSCMR(Method):
         return F.normalize(self._common(self.text_net, feats["pooled"]), dim=-1)
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         o, fine = self.opts, labels[-1]
         u = self._common(self.image_net, images["pooled"])

@@ -25,7 +25,12 @@ class LinearProjection(PooledProjection):
         self.classifier = nn.Linear(config.embed_dim, dims.classes[-1])
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         img, txt = self.embed_images(images), self.embed_texts(texts)
         fine = labels[-1]

@@ -38,11 +38,16 @@ class TripletBaseline(PooledProjection):
         self.text_proj = Projector(dims.text, config.embed_dim, o.hidden, o.dropout)
 
     def losses(
-        self, images: Features, texts: Features, labels: list[torch.Tensor], progress: float
+        self,
+        images: Features,
+        texts: Features,
+        labels: list[torch.Tensor],
+        progress: float,
+        matches: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         img, txt = self.embed_images(images), self.embed_texts(texts)
         if self.opts.label_aware:
             pos, neg = label_masks(labels[-1], labels[-1])
         else:
-            pos, neg = pair_masks(len(img), img.device)
+            pos, neg = pair_masks(len(img), img.device, matches)
         return {"triplet": triplet_loss(img @ txt.T, pos, neg, self.opts.margin, self.opts.hardest)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,14 @@ from tqdm import tqdm
 
 from models.backbones.cache import FeatureCache
 from models.checkpoint import save_checkpoint
-from models.config import TrainConfig, check_levels
+from models.config import ConfigError, TrainConfig, check_levels
 from models.data.corpus import Corpus, Item
+from models.evaluation.keywords import image_rows, ranking_metrics
 from models.evaluation.metrics import cross_modal_map
 from models.features import Backbones, FeatureSet
 from models.methods import build_method, check_options
 from models.methods.base import Features, Method, MethodDims
+from models.training.captions import Captions, caption_queries, group_carve
 
 EMBED_CHUNK = 512
 
@@ -35,22 +38,26 @@ class Split:
     items: list[Item]
     features: FeatureSet
     labels: np.ndarray  # int64 (n, levels)
+    captions: Captions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.captions = Captions.of(self.items)
 
 
 @dataclass
 class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
-    best_val_map: float = -1.0
+    best_val_map: float = -1.0  # the selection score (val_score of the best epoch)
 
 
 def carve_validation(
     items: list[Item], fraction: float, seed: int
 ) -> tuple[list[Item], list[Item]]:
-    """Seeded random part of train held out for model selection."""
-    order = np.random.default_rng(seed).permutation(len(items))
-    n_val = max(1, round(len(items) * fraction))
-    return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
+    """Seeded random part of train held out for model selection: a share of the images, each
+    with all its rows (captions), so no validation image is trained on."""
+    train_rows, val_rows = group_carve(items, fraction, seed)
+    return [items[i] for i in train_rows], [items[i] for i in val_rows]
 
 
 def make_split(
@@ -69,6 +76,14 @@ def make_split(
 def validate(config: TrainConfig, corpus: Corpus) -> list[int]:
     """Every check that can fail a run, before any feature is extracted (ConfigError)."""
     check_options(config)
+    if config.select_on == "labels_and_keywords":
+        train_images = [item.image for item in corpus.split("train")]
+        if len(set(train_images)) == len(train_images):
+            raise ConfigError(
+                "select_on: labels_and_keywords needs train images with several captions "
+                f"(rows); every train image of {corpus.root} has one (re-import the corpus, or "
+                "select_on: labels)"
+            )
     return check_levels(config, corpus.levels)
 
 
@@ -154,7 +169,12 @@ def run_epoch(
     device: torch.device,
 ) -> dict[str, float]:
     method.train()
-    order = batch_order(split.labels[:, -1], config, rng)
+    rows = (
+        split.captions.one_per_image(rng)
+        if config.caption_sampling == "one_per_image"
+        else np.arange(len(split.items))
+    )
+    order = rows[batch_order(split.labels[rows, -1], config, rng)]
     sums: dict[str, float] = {}
     batches = range(0, len(order) - 1, config.batch_size)  # a lone last pair has no negatives
     for step, start in enumerate(batches):
@@ -165,7 +185,8 @@ def run_epoch(
             for level in range(split.labels.shape[1])
         ]
         progress = (epoch + step / len(batches)) / config.epochs
-        losses = method.losses(*as_tensors(batch, device), labels, progress)
+        matches = torch.from_numpy(split.captions.matches(rows)).to(device)
+        losses = method.losses(*as_tensors(batch, device), labels, progress, matches)
         # the one place the loss terms are summed
         total = sum(losses.values(), torch.zeros((), device=device))
         optimizer.zero_grad()
@@ -190,16 +211,14 @@ def fit(
     train = Split(train.items, transformed(method, train.features, device), train.labels)
     val_features = transformed(method, val.features, device)
 
-    def val_map() -> float:
-        images, texts = embed(method, val_features, device, transform=False)
-        return cross_modal_map(images, texts, val.labels[:, -1])["avg_map"]
+    val_scores = validation_scorer(method, val, val_features, config, device)
 
     def snapshot() -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}
 
     if not method.trainable:  # closed-form methods (cca): nothing to iterate
-        score = val_map()
-        return snapshot(), History([{"epoch": 0, "val_avg_map": score}], 0, score)
+        scores = val_scores()
+        return snapshot(), History([{"epoch": 0, **scores}], 0, scores["val_score"])
     optimizer = torch.optim.AdamW(
         method.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -208,9 +227,10 @@ def fit(
     bar = tqdm(range(config.epochs), desc=f"train {config.method}", unit="epoch", disable=quiet)
     for epoch in bar:
         losses = run_epoch(method, optimizer, train, config, epoch, rng, device)
-        score = val_map()
-        history.epochs.append({"epoch": epoch, **losses, "val_avg_map": score})
-        bar.set_postfix(loss=f"{losses['total']:.3f}", val_map=f"{score:.3f}")
+        scores = val_scores()
+        score = scores["val_score"]
+        history.epochs.append({"epoch": epoch, **losses, **scores})
+        bar.set_postfix(loss=f"{losses['total']:.3f}", val=f"{score:.3f}")
         if score > history.best_val_map:
             history.best_epoch, history.best_val_map, stale = epoch, score, 0
             best_state = snapshot()
@@ -219,6 +239,30 @@ def fit(
             if stale >= config.patience:
                 break
     return best_state, history
+
+
+def validation_scorer(
+    method: Method, val: Split, features: FeatureSet, config: TrainConfig, device: torch.device
+) -> Callable[[], dict[str, float]]:
+    """A function of no arguments giving this epoch's validation scores: finest-label avg mAP
+    over the validation images (each image once, with its first caption), the keyword mAP of
+    their other captions where they have some, and `val_score`, the one selection uses."""
+    first = image_rows(val.items)
+    queries = caption_queries(val.items) if config.select_on == "labels_and_keywords" else None
+    if config.select_on == "labels_and_keywords" and queries is None:
+        raise ValueError("select_on labels_and_keywords needs images with several captions")
+
+    def scores() -> dict[str, float]:
+        images, texts = embed(method, features, device, transform=False)
+        label_map = cross_modal_map(images[first], texts[first], val.labels[first, -1])["avg_map"]
+        out = {"val_avg_map": label_map, "val_score": label_map}
+        if queries is not None:
+            found = ranking_metrics(texts[queries[1]] @ images[first].T, queries[0].relevance)
+            out["val_keyword_map"] = found["map"]
+            out["val_score"] = (label_map + found["map"]) / 2
+        return out
+
+    return scores
 
 
 @dataclass
@@ -294,7 +338,8 @@ def write_run(
     metrics: dict[str, Any] = {
         "method": config.method,
         "best_epoch": history.best_epoch,
-        "best_val_avg_map": history.best_val_map,
+        "best_val_avg_map": history.epochs[history.best_epoch]["val_avg_map"],
+        "best_val_score": history.best_val_map,
         "train_seconds": round(seconds, 2),
         "n_train": len(data.train.items),
         "n_val": len(data.val.items),
@@ -330,13 +375,16 @@ def plot_curves(history: History, path: Path) -> None:
     epochs = [row["epoch"] for row in history.epochs]
     fig, (loss_ax, map_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for name in history.epochs[0] if history.epochs else []:
-        if name not in ("epoch", "val_avg_map"):
+        if not name.startswith("val_") and name != "epoch":
             loss_ax.plot(epochs, [row[name] for row in history.epochs], label=name)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="training losses")
     if loss_ax.lines:
         loss_ax.legend()
-    map_ax.plot(epochs, [row["val_avg_map"] for row in history.epochs])
-    map_ax.set(xlabel="epoch", ylabel="avg mAP@all", title="validation (part of train)")
+    for name in ("val_avg_map", "val_keyword_map", "val_score"):
+        if history.epochs and name in history.epochs[0]:
+            map_ax.plot(epochs, [row[name] for row in history.epochs], label=name)
+    map_ax.set(xlabel="epoch", ylabel="mAP@all", title="validation (part of train)")
+    map_ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -43,6 +43,12 @@ function meta(hit) {
   return el;
 }
 
+// An image hit's name: its own text where the index stores one, else a "name" in its metadata.
+function hitName(hit) {
+  if (hit.text) return hit.text;
+  return hit.metadata && typeof hit.metadata.name === "string" ? hit.metadata.name : "";
+}
+
 function renderImages(hits) {
   const grid = $("results-images");
   grid.replaceChildren(...hits.map((hit) => {
@@ -51,9 +57,17 @@ function renderImages(hits) {
     card.dataset.id = hit.id;
     const img = document.createElement("img");
     img.src = hit.url;
-    img.alt = hit.labels.join(", ") || `item ${hit.id}`;
+    const name = hitName(hit);
+    img.alt = name || hit.labels.join(", ") || `item ${hit.id}`;
     img.loading = "lazy";
-    card.append(img, meta(hit));
+    card.append(img);
+    if (name) {
+      const caption = document.createElement("figcaption");
+      caption.className = "name";
+      caption.textContent = name;
+      card.append(caption);
+    }
+    card.append(meta(hit));
     return card;
   }));
   if (!hits.length) grid.textContent = "no results";

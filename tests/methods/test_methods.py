@@ -184,3 +184,39 @@ def test_instance_term_finds_the_pair_not_just_its_class(name: str) -> None:
         train(method, feats_i, feats_t, labels, steps=60)
         recall[weight] = paired_recall_at_1(method, feats_i, feats_t)
     assert recall[1.0] > recall[0.0] + 0.2, recall
+
+
+@pytest.mark.parametrize("text_side", ["learned", "backbone"])
+def test_dhaml_instance_level_finds_the_pair(text_side: str) -> None:
+    images, texts, labels = paired_synthetic()
+    options = {"adv_weight": 0.0, "instance_weight": 1.0, "instance_level": True}
+    method = make("dhaml", **options, instance_text=text_side)
+    before = paired_recall_at_1(method, images, texts)
+    train(method, images, texts, labels, steps=60)
+    after = paired_recall_at_1(method, images, texts)
+    # the retrieval vector is the finest label level beside the instance level
+    extra = TXT if text_side == "backbone" else 16
+    assert method.embed_texts(texts).shape == (N, 16 + extra)
+    assert after > before + 0.2 and avg_map(method, images, texts, labels[1]) > 0.3, after
+
+
+def test_instance_level_without_instance_term_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="instance_weight"):
+        make("dhaml", instance_level=True, instance_weight=0.0)
+
+
+def test_matches_make_every_describing_text_a_positive() -> None:
+    """With `matches`, a text that describes two images (a shared keyword) is a positive of
+    both; the loss then differs from the diagonal's, and equals it when matches is the eye."""
+    images, texts, labels = paired_synthetic()
+    method = make("dhaml", instance_weight=1.0, adv_weight=0.0, classify_weight=0.0,
+                  metric_weight=1.0)
+    method.eval()
+    eye = torch.eye(N, dtype=torch.bool)
+    shared = eye.clone()
+    shared[0, 1] = shared[1, 0] = True
+    with torch.no_grad():
+        plain = method.losses(images, texts, labels, 0.0)["metric"]
+        same = method.losses(images, texts, labels, 0.0, eye)["metric"]
+        other = method.losses(images, texts, labels, 0.0, shared)["metric"]
+    assert torch.isclose(plain, same) and not torch.isclose(plain, other)

@@ -1,11 +1,17 @@
 """The search page driven in headless Chromium (Debian's chromium + chromedriver, Selenium):
-a text search shows result images, an image upload shows texts."""
+a text search shows result images, an image upload shows texts; on the demo artifacts, typing
+`cat` shows a cat first, in result cards wide enough to read at a 1280 px window."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
@@ -14,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.service.conftest import Server
+from tests.service.conftest import Server, start_server
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -73,3 +79,51 @@ def test_text_search_shows_images_and_an_upload_shows_texts(server: Server,
     texts = browser.find_elements(By.CSS_SELECTOR, "#results-texts li.result-text")
     assert texts and all(t.text.strip() for t in texts)
     assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+# -- the demo artifacts (`make demo-artifacts`): what a new user sees ---------------------------
+ROOT = Path(__file__).resolve().parents[2]
+ART = ROOT / "artifacts" if (ROOT / "artifacts/indexes/default/CURRENT").exists() else Path(
+    os.environ.get("XMR_TEST_ARTIFACTS", "/work/main/artifacts"))
+DEMO = {"index": ART / "indexes/default", "checkpoint": ART / "runs/default/checkpoint.pt",
+        "corpus": ART / "data/openmoji"}
+CARDS = """return [...document.querySelectorAll('#results-images figure.result')].map(card => {
+    const box = card.getBoundingClientRect();
+    const img = card.querySelector("img").getBoundingClientRect();
+    const meta = card.querySelector('.meta'), line = parseFloat(getComputedStyle(meta).lineHeight);
+    return {width: box.width, left: box.left, right: box.right, imgLeft: img.left,
+            imgRight: img.right, metaLines: Math.round(meta.getBoundingClientRect().height / line)};
+})"""
+
+
+def cat_images(corpus: Path) -> set[str]:
+    """Content hashes of the corpus images whose emoji name has the word "cat"."""
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    return {hashlib.sha256((corpus / row["image"]).read_bytes()).hexdigest()
+            for row in rows if re.search(r"\bcat\b", row["text"]) and "~" not in row["id"]}
+
+
+@pytest.mark.skipif(not all(p.exists() for p in DEMO.values()),
+                    reason="demo artifacts missing (make demo-artifacts)")
+def test_demo_typing_cat_shows_a_cat_first_in_cards_wide_enough(browser: webdriver.Chrome,
+                                                                   tmp_path: Path) -> None:
+    server = start_server(DEMO["index"], DEMO["checkpoint"], tmp_path / "server.log")
+    try:
+        browser.set_window_size(1280, 900)
+        wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+        browser.get(server.url + "/")
+        wait.until(lambda d: "images and" in d.find_element(By.ID, "served").text)
+        browser.find_element(By.ID, "query").send_keys("cat")
+        browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+        wait.until(lambda d: len(loaded_images(d)) > 0 and all(i["ok"] for i in loaded_images(d)))
+        first = httpx.get(server.url + str(loaded_images(browser)[0]["src"]), timeout=30)
+        assert hashlib.sha256(first.content).hexdigest() in cat_images(DEMO["corpus"])
+        cards = browser.execute_script(CARDS)
+        assert len(cards) >= 6
+        for card in cards:
+            # "0.512 · Animals & Nature › animal-mammal" on at most three lines, not one letter a
+            # line; the image inside its card
+            assert card["width"] >= 150 and card["metaLines"] <= 3, card
+            assert card["left"] <= card["imgLeft"] and card["imgRight"] <= card["right"], card
+    finally:
+        server.stop()

