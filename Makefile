@@ -19,7 +19,7 @@ HEAVY_LOCK ?= $(or $(TMPDIR),/tmp)/xmr-heavy.lock
 HEAVY := flock $(HEAVY_LOCK) nice -n 10
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-artifacts test test-slow lint docker-smoke
+.PHONY: help install system-deps demo demo-artifacts test test-slow test-demo lint docker-smoke
 .PHONY: bench bench-features bench-index bench-scale bench-service bench-quality
 
 help: ## list the targets
@@ -62,6 +62,9 @@ test: $(STAMP) system-deps ## the default test suite (no slow, no gpu tests)
 
 test-slow: $(STAMP) system-deps ## the long checks only (fault injection, load, schemathesis)
 	$(PY) -m pytest -m slow
+
+test-demo: demo-artifacts system-deps ## the page on the demo artifacts in real Chromium (typing `cat` shows a cat first)
+	$(PY) -m pytest tests/service/test_page.py
 
 lint: $(STAMP) ## ruff on everything, mypy on models/, index/ and service/
 	$(PY) -m ruff check .

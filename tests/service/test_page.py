@@ -83,8 +83,7 @@ def test_text_search_shows_images_and_an_upload_shows_texts(server: Server,
 
 # -- the demo artifacts (`make demo-artifacts`): what a new user sees ---------------------------
 ROOT = Path(__file__).resolve().parents[2]
-ART = ROOT / "artifacts" if (ROOT / "artifacts/indexes/default/CURRENT").exists() else Path(
-    os.environ.get("XMR_TEST_ARTIFACTS", "/work/main/artifacts"))
+ART = Path(os.environ.get("XMR_TEST_ARTIFACTS", ROOT / "artifacts"))
 DEMO = {"index": ART / "indexes/default", "checkpoint": ART / "runs/default/checkpoint.pt",
         "corpus": ART / "data/openmoji"}
 CARDS = """return [...document.querySelectorAll('#results-images figure.result')].map(card => {
