@@ -1,5 +1,4 @@
-"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji;
-and the char n-gram text featuriser on news-length texts.
+"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji.
 
     python bench/features.py --data artifacts/data/openmoji [--limit N] [--repeats 3]
 
@@ -7,10 +6,9 @@ Writes bench/results/features.{json,md,png}. The cold pass fills a fresh cache d
 warm passes read the same corpus back. Cold and warm run side by side in one process, so
 their ratio holds even on a shared, noisy machine; warm figures are medians over repeats.
 
-Char n-gram: fitted on 1,400 generated news-length texts (mostly Chinese, some Latin words
-and numbers; see `news_texts`), then texts it was not fitted on go through the cold path
-(`text_features` into an empty cache). Beside it, the per-text path it replaced (one float64
-vectoriser product per text's words) on a few texts, in the same process.
+Char n-gram (the language-agnostic text featuriser): fitted on 1,400 generated news-length
+texts (see `news_texts`), then texts it was not fitted on go through the cold path
+(`text_features` into an empty cache), beside the per-text path it replaced, in one process.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,13 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.backbones.cache import FeatureCache  # noqa: E402
 from models.backbones.extract import image_features, text_features  # noqa: E402
 from models.backbones.image import EfficientNetLite0  # noqa: E402
-from models.backbones.text import MAX_TOKENS, CharNgram, MiniLM, split_words  # noqa: E402
+from models.backbones.text import MiniLM  # noqa: E402
 from models.data.corpus import read_corpus  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-FIT_TEXTS = 1400  # the train split of the news corpus that showed the slowness
-ENCODE_TEXTS = 1000
-PER_TEXT_TEXTS = 16  # the old path is slow: a few texts give its rate
 
 
 def timed(fn) -> float:
@@ -79,10 +73,18 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
     }
 
 
+# --- char n-gram on news-length texts -------------------------------------------------------
+FIT_TEXTS = 1400  # the train split of the news corpus that showed the per-text path's slowness
+ENCODE_TEXTS = 1000
+PER_TEXT_TEXTS = 16  # the old path is slow: a few texts give its rate
+
+
 def news_texts(count: int, seed: int = 0) -> list[str]:
     """News-length texts (200-800 characters) in a Chinese-like script: sentences of words
     drawn Zipf-wise from a lexicon of 1-4 common CJK characters, full-width punctuation, and
     now and then a Latin word and a number, as in real news copy."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     common = [chr(c) for c in range(0x4E00, 0x4E00 + 3500)]
     lexicon = ["".join(rng.choice(common, size=rng.integers(1, 5))) for _ in range(20_000)]
@@ -101,8 +103,12 @@ def news_texts(count: int, seed: int = 0) -> list[str]:
     return texts
 
 
-def per_text_char_ngram(model: CharNgram, texts: list[str]) -> None:
+def per_text_char_ngram(model, texts: list[str]) -> None:
     """The path `CharNgram.encode` replaced: a float64 product per text's words."""
+    import numpy as np
+
+    from models.backbones.text import MAX_TOKENS, split_words
+
     def project(batch: list[str]) -> np.ndarray:
         return np.asarray(model.vectorizer.transform(batch) @ model.components.T, np.float32)
 
@@ -113,6 +119,8 @@ def per_text_char_ngram(model: CharNgram, texts: list[str]) -> None:
 
 
 def measure_char_ngram(repeats: int) -> dict:
+    from models.backbones.text import CharNgram
+
     texts = news_texts(FIT_TEXTS + ENCODE_TEXTS)
     fit, unseen = texts[:FIT_TEXTS], texts[FIT_TEXTS:]
     model = CharNgram.fit(fit)
@@ -128,14 +136,37 @@ def measure_char_ngram(repeats: int) -> dict:
     return {
         "fit_texts": FIT_TEXTS, "texts": ENCODE_TEXTS, "per_text_texts": PER_TEXT_TEXTS,
         "mean_chars": statistics.mean(map(len, unseen)), "vocabulary": len(model.projection),
-        "dim": model.dim, "texts_per_s": ENCODE_TEXTS / batched,
+        "dim": model.dim, "repeats": repeats, "texts_per_s": ENCODE_TEXTS / batched,
         "per_text_texts_per_s": PER_TEXT_TEXTS / per_text,
         "speedup": (ENCODE_TEXTS / batched) / (PER_TEXT_TEXTS / per_text),
     }
 
 
+def char_ngram_markdown(ngram: dict) -> str:
+    return (
+        "\n## Char n-gram on news-length texts\n\n"
+        f"Fitted on {ngram['fit_texts']} generated news-length texts (vocabulary "
+        f"{ngram['vocabulary']:,} n-grams, {ngram['dim']}-d); texts it was not fitted on, "
+        f"{ngram['mean_chars']:.0f} characters on average, pooled and token vectors, into an "
+        f"empty cache; medians of {ngram['repeats']} passes.\n\n"
+        "| path | texts | texts/s |\n|---|---|---|\n"
+        f"| batched (`CharNgram.encode`) | {ngram['texts']} | {ngram['texts_per_s']:.0f} |\n"
+        f"| per text (the path it replaced) | {ngram['per_text_texts']} "
+        f"| {ngram['per_text_texts_per_s']:.1f} |\n\n"
+        f"Batched over per text: {ngram['speedup']:.0f}x.\n"
+    )
+
+
+def char_ngram_panel(ax, ngram: dict) -> None:
+    ax.bar(["per text", "batched"], [ngram["per_text_texts_per_s"], ngram["texts_per_s"]],
+           color=["tab:gray", "tab:green"])
+    ax.set_yscale("log")
+    ax.set_ylabel("texts/s (log scale)")
+    ax.set_title("char n-gram, news-length texts")
+
+
 def write_markdown(result: dict, path: Path, command: str) -> None:
-    cold, warm, ngram = result["cold"], result["warm"], result["char_ngram"]
+    cold, warm = result["cold"], result["warm"]
     path.write_text(
         "# Feature extraction throughput\n\n"
         f"`{command}` on {result['machine']}; {result['items']} OpenMoji items; warm = median "
@@ -146,17 +177,8 @@ def write_markdown(result: dict, path: Path, command: str) -> None:
         f"| warm (cached) | {warm['images_per_s']:.0f} | {warm['texts_per_s']:.0f} "
         f"| {warm['seconds']:.2f} |\n\n"
         f"Second pass speed-up: images {result['speedup_images']:.0f}x, texts "
-        f"{result['speedup_texts']:.1f}x, both {result['speedup_total']:.0f}x.\n\n"
-        "## Char n-gram on news-length texts\n\n"
-        f"Fitted on {ngram['fit_texts']} generated news-length texts (vocabulary "
-        f"{ngram['vocabulary']:,} n-grams, {ngram['dim']}-d); texts it was not fitted on, "
-        f"{ngram['mean_chars']:.0f} characters on average, pooled and token vectors, into an "
-        f"empty cache; medians of {result['repeats']} passes.\n\n"
-        "| path | texts | texts/s |\n|---|---|---|\n"
-        f"| batched (`CharNgram.encode`) | {ngram['texts']} | {ngram['texts_per_s']:.0f} |\n"
-        f"| per text (the path it replaced) | {ngram['per_text_texts']} "
-        f"| {ngram['per_text_texts_per_s']:.1f} |\n\n"
-        f"Batched over per text: {ngram['speedup']:.0f}x.\n"
+        f"{result['speedup_texts']:.1f}x, both {result['speedup_total']:.0f}x.\n"
+        + char_ngram_markdown(result["char_ngram"])
     )
 
 
@@ -174,12 +196,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_title(f"feature extraction, {result['items']} items (log scale)")
     ax.legend()
-    ngram = result["char_ngram"]
-    right.bar(["per text", "batched"], [ngram["per_text_texts_per_s"], ngram["texts_per_s"]],
-              color=["tab:gray", "tab:green"])
-    right.set_yscale("log")
-    right.set_ylabel("texts/s (log scale)")
-    right.set_title("char n-gram, news-length texts")
+    char_ngram_panel(right, result["char_ngram"])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
