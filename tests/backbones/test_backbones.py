@@ -119,6 +119,9 @@ def test_char_ngram_batched_words_match_per_text_path() -> None:
     model = CharNgram.fit(train * 3, dim=6)
     long_chinese = "经济" * 40 + "，" + "北京的猫在睡觉" * 5  # more pieces than MAX_TOKENS
     texts = [long_chinese, "!!! ...", "a cat and a cat", "新华社北京电 今天 GDP 5.2%", "狗"]
+    # The vectorised TF-IDF counting gives sklearn's own numbers, not just close ones.
+    np.testing.assert_array_equal(model._tfidf(texts).toarray(),
+                                  model.vectorizer.transform(texts).toarray())
     pooled, tokens, mask = per_text_char_ngram(model, texts)
     got = model.encode(texts)
     np.testing.assert_array_equal(got.mask, mask)
