@@ -21,31 +21,6 @@ CHINESE = {
 }
 
 
-def make_wikipedia_layout(src: Path, per_category: int = 4, chinese: bool = False) -> Path:
-    """The classic layout: lists, categories.list, texts/, images/<category>/; XML texts on odd
-    items (as in the original release), plain text on even ones; numeric categories in test."""
-    texts = CHINESE if chinese else ENGLISH
-    (src / "texts").mkdir(parents=True)
-    (src / "categories.list").write_text("\n".join(CATEGORIES) + "\n", encoding="utf-8")
-    rows: dict[str, list[str]] = {"train": [], "test": []}
-    for c_index, category in enumerate(CATEGORIES):
-        (src / "images" / category).mkdir(parents=True)
-        for n in range(per_category):
-            text_id, image_id = f"t{category}{n}", f"i{category}{n}"
-            body = f"{texts[category]} {n}"
-            if n % 2:
-                body = f"<document><title>{category}</title><text>{body}</text></document>"
-            (src / "texts" / f"{text_id}.txt").write_text(body, encoding="utf-8")
-            shade = tuple(min(255, v + 10 * n) for v in COLOURS[category])
-            Image.new("RGB", (64, 48), shade).save(src / "images" / category / f"{image_id}.jpg")
-            split = "test" if n == 0 else "train"
-            label = str(c_index + 1) if split == "test" else category
-            rows[split].append(f"{text_id}\t{image_id}\t{label}")
-    (src / "trainset_txt_img_cat.list").write_text("\n".join(rows["train"]) + "\n", "utf-8")
-    (src / "testset_txt_img_cat.list").write_text("\n".join(rows["test"]) + "\n", "utf-8")
-    return src
-
-
 CAPTIONS = [
     ["A red bus parked by the road. ", "a RED bus\n next to a kerb"],
     ["Two green parrots on a branch.", "parrots sitting in a tree", "green birds  "],
@@ -81,3 +56,29 @@ def make_karpathy_layout(src: Path, layout: str = "coco") -> Path:
     split_file.parent.mkdir(parents=True, exist_ok=True)
     split_file.write_text(json.dumps({"images": images, "dataset": layout}), encoding="utf-8")
     return split_file
+
+
+def make_wikipedia_layout(src: Path, per_category: int = 4, chinese: bool = False) -> Path:
+    """The classic layout: lists, categories.list, texts/, images/<category>/; XML texts on odd
+    items (as in the original release), plain text on even ones; numeric categories in test."""
+    texts = CHINESE if chinese else ENGLISH
+    (src / "texts").mkdir(parents=True)
+    (src / "categories.list").write_text("\n".join(CATEGORIES) + "\n", encoding="utf-8")
+    rows: dict[str, list[str]] = {"train": [], "test": []}
+    for c_index, category in enumerate(CATEGORIES):
+        (src / "images" / category).mkdir(parents=True)
+        for n in range(per_category):
+            text_id, image_id = f"t{category}{n}", f"i{category}{n}"
+            body = f"{texts[category]} {n}"
+            if n % 2:
+                body = f"<document><title>{category}</title><text>{body}</text></document>"
+            (src / "texts" / f"{text_id}.txt").write_text(body, encoding="utf-8")
+            shade = tuple(min(255, v + 10 * n) for v in COLOURS[category])
+            Image.new("RGB", (64, 48), shade).save(src / "images" / category / f"{image_id}.jpg")
+            split = "test" if n == 0 else "train"
+            label = str(c_index + 1) if split == "test" else category
+            rows[split].append(f"{text_id}\t{image_id}\t{label}")
+    (src / "trainset_txt_img_cat.list").write_text("\n".join(rows["train"]) + "\n", "utf-8")
+    (src / "testset_txt_img_cat.list").write_text("\n".join(rows["test"]) + "\n", "utf-8")
+    return src
+
