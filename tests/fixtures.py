@@ -81,4 +81,3 @@ def make_wikipedia_layout(src: Path, per_category: int = 4, chinese: bool = Fals
     (src / "trainset_txt_img_cat.list").write_text("\n".join(rows["train"]) + "\n", "utf-8")
     (src / "testset_txt_img_cat.list").write_text("\n".join(rows["test"]) + "\n", "utf-8")
     return src
-
