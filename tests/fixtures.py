@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -18,6 +19,43 @@ CHINESE = {
     "biology": "细胞分裂，生物体的组织不断生长。",
     "geography": "这条河流穿过群山，最后流入大海。",
 }
+
+
+CAPTIONS = [
+    ["A red bus parked by the road. ", "a RED bus\n next to a kerb"],
+    ["Two green parrots on a branch.", "parrots sitting in a tree", "green birds  "],
+    ["A blue boat on a calm lake."],
+    ["A yellow taxi in city traffic.", "taxi cab in a busy street"],
+    ["A white dog runs on the grass.", "dog playing outside"],
+    ["An orange sunset over the sea.", "the sun going down over water"],
+]
+KARPATHY_SPLITS = ["train", "val", "restval", "test", "train", "test"]
+
+
+def make_karpathy_layout(src: Path, layout: str = "coco") -> Path:
+    """Captioned images as the releases unpack, returning the split file. `coco`: images in
+    train2014/ and val2014/ (named by `filepath`), the split file in karpathy/; `flickr30k`:
+    dataset_flickr30k.json beside flickr30k-images/, no `filepath`. JPEG and PNG images."""
+    images = []
+    for n, (captions, split) in enumerate(zip(CAPTIONS, KARPATHY_SPLITS, strict=True)):
+        colour = ((50 * n) % 256, (90 * n + 40) % 256, (130 * n + 80) % 256)
+        suffix = "png" if n % 3 == 2 else "jpg"
+        if layout == "coco":
+            folder = "val2014" if split in ("val", "restval", "test") else "train2014"
+            entry = {"filepath": folder, "filename": f"COCO_{folder}_{n:012d}.{suffix}"}
+            target = src / folder / entry["filename"]
+        else:
+            entry = {"filename": f"{1000 + n}.{suffix}"}
+            target = src / "flickr30k-images" / entry["filename"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64 + n, 48), colour).save(target)
+        sentences = [{"raw": raw, "tokens": raw.lower().split(), "imgid": n} for raw in captions]
+        images.append({**entry, "imgid": n, "split": split, "sentences": sentences})
+    name = f"dataset_{layout}.json"
+    split_file = src / "karpathy" / name if layout == "coco" else src / name
+    split_file.parent.mkdir(parents=True, exist_ok=True)
+    split_file.write_text(json.dumps({"images": images, "dataset": layout}), encoding="utf-8")
+    return split_file
 
 
 def make_wikipedia_layout(src: Path, per_category: int = 4, chinese: bool = False) -> Path:

@@ -7,6 +7,7 @@ method can take either (the config chooses; DESIGN.md: `--text-backbone minilm|c
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -166,7 +167,11 @@ class CharNgram:
 
     def __init__(self, vectorizer: Any, components: np.ndarray) -> None:
         self.vectorizer = vectorizer
-        self.components = components.astype(np.float32)  # (dim, vocabulary)
+        self._analyze = vectorizer.build_analyzer()
+        # Kept as (vocabulary, dim) in row order, the layout a sparse (n, vocabulary) product
+        # reads; `components` (dim, vocabulary) is a view of it, not a second copy.
+        self.projection = np.ascontiguousarray(np.asarray(components, dtype=np.float32).T)
+        self.components = self.projection.T
         self.dim = int(components.shape[0])
         digest = hashlib.sha1(self.components.tobytes()).hexdigest()[:12]
         self.id = f"char-ngram-{self.dim}-{digest}"
@@ -196,21 +201,55 @@ class CharNgram:
         return cls(vectorizer, np.asarray(state["components"]))
 
     def _project(self, texts: list[str]) -> np.ndarray:
-        projected = self.vectorizer.transform(texts) @ self.components.T
-        return np.asarray(projected, dtype=np.float32)
+        """TF-IDF rows times the projection, in float32: a float64 sparse matrix would make
+        scipy convert the whole (vocabulary, dim) projection to float64 on every call."""
+        matrix = self._tfidf(texts).astype(np.float32)
+        return np.asarray(matrix @ self.projection, dtype=np.float32)
+
+    def _tfidf(self, texts: list[str]) -> Any:
+        """`self.vectorizer.transform(texts)`, the same numbers (the backbone test checks),
+        with the n-grams looked up and counted by `map` and scipy rather than sklearn's Python
+        loop over every n-gram of every text, which takes most of the time on long texts."""
+        from scipy.sparse import csr_matrix
+        from sklearn.preprocessing import normalize
+
+        grams = [self._analyze(text) for text in texts]
+        lengths = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
+        found = map(self.vectorizer.vocabulary_.get, itertools.chain.from_iterable(grams),
+                    itertools.repeat(-1))
+        columns = np.fromiter(found, dtype=np.int64, count=int(lengths.sum()))
+        rows = np.repeat(np.arange(len(texts)), lengths)
+        known = columns >= 0  # n-grams outside the fitted vocabulary count for nothing
+        counts = csr_matrix((np.ones(int(known.sum())), (rows[known], columns[known])),
+                            shape=(len(texts), len(self.vectorizer.vocabulary_)))
+        counts.sum_duplicates()
+        np.log(counts.data, out=counts.data)  # sublinear_tf: 1 + log(count)
+        counts.data += 1
+        counts.data *= self.vectorizer.idf_[counts.indices]
+        return normalize(counts, copy=False)
 
     def encode(self, texts: list[str], tokens: bool = True) -> TextFeatures:
         pooled = self._project(texts)
         if not tokens:
             return pooled_only(pooled)
-        words_out = np.zeros((len(texts), MAX_TOKENS, self.dim), dtype=np.float16)
-        mask = np.zeros((len(texts), MAX_TOKENS), dtype=bool)
-        for row, text in enumerate(texts):
-            words = split_words(text)[:MAX_TOKENS]
-            if words:
-                words_out[row, : len(words)] = self._project(words)
-                mask[row, : len(words)] = True
-        return TextFeatures(pooled, words_out, mask)
+        tokens_out, mask = self._word_vectors([split_words(t)[:MAX_TOKENS] for t in texts])
+        return TextFeatures(pooled, tokens_out, mask)
+
+    def _word_vectors(self, words: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token vectors of every text's words with one projection of the batch's distinct
+        words (a word's TF-IDF row does not depend on the others it is transformed with)."""
+        tokens = np.zeros((len(words), MAX_TOKENS, self.dim), dtype=np.float16)
+        mask = np.zeros((len(words), MAX_TOKENS), dtype=bool)
+        flat = [word for text_words in words for word in text_words]
+        if not flat:
+            return tokens, mask
+        distinct = {word: i for i, word in enumerate(dict.fromkeys(flat))}
+        vectors = self._project(list(distinct))
+        rows = np.repeat(np.arange(len(words)), [len(text_words) for text_words in words])
+        columns = np.concatenate([np.arange(len(text_words)) for text_words in words])
+        tokens[rows, columns] = vectors[[distinct[word] for word in flat]]
+        mask[rows, columns] = True
+        return tokens, mask
 
 
 def _vectorizer(vocabulary: dict[str, int] | None = None) -> Any:

@@ -15,11 +15,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sources = data.add_subparsers(dest="source", required=True)
     openmoji = sources.add_parser("openmoji", help="the embedded default corpus (OpenMoji)")
     openmoji.add_argument("out", type=Path)
-    wiki = sources.add_parser("wikipedia", help="a corpus in the classic Wikipedia layout")
-    wiki.add_argument("src", type=Path)
-    wiki.add_argument("out", type=Path)
-    wiki.add_argument("--skip-invalid", action="store_true",
-                      help="leave bad items out and list them instead of stopping at the first")
+    raw_corpora = {
+        "wikipedia": "a corpus in the classic Wikipedia layout",
+        "captions": "captioned images, no labels: the Karpathy-split JSON of COCO, Flickr8k "
+                    "and Flickr30k (SRC: the dataset_*.json file, or its folder)",
+    }
+    for name, text in raw_corpora.items():
+        source = sources.add_parser(name, help=text, description=text)
+        source.add_argument("src", type=Path)
+        source.add_argument("out", type=Path)
+        source.add_argument("--skip-invalid", action="store_true",
+                            help="leave bad items out and list them instead of stopping at the "
+                                 "first")
     data.set_defaults(run=run)
 
 
@@ -30,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
             from models.data.importers.openmoji import import_openmoji
 
             import_openmoji(args.out, report)
+        elif args.source == "captions":
+            from models.data.importers.captions import import_captions
+
+            import_captions(args.src, args.out, report)
         else:
             from models.data.importers.wikipedia import import_wikipedia
 

@@ -4,7 +4,8 @@ Every importer writes this format and everything downstream reads only this form
 (see shared/DESIGN.md). One line of `manifest.jsonl` is one image-text pair:
 ``{"id", "image", "text", "labels": [coarse, ..., fine], "split": "train" | "test"}``.
 `labels.json` names the levels and the label set of each: ``{"levels": [...],
-"labels": {level: [...]}}``.
+"labels": {level: [...]}}``. A label-free corpus (captioned pairs) declares no level and its
+rows carry no `labels`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ class Item:
     id: str
     image: str  # path relative to the corpus directory
     text: str
-    labels: tuple[str, ...]  # coarse .. fine, one per level
+    labels: tuple[str, ...]  # coarse .. fine, one per level; empty in a label-free corpus
     split: str
 
     def to_json(self) -> str:
         row = asdict(self)
-        row["labels"] = list(self.labels)
+        if self.labels:
+            row["labels"] = list(self.labels)
+        else:
+            del row["labels"]
         return json.dumps(row, ensure_ascii=False)
 
 
@@ -44,6 +48,11 @@ class Corpus:
     levels: tuple[str, ...]
     label_sets: dict[str, tuple[str, ...]]
     items: tuple[Item, ...]
+
+    @property
+    def labelled(self) -> bool:
+        """False for a label-free corpus: pairs only, no level to learn or rank by."""
+        return bool(self.levels)
 
     def split(self, name: str) -> list[Item]:
         return [item for item in self.items if item.split == name]
@@ -86,8 +95,6 @@ def _read_labels(path: Path) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]
         label_sets = {level: tuple(doc["labels"][level]) for level in levels}
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise CorpusError(f"{path}: not a labels file ({err})") from err
-    if not levels:
-        raise CorpusError(f"{path}: names no label level")
     return levels, label_sets
 
 
@@ -118,10 +125,10 @@ def _parse_item(line: str, where: str) -> Item:
             id=str(row["id"]),
             image=str(row["image"]),
             text=str(row["text"]),
-            labels=tuple(str(label) for label in row["labels"]),
+            labels=tuple(str(label) for label in row.get("labels", ())),
             split=str(row["split"]),
         )
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise CorpusError(f"{where}: not a manifest row ({err})") from err
 
 
@@ -132,6 +139,8 @@ def _check_item(
         raise CorpusError(f"{where}: split {item.split!r} is not one of {SPLITS}")
     if not item.text.strip():
         raise CorpusError(f"{where}: empty text for id {item.id!r}")
+    if not levels and item.labels:
+        raise CorpusError(f"{where}: labels {list(item.labels)} in a corpus with no label level")
     if len(item.labels) != len(levels):
         raise CorpusError(f"{where}: {len(item.labels)} labels, expected {len(levels)} {levels}")
     for level, label in zip(levels, item.labels, strict=True):
@@ -151,6 +160,8 @@ def summarize(corpus: Corpus) -> str:
     """The sizes a user checks against the README: split sizes and labels used per level."""
     train = len(corpus.split("train"))
     lines = [f"items: {len(corpus.items)} (train {train}, test {len(corpus.items) - train})"]
+    if not corpus.labelled:
+        lines.append("no labels (image-text pairs only)")
     for index, level in enumerate(corpus.levels):
         used = {item.labels[index] for item in corpus.items}
         lines.append(f"level {level}: {len(used)} labels")

@@ -96,3 +96,35 @@ def test_char_ngram_any_language_and_state_round_trip() -> None:
     np.testing.assert_allclose(a.pooled, b.pooled, atol=1e-6)
     assert a.mask.sum() == 2  # two 2-character pieces
     assert split_words("le café 北京的猫") == ["le", "café", "北京", "的猫"]
+
+
+def per_text_char_ngram(model: CharNgram, texts: list[str]) -> tuple[np.ndarray, ...]:
+    """The naive path: float64 TF-IDF times the components, one vectoriser call per text."""
+    def project(batch: list[str]) -> np.ndarray:
+        return np.asarray(model.vectorizer.transform(batch) @ model.components.T, np.float32)
+
+    tokens = np.zeros((len(texts), MAX_TOKENS, model.dim), dtype=np.float16)
+    mask = np.zeros((len(texts), MAX_TOKENS), dtype=bool)
+    for row, text in enumerate(texts):
+        words = split_words(text)[:MAX_TOKENS]
+        if words:
+            tokens[row, : len(words)] = project(words)
+            mask[row, : len(words)] = True
+    return project(texts), tokens, mask
+
+
+def test_char_ngram_batched_words_match_per_text_path() -> None:
+    train = ["新华社北京电 国务院总理今天在人民大会堂会见了来访的外国代表团。", "a cat sleeps",
+             "le chat dort sur le canapé", "股市今日小幅上涨，科技板块领涨。", "狗在公园里跑步"]
+    model = CharNgram.fit(train * 3, dim=6)
+    long_chinese = "经济" * 40 + "，" + "北京的猫在睡觉" * 5  # more pieces than MAX_TOKENS
+    texts = [long_chinese, "!!! ...", "a cat and a cat", "新华社北京电 今天 GDP 5.2%", "狗"]
+    # The vectorised TF-IDF counting gives sklearn's own numbers, not just close ones.
+    np.testing.assert_array_equal(model._tfidf(texts).toarray(),
+                                  model.vectorizer.transform(texts).toarray())
+    pooled, tokens, mask = per_text_char_ngram(model, texts)
+    got = model.encode(texts)
+    np.testing.assert_array_equal(got.mask, mask)
+    assert mask[0].all() and not mask[1].any()
+    np.testing.assert_allclose(got.pooled, pooled, atol=1e-6)
+    np.testing.assert_allclose(got.tokens.astype(np.float32), tokens.astype(np.float32), atol=2e-3)
