@@ -50,6 +50,19 @@ def test_a_method_that_needs_labels_stops_before_training(
     assert not (tmp_path / "run").exists() and not cache.exists()  # no feature was extracted
 
 
+@pytest.mark.parametrize("config", ["method: triplet\noptions: {label_aware: false}\n",
+                                    "method: cca\n"])
+def test_other_methods_that_learn_from_pairs_train_without_labels(
+    captions_corpus: Path, tmp_path: Path, config: str
+) -> None:
+    (tmp_path / "config.yaml").write_text(config + "text_backbone: char-ngram\nembed_dim: 8\n")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(captions_corpus), "--config", str(tmp_path / "config.yaml"),
+                 "--out", str(run), "--epochs", "2", "--cache", str(tmp_path / "cache"),
+                 "--device", "cpu"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["epochs"][0]["val_pair_recall"] >= 0
+
+
 def test_char_ngram_text_backbone_trains_without_labels(captions_corpus: Path,
                                                        tmp_path: Path) -> None:
     run = tmp_path / "run"
