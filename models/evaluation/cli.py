@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from models.data.corpus import CorpusError, read_corpus
     from models.data.keywords import read_keywords
     from models.evaluation.keyword_eval import evaluate_keywords
+    from models.evaluation.pairs import evaluate_pairs
     from models.evaluation.report import evaluate_embeddings, markdown, plot_precision_recall
     from models.inference import Encoder
 
@@ -50,16 +51,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cache = FeatureCache(args.cache)
     features = encoder.backbones.features(corpus, items, cache)
-    labels = np.stack(
-        [np.asarray(corpus.label_index(i, items)) for i in range(len(corpus.levels))], axis=1
-    )
     images, texts = encoder.embed_features(features)
+    labels = None
+    if corpus.labelled:
+        labels = np.stack(
+            [np.asarray(corpus.label_index(i, items)) for i in range(len(corpus.levels))], axis=1
+        )
+        scores = evaluate_embeddings(images, texts, labels, corpus.levels)
+    else:
+        scores = evaluate_pairs(images, texts, items)
     report = {
         "method": encoder.method_name,
         "checkpoint": str(args.checkpoint),
         "data": str(args.data),
         "split": args.split,
-        **evaluate_embeddings(images, texts, labels, corpus.levels),
+        **scores,
     }
     if keywords is not None:
         seen = {item.text for item in corpus.split("train")} if args.split == "test" else None
@@ -70,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     args.json.with_suffix(".md").write_text(markdown(report))
-    plot_precision_recall(
-        images,
-        texts,
-        labels[:, -1],
-        args.json.with_name(args.json.stem + "-pr.png"),
-        f"{encoder.method_name}, {args.split}, level {corpus.levels[-1]}",
-    )
+    if labels is not None:  # precision and recall over labels: none without them
+        plot_precision_recall(
+            images,
+            texts,
+            labels[:, -1],
+            args.json.with_name(args.json.stem + "-pr.png"),
+            f"{encoder.method_name}, {args.split}, level {corpus.levels[-1]}",
+        )
     print(markdown(report))
     return 0

@@ -112,6 +112,24 @@ def recall_at_k(
     return {f"R@{k}": hits[k] / max(len(queries), 1) for k in ks}
 
 
+def recall_at_k_relevant(
+    queries: np.ndarray, database: np.ndarray, relevant: np.ndarray,
+    ks: tuple[int, ...] = (1, 5, 10),
+) -> dict[str, float]:
+    """Share of queries with a relevant database item in the top k; relevant is (nq, ndb) bool
+    (several captions of one image are all relevant to it). Rank = number of database items
+    scoring strictly higher than the best relevant one, plus one; no relevant item = a miss."""
+    hits = {k: 0 for k in ks}
+    for rows in _chunks(len(queries)):
+        scores = queries[rows] @ database.T
+        best = np.where(relevant[rows], scores, -np.inf).max(axis=1, initial=-np.inf)
+        rank = (scores > best[:, None]).sum(axis=1) + 1
+        rank[np.isneginf(best)] = len(database) + 1
+        for k in ks:
+            hits[k] += int((rank <= k).sum())
+    return {f"R@{k}": hits[k] / max(len(queries), 1) for k in ks}
+
+
 def precision_recall_curve(
     queries: np.ndarray,
     query_labels: np.ndarray,

@@ -40,9 +40,14 @@ def evaluate_embeddings(
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
+    title = (
         f"# Evaluation: {report.get('method', '?')} on {report.get('split', '?')} "
-        f"({report['n_items']} pairs)",
+        f"({report['n_items']} pairs)"
+    )
+    if report.get("avg_map") is None:  # a label-free corpus: pair recall only
+        return "\n".join([title, "", report["note"], *recall_markdown(report)]) + "\n"
+    lines = [
+        title,
         "",
         "| level | image->text mAP@all | text->image mAP@all | mean |",
         "|---|---|---|---|",
@@ -55,12 +60,17 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(
         f"| hierarchy-weighted | {h['i2t_map']:.4f} | {h['t2i_map']:.4f} | {h['avg_map']:.4f} |"
     )
-    lines += ["", "| direction | R@1 | R@5 | R@10 |", "|---|---|---|---|"]
-    for direction, row in report["recall"].items():
-        lines.append(f"| {direction} | {row['R@1']:.4f} | {row['R@5']:.4f} | {row['R@10']:.4f} |")
+    lines += recall_markdown(report)
     if "keywords" in report:
         lines += keyword_markdown(report["keywords"])
     return "\n".join(lines) + "\n"
+
+
+def recall_markdown(report: dict[str, Any]) -> list[str]:
+    lines = ["", "| direction | R@1 | R@5 | R@10 |", "|---|---|---|---|"]
+    for direction, row in report["recall"].items():
+        lines.append(f"| {direction} | {row['R@1']:.4f} | {row['R@5']:.4f} | {row['R@10']:.4f} |")
+    return lines
 
 
 def plot_precision_recall(

@@ -51,6 +51,23 @@ def check_options(config: TrainConfig) -> None:
         raise ConfigError(f"invalid options for method {config.method!r}:\n{err}") from err
 
 
+def check_learns_from_pairs(config: TrainConfig) -> None:
+    """ConfigError when the configured method needs labels (for a corpus without any): the
+    message names the methods that train on pairs alone, and how."""
+    cls = method_class(config.method)
+    check_options(config)
+    if cls.learns_from_pairs(cls.Options(**config.options)):
+        return
+    able = "; ".join(
+        f"{name} ({method.pairs_only})" for name, method in sorted(_registry().items())
+        if method.pairs_only
+    )
+    raise ConfigError(
+        f"method {config.method!r} with these options needs label levels, and this corpus has "
+        f"none (image-text pairs only). Methods that train on pairs alone: {able}"
+    )
+
+
 def build_method(config: TrainConfig, dims: MethodDims) -> Method:
     check_options(config)
     return method_class(config.method)(config, dims)

@@ -32,6 +32,16 @@ class Method(nn.Module):
     """
 
     Options: ClassVar[type[BaseModel]] = NoOptions
+    # What makes the method train on pairs alone (a corpus without labels), in words for the
+    # error that lists them; empty for a method that always needs labels.
+    pairs_only: ClassVar[str] = ""
+
+    @classmethod
+    def learns_from_pairs(cls, options: BaseModel) -> bool:
+        """True when the method, with these options, needs no label (an instance-level
+        objective on the pairs, or a closed form on them); such methods train on a label-free
+        corpus, with zero label levels in `MethodDims.classes`."""
+        return False
 
     def prepare(self, images: Features, texts: Features, labels: list[torch.Tensor]) -> None:
         """Called once with the whole train part before training (CCA fits here; PCA bases)."""

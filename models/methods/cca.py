@@ -29,6 +29,11 @@ def _inv_sqrt(cov: torch.Tensor) -> torch.Tensor:
 
 class CCA(Method):
     Options = CCAOptions
+    pairs_only = "always (it fits on the pairs)"
+
+    @classmethod
+    def learns_from_pairs(cls, options: BaseModel) -> bool:
+        return True
     # buffers (register_buffer), declared for the type checker
     image_mean: torch.Tensor
     text_mean: torch.Tensor

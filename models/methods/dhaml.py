@@ -19,6 +19,10 @@ with no classifier. Label levels alone collapse a subgroup to one point, so the 
 cannot tell the cat from the pig; the instance level keeps that apart without bending the
 label levels. Retrieval then concatenates the finest label level and the instance level
 (weight `instance_retrieval_weight` on the latter).
+
+On a corpus without labels (zero label levels) the instance level is all there is: one block
+and head per modality trained by the instance term, no classifier, no discriminator, and
+retrieval is the instance embedding.
 """
 
 from __future__ import annotations
@@ -119,21 +123,31 @@ class HierarchicalTower(nn.Module):
 
 class DHAML(Method):
     Options = DHAMLOptions
+    pairs_only = "with options.instance_weight > 0, as in configs/default.yaml"
+
+    @classmethod
+    def learns_from_pairs(cls, options: BaseModel) -> bool:
+        return isinstance(options, DHAMLOptions) and options.instance_weight > 0
 
     def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
         super().__init__()
         self.opts = o = DHAMLOptions(**config.options)
         d, levels = config.embed_dim, len(dims.classes)
+        # without label levels the instance term has no finest level to share: its own level
+        self.instance_level = o.instance_level or levels == 0
         # a frozen text instance level is the text backbone's own vector: the image side learns
         # to land near its captions there, and a query word never trained on keeps the place
         # the text backbone gives it (as in a search over captions)
-        frozen_text = o.instance_level and o.instance_text == "backbone"
+        frozen_text = self.instance_level and o.instance_text == "backbone"
         self.image_tower = HierarchicalTower(
-            dims.image, o.hidden, d, levels + int(o.instance_level), o.dropout,
+            dims.image, o.hidden, d, levels + int(self.instance_level), o.dropout,
             last_out=dims.text if frozen_text else None,
         )
-        self.text_tower = HierarchicalTower(
-            dims.text, o.hidden, d, levels + int(o.instance_level and not frozen_text), o.dropout
+        text_blocks = levels + int(self.instance_level and not frozen_text)
+        # none when the text side is the backbone's vector alone (a label-free corpus)
+        self.text_tower = (
+            HierarchicalTower(dims.text, o.hidden, d, text_blocks, o.dropout)
+            if text_blocks else None
         )
         self.frozen_text_instance = frozen_text
         self.classifiers = LevelClassifiers(
@@ -145,8 +159,10 @@ class DHAML(Method):
         self.instance_retrieval_weight = o.instance_retrieval_weight  # likewise
 
     def _retrieval_embedding(self, per_level: list[torch.Tensor]) -> torch.Tensor:
-        if self.opts.instance_level:
+        if self.instance_level:
             *per_level, instance = per_level
+            if not per_level:  # no label level: the instance level alone
+                return instance
             w = self.instance_retrieval_weight
             label = self._label_embedding(per_level)
             return F.normalize(torch.cat([label, w * instance], dim=-1), dim=-1)
@@ -167,7 +183,7 @@ class DHAML(Method):
         return self._retrieval_embedding(self._text_levels(feats))
 
     def _text_levels(self, feats: Features) -> list[torch.Tensor]:
-        levels = self.text_tower(feats["pooled"])
+        levels = self.text_tower(feats["pooled"]) if self.text_tower is not None else []
         if self.frozen_text_instance:
             levels.append(F.normalize(feats["pooled"].float(), dim=-1))
         return levels
@@ -186,7 +202,7 @@ class DHAML(Method):
             self._text_levels(texts),
         )
         img_instance, txt_instance = img_levels[-1], txt_levels[-1]
-        if o.instance_level:
+        if self.instance_level:
             img_levels, txt_levels = img_levels[:-1], txt_levels[:-1]
         metric: torch.Tensor | float = 0.0
         adversary: torch.Tensor | float = 0.0
@@ -202,10 +218,13 @@ class DHAML(Method):
             metric = metric + o.instance_weight * paired_contrastive_loss(
                 img_instance, txt_instance, o.instance_temperature or o.temperature, matches
             )
+        out = {"metric": o.metric_weight * metric}
+        if not labels:  # a label-free corpus: the instance term is the whole objective
+            return out  # type: ignore[return-value]
         classify = level_classification(
             self.classifiers(img_levels), labels
         ) + level_classification(self.classifiers(txt_levels), labels)
-        out = {"metric": o.metric_weight * metric, "classify": o.classify_weight * classify}
+        out["classify"] = o.classify_weight * classify
         if o.adv_weight > 0:
             out["adversary"] = o.adv_weight * adversary
         return out  # type: ignore[return-value]

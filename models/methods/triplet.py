@@ -29,6 +29,11 @@ class TripletOptions(BaseModel):
 
 class TripletBaseline(PooledProjection):
     Options = TripletOptions
+    pairs_only = "with options.label_aware: false"
+
+    @classmethod
+    def learns_from_pairs(cls, options: BaseModel) -> bool:
+        return isinstance(options, TripletOptions) and not options.label_aware
 
     def __init__(self, config: TrainConfig, dims: MethodDims) -> None:
         super().__init__()

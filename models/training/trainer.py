@@ -23,8 +23,9 @@ from models.config import ConfigError, TrainConfig, check_levels
 from models.data.corpus import Corpus, Item
 from models.evaluation.keywords import image_rows, ranking_metrics
 from models.evaluation.metrics import cross_modal_map
+from models.evaluation.pairs import pair_recall
 from models.features import Backbones, FeatureSet
-from models.methods import build_method, check_options
+from models.methods import build_method, check_learns_from_pairs, check_options
 from models.methods.base import Features, Method, MethodDims
 from models.training.captions import Captions, caption_queries, group_carve
 
@@ -69,13 +70,17 @@ def make_split(
 ) -> Split:
     """Features and labels of `items` at the given corpus levels (default: all)."""
     levels = list(range(len(corpus.levels))) if levels is None else levels
-    labels = np.stack([np.asarray(corpus.label_index(level, items)) for level in levels], axis=1)
-    return Split(items, backbones.features(corpus, items, cache), labels.astype(np.int64))
+    labels = np.zeros((len(items), len(levels)), dtype=np.int64)  # (n, 0): a label-free corpus
+    for column, level in enumerate(levels):
+        labels[:, column] = corpus.label_index(level, items)
+    return Split(items, backbones.features(corpus, items, cache), labels)
 
 
 def validate(config: TrainConfig, corpus: Corpus) -> list[int]:
     """Every check that can fail a run, before any feature is extracted (ConfigError)."""
     check_options(config)
+    if not corpus.labelled:
+        return validate_label_free(config, corpus)
     if config.select_on == "labels_and_keywords":
         train_images = [item.image for item in corpus.split("train")]
         if len(set(train_images)) == len(train_images):
@@ -85,6 +90,18 @@ def validate(config: TrainConfig, corpus: Corpus) -> list[int]:
                 "select_on: labels)"
             )
     return check_levels(config, corpus.levels)
+
+
+def validate_label_free(config: TrainConfig, corpus: Corpus) -> list[int]:
+    """A corpus without labels: the method must learn from pairs alone, nothing may name a
+    label level or sample by label. Selection then uses pair recall, whatever `select_on` says
+    (it names label scores that do not exist here)."""
+    check_learns_from_pairs(config)
+    if config.levels:
+        raise ConfigError(f"levels {config.levels}: {corpus.root} has no label levels")
+    if config.sampler == "class_balanced":
+        raise ConfigError(f"sampler class_balanced groups by label: {corpus.root} has none")
+    return []
 
 
 def as_tensors(features: FeatureSet, device: torch.device) -> tuple[Features, Features]:
@@ -147,12 +164,14 @@ def embed(
 
 
 def batch_order(labels: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
-    """One epoch's item order: shuffled, or grouped `per_class` items of one finest label."""
+    """One epoch's item order: shuffled, or grouped `per_class` items of one finest label.
+
+    labels is (n, levels), coarse to fine; (n, 0) in a label-free corpus (random only)."""
     if config.sampler == "random":
         return rng.permutation(len(labels))
-    chunks = []
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
+    fine, chunks = labels[:, -1], []
+    for cls in np.unique(fine):
+        members = rng.permutation(np.flatnonzero(fine == cls))
         chunks += [
             members[i : i + config.per_class] for i in range(0, len(members), config.per_class)
         ]
@@ -174,7 +193,7 @@ def run_epoch(
         if config.caption_sampling == "one_per_image"
         else np.arange(len(split.items))
     )
-    order = rows[batch_order(split.labels[rows, -1], config, rng)]
+    order = rows[batch_order(split.labels[rows], config, rng)]
     sums: dict[str, float] = {}
     batches = range(0, len(order) - 1, config.batch_size)  # a lone last pair has no negatives
     for step, start in enumerate(batches):
@@ -246,7 +265,10 @@ def validation_scorer(
 ) -> Callable[[], dict[str, float]]:
     """A function of no arguments giving this epoch's validation scores: finest-label avg mAP
     over the validation images (each image once, with its first caption), the keyword mAP of
-    their other captions where they have some, and `val_score`, the one selection uses."""
+    their other captions where they have some, and `val_score`, the one selection uses.
+    Without labels: the pair recall of the validation images and all their captions."""
+    if val.labels.shape[1] == 0:
+        return pair_recall_scorer(method, val, features, device)
     first = image_rows(val.items)
     queries = caption_queries(val.items) if config.select_on == "labels_and_keywords" else None
     if config.select_on == "labels_and_keywords" and queries is None:
@@ -261,6 +283,21 @@ def validation_scorer(
             out["val_keyword_map"] = found["map"]
             out["val_score"] = (label_map + found["map"]) / 2
         return out
+
+    return scores
+
+
+def pair_recall_scorer(
+    method: Method, val: Split, features: FeatureSet, device: torch.device
+) -> Callable[[], dict[str, float]]:
+    """`val_pair_recall` (= `val_score`): the mean of R@1/5/10 both ways, each validation image
+    against all validation captions and each caption against the images."""
+
+    def scores() -> dict[str, float]:
+        images, texts = embed(method, features, device, transform=False)
+        recall = pair_recall(images, texts, val.items)
+        mean = float(np.mean([v for row in recall.values() for v in row.values()]))
+        return {"val_pair_recall": mean, "val_score": mean}
 
     return scores
 
@@ -338,7 +375,8 @@ def write_run(
     metrics: dict[str, Any] = {
         "method": config.method,
         "best_epoch": history.best_epoch,
-        "best_val_avg_map": history.epochs[history.best_epoch]["val_avg_map"],
+        # None on a label-free corpus (selected on pair recall: best_val_score)
+        "best_val_avg_map": history.epochs[history.best_epoch].get("val_avg_map"),
         "best_val_score": history.best_val_map,
         "train_seconds": round(seconds, 2),
         "n_train": len(data.train.items),
@@ -380,10 +418,10 @@ def plot_curves(history: History, path: Path) -> None:
     loss_ax.set(xlabel="epoch", ylabel="loss", title="training losses")
     if loss_ax.lines:
         loss_ax.legend()
-    for name in ("val_avg_map", "val_keyword_map", "val_score"):
+    for name in ("val_avg_map", "val_keyword_map", "val_pair_recall", "val_score"):
         if history.epochs and name in history.epochs[0]:
             map_ax.plot(epochs, [row[name] for row in history.epochs], label=name)
-    map_ax.set(xlabel="epoch", ylabel="mAP@all", title="validation (part of train)")
+    map_ax.set(xlabel="epoch", ylabel="score", title="validation (part of train)")
     map_ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -11,6 +11,7 @@ from models.evaluation.metrics import (
     hierarchical_average_precisions,
     precision_recall_curve,
     recall_at_k,
+    recall_at_k_relevant,
 )
 
 
@@ -103,3 +104,23 @@ def test_precision_recall_curve_matches_loop(data) -> None:
             points.append((hits / total, hits / rank))
         curves.append([max(p for rc, p in points if rc >= level - 1e-12) for level in grid])
     assert fast == pytest.approx(np.mean(curves, axis=0))
+
+
+def test_recall_with_several_relevant_items_matches_a_loop() -> None:
+    """Each query hits at k when its best-ranked relevant item is in the top k; a query with
+    no relevant item is a miss; one relevant item per row on the diagonal is recall_at_k."""
+    rng = np.random.default_rng(3)
+    queries, database = unit(rng, 30), unit(rng, 50)
+    relevant = rng.random((30, 50)) < 0.05
+    relevant[0] = False
+    found = recall_at_k_relevant(queries, database, relevant)
+    scores = queries @ database.T
+    for k in (1, 5, 10):
+        hits = 0
+        for q in range(30):
+            top = sorted(range(50), key=lambda j: -scores[q, j])[:k]
+            hits += any(relevant[q, j] for j in top)
+        assert found[f"R@{k}"] == pytest.approx(hits / 30)
+    square = unit(rng, 50)
+    assert recall_at_k_relevant(square, database, np.eye(50, dtype=bool)) == recall_at_k(
+        square, database)

@@ -220,3 +220,37 @@ def test_matches_make_every_describing_text_a_positive() -> None:
         same = method.losses(images, texts, labels, 0.0, eye)["metric"]
         other = method.losses(images, texts, labels, 0.0, shared)["metric"]
     assert torch.isclose(plain, same) and not torch.isclose(plain, other)
+
+
+@pytest.mark.parametrize("text_side", ["learned", "backbone"])
+def test_dhaml_without_label_levels_trains_its_instance_level_alone(text_side: str) -> None:
+    """A label-free corpus: zero label levels, so no classifier, no discriminator, no label
+    block; the instance term alone learns the pairing and is the retrieval vector."""
+    images, texts, _ = paired_synthetic()
+    config = TrainConfig(method="dhaml", embed_dim=16,
+                         options={**SMALL, "instance_weight": 1.0, "instance_text": text_side})
+    torch.manual_seed(0)
+    method = build_method(config, MethodDims(IMG, TXT, ()))
+    assert not list(method.classifiers.parameters()) and not len(method.discriminators)
+    assert len(method.image_tower.blocks) == 1
+    assert (method.text_tower is None) == (text_side == "backbone")
+    assert set(method.losses(images, texts, [], 0.0)) == {"metric"}
+    before = paired_recall_at_1(method, images, texts)
+    train(method, images, texts, [], steps=60)
+    after = paired_recall_at_1(method, images, texts)
+    assert method.embed_texts(texts).shape == (N, TXT if text_side == "backbone" else 16)
+    assert after > before + 0.2, (before, after)
+
+
+def test_only_methods_that_learn_from_pairs_pass_the_label_free_check() -> None:
+    from models.methods import check_learns_from_pairs
+
+    able = [TrainConfig(method="dhaml", options={"instance_weight": 1.0}),
+            TrainConfig(method="triplet", options={"label_aware": False}),
+            TrainConfig(method="cca")]
+    for config in able:
+        check_learns_from_pairs(config)
+    for config in (TrainConfig(method="dhaml"), TrainConfig(method="triplet"),
+                   TrainConfig(method="acmr"), TrainConfig(method="aaml")):
+        with pytest.raises(ConfigError, match="Methods that train on pairs alone: cca"):
+            check_learns_from_pairs(config)
