@@ -3,6 +3,7 @@ results writer (JSON + markdown + PNG), and a served index under closed-loop HTT
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# where `make demo-artifacts` puts each artifact, under artifacts/
+DEMO = {"checkpoint": "runs/default/checkpoint.pt", "data": "data/openmoji", "cache": "cache",
+        "index": "indexes/default"}
 
 
 # -- describing a run ---------------------------------------------------------------------------
@@ -65,6 +69,17 @@ def load_average() -> list[float]:
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def arguments(doc: str, *artifacts: str) -> argparse.ArgumentParser:
+    """A benchmark's parser: its docstring as help, --out (default bench/results/) and, for each
+    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in artifacts:
+        parser.add_argument(f"--{name}", type=Path, default=ROOT / "artifacts" / DEMO[name])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    return parser
 
 
 # -- writing results ----------------------------------------------------------------------------

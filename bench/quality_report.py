@@ -28,28 +28,12 @@ def verdict(with_part: dict, without_part: dict, key: str = "avg_map", higher: b
     (a, sa), (b, sb) = stat(with_part, key), stat(without_part, key)
     delta = (a - b) if higher else (b - a)
     spread = max(sa, sb)
+    out = {"with": round(a, 4), "without": round(b, 4), "delta": round(delta, 4)}
     if len(with_part["seeds"]) < 2 or len(without_part["seeds"]) < 2:
-        return {
-            "with": round(a, 4),
-            "without": round(b, 4),
-            "delta": round(delta, 4),
-            "spread": None,
-            "verdict": "one seed only: undecided",
-        }
-    word = (
-        "confirmed"
-        if delta > spread
-        else "refuted"
-        if delta < -spread
-        else "no measurable difference"
-    )
-    return {
-        "with": round(a, 4),
-        "without": round(b, 4),
-        "delta": round(delta, 4),
-        "spread": round(spread, 4),
-        "verdict": word,
-    }
+        return {**out, "spread": None, "verdict": "one seed only: undecided"}
+    word = ("confirmed" if delta > spread else "refuted" if delta < -spread
+            else "no measurable difference")
+    return {**out, "spread": round(spread, 4), "verdict": word}
 
 
 def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, Any]:
@@ -58,24 +42,16 @@ def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, An
     for m in ("dhaml", "aaml"):
         if m in summary and f"{m}-no-adversary" in summary:
             on, off = summary[m], summary[f"{m}-no-adversary"]
-            adv[m] = {
-                "finest_avg_map": verdict(on, off),
-                "modality_classifier_acc": verdict(
-                    on, off, "modality_classifier_acc", higher=False
-                ),
-            }
+            adv[m] = {"finest_avg_map": verdict(on, off), "modality_classifier_acc": verdict(
+                on, off, "modality_classifier_acc", higher=False)}
     if adv:
         out["1_adversary"] = adv
     if "dhaml" in summary and "dhaml-single-level" in summary:
         on, off = summary["dhaml"], summary["dhaml-single-level"]
-        hier = {
-            "finest_avg_map": verdict(on, off),
-            "hierarchical_map": verdict(on, off, "hierarchical_map"),
-        }
-        hier[f"{levels[0]}_level_map"] = {
-            "with": on["levels"][levels[0]]["mean"],
-            "without": off["levels"][levels[0]]["mean"],
-        }
+        hier = {"finest_avg_map": verdict(on, off),
+                "hierarchical_map": verdict(on, off, "hierarchical_map"),
+                f"{levels[0]}_level_map": {"with": on["levels"][levels[0]]["mean"],
+                                           "without": off["levels"][levels[0]]["mean"]}}
         if "concat_retrieval" in on:
             cr = on["concat_retrieval"]
             hier["concat_retrieval"] = {
@@ -94,26 +70,17 @@ def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, An
         out["3_attention"] = {"aaml": att}
     if "aaml" in summary and "aaml-triplet" in summary:
         poly, trip = summary["aaml"], summary["aaml-triplet"]
-        loss = {
-            "final_avg_map": verdict(poly, trip),
-            "epochs_to_95": verdict(poly, trip, "epochs_to_95", higher=False),
-        }
+        loss = {"final_avg_map": verdict(poly, trip),
+                "epochs_to_95": verdict(poly, trip, "epochs_to_95", higher=False)}
         if "aaml-all-informative" in summary:
             loss["hardest_vs_all_informative"] = verdict(poly, summary["aaml-all-informative"])
         out["4_polynomial_loss"] = {"aaml": loss}
     if "dhaml" in summary and "dhaml-no-instance" in summary:
         on, off = summary["dhaml"], summary["dhaml-no-instance"]
-        out["5_instance_term"] = {
-            "dhaml": {
-                "finest_avg_map": verdict(on, off),
-                "paired_r1": verdict(on, off, "paired_r1"),
-                **(
-                    {"keyword_map": verdict(on, off, "keyword_map")}
-                    if "keyword_map" in on and "keyword_map" in off
-                    else {}
-                ),
-            }
-        }
+        instance = {"finest_avg_map": verdict(on, off), "paired_r1": verdict(on, off, "paired_r1")}
+        if "keyword_map" in on and "keyword_map" in off:
+            instance["keyword_map"] = verdict(on, off, "keyword_map")
+        out["5_instance_term"] = {"dhaml": instance}
     return out
 
 
@@ -122,21 +89,13 @@ def figure(result: dict, rows: list[dict]) -> Any:
     fig, (bars, curves) = pyplot().subplots(1, 2, figsize=(13, 4.5))
     summary = {**result["methods"], **result["ablation_runs"]}
     names = list(summary)
-    bars.bar(
-        range(len(names)),
-        [summary[n]["avg_map_mean"] for n in names],
-        yerr=[summary[n]["avg_map_std"] for n in names],
-        capsize=3,
-        color=[
-            "tab:gray" if n in BASELINES else "tab:blue" if n in result["methods"] else "tab:orange"
-            for n in names
-        ],
-    )
+    bars.bar(range(len(names)), [summary[n]["avg_map_mean"] for n in names],
+             yerr=[summary[n]["avg_map_std"] for n in names], capsize=3,
+             color=["tab:gray" if n in BASELINES else "tab:blue" if n in result["methods"]
+                    else "tab:orange" for n in names])
     bars.set_xticks(range(len(names)), names, rotation=60, ha="right")
-    bars.set(
-        ylabel="test avg mAP@all (finest level)",
-        title="methods (blue), baselines (gray), ablations (orange)",
-    )
+    bars.set(ylabel="test avg mAP@all (finest level)",
+             title="methods (blue), baselines (gray), ablations (orange)")
     for name in ("aaml", "aaml-triplet", "dhaml"):
         for r in rows:
             if r["variant"] == name and r["seed"] == result["seeds"][0]:
@@ -154,16 +113,10 @@ def markdown(result: dict) -> str:
         "",
         f"Command: `{result['command']}`  ",
         f"Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}."
-        + (
-            ""
-            if result["complete"]
-            else " **Incomplete: cut short by the session clock; the seeds column says how"
-            " many seeds each row has.**"
-        ),
+        + ("" if result["complete"] else " **Incomplete: cut short by the session clock; the "
+           "seeds column says how many seeds each row has.**"),
         "",
-        "| method | avg mAP ("
-        + levels[-1]
-        + ") | i2t | t2i | "
+        f"| method | avg mAP ({levels[-1]}) | i2t | t2i | "
         + " | ".join(f"{lv} avg" for lv in levels)
         + " | hierarchy-weighted | R@1 i2t / t2i | modality-clf acc | epochs to 95% | train s"
         " | seeds |",
