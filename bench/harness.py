@@ -77,7 +77,8 @@ def arguments(doc: str, *artifacts: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in artifacts:
-        parser.add_argument(f"--{name}", type=Path, default=ROOT / "artifacts" / DEMO[name])
+        parser.add_argument(f"--{name}", type=Path, default=ROOT / "artifacts" / DEMO[name],
+                            help=f"default: artifacts/{DEMO[name]}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     return parser
 

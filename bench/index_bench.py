@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 
 from bench import index_report
-from bench.harness import RESULTS, command, machine, relative, write_results
+from bench.harness import arguments, command, machine, relative, write_results
 from index.store import FaissStore, _hnsw, auto_spec
 
 DIM = index_report.DIM
@@ -107,14 +107,10 @@ def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch:
     return row
 
 
-SEARCH_THREADS = [1]
-BUILD_THREADS = [2]
-ON_GPU = [False]
-
-
-def build_store(spec: str, data: np.ndarray, ids: np.ndarray) -> tuple[FaissStore, float, float]:
+def build_store(spec: str, data: np.ndarray, ids: np.ndarray, args: argparse.Namespace
+                ) -> tuple[FaissStore, float, float]:
     gc.collect()
-    faiss.omp_set_num_threads(BUILD_THREADS[0])
+    faiss.omp_set_num_threads(args.build_threads)
     before = rss_mb()
     start = time.perf_counter()
     store = FaissStore.create(DIM, spec, gpu=False)
@@ -124,11 +120,11 @@ def build_store(spec: str, data: np.ndarray, ids: np.ndarray) -> tuple[FaissStor
         store.train(data, max_points=min(len(data), 40 * int(spec[3:].split(",")[0])))
     store.add(ids, data)
     build_s = time.perf_counter() - start
-    faiss.omp_set_num_threads(SEARCH_THREADS[0])
+    faiss.omp_set_num_threads(args.search_threads)
     memory = faiss.serialize_index(store.index).nbytes / 2**20
     print(f"  built {spec} in {build_s:.1f} s (serialised {memory:.0f} MB, "
           f"rss +{rss_mb() - before:.0f} MB)", flush=True)
-    if ON_GPU[0]:  # the service's placement: CPU master, searches on a GPU copy
+    if args.gpu:  # the service's placement: CPU master, searches on a GPU copy
         store = FaissStore(store.index, spec, DIM, gpu=True)
         print(f"  {spec} searches on the GPU: {store.on_gpu}", flush=True)
     return store, build_s, memory
@@ -142,7 +138,7 @@ def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray
     q_single = queries[: args.single_queries]
     runs: list[dict] = []
 
-    flat, build_s, mem = build_store("Flat", data, ids)
+    flat, build_s, mem = build_store("Flat", data, ids, args)
     start = time.perf_counter()
     truth_scores, truth = flat.search(queries, K)
     print(f"  exact ground truth: {time.perf_counter() - start:.1f} s", flush=True)
@@ -152,22 +148,18 @@ def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray
     del flat
     gc.collect()
 
-    ivf_spec = auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat"
-    ivf, build_s, mem = build_store(ivf_spec, data, ids)
-    for nprobe in NPROBES:
-        ivf.nprobe = nprobe
-        runs.append(measure(ivf, f"{ivf_spec} nprobe={nprobe}", n, q_single, queries, truth,
-                            build_s, mem))
-    del ivf
-    gc.collect()
-
+    # (spec, the store's search knob, its name in the table, its values)
+    families = [(auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat", "nprobe", "nprobe",
+                 NPROBES)]
     if n <= args.hnsw_max:
-        hnsw, build_s, mem = build_store("HNSW32", data, ids)
-        for ef in EF_SEARCH:
-            hnsw.ef_search = ef
-            runs.append(measure(hnsw, f"HNSW32 efSearch={ef}", n, q_single, queries, truth,
+        families.append(("HNSW32", "ef_search", "efSearch", EF_SEARCH))
+    for spec, knob, label, values in families:
+        store, build_s, mem = build_store(spec, data, ids, args)
+        for value in values:
+            setattr(store, knob, value)
+            runs.append(measure(store, f"{spec} {label}={value}", n, q_single, queries, truth,
                                 build_s, mem))
-        del hnsw
+        del store
         gc.collect()
     for row in runs:
         row["speedup_vs_flat"] = round(row["qps_single"] / flat_row["qps_single"], 2)
@@ -268,7 +260,7 @@ def profile_corpus_texts(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__, "checkpoint", "data")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--centres", type=int, default=4096)
     parser.add_argument("--spread", type=float, default=0.6)
@@ -281,21 +273,14 @@ def main() -> None:
     parser.add_argument("--single-queries", type=int, default=500)
     parser.add_argument("--flat-single-queries", type=int, default=200)
     parser.add_argument("--hnsw-max", type=int, default=1_000_000)
-    parser.add_argument("--checkpoint", type=Path,
-                        default=Path("artifacts/runs/default/checkpoint.pt"))
-    parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
     parser.add_argument("--job-items", type=int, default=256)
     parser.add_argument("--job-rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the neighbour profile of all corpus texts (index_profile.json)")
     parser.add_argument("--skip-job", action="store_true",
                         help="synthetic index runs only (no encoder, no corpus)")
     args = parser.parse_args()
-    SEARCH_THREADS[0], BUILD_THREADS[0] = args.search_threads, args.build_threads
-
-    ON_GPU[0] = args.gpu
     if args.profile_only:
         doc = profile_corpus_texts(args)
         args.out.mkdir(parents=True, exist_ok=True)

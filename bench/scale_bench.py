@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import RESULTS, ROOT, command, machine, pyplot, relative, write_results
+from bench.harness import ROOT, arguments, command, machine, pyplot, relative, write_results
 from bench.search_parity import run_search
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
@@ -257,12 +257,7 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path,
-                        default=Path("artifacts/runs/default/checkpoint.pt"))
-    parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
-    parser.add_argument("--cache", type=Path, default=Path("artifacts/cache"))
+    parser = arguments(__doc__, "checkpoint", "data", "cache")
     parser.add_argument("--synthetic", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic-texts", type=int, default=10_000,
@@ -275,7 +270,6 @@ def main() -> None:
                              "job: xmr index build once per engine; "
                              "report: re-render md/png from the json")
     parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     run_command = command("bench.scale_bench")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -30,17 +30,8 @@ from typing import TYPE_CHECKING
 import httpx
 import numpy as np
 
-from bench import service_report
-from bench.harness import (
-    RESULTS,
-    ROOT,
-    Server,
-    closed_loop,
-    command,
-    load_average,
-    machine,
-    write_results,
-)
+from bench import harness, service_report
+from bench.harness import ROOT, Server, arguments, closed_loop
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
@@ -269,18 +260,13 @@ def serve_and_load(corpus: Corpus, args: argparse.Namespace, queries: list[str],
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True, help="OpenMoji corpus directory")
-    parser.add_argument("--index", type=Path, required=True, help="the OpenMoji index")
+    # --index: the OpenMoji index (built from --data, reading --cache, when there is none)
+    parser = arguments(__doc__, "checkpoint", "data", "index", "cache")
     parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service",
                         help="server logs and the synthetic indexes")
-    parser.add_argument("--cache", type=Path, default=ROOT / "artifacts" / "cache",
-                        help="backbone feature cache (to build the OpenMoji index quickly)")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()
 
     from models.checkpoint import checkpoint_id
@@ -291,8 +277,9 @@ def main() -> int:
     ckpt_id = checkpoint_id(args.checkpoint)
     corpora, dim = prepare_corpora(args, ckpt_id)
     result: dict = {
-        "command": command("bench.service_bench"), "load_average_before": load_average(),
-        "machine": f"{machine()}; the encoder on"
+        "command": harness.command("bench.service_bench"),
+        "load_average_before": harness.load_average(),
+        "machine": f"{harness.machine()}; the encoder on"
                    f" {device_name(str(resolve_device(Settings().device)))}",
         "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
         "recall": {},
@@ -306,10 +293,10 @@ def main() -> int:
             result["recall"][corpus.name] = measured_apart(
                 "recall", str(args.checkpoint), str(args.data), str(corpus.exact),
                 str(corpus.index))
-    result["load_average_after"] = load_average()
+    result["load_average_after"] = harness.load_average()
     result["goals"] = service_report.goals(result)
     markdown = service_report.markdown(result)
-    write_results(args.out, "service", result, markdown, service_report.figure(result))
+    harness.write_results(args.out, "service", result, markdown, service_report.figure(result))
     print(markdown)
     return 0
 
