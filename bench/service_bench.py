@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import multiprocessing
 import statistics
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -152,40 +152,31 @@ def device_name(device: str) -> str:
     return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
 
 
-def measured_apart(*args: str) -> dict[str, float]:
+def measured_apart(measurement: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
     """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
     runtime, and a process that has used both (like this one, after building the indexes)
     measures either several times too slow; the service keeps them on separate threads."""
-    done = subprocess.run([sys.executable, "-m", "bench.service_bench", "--measure", *args],
-                          cwd=ROOT,
-                          capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measurement, *args).result()
 
 
-def measure(argv: list[str]) -> int:
-    """`--measure encoder CKPT DATA BATCH WORKERS THREADS`, `--measure search INDEX CKPT_ID
-    DIM THREADS` (THREADS 0: the library's default) or `--measure recall CKPT DATA EXACT
-    APPROX`."""
-    if argv[0] == "recall":
-        print(json.dumps(recall_figures(*(Path(arg) for arg in argv[1:5]))))
-        return 0
-    threads = int(argv[-1])
-    if argv[0] == "encoder":
-        import torch
+def encoder_apart(checkpoint: Path, data: Path, batch: int, workers: int, threads: int
+                  ) -> dict[str, float]:
+    """`encoder_figures` on `threads` torch threads (0: the library's default)."""
+    import torch
 
-        if threads:
-            torch.set_num_threads(threads)
-        figures = encoder_figures(Path(argv[1]), queries_of(Path(argv[2])), int(argv[3]), 8,
-                                  workers=int(argv[4]))
-    else:
-        import faiss
+    if threads:
+        torch.set_num_threads(threads)
+    return encoder_figures(checkpoint, queries_of(data), batch, 8, workers=workers)
 
-        if threads:
-            faiss.omp_set_num_threads(threads)
-        figures = {"search_ms": search_ms(Path(argv[1]), argv[2], int(argv[3]))}
-    print(json.dumps(figures))
-    return 0
+
+def search_apart(index: Path, checkpoint_id: str, dim: int, threads: int) -> dict[str, float]:
+    """`search_ms` on `threads` FAISS threads (0: the library's default)."""
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    return {"search_ms": search_ms(index, checkpoint_id, dim)}
 
 
 def encoder_counters(url: str) -> dict[str, float]:
@@ -211,7 +202,6 @@ def encoder_figures_between(before: dict[str, float], after: dict[str, float]
             "server_encode_ms": 1000 * (after["seconds"] - before["seconds"]) / batches}
 
 
-
 def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, batch: int
               ) -> dict[str, float]:
     """The raw figures each ratio is taken against, measured beside the runs: the best this
@@ -219,11 +209,10 @@ def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, 
     the service's own setting, one 1-thread worker per core encoding at once."""
     from service.settings import Settings
 
-    search = min(measured_apart("search", str(corpus.index), ckpt_id, str(dim), str(threads))
-                 ["search_ms"] for threads in (0, 1))
+    search = min(measured_apart(search_apart, corpus.index, ckpt_id, dim, threads)["search_ms"]
+                 for threads in (0, 1))
     workers = Settings().encoder_worker_count
-    raws = {name: measured_apart("encoder", str(args.checkpoint), str(args.data), str(batch),
-                                 str(n), str(threads))
+    raws = {name: measured_apart(encoder_apart, args.checkpoint, args.data, batch, n, threads)
             for name, n, threads in (("default", 1, 0), ("1 thread", 1, 1),
                                      ("service", workers, 1))}
     figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws.values()),
@@ -291,8 +280,7 @@ def main() -> int:
         result["runs"] += runs
         if corpus.exact is not None:
             result["recall"][corpus.name] = measured_apart(
-                "recall", str(args.checkpoint), str(args.data), str(corpus.exact),
-                str(corpus.index))
+                recall_figures, args.checkpoint, args.data, corpus.exact, corpus.index)
     result["load_average_after"] = harness.load_average()
     result["goals"] = service_report.goals(result)
     markdown = service_report.markdown(result)
@@ -300,7 +288,6 @@ def main() -> int:
     print(markdown)
     return 0
 
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--measure"]:
-        raise SystemExit(measure(sys.argv[2:]))
     raise SystemExit(main())
