@@ -1,28 +1,23 @@
 """Past one machine: the Ray engine against the local engine, FAISS against Milvus.
 
-    python -m bench.scale_bench --checkpoint artifacts/runs/default/checkpoint.pt \
-        --data artifacts/data/openmoji --cache artifacts/cache [--synthetic 100000]
+    python -m bench.scale_bench [--synthetic 100000]   (demo artifacts by default)
 
 Writes bench/results/scale.{json,md,png}. What is measured, exactly:
 
-1. Embedding engines, side by side in one process, on the same payloads and the same checkpoint:
-   - OpenMoji: every item's text and image (2 rows per item), backbone features read from the
-     feature cache (as `xmr index build --cache` does), so the work is the checkpoint's heads
-     plus cache reads: this is the fixed-cost (start-up dominated) end of the range.
-   - Synthetic, 100k: precomputed backbone features (the OpenMoji texts' real MiniLM sentence
-     vectors, drawn at random with 5% noise): the engines run the checkpoint's text head on
-     them (each row's payload is its row number; actors memory-map the .npy). Per-row work is
-     tiny, so this measures what the engines cost per row at scale (batching, transfer).
-   - Synthetic texts, 10k: seeded synthetic captions (3-6 words from the OpenMoji names'
-     vocabulary, each unique), no cache: MiniLM + head for every text, the compute-bound end
-     (100k of these take about an hour per engine on 2 cores).
-   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with
-   2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
-   each). Both times are end to end: the local one includes loading the encoder, the Ray one
-   starting Ray, starting the actors (each loads the encoder) and shutting Ray down; Ray's own
-   start-up (`ray.init`) is also reported alone. Medians over --repeats (OpenMoji) /
-   --synthetic-repeats (synthetic). Equality: max |local - ray| over every vector element, and
-   rows compared in order (the job assigns ids in row order, so equal rows = equal ids).
+1. Embedding engines, side by side in one process, on the same payloads and checkpoint:
+   - OpenMoji: every item's text and image, backbone features read from the feature cache (as
+     `xmr index build --cache` does): the checkpoint's heads plus cache reads, the fixed-cost
+     (start-up dominated) end of the range.
+   - Synthetic, 100k: the OpenMoji texts' real MiniLM sentence vectors drawn at random with 5%
+     noise, through the checkpoint's text head (payload = row number; actors memory-map the
+     .npy): tiny per-row work, so what the engines cost per row at scale.
+   - Synthetic texts, 10k: seeded unique captions (3-6 words of the OpenMoji names'
+     vocabulary), no cache: MiniLM + head for every text, the compute-bound end.
+   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with 2
+   encoder actors (`map_batches`, 1 CPU and 1 torch thread each). Both end to end: loading the
+   encoder; for Ray also starting it (`ray.init`, reported alone too), the actors and the
+   shutdown. Medians over --repeats (OpenMoji) / --synthetic-repeats. Equality: max |local -
+   ray| over every element, rows in order (the job assigns ids in row order).
 2. Search parity (`bench.search_parity`): recall@10 of the FAISS store and the Milvus store
    against exact search, on the vectors just computed.
 """
@@ -31,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -47,9 +44,8 @@ from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
 from models.embedder import EncoderSpec
 
+
 # -- corpora ---------------------------------------------------------------------------------
-
-
 def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
     from models.data.corpus import read_corpus
 
@@ -135,8 +131,6 @@ def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
 
 
 # -- engines ---------------------------------------------------------------------------------
-
-
 def time_local(spec: EncoderSpec, modalities: list[str], payloads: list[str],
                dim: int) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
@@ -187,8 +181,6 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
 
 
 # -- report ----------------------------------------------------------------------------------
-
-
 def markdown(result: dict) -> str:
     lines = [
         "# Past one machine: Ray engine vs local engine, FAISS vs Milvus\n",
@@ -239,12 +231,9 @@ def figure(result: dict) -> Any:
     left.set_ylabel("rows / s, end to end (log)")
     left.set_title("embedding engines")
     left.legend()
-    labels: list[str] = []
-    values: list[float] = []
-    for name, s in result["search"].items():
-        for label, c in s["configs"].items():
-            labels.append(f"{name}: {label}")
-            values.append(c["recall_at_10"])
+    configs = {f"{name}: {label}": c["recall_at_10"]
+               for name, s in result["search"].items() for label, c in s["configs"].items()}
+    labels, values = list(configs), list(configs.values())
     if not values:  # search stage not run yet
         right.set_axis_off()
         return fig
@@ -320,23 +309,17 @@ def run_engines(args: argparse.Namespace) -> dict:
 def run_job(args: argparse.Namespace) -> dict:
     """`xmr index build` itself, once per engine, on the same corpus: wall time, and the two
     indexes compared (ids and records per modality, vectors)."""
-    import subprocess
-
     from index.metadata import DATABASE, Metadata
 
     out: dict = {"corpus": relative(str(args.data)), "engines": {}}
     contents = {}
     for engine in ("local", "ray"):
         index_dir = args.work / f"job-{engine}"
-        if index_dir.exists():
-            import shutil
-
-            shutil.rmtree(index_dir)
+        shutil.rmtree(index_dir, ignore_errors=True)
         build = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
-                   str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
-                   "--no-progress", "--engine", engine]
-        if engine == "ray":
-            build += ["--workers", "2"]
+                 str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
+                 "--no-progress", "--engine", engine]
+        build += ["--workers", "2"] if engine == "ray" else []
         start = time.perf_counter()
         subprocess.run(build, check=True, cwd=ROOT)
         out["engines"][engine] = {"seconds": time.perf_counter() - start}
