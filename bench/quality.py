@@ -1,6 +1,6 @@
 """Retrieval quality of every method and the thesis ablations, several seeds, on OpenMoji.
 
-    python -m bench.quality --data artifacts/data/openmoji --cache artifacts/cache
+    python -m bench.quality   (the demo corpus and feature cache by default)
 
 Every method starts from its config in configs/<method>.yaml (the tuned settings; tuning used
 the validation part of train only, via `--val-only`), trains with that seed's validation carve
@@ -14,9 +14,8 @@ and the exact item (paired R@1 / R@10).
 
 Ablations (METHODS.md claims): no adversary (dhaml, aaml); single label level (dhaml);
 no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final validation
-mAP and final mAP). For every run the modality gap is measured on the test embeddings: the
-5-fold accuracy of a logistic-regression modality classifier (0.5 = no gap) and the mean
-cosine of the paired image and text.
+mAP and final mAP). For every run the modality gap is measured on the test embeddings
+(models.evaluation.modality_gap: a modality classifier's accuracy, the paired cosine).
 """
 
 from __future__ import annotations
@@ -93,13 +92,10 @@ class Data:
 
     def splits(self, config: TrainConfig) -> tuple[Split, Split, list[int]]:
         levels = check_levels(config, self.corpus.levels)
-        train_items, val_items = carve_validation(self.train_items, config.val_fraction,
-                                                  config.seed)
-        parts = []
-        for items in (train_items, val_items):
-            rows = [self.row[item.id] for item in items]
-            parts.append(Split(items, self.train.subset(rows), self.labels(items, levels)))
-        return parts[0], parts[1], levels
+        carved = carve_validation(self.train_items, config.val_fraction, config.seed)
+        train, val = (Split(items, self.train.subset([self.row[item.id] for item in items]),
+                            self.labels(items, levels)) for items in carved)
+        return train, val, levels
 
 
 @torch.no_grad()
@@ -159,8 +155,7 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     if data.keywords is not None:
         row["keywords"] = evaluate_keywords(
             method, data.backbones, data.test_items, data.test, images, data.keywords,
-            data.cache, data.device, {item.text for item in data.train_items},
-        )
+            data.cache, data.device, {item.text for item in data.train_items})
     if config.method == "dhaml" and len(levels) > 1:
         method.retrieval = "concat"
         row["test_concat"] = evaluate_embeddings(*embed(method, data.test, data.device),
