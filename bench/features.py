@@ -1,6 +1,6 @@
 """Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji.
 
-    python -m bench.features --data artifacts/data/openmoji [--limit N] [--repeats 3]
+    python -m bench.features [--limit N] [--repeats 3]   (the demo corpus by default)
 
 Writes bench/results/features.{json,md,png}. The cold pass fills a fresh cache directory;
 warm passes read the same corpus back. Cold and warm run side by side in one process, so
@@ -99,8 +99,7 @@ def measure_char_ngram(repeats: int) -> dict:
         "mean_chars": statistics.mean(map(len, unseen)), "vocabulary": len(model.projection),
         "dim": model.dim, "repeats": repeats, "texts_per_s": ENCODE_TEXTS / batched,
         "per_text_texts_per_s": PER_TEXT_TEXTS / per_text,
-        "speedup": (ENCODE_TEXTS / batched) / (PER_TEXT_TEXTS / per_text),
-    }
+        "speedup": (ENCODE_TEXTS / batched) / (PER_TEXT_TEXTS / per_text)}
 
 
 def char_ngram_markdown(ngram: dict) -> str:
@@ -150,17 +149,14 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
             lambda: text_features(texts, text_backbone, cache, progress=False))
     n = len(items)
     return {
-        "corpus": relative(str(data)), "items": n, "repeats": repeats,
-        "machine": machine(),
+        "corpus": relative(str(data)), "items": n, "repeats": repeats, "machine": machine(),
         "cold": {"images_per_s": n / cold_img, "texts_per_s": n / cold_txt,
                  "seconds": cold_img + cold_txt},
         "warm": {"images_per_s": n / warm_img, "texts_per_s": n / warm_txt,
                  "seconds": warm_img + warm_txt},
-        "speedup_images": cold_img / warm_img,
-        "speedup_texts": cold_txt / warm_txt,
+        "speedup_images": cold_img / warm_img, "speedup_texts": cold_txt / warm_txt,
         "speedup_total": (cold_img + cold_txt) / (warm_img + warm_txt),
-        "char_ngram": measure_char_ngram(repeats),
-    }
+        "char_ngram": measure_char_ngram(repeats)}
 
 
 def markdown(result: dict) -> str:

@@ -121,23 +121,13 @@ def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
 
     words = sorted({w.lower() for i in read_corpus(data).items for w in i.text.split()})
     rng = np.random.default_rng(seed)
-    texts, seen = [], set()
+    texts: dict[str, None] = {}  # unique, in the order drawn
     while len(texts) < n:
-        text = " ".join(rng.choice(words, size=int(rng.integers(3, 7))))
-        if text not in seen:
-            seen.add(text)
-            texts.append(text)
-    return texts
+        texts[" ".join(rng.choice(words, size=int(rng.integers(3, 7))))] = None
+    return list(texts)
 
 
 # -- engines ---------------------------------------------------------------------------------
-def time_local(spec: EncoderSpec, modalities: list[str], payloads: list[str],
-               dim: int) -> tuple[float, np.ndarray]:
-    start = time.perf_counter()
-    out = embed_rows(LocalEngine(spec), modalities, payloads, dim)
-    return time.perf_counter() - start, out
-
-
 def time_ray(spec: EncoderSpec, modalities: list[str], payloads: list[str],
              dim: int) -> tuple[float, float, np.ndarray]:
     import ray
@@ -159,8 +149,9 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
     local_s, ray_s, init_s = [], [], []
     local = ray_out = np.zeros(0)
     for r in range(repeats):
-        seconds, local = time_local(spec, modalities, payloads, dim)
-        local_s.append(seconds)
+        start = time.perf_counter()
+        local = embed_rows(LocalEngine(spec), modalities, payloads, dim)
+        local_s.append(time.perf_counter() - start)
         seconds, init, ray_out = time_ray(spec, modalities, payloads, dim)
         ray_s.append(seconds)
         init_s.append(init)
@@ -168,16 +159,14 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
               f"(ray.init {init:.1f}s)", flush=True)
     n = len(payloads)
     lm, rm = statistics.median(local_s), statistics.median(ray_s)
-    result = {
+    return {
         "rows": n, "repeats": repeats,
         "local_seconds": lm, "ray_seconds": rm, "ray_init_seconds": statistics.median(init_s),
         "local_rows_per_s": n / lm, "ray_rows_per_s": n / rm,
         "throughput_ratio_ray_over_local": lm / rm,
         "max_abs_diff": float(np.abs(local - ray_out).max()),
         "rows_equal_within_1e-5": bool(np.allclose(local, ray_out, atol=1e-5, rtol=0)),
-        "all_seconds": {"local": local_s, "ray": ray_s, "ray_init": init_s},
-    }
-    return result, local
+        "all_seconds": {"local": local_s, "ray": ray_s, "ray_init": init_s}}, local
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -195,8 +184,7 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {name} | {e['rows']} | {e['local_seconds']:.1f} | {e['ray_seconds']:.1f} "
             f"| {e['ray_init_seconds']:.1f} | {e['throughput_ratio_ray_over_local']:.2f}x "
-            f"| {e['max_abs_diff']:.1e} |"
-        )
+            f"| {e['max_abs_diff']:.1e} |")
     job = result.get("job")
     if job:
         lines += ["", f"## `xmr index build` itself, once per engine on {job['corpus']}\n",
