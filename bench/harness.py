@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -113,20 +114,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, process: subprocess.Popen, where: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited {process.returncode}: {where}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the server did not become ready: {where}")
-
-
 class Server:
     """`xmr serve` in its own process on loopback, read-only, logging to `log`."""
 
@@ -143,7 +130,18 @@ class Server:
             [sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
              str(checkpoint), "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_ready(self.url, self.process, f"see {log}")
+        self.wait_ready(f"see {log}")
+
+    def wait_ready(self, where: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited {self.process.returncode}: {where}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"the server did not become ready: {where}")
 
     def memory_mb(self) -> dict[str, float]:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -161,13 +159,11 @@ class Server:
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the whole answer.
-
-    The load generator shares the server's cores, so it must be lean: an httpx AsyncClient
-    spends several ms of CPU per request, taken from the server it measures. This speaks
-    plain HTTP/1.1 over asyncio streams: it writes the request, reads the status line, the
-    headers and exactly Content-Length bytes of body, and parses the JSON answer, so every
-    counted answer is a complete 200 with a result list. Nothing is cached."""
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the whole answer: plain
+    HTTP over asyncio streams, because the load generator shares the server's cores and an
+    httpx AsyncClient spends several ms of CPU per request. It reads the status line, headers
+    and exactly Content-Length bytes and parses the JSON, so every counted answer is a complete
+    200 with a result list. Nothing is cached."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -229,9 +225,6 @@ async def closed_loop(url: str, queries: list[str], clients: int, seconds: float
 
     await asyncio.gather(*(client(n) for n in range(clients)))
     latencies.sort()
-    return {
-        "qps": len(latencies) / seconds,
-        "p50_ms": 1000 * latencies[len(latencies) // 2],
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        "requests": len(latencies), "errors": errors,
-    }
+    return {"qps": len(latencies) / seconds, "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "requests": len(latencies), "errors": errors}

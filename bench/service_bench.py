@@ -3,8 +3,7 @@ OpenMoji index and on a 100k synthetic corpus (indexed with the default index ty
 size, and Flat), beside the encoder's raw batched throughput, the bare search time and the
 default index's recall against exact search, all measured in the same run.
 
-    python -m bench.service_bench --checkpoint artifacts/runs/default/checkpoint.pt \\
-        --data artifacts/data/openmoji --index artifacts/indexes/default
+    python -m bench.service_bench   (the demo checkpoint, corpus and index by default)
 
 writes bench/results/service.json, service.md and service.png. The server is `xmr serve` in
 its own process on loopback; the load generator is this process (`bench.harness.closed_loop`:
@@ -23,7 +22,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,11 +90,8 @@ def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, sec
             i += batch
 
     began, cpu = time.perf_counter(), time.process_time()
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, range(workers)))
     texts = sum(counts)
     return texts / (time.perf_counter() - began), (time.process_time() - cpu) / texts
 
