@@ -108,19 +108,15 @@ def write_results(out: Path, name: str, result: dict, markdown: str,
 
 
 # -- a served index -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Server:
     """`xmr serve` in its own process on loopback, read-only, logging to `log`."""
 
     def __init__(self, index: Path, checkpoint: Path, log: Path,
                  settings: dict[str, str] | None = None) -> None:
         """`settings`: XMR_* variables for this server on top of this process's environment."""
-        self.port = free_port()
+        with socket.socket() as sock:  # a free port
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
                "XMR_LOG_LEVEL": "warning", **(settings or {})}

@@ -224,12 +224,11 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
     gen.close()
     shutil.rmtree(work, ignore_errors=True)
     raw, job = float(np.median(raw_times)), float(np.median(job_times))
-    result = {"items": total, "images": len(sources), "texts": len(texts),
-              "raw_encoder_items_per_s": round(total / raw, 2),
-              "batch_job_items_per_s": round(total / job, 2),
-              "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
-              "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}
-    return result, vectors
+    return {"items": total, "images": len(sources), "texts": len(texts),
+            "raw_encoder_items_per_s": round(total / raw, 2),
+            "batch_job_items_per_s": round(total / job, 2),
+            "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
+            "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}, vectors
 
 
 def profile_corpus_texts(args: argparse.Namespace) -> dict:

@@ -102,8 +102,7 @@ class Data:
 def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.device) -> dict:
     """mAP@all when the top RERANK_K of the embedding ranking are re-ordered by pair_scores."""
     method.eval()
-    feats = transformed(method, test, device)
-    img, txt = as_tensors(feats, device)
+    img, txt = as_tensors(transformed(method, test, device), device)
     e_img, e_txt = method.embed_images(img), method.embed_texts(txt)
     cosine = (e_img @ e_txt.T).numpy()
     cross = np.zeros_like(cosine)
@@ -123,8 +122,7 @@ def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.devic
 
 def epochs_to(history, fraction: float = 0.95) -> int:
     curve = [row["val_avg_map"] for row in history.epochs]
-    target = fraction * max(curve)
-    return next(i for i, v in enumerate(curve) if v >= target) + 1
+    return next(i for i, v in enumerate(curve) if v >= fraction * max(curve)) + 1
 
 
 def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> dict[str, Any]:

@@ -108,8 +108,7 @@ class FeatureEmbedder:
             payloads, dtype=np.int64)]))
         tokens = torch.zeros(len(pooled), MAX_TOKENS, pooled.shape[1])
         tokens[:, 0] = pooled
-        mask = torch.zeros(len(pooled), MAX_TOKENS, dtype=torch.bool)
-        mask[:, 0] = True
+        mask = (torch.arange(MAX_TOKENS) == 0).repeat(len(pooled), 1)  # the one token
         with torch.inference_mode():
             out = self.encoder.method.embed_texts({"pooled": pooled, "tokens": tokens,
                                                    "mask": mask})
@@ -202,8 +201,7 @@ def markdown(result: dict) -> str:
         for label, c in s["configs"].items():
             lines.append(f"| {name} ({s['database']} db, {s['queries']} queries) | {label} "
                          f"| {c['recall_at_10']:.4f} | {c['seconds_build_and_search']:.1f} |")
-    lines += [""]
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def figure(result: dict) -> Any:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.store import FaissStore, auto_spec
+
 K = 10
 TIE = 1e-5
 
@@ -40,8 +42,6 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, scores: np.ndarray, ids: n
 def faiss_search(spec: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int
                  ) -> np.ndarray:
     """The project's FAISS store (index.store.FaissStore), as `xmr index build` makes it."""
-    from index.store import FaissStore
-
     store = FaissStore.create(base.shape[1], spec, n_hint=len(base), gpu=False)
     if not store.is_trained:
         store.train(base)
@@ -69,8 +69,6 @@ def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
     ids = np.arange(len(base), dtype=np.int64) * 7 + 3  # ids are not row positions
     exact, scores = exact_topk(base, queries, K)
     result: dict = {"database": len(base), "queries": len(queries), "configs": {}}
-    from index.store import auto_spec
-
     auto = auto_spec(len(base), base.shape[1])
     if auto.startswith("IVF"):
         nlist = int(auto[3:].split(",")[0])

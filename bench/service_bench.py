@@ -44,10 +44,9 @@ SYNTHETIC = 100_000
 # -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float,
                     workers: int = 1) -> dict[str, float]:
-    """Raw encoder: texts/s at the service's batch size and the CPU each text took (this
-    process's, all its threads), and one query's time (medians); with `workers` > 1, the
-    texts/s of that many threads encoding batches at once (as the service's encoder workers
-    do), one query's time still measured alone."""
+    """Raw encoder: texts/s at the service's batch size, the CPU each text took (all of this
+    process's threads) and one query's time (medians); with `workers` > 1, the texts/s of that
+    many threads encoding at once (as the service's encoder workers do)."""
     from models.inference import Encoder
     from service.settings import Settings
 
@@ -114,10 +113,9 @@ def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> 
 
 def recall_figures(checkpoint: Path, data: Path, exact: Path, approximate: Path
                    ) -> dict[str, float]:
-    """recall@10 of `approximate` against `exact` (same items and ids), for two query sets:
-    the benchmark's own queries (OpenMoji texts through the encoder, as the service searched
-    them) and fresh draws from the synthetic corpus's mixture (queries with near neighbours,
-    as real queries have in a real corpus)."""
+    """recall@10 of `approximate` against `exact` (same items and ids) for the benchmark's own
+    queries (OpenMoji texts through the encoder) and for fresh draws from the synthetic
+    corpus's mixture (queries with near neighbours, as real queries have in a real corpus)."""
     from index.catalog import Catalog
     from models.inference import Encoder
 
