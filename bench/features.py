@@ -1,6 +1,6 @@
 """Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji.
 
-    python -m bench.features --data artifacts/data/openmoji [--limit N] [--repeats 3]
+    python -m bench.features [--limit N] [--repeats 3]   (the demo corpus by default)
 
 Writes bench/results/features.{json,md,png}. The cold pass fills a fresh cache directory;
 warm passes read the same corpus back. Cold and warm run side by side in one process, so
@@ -13,7 +13,6 @@ texts (see `news_texts`), then texts it was not fitted on go through the cold pa
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RESULTS, command, machine, pyplot, relative, write_results
+from bench.harness import arguments, command, machine, pyplot, relative, write_results
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import image_features, text_features
 from models.backbones.image import EfficientNetLite0
@@ -100,8 +99,7 @@ def measure_char_ngram(repeats: int) -> dict:
         "mean_chars": statistics.mean(map(len, unseen)), "vocabulary": len(model.projection),
         "dim": model.dim, "repeats": repeats, "texts_per_s": ENCODE_TEXTS / batched,
         "per_text_texts_per_s": PER_TEXT_TEXTS / per_text,
-        "speedup": (ENCODE_TEXTS / batched) / (PER_TEXT_TEXTS / per_text),
-    }
+        "speedup": (ENCODE_TEXTS / batched) / (PER_TEXT_TEXTS / per_text)}
 
 
 def char_ngram_markdown(ngram: dict) -> str:
@@ -133,38 +131,32 @@ def char_ngram_panel(left, ngram: dict) -> None:
     ax.set_title("char n-gram, news-length texts")
 
 
-
 def measure(data: Path, limit: int | None, repeats: int) -> dict:
     corpus = read_corpus(data)
     items = list(corpus.items[:limit] if limit else corpus.items)
     paths = [corpus.image_path(item) for item in items]
     texts = [item.text for item in items]
     image_backbone, text_backbone = EfficientNetLite0(), MiniLM()
+
+    def cold_and_warm(run) -> tuple[float, float]:  # the first pass, the median of the next
+        return timed(run), statistics.median(timed(run) for _ in range(repeats))
+
     with tempfile.TemporaryDirectory() as tmp:
         cache = FeatureCache(tmp)
-        cold_img = timed(lambda: image_features(paths, image_backbone, cache, progress=False))
-        cold_txt = timed(lambda: text_features(texts, text_backbone, cache, progress=False))
-        warm_img = statistics.median(
-            timed(lambda: image_features(paths, image_backbone, cache, progress=False))
-            for _ in range(repeats)
-        )
-        warm_txt = statistics.median(
-            timed(lambda: text_features(texts, text_backbone, cache, progress=False))
-            for _ in range(repeats)
-        )
+        cold_img, warm_img = cold_and_warm(
+            lambda: image_features(paths, image_backbone, cache, progress=False))
+        cold_txt, warm_txt = cold_and_warm(
+            lambda: text_features(texts, text_backbone, cache, progress=False))
     n = len(items)
     return {
-        "corpus": relative(str(data)), "items": n, "repeats": repeats,
-        "machine": machine(),
+        "corpus": relative(str(data)), "items": n, "repeats": repeats, "machine": machine(),
         "cold": {"images_per_s": n / cold_img, "texts_per_s": n / cold_txt,
                  "seconds": cold_img + cold_txt},
         "warm": {"images_per_s": n / warm_img, "texts_per_s": n / warm_txt,
                  "seconds": warm_img + warm_txt},
-        "speedup_images": cold_img / warm_img,
-        "speedup_texts": cold_txt / warm_txt,
+        "speedup_images": cold_img / warm_img, "speedup_texts": cold_txt / warm_txt,
         "speedup_total": (cold_img + cold_txt) / (warm_img + warm_txt),
-        "char_ngram": measure_char_ngram(repeats),
-    }
+        "char_ngram": measure_char_ngram(repeats)}
 
 
 def markdown(result: dict) -> str:
@@ -198,11 +190,9 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
+    parser = arguments(__doc__, "data")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()
     result = measure(args.data, args.limit, args.repeats)
     result["command"] = command("bench.features")

@@ -3,7 +3,9 @@ results writer (JSON + markdown + PNG), and a served index under closed-loop HTT
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# where `make demo-artifacts` puts each artifact, under artifacts/
+DEMO = {"checkpoint": "runs/default/checkpoint.pt", "data": "data/openmoji", "cache": "cache",
+        "index": "indexes/default"}
 
 
 # -- describing a run ---------------------------------------------------------------------------
@@ -67,6 +72,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def arguments(doc: str, *artifacts: str) -> argparse.ArgumentParser:
+    """A benchmark's parser: its docstring as help, --out (default bench/results/) and, for each
+    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in artifacts:
+        parser.add_argument(f"--{name}", type=Path, default=ROOT / "artifacts" / DEMO[name],
+                            help=f"default: artifacts/{DEMO[name]}")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    return parser
+
+
 # -- writing results ----------------------------------------------------------------------------
 def pyplot() -> Any:
     """matplotlib.pyplot on the file-only backend (benchmarks run without a display)."""
@@ -91,33 +108,15 @@ def write_results(out: Path, name: str, result: dict, markdown: str,
 
 
 # -- a served index -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen, where: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited {process.returncode}: {where}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the server did not become ready: {where}")
-
-
 class Server:
     """`xmr serve` in its own process on loopback, read-only, logging to `log`."""
 
     def __init__(self, index: Path, checkpoint: Path, log: Path,
                  settings: dict[str, str] | None = None) -> None:
         """`settings`: XMR_* variables for this server on top of this process's environment."""
-        self.port = free_port()
+        with socket.socket() as sock:  # a free port
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
                "XMR_LOG_LEVEL": "warning", **(settings or {})}
@@ -127,7 +126,18 @@ class Server:
             [sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
              str(checkpoint), "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_ready(self.url, self.process, f"see {log}")
+        self.wait_ready(f"see {log}")
+
+    def wait_ready(self, where: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited {self.process.returncode}: {where}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"the server did not become ready: {where}")
 
     def memory_mb(self) -> dict[str, float]:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -145,13 +155,11 @@ class Server:
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the whole answer.
-
-    The load generator shares the server's cores, so it must be lean: an httpx AsyncClient
-    spends several ms of CPU per request, taken from the server it measures. This speaks
-    plain HTTP/1.1 over asyncio streams: it writes the request, reads the status line, the
-    headers and exactly Content-Length bytes of body, and parses the JSON answer, so every
-    counted answer is a complete 200 with a result list. Nothing is cached."""
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the whole answer: plain
+    HTTP over asyncio streams, because the load generator shares the server's cores and an
+    httpx AsyncClient spends several ms of CPU per request. It reads the status line, headers
+    and exactly Content-Length bytes and parses the JSON, so every counted answer is a complete
+    200 with a result list. Nothing is cached."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -213,9 +221,6 @@ async def closed_loop(url: str, queries: list[str], clients: int, seconds: float
 
     await asyncio.gather(*(client(n) for n in range(clients)))
     latencies.sort()
-    return {
-        "qps": len(latencies) / seconds,
-        "p50_ms": 1000 * latencies[len(latencies) // 2],
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        "requests": len(latencies), "errors": errors,
-    }
+    return {"qps": len(latencies) / seconds, "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "requests": len(latencies), "errors": errors}

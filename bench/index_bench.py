@@ -6,8 +6,7 @@ to the unit sphere: clustered like real embeddings rather than uniform noise, wh
 are all nearly equidistant and make every ANN index look bad (or good) for the wrong reason.
 The report compares its neighbour-cosine profile with real embeddings of the OpenMoji corpus.
 
-    python -m bench.index_bench --checkpoint artifacts/runs/default/checkpoint.pt \\
-        --data artifacts/data/openmoji
+    python -m bench.index_bench   (the demo checkpoint and corpus by default)
 
 writes bench/results/index.json, index.md and index.png. Timings are medians of what this
 machine gave while it ran (2 shared cores); ratios are measured in the same run.
@@ -28,7 +27,7 @@ import faiss
 import numpy as np
 
 from bench import index_report
-from bench.harness import RESULTS, command, machine, relative, write_results
+from bench.harness import arguments, command, machine, relative, write_results
 from index.store import FaissStore, _hnsw, auto_spec
 
 DIM = index_report.DIM
@@ -67,18 +66,9 @@ def rss_mb() -> float:
 
 
 # -- measuring one index -------------------------------------------------------------------------
-def timed_single(store: FaissStore, queries: np.ndarray) -> tuple[float, float, float]:
-    times = []
-    for row in range(len(queries)):
-        start = time.perf_counter()
-        store.search(queries[row:row + 1], K)
-        times.append(time.perf_counter() - start)
-    t = np.array(times)
-    return len(t) / t.sum(), 1e3 * float(np.median(t)), 1e3 * float(np.quantile(t, 0.99))
-
-
-def timed_batches(store: FaissStore, queries: np.ndarray, size: int = 64
-                  ) -> tuple[float, float, float, np.ndarray]:
+def timed(store: FaissStore, queries: np.ndarray, size: int
+          ) -> tuple[float, float, float, np.ndarray]:
+    """Queries/s, median and p99 ms per search call of `size` queries, and the ids found."""
     times, found = [], []
     for start in range(0, len(queries), size):
         t0 = time.perf_counter()
@@ -96,8 +86,8 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch: np.ndarray,
             truth: np.ndarray, build_s: float, memory_mb: float) -> dict:
-    qps_b, p50_b, p99_b, found = timed_batches(store, q_batch)
-    qps_s, p50_s, p99_s = timed_single(store, q_single)
+    qps_b, p50_b, p99_b, found = timed(store, q_batch, 64)
+    qps_s, p50_s, p99_s, _ = timed(store, q_single, 1)
     row = {"n": n, "index": name, "recall_at_10": round(recall(found, truth), 4),
            "qps_single": round(qps_s, 1), "p50_single_ms": round(p50_s, 3),
            "p99_single_ms": round(p99_s, 3), "qps_batch64": round(qps_b, 1),
@@ -107,14 +97,10 @@ def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch:
     return row
 
 
-SEARCH_THREADS = [1]
-BUILD_THREADS = [2]
-ON_GPU = [False]
-
-
-def build_store(spec: str, data: np.ndarray, ids: np.ndarray) -> tuple[FaissStore, float, float]:
+def build_store(spec: str, data: np.ndarray, ids: np.ndarray, args: argparse.Namespace
+                ) -> tuple[FaissStore, float, float]:
     gc.collect()
-    faiss.omp_set_num_threads(BUILD_THREADS[0])
+    faiss.omp_set_num_threads(args.build_threads)
     before = rss_mb()
     start = time.perf_counter()
     store = FaissStore.create(DIM, spec, gpu=False)
@@ -124,11 +110,11 @@ def build_store(spec: str, data: np.ndarray, ids: np.ndarray) -> tuple[FaissStor
         store.train(data, max_points=min(len(data), 40 * int(spec[3:].split(",")[0])))
     store.add(ids, data)
     build_s = time.perf_counter() - start
-    faiss.omp_set_num_threads(SEARCH_THREADS[0])
+    faiss.omp_set_num_threads(args.search_threads)
     memory = faiss.serialize_index(store.index).nbytes / 2**20
     print(f"  built {spec} in {build_s:.1f} s (serialised {memory:.0f} MB, "
           f"rss +{rss_mb() - before:.0f} MB)", flush=True)
-    if ON_GPU[0]:  # the service's placement: CPU master, searches on a GPU copy
+    if args.gpu:  # the service's placement: CPU master, searches on a GPU copy
         store = FaissStore(store.index, spec, DIM, gpu=True)
         print(f"  {spec} searches on the GPU: {store.on_gpu}", flush=True)
     return store, build_s, memory
@@ -142,7 +128,7 @@ def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray
     q_single = queries[: args.single_queries]
     runs: list[dict] = []
 
-    flat, build_s, mem = build_store("Flat", data, ids)
+    flat, build_s, mem = build_store("Flat", data, ids, args)
     start = time.perf_counter()
     truth_scores, truth = flat.search(queries, K)
     print(f"  exact ground truth: {time.perf_counter() - start:.1f} s", flush=True)
@@ -152,22 +138,18 @@ def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray
     del flat
     gc.collect()
 
-    ivf_spec = auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat"
-    ivf, build_s, mem = build_store(ivf_spec, data, ids)
-    for nprobe in NPROBES:
-        ivf.nprobe = nprobe
-        runs.append(measure(ivf, f"{ivf_spec} nprobe={nprobe}", n, q_single, queries, truth,
-                            build_s, mem))
-    del ivf
-    gc.collect()
-
+    # (spec, the store's search knob, its name in the table, its values)
+    families = [(auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat", "nprobe", "nprobe",
+                 NPROBES)]
     if n <= args.hnsw_max:
-        hnsw, build_s, mem = build_store("HNSW32", data, ids)
-        for ef in EF_SEARCH:
-            hnsw.ef_search = ef
-            runs.append(measure(hnsw, f"HNSW32 efSearch={ef}", n, q_single, queries, truth,
+        families.append(("HNSW32", "ef_search", "efSearch", EF_SEARCH))
+    for spec, knob, label, values in families:
+        store, build_s, mem = build_store(spec, data, ids, args)
+        for value in values:
+            setattr(store, knob, value)
+            runs.append(measure(store, f"{spec} {label}={value}", n, q_single, queries, truth,
                                 build_s, mem))
-        del hnsw
+        del store
         gc.collect()
     for row in runs:
         row["speedup_vs_flat"] = round(row["qps_single"] / flat_row["qps_single"], 2)
@@ -179,14 +161,17 @@ def profile(vectors: np.ndarray) -> dict:
     """Cosine to the 1st and 10th nearest other vector, and between random pairs (medians)."""
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -np.inf)
-    top = -np.sort(-sims, axis=1)[:, :K]
-    rng = np.random.default_rng(0)
-    a, b = rng.integers(0, len(vectors), (2, 4000))
+    a, b = np.random.default_rng(0).integers(0, len(vectors), (2, 4000))
     keep = a != b
-    return {"n": len(vectors), "nn1_median": round(float(np.median(top[:, 0])), 4),
+    pairs = np.sum(vectors[a[keep]] * vectors[b[keep]], axis=1)
+    return neighbours(len(vectors), -np.sort(-sims, axis=1)[:, :K], float(np.median(pairs)))
+
+
+def neighbours(n: int, top: np.ndarray, random_pair: float) -> dict:
+    """The profile of n vectors from rows of best-first neighbour cosines."""
+    return {"n": n, "nn1_median": round(float(np.median(top[:, 0])), 4),
             "nn10_median": round(float(np.median(top[:, K - 1])), 4),
-            "random_pair_median": round(float(np.median(np.sum(
-                vectors[a[keep]] * vectors[b[keep]], axis=1))), 4),
+            "random_pair_median": round(random_pair, 4),
             "nn1": top[:, 0].tolist(), "nn10": top[:, K - 1].tolist()}
 
 
@@ -239,12 +224,11 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
     gen.close()
     shutil.rmtree(work, ignore_errors=True)
     raw, job = float(np.median(raw_times)), float(np.median(job_times))
-    result = {"items": total, "images": len(sources), "texts": len(texts),
-              "raw_encoder_items_per_s": round(total / raw, 2),
-              "batch_job_items_per_s": round(total / job, 2),
-              "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
-              "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}
-    return result, vectors
+    return {"items": total, "images": len(sources), "texts": len(texts),
+            "raw_encoder_items_per_s": round(total / raw, 2),
+            "batch_job_items_per_s": round(total / job, 2),
+            "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
+            "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}, vectors
 
 
 def profile_corpus_texts(args: argparse.Namespace) -> dict:
@@ -268,7 +252,7 @@ def profile_corpus_texts(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__, "checkpoint", "data")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--centres", type=int, default=4096)
     parser.add_argument("--spread", type=float, default=0.6)
@@ -281,21 +265,14 @@ def main() -> None:
     parser.add_argument("--single-queries", type=int, default=500)
     parser.add_argument("--flat-single-queries", type=int, default=200)
     parser.add_argument("--hnsw-max", type=int, default=1_000_000)
-    parser.add_argument("--checkpoint", type=Path,
-                        default=Path("artifacts/runs/default/checkpoint.pt"))
-    parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
     parser.add_argument("--job-items", type=int, default=256)
     parser.add_argument("--job-rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the neighbour profile of all corpus texts (index_profile.json)")
     parser.add_argument("--skip-job", action="store_true",
                         help="synthetic index runs only (no encoder, no corpus)")
     args = parser.parse_args()
-    SEARCH_THREADS[0], BUILD_THREADS[0] = args.search_threads, args.build_threads
-
-    ON_GPU[0] = args.gpu
     if args.profile_only:
         doc = profile_corpus_texts(args)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -317,11 +294,8 @@ def main() -> None:
     for n in args.sizes:
         size_runs, truth_scores = bench_size(n, args)
         runs += size_runs
-        profiles[f"synthetic n={n:,} (queries vs base)"] = {
-            "n": n, "nn1_median": round(float(np.median(truth_scores[:, 0])), 4),
-            "nn10_median": round(float(np.median(truth_scores[:, K - 1])), 4),
-            "random_pair_median": profiles["synthetic, same n"]["random_pair_median"],
-            "nn1": truth_scores[:, 0].tolist(), "nn10": truth_scores[:, K - 1].tolist()}
+        profiles[f"synthetic n={n:,} (queries vs base)"] = neighbours(
+            n, truth_scores, profiles["synthetic, same n"]["random_pair_median"])
 
     doc = {"command": command("bench.index_bench"), "machine": machine(),
            "faiss": faiss.__version__,
@@ -333,7 +307,7 @@ def main() -> None:
                job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3) if job else None,
            "batch_job": job, "profiles": profiles}
     figure = index_report.figure(runs, profiles)
-    for p in doc["profiles"].values():
+    for p in profiles.values():  # the plot's per-vector cosines stay out of the results
         p.pop("nn1"), p.pop("nn10")
     markdown = index_report.markdown(doc)
     write_results(args.out, "index", doc, markdown, figure)

@@ -9,7 +9,7 @@ from bench.harness import pyplot
 
 DIM = 256
 
-# -- report --------------------------------------------------------------------------------------
+
 def best_at(runs: list[dict], n: int, target: float) -> dict | None:
     ok = [r for r in runs if r["n"] == n and r["index"] != "Flat" and r["recall_at_10"] >= target]
     return max(ok, key=lambda r: r["qps_single"]) if ok else None

@@ -1,6 +1,6 @@
 """Retrieval quality of every method and the thesis ablations, several seeds, on OpenMoji.
 
-    python -m bench.quality --data artifacts/data/openmoji --cache artifacts/cache
+    python -m bench.quality   (the demo corpus and feature cache by default)
 
 Every method starts from its config in configs/<method>.yaml (the tuned settings; tuning used
 the validation part of train only, via `--val-only`), trains with that seed's validation carve
@@ -14,18 +14,17 @@ and the exact item (paired R@1 / R@10).
 
 Ablations (METHODS.md claims): no adversary (dhaml, aaml); single label level (dhaml);
 no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final validation
-mAP and final mAP). For every run the modality gap is measured on the test embeddings: the
-5-fold accuracy of a logistic-regression modality classifier (0.5 = no gap) and the mean
-cosine of the paired image and text.
+mAP and final mAP). For every run the modality gap is measured on the test embeddings
+(models.evaluation.modality_gap: a modality classifier's accuracy, the paired cosine).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import operator
 import statistics
 import time
-from pathlib import Path
+from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ import torch
 import yaml
 
 from bench import harness
-from bench.harness import RESULTS, ROOT, command, machine, mean_std, relative
+from bench.harness import ROOT, arguments, command, machine, mean_std, relative
 from bench.quality_report import ablations, figure, keyword_references, markdown
 from models.backbones.cache import FeatureCache
 from models.config import TrainConfig, check_levels
@@ -41,18 +40,12 @@ from models.data.corpus import Corpus, read_corpus
 from models.data.keywords import read_keywords
 from models.evaluation.keyword_eval import evaluate_keywords
 from models.evaluation.metrics import average_precisions_of_scores
+from models.evaluation.modality_gap import modality_gap
 from models.evaluation.report import evaluate_embeddings
 from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
-from models.training.trainer import (
-    Split,
-    as_tensors,
-    carve_validation,
-    embed,
-    fit,
-    transformed,
-)
+from models.training.trainer import Split, as_tensors, carve_validation, embed, fit, transformed
 
 METHODS = ["cca", "linear", "triplet", "acmr", "dscmr", "dhaml", "aaml"]
 # variant -> (method, overrides of its config; "options" are merged into the config's)
@@ -64,9 +57,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "aaml-triplet": ("aaml", {"options": {"loss": "triplet"}}),
     "aaml-all-informative": ("aaml", {"options": {"hardest": False}}),
     # not a thesis claim: our instance term (the paired item must beat its classmates)
-    "dhaml-no-instance": (
-        "dhaml", {"options": {"instance_weight": 0.0, "instance_level": False}}
-    ),
+    "dhaml-no-instance": ("dhaml", {"options": {"instance_weight": 0.0, "instance_level": False}}),
 }
 RERANK_K = 20
 COMMAND = command("bench.quality")
@@ -101,37 +92,17 @@ class Data:
 
     def splits(self, config: TrainConfig) -> tuple[Split, Split, list[int]]:
         levels = check_levels(config, self.corpus.levels)
-        train_items, val_items = carve_validation(
-            self.train_items, config.val_fraction, config.seed
-        )
-        parts = []
-        for items in (train_items, val_items):
-            rows = [self.row[item.id] for item in items]
-            parts.append(Split(items, self.train.subset(rows), self.labels(items, levels)))
-        return parts[0], parts[1], levels
-
-
-def modality_gap(images: np.ndarray, texts: np.ndarray, seed: int) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_score
-
-    x = np.concatenate([images, texts])
-    y = np.concatenate([np.ones(len(images)), np.zeros(len(texts))])
-    clf = LogisticRegression(max_iter=2000, C=1.0)
-    acc = cross_val_score(clf, x, y, cv=5, scoring="accuracy").mean()
-    return {
-        "modality_classifier_acc": float(acc),
-        "paired_cosine": float((images * texts).sum(axis=1).mean()),
-        "centroid_distance": float(np.linalg.norm(images.mean(0) - texts.mean(0))),
-    }
+        carved = carve_validation(self.train_items, config.val_fraction, config.seed)
+        train, val = (Split(items, self.train.subset([self.row[item.id] for item in items]),
+                            self.labels(items, levels)) for items in carved)
+        return train, val, levels
 
 
 @torch.no_grad()
 def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.device) -> dict:
     """mAP@all when the top RERANK_K of the embedding ranking are re-ordered by pair_scores."""
     method.eval()
-    feats = transformed(method, test, device)
-    img, txt = as_tensors(feats, device)
+    img, txt = as_tensors(transformed(method, test, device), device)
     e_img, e_txt = method.embed_images(img), method.embed_texts(txt)
     cosine = (e_img @ e_txt.T).numpy()
     cross = np.zeros_like(cosine)
@@ -151,34 +122,26 @@ def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.devic
 
 def epochs_to(history, fraction: float = 0.95) -> int:
     curve = [row["val_avg_map"] for row in history.epochs]
-    target = fraction * max(curve)
-    return next(i for i, v in enumerate(curve) if v >= target) + 1
+    return next(i for i, v in enumerate(curve) if v >= fraction * max(curve)) + 1
 
 
 def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> dict[str, Any]:
     config = variant_config(name, data.corpus, seed, extra)
     train, val, levels = data.splits(config)
     torch.manual_seed(seed)
-    dims = MethodDims(
-        data.backbones.image.dim,
-        data.backbones.text.dim,
-        tuple(len(data.corpus.label_sets[data.corpus.levels[i]]) for i in levels),
-    )
+    dims = MethodDims(data.backbones.image.dim, data.backbones.text.dim,
+                      tuple(len(data.corpus.label_sets[data.corpus.levels[i]]) for i in levels))
     method = build_method(config, dims).to(data.device)
     started = time.perf_counter()
     state, history = fit(method, train, val, config, data.device, quiet=True)
     seconds = time.perf_counter() - started
     method.load_state_dict(state)
+    best = history.epochs[history.best_epoch]
     row: dict[str, Any] = {
-        "variant": name,
-        "seed": seed,
-        "train_seconds": round(seconds, 1),
-        "best_epoch": history.best_epoch,
-        "epochs_run": len(history.epochs),
-        "val_avg_map": history.epochs[history.best_epoch]["val_avg_map"],
-        "val_keyword_map": history.epochs[history.best_epoch].get("val_keyword_map"),
-        "val_score": history.best_val_map,
-        "epochs_to_95": epochs_to(history),
+        "variant": name, "seed": seed, "train_seconds": round(seconds, 1),
+        "best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
+        "val_avg_map": best["val_avg_map"], "val_keyword_map": best.get("val_keyword_map"),
+        "val_score": history.best_val_map, "epochs_to_95": epochs_to(history),
         "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
     }
     if val_only:
@@ -186,17 +149,15 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     all_levels = data.labels(data.test_items, list(range(len(data.corpus.levels))))
     images, texts = embed(method, data.test, data.device)
     row["test"] = evaluate_embeddings(images, texts, all_levels, data.corpus.levels)
-    row["gap"] = modality_gap(images, texts, seed)
+    row["gap"] = modality_gap(images, texts)
     if data.keywords is not None:
         row["keywords"] = evaluate_keywords(
             method, data.backbones, data.test_items, data.test, images, data.keywords,
-            data.cache, data.device, {item.text for item in data.train_items},
-        )
+            data.cache, data.device, {item.text for item in data.train_items})
     if config.method == "dhaml" and len(levels) > 1:
         method.retrieval = "concat"
-        row["test_concat"] = evaluate_embeddings(
-            *embed(method, data.test, data.device), all_levels, data.corpus.levels
-        )
+        row["test_concat"] = evaluate_embeddings(*embed(method, data.test, data.device),
+                                                 all_levels, data.corpus.levels)
         method.retrieval = "fine"
     if method.can_rerank:
         row["rerank"] = rerank_map(method, data.test, all_levels[:, -1], data.device)
@@ -205,92 +166,68 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
 
 def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
     def agg(get) -> dict[str, float]:
-        values = [get(r) for r in rows]
-        m, s = mean_std(values)
+        m, s = mean_std([get(r) for r in rows])
         return {"mean": round(m, 4), "std": round(s, 4)}
 
+    def at(*path: str) -> dict[str, float]:  # a measure by its keys in each run's row
+        return agg(lambda r: reduce(operator.getitem, path, r))
+
+    avg = at("test", "avg_map")
     out: dict[str, Any] = {
-        "avg_map_mean": agg(lambda r: r["test"]["avg_map"])["mean"],
-        "avg_map_std": agg(lambda r: r["test"]["avg_map"])["std"],
-        "i2t_map": agg(lambda r: r["test"]["i2t_map"]),
-        "t2i_map": agg(lambda r: r["test"]["t2i_map"]),
-        "levels": {lv: agg(lambda r, lv=lv: r["test"]["levels"][lv]["avg_map"]) for lv in levels},
-        "hierarchical_map": agg(lambda r: r["test"]["hierarchical"]["avg_map"]),
-        "recall": {
-            d: {
-                k: agg(lambda r, d=d, k=k: r["test"]["recall"][d][k])
-                for k in ("R@1", "R@5", "R@10")
-            }
-            for d in ("i2t", "t2i")
-        },
-        "paired_r1": agg(
-            lambda r: (r["test"]["recall"]["i2t"]["R@1"] + r["test"]["recall"]["t2i"]["R@1"]) / 2
-        ),
-        "val_avg_map": agg(lambda r: r["val_avg_map"]),
-        "modality_classifier_acc": agg(lambda r: r["gap"]["modality_classifier_acc"]),
-        "paired_cosine": agg(lambda r: r["gap"]["paired_cosine"]),
-        "epochs_to_95": agg(lambda r: r["epochs_to_95"]),
-        "train_seconds": agg(lambda r: r["train_seconds"]),
+        "avg_map_mean": avg["mean"], "avg_map_std": avg["std"],
+        "i2t_map": at("test", "i2t_map"), "t2i_map": at("test", "t2i_map"),
+        "levels": {lv: at("test", "levels", lv, "avg_map") for lv in levels},
+        "hierarchical_map": at("test", "hierarchical", "avg_map"),
+        "recall": {d: {k: at("test", "recall", d, k) for k in ("R@1", "R@5", "R@10")}
+                   for d in ("i2t", "t2i")},
+        "paired_r1": agg(lambda r: paired_recall(r, "R@1")),
+        "val_avg_map": at("val_avg_map"),
+        "modality_classifier_acc": at("gap", "modality_classifier_acc"),
+        "paired_cosine": at("gap", "paired_cosine"),
+        "epochs_to_95": at("epochs_to_95"), "train_seconds": at("train_seconds"),
         "seeds": [r["seed"] for r in rows],
     }
     if all("test_concat" in r for r in rows):
         out["concat_retrieval"] = {
-            "avg_map": agg(lambda r: r["test_concat"]["avg_map"]),
-            "levels": {
-                lv: agg(lambda r, lv=lv: r["test_concat"]["levels"][lv]["avg_map"]) for lv in levels
-            },
-            "hierarchical_map": agg(lambda r: r["test_concat"]["hierarchical"]["avg_map"]),
+            "avg_map": at("test_concat", "avg_map"),
+            "levels": {lv: at("test_concat", "levels", lv, "avg_map") for lv in levels},
+            "hierarchical_map": at("test_concat", "hierarchical", "avg_map"),
         }
     if all("rerank" in r for r in rows):
-        out["rerank_top20_avg_map"] = agg(lambda r: r["rerank"]["avg_map"])
+        out["rerank_top20_avg_map"] = at("rerank", "avg_map")
     if all(r.get("keywords") for r in rows):
-        out.update(keyword_summary(rows, agg))
+        out.update(keyword_summary(rows, at))
+        out["paired_r10"] = agg(lambda r: paired_recall(r, "R@10"))
     return out
 
 
-def keyword_summary(rows: list[dict], agg) -> dict[str, Any]:
+def paired_recall(row: dict, k: str) -> float:
+    """The exact item found, both directions' mean."""
+    return (row["test"]["recall"]["i2t"][k] + row["test"]["recall"]["t2i"][k]) / 2
+
+
+def keyword_summary(rows: list[dict], at) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("map", "success_at_10"):
-        stats = agg(lambda r, key=key: r["keywords"][key])
+        stats = at("keywords", key)
         out[f"keyword_{key}"], out[f"keyword_{key}_std"] = stats["mean"], stats["std"]
     if all("seen" in r["keywords"] for r in rows):
-        out["keyword_by_query"] = {
-            part: {
-                "n_queries": rows[0]["keywords"][part]["n_queries"],
-                "map": agg(lambda r, part=part: r["keywords"][part]["map"])["mean"],
-                "success_at_10": agg(
-                    lambda r, part=part: r["keywords"][part]["success_at_10"]
-                )["mean"],
-                "caption_search": rows[0]["keywords"][part]["caption_search"],
-            }
-            for part in ("seen", "unseen")
-        }
-    out["paired_r10"] = agg(
-        lambda r: (r["test"]["recall"]["i2t"]["R@10"] + r["test"]["recall"]["t2i"]["R@10"]) / 2
-    )
+        out["keyword_by_query"] = {part: {
+            "n_queries": rows[0]["keywords"][part]["n_queries"],
+            "map": at("keywords", part, "map")["mean"],
+            "success_at_10": at("keywords", part, "success_at_10")["mean"],
+            "caption_search": rows[0]["keywords"][part]["caption_search"],
+        } for part in ("seen", "unseen")}
     return out
 
 
-def write_results(
-    args,
-    corpus: Corpus,
-    seeds: list[int],
-    variants: list[str],
-    rows: list[dict],
-    started: float,
-    final: bool,
-    command: str,
-) -> None:
-    summary = {
-        n: summarize([r for r in rows if r["variant"] == n], corpus.levels) for n in variants
-    }
+def write_results(args, corpus: Corpus, seeds: list[int], variants: list[str], rows: list[dict],
+                  started: float, final: bool, command: str) -> None:
+    summary = {n: summarize([r for r in rows if r["variant"] == n], corpus.levels)
+               for n in variants}
     result = {
-        "corpus": relative(str(args.data)),
-        "split": "test",
-        "seeds": seeds,
-        "levels": list(corpus.levels),
-        "complete": final,
-        "command": command,
+        "corpus": relative(str(args.data)), "split": "test", "seeds": seeds,
+        "levels": list(corpus.levels), "complete": final, "command": command,
         "machine": machine(),
         "methods": {n: s for n, s in summary.items() if n in METHODS},
         "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
@@ -305,44 +242,24 @@ def write_results(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "artifacts/data/openmoji")
-    parser.add_argument("--cache", type=Path, default=ROOT / "artifacts/cache")
+    parser = arguments(__doc__, "data", "cache")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default=",".join(METHODS + list(ABLATIONS)))
     parser.add_argument("--override", default="{}", help="JSON merged into every config (tuning)")
-    parser.add_argument(
-        "--extra-variants",
-        default="{}",
-        help='tuning: JSON {"name": ["method", {overrides}]} added to the variants',
-    )
-    parser.add_argument(
-        "--val-only",
-        action="store_true",
-        help="tuning: report validation mAP only, never touch test",
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--resummarize",
-        action="store_true",
-        help="recompute the summary, ablations, markdown and plot from OUT/quality.json's runs",
-    )
+    parser.add_argument("--extra-variants", default="{}",
+                        help='tuning: JSON {"name": ["method", {overrides}]} added to the variants')
+    parser.add_argument("--val-only", action="store_true",
+                        help="tuning: report validation mAP only, never touch test")
+    parser.add_argument("--resummarize", action="store_true", help="recompute the summary, "
+                        "ablations, markdown and plot from OUT/quality.json's runs")
     args = parser.parse_args()
     if args.resummarize:
         previous = json.loads((args.out / "quality.json").read_text())
-        corpus = read_corpus(args.data)
         rows = previous["runs"]
-        names = list(dict.fromkeys(r["variant"] for r in rows))
-        write_results(
-            args,
-            corpus,
-            previous["seeds"],
-            names,
-            rows,
-            time.perf_counter() - previous["wall_seconds"],
-            final=previous["complete"],
-            command=previous["command"],
-        )
+        write_results(args, read_corpus(args.data), previous["seeds"],
+                      list(dict.fromkeys(r["variant"] for r in rows)), rows,
+                      time.perf_counter() - previous["wall_seconds"], previous["complete"],
+                      previous["command"])
         return 0
     # One thread: on a shared, oversubscribed 2-core box, two OpenMP threads spin-wait on each
     # other and run several times slower than one (measured: 6x on the dhaml step).
@@ -363,11 +280,8 @@ def main() -> int:
             row = run_one(data, name, seed, extra, args.val_only)
             rows.append(row)
             shown = row["test"]["avg_map"] if "test" in row else float("nan")
-            print(
-                f"{name:24s} seed {seed} val {row['val_avg_map']:.4f} test {shown:.4f} "
-                f"epochs {row['epochs_run']} ({row['train_seconds']:.0f}s)",
-                flush=True,
-            )
+            print(f"{name:24s} seed {seed} val {row['val_avg_map']:.4f} test {shown:.4f} "
+                  f"epochs {row['epochs_run']} ({row['train_seconds']:.0f}s)", flush=True)
             if not args.val_only:
                 done = [v for v in variants if any(r["variant"] == v for r in rows)]
                 write_results(args, corpus, seeds, done, rows, started, False, COMMAND)
@@ -375,11 +289,9 @@ def main() -> int:
         for name in variants:
             picked = [r for r in rows if r["variant"] == name]
             keyword = [r["val_keyword_map"] for r in picked if r["val_keyword_map"] is not None]
-            print(
-                f"VAL {name:24s} {json.dumps(extra)} "
-                f"{statistics.mean(r['val_avg_map'] for r in picked):.4f}"
-                + (f" keywords {statistics.mean(keyword):.4f}" if keyword else "")
-            )
+            print(f"VAL {name:24s} {json.dumps(extra)} "
+                  f"{statistics.mean(r['val_avg_map'] for r in picked):.4f}"
+                  + (f" keywords {statistics.mean(keyword):.4f}" if keyword else ""))
         return 0
     write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
     return 0

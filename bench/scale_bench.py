@@ -1,28 +1,23 @@
 """Past one machine: the Ray engine against the local engine, FAISS against Milvus.
 
-    python -m bench.scale_bench --checkpoint artifacts/runs/default/checkpoint.pt \
-        --data artifacts/data/openmoji --cache artifacts/cache [--synthetic 100000]
+    python -m bench.scale_bench [--synthetic 100000]   (demo artifacts by default)
 
 Writes bench/results/scale.{json,md,png}. What is measured, exactly:
 
-1. Embedding engines, side by side in one process, on the same payloads and the same checkpoint:
-   - OpenMoji: every item's text and image (2 rows per item), backbone features read from the
-     feature cache (as `xmr index build --cache` does), so the work is the checkpoint's heads
-     plus cache reads: this is the fixed-cost (start-up dominated) end of the range.
-   - Synthetic, 100k: precomputed backbone features (the OpenMoji texts' real MiniLM sentence
-     vectors, drawn at random with 5% noise): the engines run the checkpoint's text head on
-     them (each row's payload is its row number; actors memory-map the .npy). Per-row work is
-     tiny, so this measures what the engines cost per row at scale (batching, transfer).
-   - Synthetic texts, 10k: seeded synthetic captions (3-6 words from the OpenMoji names'
-     vocabulary, each unique), no cache: MiniLM + head for every text, the compute-bound end
-     (100k of these take about an hour per engine on 2 cores).
-   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with
-   2 encoder actors (`map_batches`, actor pool of 2, 1 CPU and 1 torch thread
-   each). Both times are end to end: the local one includes loading the encoder, the Ray one
-   starting Ray, starting the actors (each loads the encoder) and shutting Ray down; Ray's own
-   start-up (`ray.init`) is also reported alone. Medians over --repeats (OpenMoji) /
-   --synthetic-repeats (synthetic). Equality: max |local - ray| over every vector element, and
-   rows compared in order (the job assigns ids in row order, so equal rows = equal ids).
+1. Embedding engines, side by side in one process, on the same payloads and checkpoint:
+   - OpenMoji: every item's text and image, backbone features read from the feature cache (as
+     `xmr index build --cache` does): the checkpoint's heads plus cache reads, the fixed-cost
+     (start-up dominated) end of the range.
+   - Synthetic, 100k: the OpenMoji texts' real MiniLM sentence vectors drawn at random with 5%
+     noise, through the checkpoint's text head (payload = row number; actors memory-map the
+     .npy): tiny per-row work, so what the engines cost per row at scale.
+   - Synthetic texts, 10k: seeded unique captions (3-6 words of the OpenMoji names'
+     vocabulary), no cache: MiniLM + head for every text, the compute-bound end.
+   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with 2
+   encoder actors (`map_batches`, 1 CPU and 1 torch thread each). Both end to end: loading the
+   encoder; for Ray also starting it (`ray.init`, reported alone too), the actors and the
+   shutdown. Medians over --repeats (OpenMoji) / --synthetic-repeats. Equality: max |local -
+   ray| over every element, rows in order (the job assigns ids in row order).
 2. Search parity (`bench.search_parity`): recall@10 of the FAISS store and the Milvus store
    against exact search, on the vectors just computed.
 """
@@ -31,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -41,15 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import RESULTS, ROOT, command, machine, pyplot, relative, write_results
+from bench.harness import ROOT, arguments, command, machine, pyplot, relative, write_results
 from bench.search_parity import run_search
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
 from models.embedder import EncoderSpec
 
+
 # -- corpora ---------------------------------------------------------------------------------
-
-
 def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
     from models.data.corpus import read_corpus
 
@@ -112,8 +108,7 @@ class FeatureEmbedder:
             payloads, dtype=np.int64)]))
         tokens = torch.zeros(len(pooled), MAX_TOKENS, pooled.shape[1])
         tokens[:, 0] = pooled
-        mask = torch.zeros(len(pooled), MAX_TOKENS, dtype=torch.bool)
-        mask[:, 0] = True
+        mask = (torch.arange(MAX_TOKENS) == 0).repeat(len(pooled), 1)  # the one token
         with torch.inference_mode():
             out = self.encoder.method.embed_texts({"pooled": pooled, "tokens": tokens,
                                                    "mask": mask})
@@ -125,25 +120,13 @@ def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
 
     words = sorted({w.lower() for i in read_corpus(data).items for w in i.text.split()})
     rng = np.random.default_rng(seed)
-    texts, seen = [], set()
+    texts: dict[str, None] = {}  # unique, in the order drawn
     while len(texts) < n:
-        text = " ".join(rng.choice(words, size=int(rng.integers(3, 7))))
-        if text not in seen:
-            seen.add(text)
-            texts.append(text)
-    return texts
+        texts[" ".join(rng.choice(words, size=int(rng.integers(3, 7))))] = None
+    return list(texts)
 
 
 # -- engines ---------------------------------------------------------------------------------
-
-
-def time_local(spec: EncoderSpec, modalities: list[str], payloads: list[str],
-               dim: int) -> tuple[float, np.ndarray]:
-    start = time.perf_counter()
-    out = embed_rows(LocalEngine(spec), modalities, payloads, dim)
-    return time.perf_counter() - start, out
-
-
 def time_ray(spec: EncoderSpec, modalities: list[str], payloads: list[str],
              dim: int) -> tuple[float, float, np.ndarray]:
     import ray
@@ -165,8 +148,9 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
     local_s, ray_s, init_s = [], [], []
     local = ray_out = np.zeros(0)
     for r in range(repeats):
-        seconds, local = time_local(spec, modalities, payloads, dim)
-        local_s.append(seconds)
+        start = time.perf_counter()
+        local = embed_rows(LocalEngine(spec), modalities, payloads, dim)
+        local_s.append(time.perf_counter() - start)
         seconds, init, ray_out = time_ray(spec, modalities, payloads, dim)
         ray_s.append(seconds)
         init_s.append(init)
@@ -174,21 +158,17 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
               f"(ray.init {init:.1f}s)", flush=True)
     n = len(payloads)
     lm, rm = statistics.median(local_s), statistics.median(ray_s)
-    result = {
+    return {
         "rows": n, "repeats": repeats,
         "local_seconds": lm, "ray_seconds": rm, "ray_init_seconds": statistics.median(init_s),
         "local_rows_per_s": n / lm, "ray_rows_per_s": n / rm,
         "throughput_ratio_ray_over_local": lm / rm,
         "max_abs_diff": float(np.abs(local - ray_out).max()),
         "rows_equal_within_1e-5": bool(np.allclose(local, ray_out, atol=1e-5, rtol=0)),
-        "all_seconds": {"local": local_s, "ray": ray_s, "ray_init": init_s},
-    }
-    return result, local
+        "all_seconds": {"local": local_s, "ray": ray_s, "ray_init": init_s}}, local
 
 
 # -- report ----------------------------------------------------------------------------------
-
-
 def markdown(result: dict) -> str:
     lines = [
         "# Past one machine: Ray engine vs local engine, FAISS vs Milvus\n",
@@ -203,8 +183,7 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {name} | {e['rows']} | {e['local_seconds']:.1f} | {e['ray_seconds']:.1f} "
             f"| {e['ray_init_seconds']:.1f} | {e['throughput_ratio_ray_over_local']:.2f}x "
-            f"| {e['max_abs_diff']:.1e} |"
-        )
+            f"| {e['max_abs_diff']:.1e} |")
     job = result.get("job")
     if job:
         lines += ["", f"## `xmr index build` itself, once per engine on {job['corpus']}\n",
@@ -222,8 +201,7 @@ def markdown(result: dict) -> str:
         for label, c in s["configs"].items():
             lines.append(f"| {name} ({s['database']} db, {s['queries']} queries) | {label} "
                          f"| {c['recall_at_10']:.4f} | {c['seconds_build_and_search']:.1f} |")
-    lines += [""]
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def figure(result: dict) -> Any:
@@ -239,12 +217,9 @@ def figure(result: dict) -> Any:
     left.set_ylabel("rows / s, end to end (log)")
     left.set_title("embedding engines")
     left.legend()
-    labels: list[str] = []
-    values: list[float] = []
-    for name, s in result["search"].items():
-        for label, c in s["configs"].items():
-            labels.append(f"{name}: {label}")
-            values.append(c["recall_at_10"])
+    configs = {f"{name}: {label}": c["recall_at_10"]
+               for name, s in result["search"].items() for label, c in s["configs"].items()}
+    labels, values = list(configs), list(configs.values())
     if not values:  # search stage not run yet
         right.set_axis_off()
         return fig
@@ -257,12 +232,7 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path,
-                        default=Path("artifacts/runs/default/checkpoint.pt"))
-    parser.add_argument("--data", type=Path, default=Path("artifacts/data/openmoji"))
-    parser.add_argument("--cache", type=Path, default=Path("artifacts/cache"))
+    parser = arguments(__doc__, "checkpoint", "data", "cache")
     parser.add_argument("--synthetic", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic-texts", type=int, default=10_000,
@@ -275,7 +245,6 @@ def main() -> None:
                              "job: xmr index build once per engine; "
                              "report: re-render md/png from the json")
     parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     run_command = command("bench.scale_bench")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -326,23 +295,17 @@ def run_engines(args: argparse.Namespace) -> dict:
 def run_job(args: argparse.Namespace) -> dict:
     """`xmr index build` itself, once per engine, on the same corpus: wall time, and the two
     indexes compared (ids and records per modality, vectors)."""
-    import subprocess
-
     from index.metadata import DATABASE, Metadata
 
     out: dict = {"corpus": relative(str(args.data)), "engines": {}}
     contents = {}
     for engine in ("local", "ray"):
         index_dir = args.work / f"job-{engine}"
-        if index_dir.exists():
-            import shutil
-
-            shutil.rmtree(index_dir)
+        shutil.rmtree(index_dir, ignore_errors=True)
         build = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
-                   str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
-                   "--no-progress", "--engine", engine]
-        if engine == "ray":
-            build += ["--workers", "2"]
+                 str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
+                 "--no-progress", "--engine", engine]
+        build += ["--workers", "2"] if engine == "ray" else []
         start = time.perf_counter()
         subprocess.run(build, check=True, cwd=ROOT)
         out["engines"][engine] = {"seconds": time.perf_counter() - start}

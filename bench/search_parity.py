@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from index.store import FaissStore, auto_spec
 
 K = 10
 TIE = 1e-5
@@ -37,58 +39,49 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, scores: np.ndarray, ids: n
     return total / (len(found) * exact.shape[1])
 
 
-def faiss_search(spec: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]:
+def faiss_search(spec: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int
+                 ) -> np.ndarray:
     """The project's FAISS store (index.store.FaissStore), as `xmr index build` makes it."""
-    def run(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-        from index.store import FaissStore
-
-        store = FaissStore.create(base.shape[1], spec, n_hint=len(base), gpu=False)
-        if not store.is_trained:
-            store.train(base)
-        store.add(ids, base)
-        return store.search(queries, k)[1]
-
-    return run
+    store = FaissStore.create(base.shape[1], spec, n_hint=len(base), gpu=False)
+    if not store.is_trained:
+        store.train(base)
+    store.add(ids, base)
+    return store.search(queries, k)[1]
 
 
-def milvus_search(kind: str,
-                  params: dict | None = None
-                  ) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]:
+def milvus_search(kind: str, params: dict, ids: np.ndarray, base: np.ndarray,
+                  queries: np.ndarray, k: int) -> np.ndarray:
     """The project's Milvus store (index.milvus_store.MilvusStore) on milvus-lite."""
-    def run(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-        from index.milvus_store import MilvusStore
+    from index.milvus_store import MilvusStore
 
-        with tempfile.TemporaryDirectory() as tmp:
-            store = MilvusStore(Path(tmp) / "milvus.db", "bench", base.shape[1],
-                                index_type=kind, index_params=params or {})
-            store.add(ids, base)
-            store.flush()
-            found = np.concatenate([store.search(queries[s : s + 100], k)[1]
-                                    for s in range(0, len(queries), 100)])
-            store.close()
-        return found
-
-    return run
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MilvusStore(Path(tmp) / "milvus.db", "bench", base.shape[1], index_type=kind,
+                            index_params=params)
+        store.add(ids, base)
+        store.flush()
+        found = np.concatenate([store.search(queries[s : s + 100], k)[1]
+                                for s in range(0, len(queries), 100)])
+        store.close()
+    return found
 
 
 def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
     ids = np.arange(len(base), dtype=np.int64) * 7 + 3  # ids are not row positions
     exact, scores = exact_topk(base, queries, K)
     result: dict = {"database": len(base), "queries": len(queries), "configs": {}}
-    from index.store import auto_spec
-
     auto = auto_spec(len(base), base.shape[1])
     if auto.startswith("IVF"):
         nlist = int(auto[3:].split(",")[0])
     else:  # small: the same rule (about 4 sqrt(n) lists), without auto's floor of 256
         nlist = max(16, 2 ** round(np.log2(4 * np.sqrt(len(base)))))
     configs = {
-        "FAISS Flat (exact)": faiss_search("Flat"),
-        "Milvus FLAT (exact; default)": milvus_search("FLAT"),
-        f"FAISS IVF{nlist},Flat nprobe 16": faiss_search(f"IVF{nlist},Flat"),
-        f"Milvus IVF_FLAT nlist {nlist} nprobe 16": milvus_search("IVF_FLAT", {"nlist": nlist}),
-        "FAISS HNSW32 efSearch 128": faiss_search("HNSW32"),
-        "Milvus HNSW M 32 ef 128": milvus_search("HNSW", {"M": 32, "efConstruction": 80}),
+        "FAISS Flat (exact)": partial(faiss_search, "Flat"),
+        "Milvus FLAT (exact; default)": partial(milvus_search, "FLAT", {}),
+        f"FAISS IVF{nlist},Flat nprobe 16": partial(faiss_search, f"IVF{nlist},Flat"),
+        f"Milvus IVF_FLAT nlist {nlist} nprobe 16": partial(milvus_search, "IVF_FLAT",
+                                                            {"nlist": nlist}),
+        "FAISS HNSW32 efSearch 128": partial(faiss_search, "HNSW32"),
+        "Milvus HNSW M 32 ef 128": partial(milvus_search, "HNSW", {"M": 32, "efConstruction": 80}),
     }
     result["faiss_auto_spec"] = auto
     for label, run in configs.items():

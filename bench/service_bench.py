@@ -3,8 +3,7 @@ OpenMoji index and on a 100k synthetic corpus (indexed with the default index ty
 size, and Flat), beside the encoder's raw batched throughput, the bare search time and the
 default index's recall against exact search, all measured in the same run.
 
-    python -m bench.service_bench --checkpoint artifacts/runs/default/checkpoint.pt \\
-        --data artifacts/data/openmoji --index artifacts/indexes/default
+    python -m bench.service_bench   (the demo checkpoint, corpus and index by default)
 
 writes bench/results/service.json, service.md and service.png. The server is `xmr serve` in
 its own process on loopback; the load generator is this process (`bench.harness.closed_loop`:
@@ -18,29 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import multiprocessing
 import statistics
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 
-from bench import service_report
-from bench.harness import (
-    RESULTS,
-    ROOT,
-    Server,
-    closed_loop,
-    command,
-    load_average,
-    machine,
-    write_results,
-)
+from bench import harness, service_report
+from bench.harness import ROOT, Server, arguments, closed_loop
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
@@ -54,10 +44,9 @@ SYNTHETIC = 100_000
 # -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float,
                     workers: int = 1) -> dict[str, float]:
-    """Raw encoder: texts/s at the service's batch size and the CPU each text took (this
-    process's, all its threads), and one query's time (medians); with `workers` > 1, the
-    texts/s of that many threads encoding batches at once (as the service's encoder workers
-    do), one query's time still measured alone."""
+    """Raw encoder: texts/s at the service's batch size, the CPU each text took (all of this
+    process's threads) and one query's time (medians); with `workers` > 1, the texts/s of that
+    many threads encoding at once (as the service's encoder workers do)."""
     from models.inference import Encoder
     from service.settings import Settings
 
@@ -100,11 +89,8 @@ def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, sec
             i += batch
 
     began, cpu = time.perf_counter(), time.process_time()
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, range(workers)))
     texts = sum(counts)
     return texts / (time.perf_counter() - began), (time.process_time() - cpu) / texts
 
@@ -127,10 +113,9 @@ def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> 
 
 def recall_figures(checkpoint: Path, data: Path, exact: Path, approximate: Path
                    ) -> dict[str, float]:
-    """recall@10 of `approximate` against `exact` (same items and ids), for two query sets:
-    the benchmark's own queries (OpenMoji texts through the encoder, as the service searched
-    them) and fresh draws from the synthetic corpus's mixture (queries with near neighbours,
-    as real queries have in a real corpus)."""
+    """recall@10 of `approximate` against `exact` (same items and ids) for the benchmark's own
+    queries (OpenMoji texts through the encoder) and for fresh draws from the synthetic
+    corpus's mixture (queries with near neighbours, as real queries have in a real corpus)."""
     from index.catalog import Catalog
     from models.inference import Encoder
 
@@ -161,40 +146,31 @@ def device_name(device: str) -> str:
     return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
 
 
-def measured_apart(*args: str) -> dict[str, float]:
+def measured_apart(measurement: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
     """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
     runtime, and a process that has used both (like this one, after building the indexes)
     measures either several times too slow; the service keeps them on separate threads."""
-    done = subprocess.run([sys.executable, "-m", "bench.service_bench", "--measure", *args],
-                          cwd=ROOT,
-                          capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measurement, *args).result()
 
 
-def measure(argv: list[str]) -> int:
-    """`--measure encoder CKPT DATA BATCH WORKERS THREADS`, `--measure search INDEX CKPT_ID
-    DIM THREADS` (THREADS 0: the library's default) or `--measure recall CKPT DATA EXACT
-    APPROX`."""
-    if argv[0] == "recall":
-        print(json.dumps(recall_figures(*(Path(arg) for arg in argv[1:5]))))
-        return 0
-    threads = int(argv[-1])
-    if argv[0] == "encoder":
-        import torch
+def encoder_apart(checkpoint: Path, data: Path, batch: int, workers: int, threads: int
+                  ) -> dict[str, float]:
+    """`encoder_figures` on `threads` torch threads (0: the library's default)."""
+    import torch
 
-        if threads:
-            torch.set_num_threads(threads)
-        figures = encoder_figures(Path(argv[1]), queries_of(Path(argv[2])), int(argv[3]), 8,
-                                  workers=int(argv[4]))
-    else:
-        import faiss
+    if threads:
+        torch.set_num_threads(threads)
+    return encoder_figures(checkpoint, queries_of(data), batch, 8, workers=workers)
 
-        if threads:
-            faiss.omp_set_num_threads(threads)
-        figures = {"search_ms": search_ms(Path(argv[1]), argv[2], int(argv[3]))}
-    print(json.dumps(figures))
-    return 0
+
+def search_apart(index: Path, checkpoint_id: str, dim: int, threads: int) -> dict[str, float]:
+    """`search_ms` on `threads` FAISS threads (0: the library's default)."""
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    return {"search_ms": search_ms(index, checkpoint_id, dim)}
 
 
 def encoder_counters(url: str) -> dict[str, float]:
@@ -220,7 +196,6 @@ def encoder_figures_between(before: dict[str, float], after: dict[str, float]
             "server_encode_ms": 1000 * (after["seconds"] - before["seconds"]) / batches}
 
 
-
 def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, batch: int
               ) -> dict[str, float]:
     """The raw figures each ratio is taken against, measured beside the runs: the best this
@@ -228,11 +203,10 @@ def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, 
     the service's own setting, one 1-thread worker per core encoding at once."""
     from service.settings import Settings
 
-    search = min(measured_apart("search", str(corpus.index), ckpt_id, str(dim), str(threads))
-                 ["search_ms"] for threads in (0, 1))
+    search = min(measured_apart(search_apart, corpus.index, ckpt_id, dim, threads)["search_ms"]
+                 for threads in (0, 1))
     workers = Settings().encoder_worker_count
-    raws = {name: measured_apart("encoder", str(args.checkpoint), str(args.data), str(batch),
-                                 str(n), str(threads))
+    raws = {name: measured_apart(encoder_apart, args.checkpoint, args.data, batch, n, threads)
             for name, n, threads in (("default", 1, 0), ("1 thread", 1, 1),
                                      ("service", workers, 1))}
     figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws.values()),
@@ -269,18 +243,13 @@ def serve_and_load(corpus: Corpus, args: argparse.Namespace, queries: list[str],
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True, help="OpenMoji corpus directory")
-    parser.add_argument("--index", type=Path, required=True, help="the OpenMoji index")
+    # --index: the OpenMoji index (built from --data, reading --cache, when there is none)
+    parser = arguments(__doc__, "checkpoint", "data", "index", "cache")
     parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service",
                         help="server logs and the synthetic indexes")
-    parser.add_argument("--cache", type=Path, default=ROOT / "artifacts" / "cache",
-                        help="backbone feature cache (to build the OpenMoji index quickly)")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()
 
     from models.checkpoint import checkpoint_id
@@ -291,8 +260,9 @@ def main() -> int:
     ckpt_id = checkpoint_id(args.checkpoint)
     corpora, dim = prepare_corpora(args, ckpt_id)
     result: dict = {
-        "command": command("bench.service_bench"), "load_average_before": load_average(),
-        "machine": f"{machine()}; the encoder on"
+        "command": harness.command("bench.service_bench"),
+        "load_average_before": harness.load_average(),
+        "machine": f"{harness.machine()}; the encoder on"
                    f" {device_name(str(resolve_device(Settings().device)))}",
         "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
         "recall": {},
@@ -304,16 +274,14 @@ def main() -> int:
         result["runs"] += runs
         if corpus.exact is not None:
             result["recall"][corpus.name] = measured_apart(
-                "recall", str(args.checkpoint), str(args.data), str(corpus.exact),
-                str(corpus.index))
-    result["load_average_after"] = load_average()
+                recall_figures, args.checkpoint, args.data, corpus.exact, corpus.index)
+    result["load_average_after"] = harness.load_average()
     result["goals"] = service_report.goals(result)
     markdown = service_report.markdown(result)
-    write_results(args.out, "service", result, markdown, service_report.figure(result))
+    harness.write_results(args.out, "service", result, markdown, service_report.figure(result))
     print(markdown)
     return 0
 
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--measure"]:
-        raise SystemExit(measure(sys.argv[2:]))
     raise SystemExit(main())

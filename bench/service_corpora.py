@@ -78,7 +78,7 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
 
 def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> None:
     """Build the OpenMoji index unless there is one (what `xmr index build` does, with the
-    backbone features read from the feature cache: minutes, not tens of minutes, on 2 cores)."""
+    backbone features read from the feature cache)."""
     from index import generations
 
     if generations.current(index) is not None:

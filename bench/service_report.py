@@ -39,11 +39,10 @@ def markdown(result: dict) -> str:
             f"{run['qps']:.1f} | "
             f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | {run['mean_batch']:.1f} | "
             f"{run['encoder_batched_qps']:.1f} | {run['qps'] / run['encoder_batched_qps']:.2f} |"
-            f" {run['encoder_batched_qps_default']:.1f} |"
-            f" {run['encoder_batched_qps_1_thread']:.1f} |"
-            f" {run['encoder_batched_qps_workers']:.1f} ({run['encoder_workers']}) |"
-            f" {run['encoder_single_ms']:.1f} | "
-            f"{run['search_ms']:.2f} | {run['server_encode_ms']:.1f} |")
+            f" {run['encoder_batched_qps_default']:.1f} | {run['encoder_batched_qps_1_thread']:.1f}"
+            f" | {run['encoder_batched_qps_workers']:.1f} ({run['encoder_workers']}) |"
+            f" {run['encoder_single_ms']:.1f} | {run['search_ms']:.2f} | "
+            f"{run['server_encode_ms']:.1f} |")
     lines += ["", "## Recall of the default index", "",
               "The synthetic rows are served with the index type `xmr index build` picks at that "
               "size, what a user serving them gets, and Flat beside it; the price is recall, "
@@ -58,9 +57,8 @@ def markdown(result: dict) -> str:
                      f"{recall['recall_mixture']:.3f} for fresh draws from the corpus's mixture "
                      f"(cosine {recall['kth_cosine_mixture']:.2f})")
     lines += ["", "## Goals", ""]
-    for goal in result["goals"]:
-        mark = "met" if goal["met"] else "NOT met"
-        lines.append(f"- **{mark}**: {goal['goal']}: {goal['measured']}")
+    lines += [f"- **{'met' if goal['met'] else 'NOT met'}**: {goal['goal']}: {goal['measured']}"
+              for goal in result["goals"]]
     lines += ["", "## Memory of the serving process", ""]
     for corpus, memory in result["memory"].items():
         lines.append(f"- {corpus}: resident {memory['rss_mb']:.0f} MB after the runs, "

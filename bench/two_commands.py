@@ -37,10 +37,8 @@ def time_make_test(clone: Path) -> float:
 def cat_results(port: int) -> list[dict] | None:
     """The first results for "cat", or None while the service is not answering yet."""
     try:
-        reply = httpx.post(
-            f"http://127.0.0.1:{port}/v1/search/text-to-image",
-            json={"text": "cat", "k": CAT_TOP_K}, timeout=10,
-        )
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/search/text-to-image",
+                           json={"text": "cat", "k": CAT_TOP_K}, timeout=10)
     except httpx.HTTPError:
         return None
     return reply.json()["results"] if reply.status_code == 200 else None
@@ -121,9 +119,7 @@ def main() -> int:
         seconds["demo_warm"], results = time_make_demo(clone, args.port, log)
         cats = cat_image_hashes(clone)
     report = {
-        "command": command("bench.two_commands"),
-        "machine": machine(),
-        "seconds": seconds,
+        "command": command("bench.two_commands"), "machine": machine(), "seconds": seconds,
         "cat_results": [{k: h.get(k) for k in ("id", "score", "labels")}
                         | {"is_cat": h["content_hash"] in cats} for h in results],
         "cats_in_top": sum(h["content_hash"] in cats for h in results),
