@@ -80,6 +80,11 @@ class Settings(StoreSettings):
     encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
     search_threads: Annotated[int, Field(ge=1)] | None = None
+    # What runs text queries: torch, or ONNX Runtime (MiniLM and the method's text head as one
+    # graph cached beside the checkpoint, computed without holding the GIL). onnx falls back
+    # to torch, with a warning, for methods that read token vectors, on a GPU, or where
+    # onnxruntime is missing. Image queries always run on torch.
+    encoder_runtime: Literal["torch", "onnx"] = "torch"
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 
