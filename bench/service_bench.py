@@ -5,7 +5,9 @@ default index's recall against exact search, all measured in the same run.
 
     python -m bench.service_bench   (the demo checkpoint, corpus and index by default)
 
-writes bench/results/service.json, service.md and service.png. The server is `xmr serve` in
+writes bench/results/service.json, service.md and service.png; with `--runtimes torch onnx`
+instead, the text encoder on each runtime side by side (XMR_ENCODER_RUNTIME), raw and served,
+in bench/results/runtimes.*. The server is `xmr serve` in
 its own process on loopback; the load generator is this process (`bench.harness.closed_loop`:
 one keep-alive connection per client, each sending its next query when the last one is
 answered). Both share this machine's cores, as they would on a one-box deployment. Timings
@@ -242,6 +244,50 @@ def serve_and_load(corpus: Corpus, args: argparse.Namespace, queries: list[str],
         server.stop()
 
 
+def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
+    """`--runtimes`: the text encoder on each runtime, side by side with its variants
+    interleaved in every repeat: texts/s at batch 1 and 32, one worker and the service's
+    workers (one 1-thread worker per core), in this process; then a fresh server per runtime
+    and repeat at 1 and 32 clients. The checkpoint is copied into --work, so its ONNX export
+    is written there, not beside yours."""
+    import shutil
+
+    from models.inference import Encoder
+    from service.settings import Settings
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    checkpoint = Path(shutil.copy(args.checkpoint, args.work / "checkpoint.pt"))
+    workers = Settings().encoder_worker_count
+    encoders = {name: Encoder.load(checkpoint, "cpu", 1, name) for name in args.runtimes}
+    assert [e.text_runtime for e in encoders.values()] == args.runtimes, "a runtime fell back"
+    encoder_runs, server_runs = [], []
+    for repeat in range(args.repeats):
+        for name, encoder in encoders.items():
+            for batch, n in ((1, 1), (32, 1), (1, workers), (32, workers)):
+                texts_per_s, cpu = concurrent_texts_per_s(encoder, queries, batch,
+                                                          args.seconds / 4, n)
+                encoder_runs.append({"runtime": name, "repeat": repeat, "batch": batch,
+                                     "workers": n, "texts_per_s": texts_per_s,
+                                     "cpu_ms_per_text": 1000 * cpu})
+                print(json.dumps(encoder_runs[-1]), flush=True)
+    for repeat in range(args.repeats):
+        for name in args.runtimes:
+            server = Server(args.index, checkpoint, args.work / f"server-{name}.log",
+                            {"XMR_ENCODER_RUNTIME": name})
+            try:
+                for clients in (1, 32):
+                    server_runs.append({"runtime": name, "repeat": repeat, "clients": clients,
+                                        **asyncio.run(closed_loop(server.url, queries, clients,
+                                                                  args.seconds, args.warmup))})
+                    print(json.dumps(server_runs[-1]), flush=True)
+            finally:
+                server.stop()
+    return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
+            "load_average": harness.load_average(), "seconds": args.seconds,
+            "warmup": args.warmup,
+            "repeats": args.repeats, "encoder": encoder_runs, "service": server_runs}
+
+
 def main() -> int:
     # --index: the OpenMoji index (built from --data, reading --cache, when there is none)
     parser = arguments(__doc__, "checkpoint", "data", "index", "cache")
@@ -250,7 +296,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--synthetic", type=int, default=SYNTHETIC)
+    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx"),
+                        help="instead: the text encoder on these runtimes, side by side "
+                             "(bench/results/runtimes.*)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --runtimes")
     args = parser.parse_args()
+    if args.runtimes:
+        result = runtime_ab(args, queries_of(args.data))
+        harness.write_results(args.out, "runtimes", result, service_report.runtimes_markdown(result),
+                      service_report.runtimes_figure(result))
+        return 0
 
     from models.checkpoint import checkpoint_id
     from models.inference import resolve_device

@@ -3,6 +3,7 @@ and the markdown table and plot of bench/results/service.*."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.harness import pyplot
@@ -86,6 +87,63 @@ def figure(result: dict) -> Any:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[1].set_yscale("log")
+    return fig
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def runtime_rows(result: dict) -> list[tuple[str, dict[str, list[float]]]]:
+    """(setting, {runtime: its figure in each repeat}) for the encoder and service rows."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for run in result["encoder"]:
+        key = f"encoder texts/s, batch {run['batch']}, {run['workers']} worker(s)"
+        rows.setdefault(key, {}).setdefault(run["runtime"], []).append(run["texts_per_s"])
+    for run in result["service"]:
+        for figure, name in (("qps", "QPS"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+            key = f"service {name}, {run['clients']} client(s)"
+            rows.setdefault(key, {}).setdefault(run["runtime"], []).append(run[figure])
+    return list(rows.items())
+
+
+def runtimes_markdown(result: dict) -> str:
+    """Each setting's median (min-max) over the repeats per runtime, and their ratio."""
+    runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
+    lines = ["# The text encoder on torch and on ONNX Runtime", "",
+             f"Command: `{result['command']}`  ",
+             f"Machine: {result['machine']}; load average (1, 5, 15 min) after the run: "
+             f"{fmt_load(result['load_average'])}. {result['repeats']} repeats, the runtimes "
+             "interleaved in each; median (min-max). Encoder rows: texts/s of OpenMoji texts "
+             f"for {result['seconds'] / 4:.1f} s per figure in one process, each worker a thread "
+             "on one intra-op thread (several workers: the service's setting, one per core). "
+             f"Service rows: `xmr serve` with XMR_ENCODER_RUNTIME set, a fresh server per "
+             f"runtime and repeat, {result['seconds']:.0f} s measured after "
+             f"{result['warmup']:.0f} s warm-up, closed loop, k=10, the OpenMoji index.", "",
+             f"| setting | {' | '.join(runtimes)} | {runtimes[-1]} / {runtimes[0]} |",
+             "|---|" + "---:|" * (len(runtimes) + 1)]
+    for key, values in runtime_rows(result):
+        ratio = statistics.median(values[runtimes[-1]]) / statistics.median(values[runtimes[0]])
+        lines.append(f"| {key} | {' | '.join(spread(values[r]) for r in runtimes)} | "
+                     f"{ratio:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def runtimes_figure(result: dict) -> Any:
+    """Medians per setting, one bar per runtime: throughputs left, latencies right."""
+    rows = runtime_rows(result)
+    runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
+    for ax, part in zip(axes, ([r for r in rows if "ms" not in r[0]],
+                               [r for r in rows if "ms" in r[0]]), strict=True):
+        for i, runtime in enumerate(runtimes):
+            ax.barh([j + 0.4 * i for j in range(len(part))],
+                    [statistics.median(v[runtime]) for _, v in part], height=0.4, label=runtime)
+        ax.set_yticks([j + 0.2 for j in range(len(part))], [k for k, _ in part], fontsize=7)
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend()
+    axes[0].set_title("throughput (median)")
+    axes[1].set_title("latency, ms (median)")
     return fig
 
 

@@ -8,16 +8,17 @@ job and `xmr eval` pass backbone features read through a FeatureCache.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
 from models.backbones.image import ImageFeatures
-from models.backbones.text import TextFeatures
+from models.backbones.text import MiniLM, TextFeatures
 from models.checkpoint import CheckpointError, checkpoint_id, load_checkpoint
 from models.config import TrainConfig
 from models.data.images import ImageError, open_image, to_array
@@ -25,8 +26,10 @@ from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
 
-__all__ = ["CheckpointError", "Encoder", "ImageError", "checkpoint_id", "open_image",
+__all__ = ["CheckpointError", "Encoder", "ImageError", "Runtime", "checkpoint_id", "open_image",
            "resolve_device"]
+log = logging.getLogger(__name__)
+Runtime = Literal["torch", "onnx"]  # what runs the text queries (images always run on torch)
 EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
 
 
@@ -45,7 +48,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class Encoder:
-    def __init__(self, path: Path, device: torch.device) -> None:
+    def __init__(self, path: Path, device: torch.device, runtime: Runtime = "torch",
+                 threads: int | None = None) -> None:
         payload = load_checkpoint(path)
         self.device = device
         self.checkpoint_id = checkpoint_id(path)
@@ -65,16 +69,41 @@ class Encoder:
         )
         self.method.load_state_dict(payload["state_dict"])
         self.method.to(device).eval()
+        self.onnx_text = self._onnx_text(path, threads) if runtime == "onnx" else None
         self.dim = int(self.encode_texts(["probe"]).shape[1])
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu",
-             threads: int | None = None) -> Encoder:
+             threads: int | None = None, runtime: Runtime = "torch") -> Encoder:
         """`device`: as `resolve_device` takes it. `threads`: torch's intra-op threads, a
-        process-wide setting (None leaves it as it is)."""
+        process-wide setting (None leaves it as it is), and ONNX Runtime's per call.
+        `runtime`: what runs text queries; `onnx` falls back to torch, with a warning, where
+        the checkpoint or this machine cannot take it."""
         if threads is not None:
             torch.set_num_threads(threads)
-        return cls(Path(path), resolve_device(device))
+        return cls(Path(path), resolve_device(device), runtime, threads)
+
+    @property
+    def text_runtime(self) -> Runtime:
+        return "torch" if self.onnx_text is None else "onnx"
+
+    def _onnx_text(self, path: Path, threads: int | None) -> Any:
+        """The ONNX text path (models.onnx_text), or None (torch) where it does not apply."""
+        if self.device.type != "cpu" or not isinstance(self.backbones.text, MiniLM):
+            log.info("text queries run on torch: ONNX covers MiniLM on the CPU only")
+            return None
+        if self.method.reads_tokens:
+            log.info("text queries run on torch: method %r reads token vectors, which the "
+                     "ONNX graph does not give", self.method_name)
+            return None
+        try:
+            from models.onnx_text import OnnxText
+
+            return OnnxText.build(path, self.checkpoint_id, self.backbones.text, self.method,
+                                  threads)
+        except Exception as err:  # onnxruntime missing, export failed, outputs differ
+            log.warning("text queries run on torch: the ONNX path failed (%s)", err)
+            return None
 
     @property
     def method_name(self) -> str:
@@ -84,6 +113,8 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        if self.onnx_text is not None:
+            return self.onnx_text.encode(list(texts))
         return self.embed_text_features(
             self.backbones.text.encode(list(texts), tokens=self.method.reads_tokens))
 

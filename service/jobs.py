@@ -166,7 +166,8 @@ class JobManager:
         if wanted == retriever.encoder.checkpoint_id:
             return None
         new = await asyncio.to_thread(Encoder.load, job.checkpoint, self.settings.device,
-                                      self.settings.encoder_threads)
+                                      self.settings.encoder_threads,
+                                      self.settings.encoder_runtime)
         retriever.preloaded[wanted] = new
         return new
 

@@ -142,13 +142,14 @@ class Retriever:
         from models.inference import Encoder
 
         # encoder_threads: each worker thread's OpenMP team
-        encoder = Encoder.load(settings.checkpoint, settings.device, settings.encoder_threads)
+        encoder = Encoder.load(settings.checkpoint, settings.device, settings.encoder_threads,
+                               settings.encoder_runtime)
         catalog = Catalog.open(Path(settings.index), checkpoint_id=encoder.checkpoint_id,
                                dim=encoder.dim, levels=encoder.levels,
                                gpu=settings.search_on_gpu, backend=settings.backend())
-        log.info("loaded checkpoint %s (%s, dim %d) and index %s with %d items",
-                 encoder.checkpoint_id, encoder.method_name, encoder.dim, settings.index,
-                 catalog.count())
+        log.info("loaded checkpoint %s (%s, dim %d, text queries on %s) and index %s with %d "
+                 "items", encoder.checkpoint_id, encoder.method_name, encoder.dim,
+                 encoder.text_runtime, settings.index, catalog.count())
         return cls(encoder, catalog, settings, on_batch)
 
     def _search_thread_init(self) -> None:
@@ -333,7 +334,8 @@ class Retriever:
                     raise ValueError(f"{path} is no longer that checkpoint")
                 log.warning("the index now serves checkpoint %s: loading %s", checkpoint, path)
                 encoder = await asyncio.to_thread(Encoder.load, path, self.settings.device,
-                                                  self.settings.encoder_threads)
+                                                  self.settings.encoder_threads,
+                                                  self.settings.encoder_runtime)
             if self.encoder.checkpoint_id != checkpoint == self.catalog.checkpoint_id:
                 await self.reload(encoder)
                 self.checkpoint_path = self.catalog.checkpoint_path or self.checkpoint_path

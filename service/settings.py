@@ -80,6 +80,13 @@ class Settings(StoreSettings):
     encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
     search_threads: Annotated[int, Field(ge=1)] | None = None
+    # What runs text queries: ONNX Runtime (MiniLM and the method's text head as one graph,
+    # exported on first use to a file beside the checkpoint, computed without holding the GIL;
+    # it won or tied torch at every batch size and client count, bench/results/runtimes.md)
+    # or torch. onnx stays on torch, with a log line, for methods that read token vectors, on
+    # a GPU, where onnxruntime is missing or the export fails (a read-only checkpoint folder).
+    # Image queries always run on torch.
+    encoder_runtime: Literal["torch", "onnx"] = "onnx"
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 

@@ -234,10 +234,13 @@ def test_settings_are_validated_once_at_the_edge(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("XMR_DEVICE", "cuda:1")
     monkeypatch.setenv("XMR_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("XMR_VECTOR_BACKEND", "Milvus")
+    monkeypatch.setenv("XMR_ENCODER_RUNTIME", "torch")
     made = Settings()
     assert (made.device, made.log_level, made.vector_backend) == ("cuda:1", "warning", "milvus")
+    assert made.encoder_runtime == "torch"
     assert made.encoder_worker_count == 1  # one worker drives a GPU
-    for bad in ({"device": "gpu"}, {"log_level": "loud"}, {"vector_backend": "annoy"}):
+    for bad in ({"device": "gpu"}, {"log_level": "loud"}, {"vector_backend": "annoy"},
+                {"encoder_runtime": "tensorrt"}):
         with pytest.raises(ValidationError, match=next(iter(bad))):
             Settings(**bad)  # type: ignore[arg-type]
     # `xmr serve --device` takes the same words and refuses others before loading anything

@@ -1,0 +1,146 @@
+"""The text query path on ONNX Runtime: MiniLM, its pooling and the method's text head as one
+graph, exported once per checkpoint and cached beside it (`checkpoint.pt` ->
+`checkpoint.text.onnx`, the checkpoint's id in the graph's metadata so a changed checkpoint
+rebuilds it).
+
+ONNX Runtime computes on its own intra-op threads and releases the GIL for the whole call, so
+encoder worker threads and the event loop never wait on each other while a batch runs. Only
+methods whose text embedding reads the pooled vector alone (`Method.reads_tokens` false) can
+take this path; `OnnxText.build` refuses the others and the encoder stays on torch for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.backbones.text import MiniLM, hidden_and_pooled
+from models.methods.base import Method
+
+log = logging.getLogger(__name__)
+INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+OPSET = 17
+# Bump when the exported graph changes for the same checkpoint, so old caches are rebuilt.
+EXPORT_VERSION = "1"
+TOLERANCE = 1e-4  # max abs difference from the torch path on the probe texts, or no ONNX
+
+
+class TextGraph(nn.Module):
+    """Token inputs (`MiniLM.inputs`) -> the method's unit text embeddings, in one forward."""
+
+    def __init__(self, minilm: MiniLM, method: Method) -> None:
+        super().__init__()
+        bert = minilm.model[0].auto_model
+        assert isinstance(bert, nn.Module)  # the Hugging Face model inside
+        self.bert, self.method = bert, method
+        self.hidden_and_pooled = hidden_and_pooled(bert)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor,
+                positions: torch.Tensor) -> torch.Tensor:
+        _, pooled = self.hidden_and_pooled(ids, mask, types, positions)
+        n, dim = pooled.shape
+        feats = {"pooled": pooled,  # what `pooled_only` features hold: no token vectors
+                 "tokens": pooled.new_zeros(n, 0, dim), "mask": mask.new_zeros(n, 0).bool()}
+        return self.method.embed_texts(self.method.transform_texts(feats))
+
+
+def onnx_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".text.onnx")
+
+
+def export(graph: TextGraph, example: tuple[torch.Tensor, ...], out: Path, tag: str) -> None:
+    """Write `graph` to `out` atomically (a temporary file beside it, then a rename), with
+    dynamic batch and sequence axes and `tag` in its metadata."""
+    import onnx
+
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    axes["embedding"] = {0: "batch"}
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter deprecation and tracer shape notes
+            torch.onnx.export(graph, example, tmp, input_names=list(INPUTS),
+                              output_names=["embedding"], dynamic_axes=axes,
+                              opset_version=OPSET, dynamo=False)
+        model = onnx.load(tmp)
+        onnx.helper.set_model_props(model, {"xmr_text_graph": tag})
+        onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the checkpoint beside it is not
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class OnnxText:
+    """Texts -> the method's unit text embeddings through an ONNX Runtime session."""
+
+    def __init__(self, minilm: MiniLM, session: Any) -> None:
+        self.minilm = minilm
+        self.session = session
+
+    @classmethod
+    def build(cls, checkpoint: Path, checkpoint_id: str, minilm: MiniLM, method: Method,
+              threads: int | None) -> OnnxText:
+        """The cached graph of `checkpoint` (exported now when missing or made for another
+        checkpoint), checked against the torch path on probe texts. `threads`: ONNX Runtime's
+        intra-op threads per call (None: its default, one per core)."""
+        if method.reads_tokens:
+            raise ValueError(f"{type(method).__name__} reads token vectors; ONNX covers "
+                             "methods that read the pooled text vector only")
+        graph = TextGraph(minilm, method).eval()
+        probe = minilm.inputs(["a photo of a cat", "two dogs running on a long road"])
+        path, tag = onnx_path(checkpoint), f"{checkpoint_id}:{EXPORT_VERSION}"
+        session = _cached_session(path, threads)
+        if session is None or session.get_modelmeta().custom_metadata_map.get(
+                "xmr_text_graph") != tag:
+            log.info("exporting the text graph of %s to %s", checkpoint, path)
+            export(graph, probe, path, tag)
+            session = _session(path, threads)
+        text = cls(minilm, session)
+        with torch.inference_mode():
+            want = graph(*probe).float().numpy()
+        got = text.run(probe)
+        if not np.abs(got - want).max() <= TOLERANCE:
+            raise ValueError(f"ONNX text graph differs from torch by {np.abs(got - want).max()}")
+        return text
+
+    def run(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+        feed = {name: tensor.cpu().numpy().astype(np.int64)
+                for name, tensor in zip(INPUTS, inputs, strict=True)}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.run(self.minilm.inputs(texts))
+
+
+def _cached_session(path: Path, threads: int | None) -> Any:
+    """A session of the graph at `path`, or None when there is none or it cannot be read
+    (a partial file from another version, say): it is exported again."""
+    if not path.is_file():
+        return None
+    try:
+        return _session(path, threads)
+    except Exception as err:  # ONNX Runtime raises its own kinds for a bad file
+        log.warning("cannot load %s (%s); exporting it again", path, err)
+        return None
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,93 @@
+"""The text query path on ONNX Runtime (models.onnx_text) against the torch path, on the tiny
+checkpoint the test session trains: the same vectors, a cache rebuilt for a changed checkpoint
+and reused for the same one, and torch kept where ONNX cannot run."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.inference import Encoder
+from models.onnx_text import onnx_path
+
+TEXTS = ["a", "grinning face", "a red apple on a wooden kitchen table beside a knife",
+         "the quick brown fox jumps over the lazy dog " * 6, "Ölgemälde, 油画", "?"]
+
+
+@pytest.fixture
+def checkpoint(tiny_run: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A copy of the tiny checkpoint, so each test makes its own export beside it."""
+    return Path(shutil.copy(tiny_run[1], tmp_path / "checkpoint.pt"))
+
+
+def graph_tag(path: Path) -> str:
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return props["xmr_text_graph"]
+
+
+def test_onnx_equals_torch_over_batch_sizes_and_lengths(checkpoint: Path) -> None:
+    on_torch = Encoder.load(checkpoint, "cpu")
+    on_onnx = Encoder.load(checkpoint, "cpu", runtime="onnx")
+    assert (on_torch.text_runtime, on_onnx.text_runtime) == ("torch", "onnx")
+    assert on_onnx.dim == on_torch.dim
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 5, 32):
+        texts = [TEXTS[i] for i in rng.integers(0, len(TEXTS), size)]
+        want, got = on_torch.encode_texts(texts), on_onnx.encode_texts(texts)
+        assert got.shape == want.shape == (size, on_torch.dim) and got.dtype == np.float32
+        assert np.abs(got - want).max() <= 1e-4, size
+    assert on_onnx.encode_texts([]).shape == (0, on_onnx.dim)
+
+
+def test_changed_checkpoint_rebuilds_the_export(checkpoint: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    first = Encoder.load(checkpoint, "cpu", runtime="onnx")
+    assert graph_tag(onnx_path(checkpoint)).startswith(first.checkpoint_id)
+    before = first.encode_texts(TEXTS)
+
+    caplog.set_level(logging.INFO, logger="models.onnx_text")
+    again = Encoder.load(checkpoint, "cpu", runtime="onnx")  # same checkpoint: cache reused
+    assert "exporting" not in caplog.text
+    np.testing.assert_array_equal(again.encode_texts(TEXTS), before)
+
+    payload = load_checkpoint(checkpoint)
+    payload.pop("format")
+    generator = torch.Generator().manual_seed(1)
+    payload["state_dict"] = {name: value + torch.randn(value.shape, generator=generator)
+                             if value.is_floating_point() else value
+                             for name, value in payload["state_dict"].items()}
+    save_checkpoint(checkpoint, payload)
+    changed = Encoder.load(checkpoint, "cpu", runtime="onnx")
+    assert "exporting" in caplog.text and changed.text_runtime == "onnx"
+    assert changed.checkpoint_id != first.checkpoint_id
+    assert graph_tag(onnx_path(checkpoint)).startswith(changed.checkpoint_id)
+    after = changed.encode_texts(TEXTS)
+    assert np.abs(after - before).max() > 1e-2  # the new weights, not the stale export
+    assert np.abs(after - Encoder.load(checkpoint, "cpu").encode_texts(TEXTS)).max() <= 1e-4
+
+
+def test_unreadable_cache_is_exported_again(checkpoint: Path) -> None:
+    onnx_path(checkpoint).write_bytes(b"not an onnx graph")
+    encoder = Encoder.load(checkpoint, "cpu", runtime="onnx")
+    assert encoder.text_runtime == "onnx"
+    assert graph_tag(onnx_path(checkpoint)).startswith(encoder.checkpoint_id)
+
+
+def test_without_onnxruntime_text_queries_stay_on_torch(
+        checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails
+    encoder = Encoder.load(checkpoint, "cpu", runtime="onnx")
+    assert encoder.text_runtime == "torch"
+    assert "text queries run on torch" in caplog.text
+    np.testing.assert_array_equal(encoder.encode_texts(TEXTS),
+                                  Encoder.load(checkpoint, "cpu").encode_texts(TEXTS))
