@@ -303,8 +303,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.runtimes:
         result = runtime_ab(args, queries_of(args.data))
-        harness.write_results(args.out, "runtimes", result, service_report.runtimes_markdown(result),
-                      service_report.runtimes_figure(result))
+        harness.write_results(args.out, "runtimes", result,
+                              service_report.runtimes_markdown(result),
+                              service_report.runtimes_figure(result))
         return 0
 
     from models.checkpoint import checkpoint_id
