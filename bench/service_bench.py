@@ -222,23 +222,22 @@ def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, 
     return figures
 
 
-def serve_and_load(corpus: Corpus, args: argparse.Namespace, queries: list[str],
-                   raw: dict[str, float]) -> tuple[list[dict], dict[str, float]]:
-    """The runs at each client count against one server; and its memory after them."""
-    server = Server(corpus.index, args.checkpoint, args.work / f"server-{corpus.name}.log")
+def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, queries: list[str],
+                   clients: tuple[int, ...], name: str, labels: dict,
+                   settings: dict[str, str] | None = None) -> tuple[list[dict], dict[str, float]]:
+    """The runs at each client count against one fresh server (XMR_* `settings` on top of
+    this environment, log server-NAME.log), each labelled with `labels`; and its memory after."""
+    server = Server(index, checkpoint, args.work / f"server-{name}.log", settings)
     runs = []
     try:
         items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
-        for clients in CLIENTS:
+        for n in clients:
             before = encoder_counters(server.url)
-            figures = asyncio.run(closed_loop(server.url, queries, clients, args.seconds,
-                                              args.warmup, K))
-            run = {"corpus": corpus.name, "index_type": corpus.index_type, "items": items,
-                   "clients": clients, **figures,
-                   **encoder_figures_between(before, encoder_counters(server.url)), **raw}
+            figures = asyncio.run(closed_loop(server.url, queries, n, args.seconds, args.warmup, K))
+            runs.append({**labels, "items": items, "clients": n, **figures,
+                         **encoder_figures_between(before, encoder_counters(server.url))})
             print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
-                              for k, v in run.items()}), flush=True)
-            runs.append(run)
+                              for k, v in runs[-1].items()}), flush=True)
         return runs, server.memory_mb()
     finally:
         server.stop()
@@ -272,16 +271,9 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
                 print(json.dumps(encoder_runs[-1]), flush=True)
     for repeat in range(args.repeats):
         for name in args.runtimes:
-            server = Server(args.index, checkpoint, args.work / f"server-{name}.log",
-                            {"XMR_ENCODER_RUNTIME": name})
-            try:
-                for clients in (1, 32):
-                    server_runs.append({"runtime": name, "repeat": repeat, "clients": clients,
-                                        **asyncio.run(closed_loop(server.url, queries, clients,
-                                                                  args.seconds, args.warmup))})
-                    print(json.dumps(server_runs[-1]), flush=True)
-            finally:
-                server.stop()
+            server_runs += serve_and_load(args.index, checkpoint, args, queries, (1, 32), name,
+                                          {"runtime": name, "repeat": repeat},
+                                          {"XMR_ENCODER_RUNTIME": name})[0]
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
             "load_average": harness.load_average(), "seconds": args.seconds,
             "warmup": args.warmup,
@@ -325,8 +317,9 @@ def main() -> int:
     }
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
-        runs, result["memory"][corpus.name] = serve_and_load(corpus, args,
-                                                             queries_of(args.data), raw)
+        runs, result["memory"][corpus.name] = serve_and_load(
+            corpus.index, args.checkpoint, args, queries_of(args.data), CLIENTS, corpus.name,
+            {"corpus": corpus.name, "index_type": corpus.index_type, **raw})
         result["runs"] += runs
         if corpus.exact is not None:
             result["recall"][corpus.name] = measured_apart(
