@@ -44,14 +44,20 @@ SYNTHETIC = 100_000
 
 
 # -- measurements in this process ---------------------------------------------------------------
-def encoder_figures(checkpoint: Path, queries: list[str], batch: int, seconds: float,
-                    workers: int = 1) -> dict[str, float]:
-    """Raw encoder: texts/s at the service's batch size, the CPU each text took (all of this
-    process's threads) and one query's time (medians); with `workers` > 1, the texts/s of that
-    many threads encoding at once (as the service's encoder workers do)."""
+def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, threads: int,
+                    seconds: float = 8) -> dict[str, float]:
+    """Raw encoder on `threads` torch threads (0: the library's default): texts/s at the
+    service's batch size, the CPU each text took (all of this process's threads) and one
+    query's time (medians); with `workers` > 1, the texts/s of that many threads encoding at
+    once (as the service's encoder workers do)."""
+    import torch
+
     from models.inference import Encoder
     from service.settings import Settings
 
+    if threads:
+        torch.set_num_threads(threads)
+    queries = queries_of(data)
     encoder = Encoder.load(checkpoint, Settings().device)  # where the service runs it
     encoder.encode_texts(queries[:batch])  # warm-up
     batches, single, cpu = [], [], 0.0
@@ -97,10 +103,16 @@ def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, sec
     return texts / (time.perf_counter() - began), (time.process_time() - cpu) / texts
 
 
-def search_ms(index: Path, checkpoint_id: str, dim: int, repeats: int = 200) -> float:
-    """One text-to-image catalog search (k=10) in this process: the median time."""
+def search_ms(index: Path, checkpoint_id: str, dim: int, threads: int, repeats: int = 200
+              ) -> float:
+    """One text-to-image catalog search (k=10) in this process on `threads` FAISS threads (0:
+    the library's default): the median time."""
+    import faiss
+
     from index.catalog import Catalog
 
+    if threads:
+        faiss.omp_set_num_threads(threads)
     rng = np.random.default_rng(1)
     with Catalog.open(index, checkpoint_id=checkpoint_id, dim=dim) as catalog:
         times = []
@@ -148,31 +160,12 @@ def device_name(device: str) -> str:
     return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
 
 
-def measured_apart(measurement: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
+def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
     """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
     runtime, and a process that has used both (like this one, after building the indexes)
     measures either several times too slow; the service keeps them on separate threads."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(measurement, *args).result()
-
-
-def encoder_apart(checkpoint: Path, data: Path, batch: int, workers: int, threads: int
-                  ) -> dict[str, float]:
-    """`encoder_figures` on `threads` torch threads (0: the library's default)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    return encoder_figures(checkpoint, queries_of(data), batch, 8, workers=workers)
-
-
-def search_apart(index: Path, checkpoint_id: str, dim: int, threads: int) -> dict[str, float]:
-    """`search_ms` on `threads` FAISS threads (0: the library's default)."""
-    import faiss
-
-    if threads:
-        faiss.omp_set_num_threads(threads)
-    return {"search_ms": search_ms(index, checkpoint_id, dim)}
 
 
 def encoder_counters(url: str) -> dict[str, float]:
@@ -205,10 +198,10 @@ def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, 
     the service's own setting, one 1-thread worker per core encoding at once."""
     from service.settings import Settings
 
-    search = min(measured_apart(search_apart, corpus.index, ckpt_id, dim, threads)["search_ms"]
+    search = min(measured_apart(search_ms, corpus.index, ckpt_id, dim, threads)
                  for threads in (0, 1))
     workers = Settings().encoder_worker_count
-    raws = {name: measured_apart(encoder_apart, args.checkpoint, args.data, batch, n, threads)
+    raws = {name: measured_apart(encoder_figures, args.checkpoint, args.data, batch, n, threads)
             for name, n, threads in (("default", 1, 0), ("1 thread", 1, 1),
                                      ("service", workers, 1))}
     figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws.values()),
