@@ -168,27 +168,13 @@ def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
         return pool.submit(measurement, *args).result()
 
 
-def encoder_counters(url: str) -> dict[str, float]:
-    """The server's text encoder histograms so far: summed batch sizes (`rows`), batches
-    (`batches`) and seconds spent encoding them (`seconds`)."""
-    names = {'xmr_encoder_batch_size_sum{kind="text"}': "rows",
-             'xmr_encoder_batch_size_count{kind="text"}': "batches",
-             'xmr_encoder_batch_seconds_sum{kind="text"}': "seconds"}
-    values = dict.fromkeys(names.values(), 0.0)
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name in names:
-            values[names[name]] = float(value)
-    return values
-
-
-def encoder_figures_between(before: dict[str, float], after: dict[str, float]
-                            ) -> dict[str, float]:
-    """Mean rows per encoder batch and mean ms per batch in the server, between two reads of
-    `encoder_counters`: the encoder as it ran inside the service, beside the isolated one."""
-    batches = max(1.0, after["batches"] - before["batches"])
-    return {"mean_batch": (after["rows"] - before["rows"]) / batches,
-            "server_encode_ms": 1000 * (after["seconds"] - before["seconds"]) / batches}
+def encoder_counters(url: str) -> np.ndarray:
+    """The server's text encoder histograms so far: summed batch sizes (rows encoded), batches
+    and seconds spent encoding them."""
+    values = dict(line.rpartition(" ")[::2] for line in httpx.get(f"{url}/metrics").text
+                  .splitlines())
+    return np.array([float(values.get(f'xmr_encoder_batch_{name}{{kind="text"}}', 0))
+                     for name in ("size_sum", "size_count", "seconds_sum")])
 
 
 def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, batch: int
@@ -227,8 +213,11 @@ def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, quer
         for n in clients:
             before = encoder_counters(server.url)
             figures = asyncio.run(closed_loop(server.url, queries, n, args.seconds, args.warmup, K))
-            runs.append({**labels, "items": items, "clients": n, **figures,
-                         **encoder_figures_between(before, encoder_counters(server.url))})
+            # the encoder as it ran inside the service (means per batch), beside the raw one
+            rows, batches, seconds = (encoder_counters(server.url) - before).tolist()
+            batches = max(1.0, batches)
+            runs.append({**labels, "items": items, "clients": n, **figures, "mean_batch":
+                         rows / batches, "server_encode_ms": 1000 * seconds / batches})
             print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
                               for k, v in runs[-1].items()}), flush=True)
         return runs, server.memory_mb()
