@@ -126,18 +126,15 @@ class Server:
             [sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
              str(checkpoint), "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.wait_ready(f"see {log}")
-
-    def wait_ready(self, where: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited {self.process.returncode}: {where}")
+                raise RuntimeError(f"the server exited {self.process.returncode}: see {log}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
             time.sleep(0.5)
-        raise RuntimeError(f"the server did not become ready: {where}")
+        raise RuntimeError(f"the server did not become ready: see {log}")
 
     def memory_mb(self) -> dict[str, float]:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
