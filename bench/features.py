@@ -16,22 +16,15 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import arguments, command, machine, pyplot, relative, write_results
+from bench.harness import arguments, command, machine, pyplot, relative, timed, write_results
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import image_features, text_features
 from models.backbones.image import EfficientNetLite0
 from models.backbones.text import MiniLM
 from models.data.corpus import read_corpus
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 # --- char n-gram on news-length texts -------------------------------------------------------

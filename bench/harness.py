@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,13 @@ def machine() -> str:
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages: how busy the machine was around a run."""
     return [round(value, 2) for value in os.getloadavg()]
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    """The seconds `fn(*args, **kwargs)` took."""
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

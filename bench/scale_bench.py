@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import ROOT, arguments, command, machine, pyplot, relative, write_results
+from bench.harness import ROOT, arguments, command, machine, pyplot, relative, timed, write_results
 from bench.search_parity import run_search
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
@@ -306,9 +306,7 @@ def run_job(args: argparse.Namespace) -> dict:
                  str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
                  "--no-progress", "--engine", engine]
         build += ["--workers", "2"] if engine == "ray" else []
-        start = time.perf_counter()
-        subprocess.run(build, check=True, cwd=ROOT)
-        out["engines"][engine] = {"seconds": time.perf_counter() - start}
+        out["engines"][engine] = {"seconds": timed(subprocess.run, build, check=True, cwd=ROOT)}
         print(f"job {engine}: {out['engines'][engine]['seconds']:.1f}s", flush=True)
         generation = sorted(index_dir.glob("gen-*"))[-1]
         meta = Metadata(generation / DATABASE)

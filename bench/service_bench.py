@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 
 from bench import harness, service_report
-from bench.harness import ROOT, Server, arguments, closed_loop
+from bench.harness import ROOT, Server, arguments, closed_loop, timed
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
@@ -47,9 +47,8 @@ SYNTHETIC = 100_000
 def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, threads: int,
                     seconds: float = 8) -> dict[str, float]:
     """Raw encoder on `threads` torch threads (0: the library's default): texts/s at the
-    service's batch size, the CPU each text took (all of this process's threads) and one
-    query's time (medians); with `workers` > 1, the texts/s of that many threads encoding at
-    once (as the service's encoder workers do)."""
+    service's batch size and one query's time (medians); with `workers` > 1, the texts/s of
+    that many threads encoding at once (as the service's encoder workers do)."""
     import torch
 
     from models.inference import Encoder
@@ -60,25 +59,17 @@ def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, thre
     queries = queries_of(data)
     encoder = Encoder.load(checkpoint, Settings().device)  # where the service runs it
     encoder.encode_texts(queries[:batch])  # warm-up
-    batches, single, cpu = [], [], 0.0
-    deadline = time.perf_counter() + seconds
-    i = 0
+    batches, single = [], []
+    deadline, i = time.perf_counter() + seconds, 0
     while time.perf_counter() < deadline or len(batches) < 3:
-        chunk = [queries[(i + j) % len(queries)] for j in range(batch)]
-        t, c = time.perf_counter(), time.process_time()
-        encoder.encode_texts(chunk)
-        batches.append(time.perf_counter() - t)
-        cpu += time.process_time() - c
-        t = time.perf_counter()
-        encoder.encode_texts([queries[i % len(queries)]])
-        single.append(time.perf_counter() - t)
+        batches.append(timed(encoder.encode_texts,
+                             [queries[(i + j) % len(queries)] for j in range(batch)]))
+        single.append(timed(encoder.encode_texts, [queries[i % len(queries)]]))
         i += batch
-    qps, cpu_per_text = batch / statistics.median(batches), cpu / (batch * len(batches))
+    qps = batch / statistics.median(batches)
     if workers > 1:
-        qps, cpu_per_text = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)
-    return {"encoder_batched_qps": qps, "encoder_batch_ms": 1000 * statistics.median(batches),
-            "encoder_cpu_ms_per_text": 1000 * cpu_per_text,
-            "encoder_single_ms": 1000 * statistics.median(single), "encoder_batch": batch}
+        qps = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)[0]
+    return {"encoder_batched_qps": qps, "encoder_single_ms": 1000 * statistics.median(single)}
 
 
 def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, seconds: float,
@@ -119,9 +110,7 @@ def search_ms(index: Path, checkpoint_id: str, dim: int, threads: int, repeats: 
         for _ in range(repeats):
             query = rng.standard_normal((1, dim)).astype(np.float32)
             query /= np.linalg.norm(query)
-            t = time.perf_counter()
-            catalog.search(query, K, "image")
-            times.append(time.perf_counter() - t)
+            times.append(timed(catalog.search, query, K, "image"))
     return 1000 * statistics.median(times)
 
 

@@ -23,15 +23,14 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import RESULTS, ROOT, command, machine, write_results
+from bench.harness import RESULTS, ROOT, command, machine, timed, write_results
 
 CAT_TOP_K = 5
 
 
 def time_make_test(clone: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(["make", "test"], cwd=clone, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return timed(subprocess.run, ["make", "test"], cwd=clone, check=True,
+                 stdout=subprocess.DEVNULL)
 
 
 def cat_results(port: int) -> list[dict] | None:
