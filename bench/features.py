@@ -26,7 +26,6 @@ from models.backbones.image import EfficientNetLite0
 from models.backbones.text import MiniLM
 from models.data.corpus import read_corpus
 
-
 # --- char n-gram on news-length texts -------------------------------------------------------
 FIT_TEXTS = 1400  # the train split of the news corpus that showed the per-text path's slowness
 ENCODE_TEXTS = 1000
