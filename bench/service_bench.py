@@ -225,7 +225,6 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     from models.inference import Encoder
     from service.settings import Settings
 
-    args.work.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "checkpoint.pt"))
     workers = Settings().encoder_worker_count
     encoders = {name: Encoder.load(checkpoint, "cpu", 1, name) for name in args.runtimes}
@@ -246,8 +245,7 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
                                           {"runtime": name, "repeat": repeat},
                                           {"XMR_ENCODER_RUNTIME": name})[0]
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
-            "load_average": harness.load_average(), "seconds": args.seconds,
-            "warmup": args.warmup,
+            "load_average": harness.load_average(), "seconds": args.seconds, "warmup": args.warmup,
             "repeats": args.repeats, "encoder": encoder_runs, "service": server_runs}
 
 
@@ -264,6 +262,7 @@ def main() -> int:
                              "(bench/results/runtimes.*)")
     parser.add_argument("--repeats", type=int, default=3, help="with --runtimes")
     args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
     if args.runtimes:
         result = runtime_ab(args, queries_of(args.data))
         harness.write_results(args.out, "runtimes", result,
@@ -275,7 +274,6 @@ def main() -> int:
     from models.inference import resolve_device
     from service.settings import Settings
 
-    args.work.mkdir(parents=True, exist_ok=True)
     ckpt_id = checkpoint_id(args.checkpoint)
     corpora, dim = prepare_corpora(args, ckpt_id)
     result: dict = {
@@ -283,8 +281,7 @@ def main() -> int:
         "load_average_before": harness.load_average(),
         "machine": f"{harness.machine()}; the encoder on"
                    f" {device_name(str(resolve_device(Settings().device)))}",
-        "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {},
-        "recall": {},
+        "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {}, "recall": {},
     }
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
