@@ -173,19 +173,17 @@ def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, 
     the service's own setting, one 1-thread worker per core encoding at once."""
     from service.settings import Settings
 
-    search = min(measured_apart(search_ms, corpus.index, ckpt_id, dim, threads)
-                 for threads in (0, 1))
+    search = min(measured_apart(search_ms, corpus.index, ckpt_id, dim, n) for n in (0, 1))
     workers = Settings().encoder_worker_count
-    raws = {name: measured_apart(encoder_figures, args.checkpoint, args.data, batch, n, threads)
-            for name, n, threads in (("default", 1, 0), ("1 thread", 1, 1),
-                                     ("service", workers, 1))}
+    settings = {"default": (1, 0), "1_thread": (1, 1), "workers": (workers, 1)}
+    raws = {name: measured_apart(encoder_figures, args.checkpoint, args.data, batch, *setting)
+            for name, setting in settings.items()}
     figures = {"encoder_batched_qps": max(r["encoder_batched_qps"] for r in raws.values()),
                "encoder_single_ms": min(r["encoder_single_ms"] for r in raws.values()),
                "encoder_batch": batch, "search_ms": search, "encoder_workers": workers,
                # beside the best, for reading the ratios: each setting's own figure
-               "encoder_batched_qps_1_thread": raws["1 thread"]["encoder_batched_qps"],
-               "encoder_batched_qps_default": raws["default"]["encoder_batched_qps"],
-               "encoder_batched_qps_workers": raws["service"]["encoder_batched_qps"]}
+               **{f"encoder_batched_qps_{name}": raw["encoder_batched_qps"]
+                  for name, raw in raws.items()}}
     print(corpus.name, {k: round(v, 2) for k, v in figures.items()}, flush=True)
     return figures
 
