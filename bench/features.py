@@ -142,10 +142,8 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
     n = len(items)
     return {
         "corpus": relative(str(data)), "items": n, "repeats": repeats, "machine": machine(),
-        "cold": {"images_per_s": n / cold_img, "texts_per_s": n / cold_txt,
-                 "seconds": cold_img + cold_txt},
-        "warm": {"images_per_s": n / warm_img, "texts_per_s": n / warm_txt,
-                 "seconds": warm_img + warm_txt},
+        **{name: {"images_per_s": n / img, "texts_per_s": n / txt, "seconds": img + txt}
+           for name, img, txt in (("cold", cold_img, cold_txt), ("warm", warm_img, warm_txt))},
         "speedup_images": cold_img / warm_img, "speedup_texts": cold_txt / warm_txt,
         "speedup_total": (cold_img + cold_txt) / (warm_img + warm_txt),
         "char_ngram": measure_char_ngram(repeats)}

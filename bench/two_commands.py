@@ -11,7 +11,6 @@ figures are dominated by pip and by EfficientNet on two cores, and contention in
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import RESULTS, ROOT, command, machine, timed, write_results
+from bench.harness import ROOT, arguments, command, machine, timed, write_results
 
 CAT_TOP_K = 5
 
@@ -82,7 +81,7 @@ def content_hashes(port: int, results: list[dict]) -> list[str]:
             .json()["content_hash"] for hit in results]
 
 
-def write_report(report: dict) -> None:
+def write_report(report: dict, out: Path) -> None:
     t = report["seconds"]
     lines = [
         "# The two commands, timed",
@@ -101,11 +100,11 @@ def write_report(report: dict) -> None:
         + f" - {report['cats_in_top']} of {CAT_TOP_K} are cat emoji.",
         "",
     ]
-    write_results(RESULTS, "two_commands", report, "\n".join(lines))
+    write_results(out, "two_commands", report, "\n".join(lines))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__)
     parser.add_argument("--source", default=str(ROOT))
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
@@ -123,7 +122,7 @@ def main() -> int:
                         | {"is_cat": h["content_hash"] in cats} for h in results],
         "cats_in_top": sum(h["content_hash"] in cats for h in results),
     }
-    write_report(report)
+    write_report(report, args.out)
     print(json.dumps(report, indent=2))
     return 0 if report["cats_in_top"] else 1
 
