@@ -38,9 +38,7 @@ from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic
 if TYPE_CHECKING:
     from models.inference import Encoder
 
-CLIENTS = service_report.CLIENTS
 K = 10
-SYNTHETIC = 100_000
 
 
 # -- measurements in this process ---------------------------------------------------------------
@@ -254,7 +252,7 @@ def main() -> int:
                         help="server logs and the synthetic indexes")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--synthetic", type=int, default=SYNTHETIC)
+    parser.add_argument("--synthetic", type=int, default=100_000)
     parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx"),
                         help="instead: the text encoder on these runtimes, side by side "
                              "(bench/results/runtimes.*)")
@@ -284,8 +282,8 @@ def main() -> int:
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
         runs, result["memory"][corpus.name] = serve_and_load(
-            corpus.index, args.checkpoint, args, queries_of(args.data), CLIENTS, corpus.name,
-            {"corpus": corpus.name, "index_type": corpus.index_type, **raw})
+            corpus.index, args.checkpoint, args, queries_of(args.data), service_report.CLIENTS,
+            corpus.name, {"corpus": corpus.name, "index_type": corpus.index_type, **raw})
         result["runs"] += runs
         if corpus.exact is not None:
             result["recall"][corpus.name] = measured_apart(
