@@ -80,11 +80,11 @@ def measure_char_ngram(repeats: int) -> dict:
 
     def cold() -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            return timed(lambda: text_features(unseen, model, FeatureCache(tmp), progress=False))
+            return timed(text_features, unseen, model, FeatureCache(tmp), progress=False)[0]
 
     batched = statistics.median(cold() for _ in range(repeats))
     few = unseen[:PER_TEXT_TEXTS]
-    per_text = statistics.median(timed(lambda: per_text_char_ngram(model, few))
+    per_text = statistics.median(timed(per_text_char_ngram, model, few)[0]
                                  for _ in range(repeats))
     return {
         "fit_texts": FIT_TEXTS, "texts": ENCODE_TEXTS, "per_text_texts": PER_TEXT_TEXTS,
@@ -131,7 +131,7 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
     image_backbone, text_backbone = EfficientNetLite0(), MiniLM()
 
     def cold_and_warm(run) -> tuple[float, float]:  # the first pass, the median of the next
-        return timed(run), statistics.median(timed(run) for _ in range(repeats))
+        return timed(run)[0], statistics.median(timed(run)[0] for _ in range(repeats))
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = FeatureCache(tmp)

@@ -67,11 +67,11 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
-def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-    """The seconds `fn(*args, **kwargs)` took."""
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """The seconds `fn(*args, **kwargs)` took, and what it returned."""
     start = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - start
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 
 from bench import index_report
-from bench.harness import arguments, command, machine, relative, write_results
+from bench.harness import arguments, command, machine, relative, timed, write_results
 from index.store import FaissStore, _hnsw, auto_spec
 
 DIM = index_report.DIM
@@ -66,14 +66,13 @@ def rss_mb() -> float:
 
 
 # -- measuring one index -------------------------------------------------------------------------
-def timed(store: FaissStore, queries: np.ndarray, size: int
-          ) -> tuple[float, float, float, np.ndarray]:
+def search_timings(store: FaissStore, queries: np.ndarray, size: int
+                   ) -> tuple[float, float, float, np.ndarray]:
     """Queries/s, median and p99 ms per search call of `size` queries, and the ids found."""
     times, found = [], []
     for start in range(0, len(queries), size):
-        t0 = time.perf_counter()
-        _, ids = store.search(queries[start:start + size], K)
-        times.append(time.perf_counter() - t0)
+        seconds, (_, ids) = timed(store.search, queries[start:start + size], K)
+        times.append(seconds)
         found.append(ids)
     t = np.array(times)
     return (len(queries) / t.sum(), 1e3 * float(np.median(t)), 1e3 * float(np.quantile(t, 0.99)),
@@ -86,8 +85,8 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch: np.ndarray,
             truth: np.ndarray, build_s: float, memory_mb: float) -> dict:
-    qps_b, p50_b, p99_b, found = timed(store, q_batch, 64)
-    qps_s, p50_s, p99_s, _ = timed(store, q_single, 1)
+    qps_b, p50_b, p99_b, found = search_timings(store, q_batch, 64)
+    qps_s, p50_s, p99_s, _ = search_timings(store, q_single, 1)
     row = {"n": n, "index": name, "recall_at_10": round(recall(found, truth), 4),
            "qps_single": round(qps_s, 1), "p50_single_ms": round(p50_s, 3),
            "p99_single_ms": round(p99_s, 3), "qps_batch64": round(qps_b, 1),
@@ -129,9 +128,8 @@ def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray
     runs: list[dict] = []
 
     flat, build_s, mem = build_store("Flat", data, ids, args)
-    start = time.perf_counter()
-    truth_scores, truth = flat.search(queries, K)
-    print(f"  exact ground truth: {time.perf_counter() - start:.1f} s", flush=True)
+    seconds, (truth_scores, truth) = timed(flat.search, queries, K)
+    print(f"  exact ground truth: {seconds:.1f} s", flush=True)
     flat_row = measure(flat, "Flat", n, q_single[: args.flat_single_queries], queries, truth,
                        build_s, mem)
     runs.append(flat_row)

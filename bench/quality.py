@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from bench import harness
-from bench.harness import ROOT, arguments, command, machine, mean_std, relative
+from bench.harness import ROOT, arguments, command, machine, mean_std, relative, timed
 from bench.quality_report import ablations, figure, keyword_references, markdown
 from models.backbones.cache import FeatureCache
 from models.config import TrainConfig, check_levels
@@ -132,9 +132,7 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     dims = MethodDims(data.backbones.image.dim, data.backbones.text.dim,
                       tuple(len(data.corpus.label_sets[data.corpus.levels[i]]) for i in levels))
     method = build_method(config, dims).to(data.device)
-    started = time.perf_counter()
-    state, history = fit(method, train, val, config, data.device, quiet=True)
-    seconds = time.perf_counter() - started
+    seconds, (state, history) = timed(fit, method, train, val, config, data.device, quiet=True)
     method.load_state_dict(state)
     best = history.epochs[history.best_epoch]
     row: dict[str, Any] = {

@@ -148,9 +148,8 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
     local_s, ray_s, init_s = [], [], []
     local = ray_out = np.zeros(0)
     for r in range(repeats):
-        start = time.perf_counter()
-        local = embed_rows(LocalEngine(spec), modalities, payloads, dim)
-        local_s.append(time.perf_counter() - start)
+        seconds, local = timed(embed_rows, LocalEngine(spec), modalities, payloads, dim)
+        local_s.append(seconds)
         seconds, init, ray_out = time_ray(spec, modalities, payloads, dim)
         ray_s.append(seconds)
         init_s.append(init)
@@ -306,7 +305,8 @@ def run_job(args: argparse.Namespace) -> dict:
                  str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
                  "--no-progress", "--engine", engine]
         build += ["--workers", "2"] if engine == "ray" else []
-        out["engines"][engine] = {"seconds": timed(subprocess.run, build, check=True, cwd=ROOT)}
+        out["engines"][engine] = {"seconds": timed(subprocess.run, build, check=True,
+                                                   cwd=ROOT)[0]}
         print(f"job {engine}: {out['engines'][engine]['seconds']:.1f}s", flush=True)
         generation = sorted(index_dir.glob("gen-*"))[-1]
         meta = Metadata(generation / DATABASE)

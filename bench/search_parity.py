@@ -11,12 +11,12 @@ seconds include the RPCs)."""
 from __future__ import annotations
 
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from bench.harness import timed
 from index.store import FaissStore, auto_spec
 
 K = 10
@@ -85,9 +85,7 @@ def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
     }
     result["faiss_auto_spec"] = auto
     for label, run in configs.items():
-        start = time.perf_counter()
-        found = run(ids, base, queries, K)
-        seconds = time.perf_counter() - start
+        seconds, found = timed(run, ids, base, queries, K)
         recall = recall_at_k(found, exact, scores, ids)
         result["configs"][label] = {"recall_at_10": recall, "seconds_build_and_search": seconds}
         print(f"{name} {label}: recall@10 {recall:.4f} ({seconds:.1f}s)", flush=True)

@@ -61,8 +61,8 @@ def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, thre
     deadline, i = time.perf_counter() + seconds, 0
     while time.perf_counter() < deadline or len(batches) < 3:
         batches.append(timed(encoder.encode_texts,
-                             [queries[(i + j) % len(queries)] for j in range(batch)]))
-        single.append(timed(encoder.encode_texts, [queries[i % len(queries)]]))
+                             [queries[(i + j) % len(queries)] for j in range(batch)])[0])
+        single.append(timed(encoder.encode_texts, [queries[i % len(queries)]])[0])
         i += batch
     qps = batch / statistics.median(batches)
     if workers > 1:
@@ -108,7 +108,7 @@ def search_ms(index: Path, checkpoint_id: str, dim: int, threads: int, repeats: 
         for _ in range(repeats):
             query = rng.standard_normal((1, dim)).astype(np.float32)
             query /= np.linalg.norm(query)
-            times.append(timed(catalog.search, query, K, "image"))
+            times.append(timed(catalog.search, query, K, "image")[0])
     return 1000 * statistics.median(times)
 
 

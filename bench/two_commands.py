@@ -29,7 +29,7 @@ CAT_TOP_K = 5
 
 def time_make_test(clone: Path) -> float:
     return timed(subprocess.run, ["make", "test"], cwd=clone, check=True,
-                 stdout=subprocess.DEVNULL)
+                 stdout=subprocess.DEVNULL)[0]
 
 
 def cat_results(port: int) -> list[dict] | None:
