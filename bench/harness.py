@@ -182,8 +182,8 @@ class Connection:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
-        fields = {name.strip().lower(): value.strip() for name, value in headers.items()}
+        fields = {name.strip().lower(): value.strip()
+                  for name, _, value in (line.partition(":") for line in lines[1:])}
         data = await self.reader.readexactly(int(fields["content-length"]))
         if fields.get("connection", "").lower() == "close":
             await self.close()

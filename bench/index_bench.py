@@ -137,8 +137,7 @@ def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray
     gc.collect()
 
     # (spec, the store's search knob, its name in the table, its values)
-    families = [(auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat", "nprobe", "nprobe",
-                 NPROBES)]
+    families = [(auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat", "nprobe", "nprobe", NPROBES)]
     if n <= args.hnsw_max:
         families.append(("HNSW32", "ef_search", "efSearch", EF_SEARCH))
     for spec, knob, label, values in families:
@@ -212,8 +211,7 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
         out = work / f"index-{round_}"
         start = time.perf_counter()
         planned, levels = corpus_items(corpus)  # the job hashes and decodes files itself
-        build(out, encoder, planned, open_image, levels=levels, batch_size=64,
-              progress=False)
+        build(out, encoder, planned, open_image, levels=levels, batch_size=64, progress=False)
         job_times.append(time.perf_counter() - start)
         print(f"  round {round_}: raw encoder {total / raw_times[-1]:.1f} items/s, "
               f"batch job {total / job_times[-1]:.1f} items/s", flush=True)

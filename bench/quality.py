@@ -223,17 +223,13 @@ def write_results(args, corpus: Corpus, seeds: list[int], variants: list[str], r
                   started: float, final: bool, command: str) -> None:
     summary = {n: summarize([r for r in rows if r["variant"] == n], corpus.levels)
                for n in variants}
-    result = {
-        "corpus": relative(str(args.data)), "split": "test", "seeds": seeds,
-        "levels": list(corpus.levels), "complete": final, "command": command,
-        "machine": machine(),
-        "methods": {n: s for n, s in summary.items() if n in METHODS},
-        "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
-        "ablations": ablations(summary, corpus.levels),
-        "keyword_references": keyword_references(rows),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "runs": rows,
-    }
+    result = {"corpus": relative(str(args.data)), "split": "test", "seeds": seeds,
+              "levels": list(corpus.levels), "complete": final, "command": command,
+              "machine": machine(), "methods": {n: s for n, s in summary.items() if n in METHODS},
+              "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
+              "ablations": ablations(summary, corpus.levels),
+              "keyword_references": keyword_references(rows),
+              "wall_seconds": round(time.perf_counter() - started, 1), "runs": rows}
     harness.write_results(args.out, "quality", result, markdown(result), figure(result, rows))
     if final:
         print(markdown(result))

@@ -54,11 +54,9 @@ def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, An
                                            "without": off["levels"][levels[0]]["mean"]}}
         if "concat_retrieval" in on:
             cr = on["concat_retrieval"]
-            hier["concat_retrieval"] = {
-                "finest_avg_map": cr["avg_map"]["mean"],
-                "hierarchical_map": cr["hierarchical_map"]["mean"],
-                f"{levels[0]}_level_map": cr["levels"][levels[0]]["mean"],
-            }
+            hier["concat_retrieval"] = {"finest_avg_map": cr["avg_map"]["mean"],
+                                        "hierarchical_map": cr["hierarchical_map"]["mean"],
+                                        f"{levels[0]}_level_map": cr["levels"][levels[0]]["mean"]}
         out["2_hierarchy"] = {"dhaml": hier}
     if "aaml" in summary and "aaml-no-attention" in summary:
         att = {"finest_avg_map": verdict(summary["aaml"], summary["aaml-no-attention"])}

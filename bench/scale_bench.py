@@ -68,8 +68,7 @@ def synthetic_features(data: Path, cache: Path, n: int, out: Path, seed: int = 0
     real = text_features(texts, MiniLM(), FeatureCache(cache), progress=False).pooled
     rng = np.random.default_rng(seed)
     rows = real[rng.integers(0, len(real), n)]
-    rows = rows + 0.05 * rng.standard_normal(rows.shape).astype(np.float32) / np.sqrt(
-        rows.shape[1])
+    rows = rows + 0.05 * rng.standard_normal(rows.shape).astype(np.float32) / np.sqrt(rows.shape[1])
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     np.save(out, rows.astype(np.float32))
     return out
@@ -246,12 +245,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
     args = parser.parse_args()
     run_command = command("bench.scale_bench")
-    args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "scale.json"
-    result: dict = json.loads(json_path.read_text()) if json_path.exists() else {}
-    result.setdefault("engines", {})
-    result.setdefault("search", {})
+    result: dict = {"engines": {}, "search": {}}
+    result |= json.loads(json_path.read_text()) if json_path.exists() else {}
     if args.stage in ("all", "engines"):
         result["command"] = run_command
         result["machine"] = f"{machine()}, Ray with 2 workers"

@@ -7,11 +7,11 @@ default index's recall against exact search, all measured in the same run.
 
 writes bench/results/service.json, service.md and service.png; with `--runtimes torch onnx`
 instead, the text encoder on each runtime side by side (XMR_ENCODER_RUNTIME), raw and served,
-in bench/results/runtimes.*. The server is `xmr serve` in
-its own process on loopback; the load generator is this process (`bench.harness.closed_loop`:
-one keep-alive connection per client, each sending its next query when the last one is
-answered). Both share this machine's cores, as they would on a one-box deployment. Timings
-are what the machine gave during the run.
+in bench/results/runtimes.*. The server is `xmr serve` in its own process on loopback; the
+load generator is this process (`bench.harness.closed_loop`: one keep-alive connection per
+client, each sending its next query when the last one is answered). Both share this
+machine's cores, as they would on a one-box deployment. Timings are what the machine gave
+during the run.
 """
 
 from __future__ import annotations

@@ -84,12 +84,8 @@ def content_hashes(port: int, results: list[dict]) -> list[str]:
 def write_report(report: dict, out: Path) -> None:
     t = report["seconds"]
     lines = [
-        "# The two commands, timed",
-        "",
-        f"`{report['command']}` on {report['machine']}.",
-        "",
-        "| | cold (fresh clone) | warm (second run) |",
-        "|---|---|---|",
+        "# The two commands, timed", "", f"`{report['command']}` on {report['machine']}.", "",
+        "| | cold (fresh clone) | warm (second run) |", "|---|---|---|",
         f"| `make test` | {t['test_cold']:.0f} s | {t['test_warm']:.0f} s |",
         f"| `make demo` until \"cat\" is answered | {t['demo_cold']:.0f} s "
         f"| {t['demo_warm']:.0f} s |",
@@ -116,12 +112,10 @@ def main() -> int:
         seconds["demo_cold"], _ = time_make_demo(clone, args.port, log)
         seconds["demo_warm"], results = time_make_demo(clone, args.port, log)
         cats = cat_image_hashes(clone)
-    report = {
-        "command": command("bench.two_commands"), "machine": machine(), "seconds": seconds,
-        "cat_results": [{k: h.get(k) for k in ("id", "score", "labels")}
-                        | {"is_cat": h["content_hash"] in cats} for h in results],
-        "cats_in_top": sum(h["content_hash"] in cats for h in results),
-    }
+    report = {"command": command("bench.two_commands"), "machine": machine(), "seconds": seconds,
+              "cat_results": [{k: h.get(k) for k in ("id", "score", "labels")}
+                              | {"is_cat": h["content_hash"] in cats} for h in results],
+              "cats_in_top": sum(h["content_hash"] in cats for h in results)}
     write_report(report, args.out)
     print(json.dumps(report, indent=2))
     return 0 if report["cats_in_top"] else 1
