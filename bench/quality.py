@@ -45,7 +45,8 @@ from models.evaluation.report import evaluate_embeddings
 from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
-from models.training.trainer import Split, as_tensors, carve_validation, embed, fit, transformed
+from models.training.data import Split, carve_validation
+from models.training.trainer import as_tensors, embed, fit, transformed
 
 METHODS = ["cca", "linear", "triplet", "acmr", "dscmr", "dhaml", "aaml"]
 # variant -> (method, overrides of its config; "options" are merged into the config's)

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from models.backbones.cache import FeatureCache
     from models.config import ConfigError, load_config
     from models.data.corpus import CorpusError, read_corpus
-    from models.training.trainer import train, validate
+    from models.training.data import validate
+    from models.training.trainer import train
 
     try:
         config = load_config(args.config, method=args.method, epochs=args.epochs, seed=args.seed,

@@ -7,7 +7,7 @@ import numpy as np
 
 from models.data.corpus import Item
 from models.training.captions import Captions, caption_queries, group_carve
-from models.training.trainer import carve_validation
+from models.training.data import carve_validation
 
 
 def item(id_: str, image: str, text: str) -> Item:
