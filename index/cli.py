@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from index.payload import TEXT_KEY
+from index.payload import TEXT_KEY, text_key
 from index.records import NewItem, bytes_hash, text_hash
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
                 items.append(images[path])
             if digest not in texts:
                 texts[digest] = NewItem("text", digest, entry.labels, text=entry.text,
-                                        key=f"{entry.id}{TEXT_KEY}")
+                                        key=text_key(entry.id))
                 items.append(texts[digest])
         except ValueError as err:
             raise ValueError(f"{data}: row {entry.id!r}: {err}") from err

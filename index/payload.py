@@ -24,6 +24,11 @@ TEXT_KEY = ":text"
 Scalar = str | int | float | bool | None
 
 
+def text_key(pair_key: str) -> str:
+    """The key of the text item of the pair keyed `pair_key` (its image has `pair_key`)."""
+    return f"{pair_key}{TEXT_KEY}"
+
+
 def check_key(key: object) -> str | None:
     if key is None:
         return None

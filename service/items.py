@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
-from index.payload import TEXT_KEY
+from index.payload import text_key as pair_text_key
 from service.media import MediaStore
 from service.retriever import Retriever
 
@@ -130,7 +130,7 @@ class Items:
             parts.append(_Part(NewItem("image", digest, labels, item.text, str(path),
                                        item.key, metadata),
                                item.image.image, item.image.data))
-            text_key = None if item.key is None else f"{item.key}{TEXT_KEY}"
+            text_key = None if item.key is None else pair_text_key(item.key)
         if item.text is not None:
             parts.append(_Part(NewItem("text", text_hash(item.text), labels, item.text,
                                        key=text_key, metadata=metadata), item.text))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from index.payload import MAX_KEY, TEXT_KEY, check_key, check_where, dump_metadata
+from index.payload import MAX_KEY, TEXT_KEY, check_key, check_where, dump_metadata, text_key
 from service.items import ImageInput, ItemIn
 from service.limits import check_text, decode_base64, decode_image, media_type
 from service.problems import Problem
@@ -67,7 +67,7 @@ def check_key_and_metadata(key: object, metadata: object, pair: bool = False
     text is keyed `key + ":text"`, which must fit the key limit too."""
     try:
         checked = check_key(key)
-        if checked is not None and pair and len(checked + TEXT_KEY) > MAX_KEY:
+        if checked is not None and pair and len(text_key(checked)) > MAX_KEY:
             raise ValueError(f"the key of an image-text pair may have at most "
                              f"{MAX_KEY - len(TEXT_KEY)} characters (its text is keyed "
                              f"<key>{TEXT_KEY})")
