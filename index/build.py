@@ -10,7 +10,8 @@
    batch is committed to the new generation's database, so an interrupted build resumes from
    the last committed batch (a generation still marked BUILDING, of the same checkpoint).
 3. Index. One FAISS store per modality (type by corpus size unless given), trained on a sample,
-   snapshotted.
+   its search parameter tuned to a recall target on the other modality's vectors
+   (index.tuning; recorded in the manifest), snapshotted.
 4. Catch up and swap. Writes made to the live generation meanwhile are replayed from its journal
    (adds re-embedded, deletes applied), first without a lock, then the last few under the live
    database's write lock, inside which CURRENT is replaced and the old generation sealed. Until
@@ -27,7 +28,7 @@ import queue
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ from index.plan import Identity, as_new, identity, keep_live_metadata, match_liv
 from index.records import MODALITIES, NewItem
 from index.snapshots import Generation, create_generation, write_snapshot
 from index.store import FaissStore, VectorStore
+from index.tuning import DEFAULT_TARGET, tune_other_modality
 
 log = logging.getLogger(__name__)
 STATE = "build.json"
@@ -75,13 +77,14 @@ class BuildReport:
 def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Decode, *,
           levels: Sequence[str] = (), spec: str = "auto", batch_size: int = 64,
           progress: bool = True, fresh: bool = False, engine: Engine | None = None,
-          backend: BackendSettings | None = None,
-          checkpoint_path: Path | None = None) -> BuildReport:
+          backend: BackendSettings | None = None, checkpoint_path: Path | None = None,
+          recall_target: float = DEFAULT_TARGET) -> BuildReport:
     """`engine`: None embeds here with `encoder`; otherwise the engine computes the vectors
     (the encoder still names the checkpoint and re-embeds the few replayed live writes).
     `checkpoint_path`: the encoder's checkpoint file, named in the manifest so that a service
     serving this index can load it when the new generation goes live under it.
-    `backend`: the vector store of the new generation (None: FAISS)."""
+    `backend`: the vector store of the new generation (None: FAISS).
+    `recall_target`: the recall@10 each approximate index is tuned to (index.tuning)."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
         try:
@@ -89,18 +92,18 @@ def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Deco
         except BlockingIOError as err:
             raise RuntimeError(f"another `xmr index build` is running on {root}") from err
         job = _Job(root, encoder, decode, batch_size, progress, engine,
-                   backend or BackendSettings(), checkpoint_path)
+                   backend or BackendSettings(), checkpoint_path, recall_target)
         return job.run(planned, tuple(levels), spec, fresh)
 
 
 class _Job:
     def __init__(self, root: Path, encoder: Encoder, decode: Decode, batch_size: int,
                  progress: bool, engine: Engine | None, backend: BackendSettings,
-                 checkpoint_path: Path | None) -> None:
+                 checkpoint_path: Path | None, recall_target: float) -> None:
         self.root, self.encoder, self.decode = root, encoder, decode
         self.batch_size, self.progress = batch_size, progress
         self.engine, self.backend = engine, backend
-        self.checkpoint_path = checkpoint_path
+        self.checkpoint_path, self.recall_target = checkpoint_path, recall_target
         self.skipped: list[str] = []
 
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
@@ -269,23 +272,30 @@ class _Job:
 
     # -- 3. index ---------------------------------------------------------------------------
     def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
-        """One store per modality on the chosen backend,
-        trained on a sample when its type needs it, then snapshotted."""
+        """One store per modality on the chosen backend, trained on a sample when its type
+        needs it, its search parameter tuned on the other modality (index.tuning) and recorded
+        in the manifest, then snapshotted (the store saves the tuned value with itself)."""
         dim = int(self.encoder.dim)
         stores: dict[str, VectorStore] = {}
         with new.read():
             seq = new.high_water()
-            for modality in MODALITIES:
-                ids, vectors = new.all_vectors(modality, dim)
-                store = create_store(dim, gen_path, self.backend, name=modality, spec=spec,
-                                     n_hint=len(ids), gpu=False)
-                if isinstance(store, FaissStore) and not store.is_trained:
-                    store.train(vectors)
-                store.add(ids, vectors)
-                stores[modality] = store
-                log.info("%s: %d vectors in %s", modality, len(ids),
-                         getattr(store, "spec", type(store).__name__))
-        gen = Generation(gen_path, Manifest.read(gen_path), new, stores, seq)
+            vectors = {m: new.all_vectors(m, dim) for m in MODALITIES}
+        tuned: dict[str, dict] = {}
+        for modality, (ids, rows) in vectors.items():
+            store = create_store(dim, gen_path, self.backend, name=modality, spec=spec,
+                                 n_hint=len(ids), gpu=False)
+            if isinstance(store, FaissStore) and not store.is_trained:
+                store.train(rows)
+            store.add(ids, rows)
+            stores[modality] = store
+            if isinstance(store, FaissStore):
+                tuned[modality] = tune_other_modality(store, modality, vectors,
+                                                      self.recall_target).as_dict()
+            log.info("%s: %d vectors in %s %s", modality, len(ids),
+                     getattr(store, "spec", type(store).__name__), tuned.get(modality, ""))
+        manifest = replace(Manifest.read(gen_path), search=tuned)
+        manifest.write(gen_path)
+        gen = Generation(gen_path, manifest, new, stores, seq)
         try:
             write_snapshot(gen)
         finally:

@@ -118,6 +118,12 @@ class Catalog:
     def generation(self) -> str:
         return self._gen.path.name
 
+    @property
+    def search_tuning(self) -> dict[str, dict]:
+        """Per modality, the live generation's tuned search parameter and its measured recall
+        (index.tuning); empty for a generation built before tuning, or through the service."""
+        return self._gen.manifest.search
+
     # -- writes -------------------------------------------------------------------------------
     def ingest(self, items: Sequence[NewItem], vectors: np.ndarray, *,
                checkpoint_id: str | None = None) -> list[tuple[int, bool]]:

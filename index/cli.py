@@ -1,8 +1,8 @@
 """`xmr index build --checkpoint CKPT --data CORPUS --out INDEX`: the batch re-index job.
 
 The edge of the index package: here the settings are read (index.settings: XMR_DEVICE,
-XMR_VECTOR_BACKEND, XMR_MILVUS_*; flags win) and the encoder loaded on its device; the job
-itself (index.build) only sees an object with encode_texts / encode_images.
+XMR_VECTOR_BACKEND, XMR_MILVUS_*, XMR_RECALL_TARGET; flags win) and the encoder loaded on its
+device; the job itself (index.build) only sees an object with encode_texts / encode_images.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--device", default=None,
                        help="auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when "
                             "present)")
+    build.add_argument("--recall-target", type=float, default=None,
+                       help="recall@10 to tune the index's nprobe / efSearch to, on the "
+                            "corpus's vectors of the other modality (XMR_RECALL_TARGET; "
+                            "default 0.95)")
     build.add_argument("--fresh", action="store_true",
                        help="discard an unfinished build instead of resuming it")
     build.add_argument("--no-progress", action="store_true")
@@ -115,7 +119,8 @@ def _settings(args: argparse.Namespace) -> BuildSettings:
     from index.settings import BuildSettings
 
     try:
-        return BuildSettings(**({} if args.device is None else {"device": args.device}))
+        given = {"device": args.device, "recall_target": args.recall_target}
+        return BuildSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise SystemExit(f"xmr index build: {problems}") from err
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
                    batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
                    engine=_engine(args, encoder), backend=settings.backend(),
-                   checkpoint_path=args.checkpoint)
+                   checkpoint_path=args.checkpoint, recall_target=settings.recall_target)
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

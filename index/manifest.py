@@ -27,6 +27,9 @@ class Manifest:
     levels: tuple[str, ...] = ()
     format: int = FORMAT
     extra: dict = field(default_factory=dict)
+    # Per modality, how its index searches: the tuned parameter and the recall it measured
+    # (index.tuning.Tuning); empty in manifests written before tuning existed.
+    search: dict = field(default_factory=dict)
 
     def write(self, directory: Path) -> None:
         doc = asdict(self)
@@ -40,7 +43,7 @@ class Manifest:
             doc = json.loads(path.read_text())
             return cls(checkpoint_id=str(doc["checkpoint_id"]), dim=int(doc["dim"]),
                        levels=tuple(doc.get("levels", ())), format=int(doc.get("format", 1)),
-                       extra=dict(doc.get("extra", {})))
+                       extra=dict(doc.get("extra", {})), search=dict(doc.get("search", {})))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{path}: missing (not an index generation)") from err
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:

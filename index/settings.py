@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.backends import BackendSettings
 from index.store import use_gpu
+from index.tuning import DEFAULT_TARGET
 
 # `auto` (cuda when torch sees one, else cpu), cpu, cuda or cuda:N
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
@@ -57,6 +58,9 @@ class StoreSettings(BaseSettings):
 
 
 class BuildSettings(StoreSettings):
-    """`xmr index build`: the store of the new generation and the encoder's device."""
+    """`xmr index build`: the store of the new generation, the encoder's device, and the
+    recall@10 each approximate index is tuned to on the other modality's vectors
+    (index.tuning)."""
 
     device: Device = "auto"
+    recall_target: float = Field(DEFAULT_TARGET, gt=0, le=1)

@@ -19,6 +19,20 @@ class Status(BaseModel):
     status: str
 
 
+class IndexSearch(BaseModel):
+    """How one modality's index searches: the parameter `xmr index build` tuned on queries of
+    the other modality, and the recall@10 it measured with it (null: an exact index)."""
+
+    index: str
+    param: str | None = None
+    value: int | None = None
+    recall_at_10: float | None = None
+    target: float | None = None
+    queries: int = 0
+    query_modality: str | None = None
+    note: str = ""
+
+
 class Info(BaseModel):
     checkpoint_id: str
     method: str
@@ -31,6 +45,7 @@ class Info(BaseModel):
     api_key_required: bool
     max_k: int
     max_body_bytes: int
+    index_search: dict[str, IndexSearch] = {}
 
 
 @router.get("/healthz", response_model=Status)
@@ -60,7 +75,8 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/v1/info", response_model=Info, tags=["search"])
 async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
-    """What is served: checkpoint, label levels and values (for filters), counts, limits."""
+    """What is served: checkpoint, label levels and values (for filters), counts, limits, and
+    each index's tuned search parameter with its measured recall."""
     encoder = retriever.encoder
     levels = list(retriever.catalog.levels or getattr(encoder, "levels", ()))
     label_sets = getattr(encoder, "label_sets", {}) or {}
@@ -71,4 +87,5 @@ async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
         label_values={level: sorted(label_sets.get(level, ())) for level in levels},
         writable=settings.writable, api_key_required=settings.api_key is not None,
         max_k=settings.max_k, max_body_bytes=settings.max_body_bytes,
+        index_search={m: IndexSearch(**t) for m, t in retriever.catalog.search_tuning.items()},
     )

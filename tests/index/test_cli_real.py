@@ -44,3 +44,39 @@ def test_cli_builds_a_searchable_index(tmp_path: Path, tiny_run: tuple[Path, Pat
     catalog.close()
     with pytest.raises(ValueError, match="built with checkpoint"):
         Catalog.open(out, checkpoint_id="another", dim=encoder.dim)
+
+
+def test_cli_tunes_the_search_parameter_on_the_other_modality(
+        tmp_path: Path, tiny_run: tuple[Path, Path]) -> None:
+    """An IVF index of the tiny corpus: the manifest names the nprobe tuned on the corpus's
+    text vectors, and with it the image index finds >= 95% of their true top 10 (recomputed
+    here against FAISS's brute force)."""
+    import faiss
+    import numpy as np
+
+    from index.manifest import Manifest
+    from index.snapshots import open_generation
+
+    corpus, checkpoint = tiny_run
+    out = tmp_path / "index"
+    cmd = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", str(checkpoint),
+           "--data", str(corpus), "--out", str(out), "--index-type", "IVF4,Flat",
+           "--no-progress"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    gen = open_generation(out / (out / "CURRENT").read_text().strip())
+    try:
+        tuning = Manifest.read(gen.path).search["image"]
+        assert (tuning["param"], tuning["target"]) == ("nprobe", 0.95)
+        assert tuning["query_modality"] == "text" and 1 <= tuning["value"] <= 4
+        store = gen.stores["image"]
+        assert store.nprobe == tuning["value"]  # type: ignore[attr-defined]
+        ids, base = gen.meta.all_vectors("image", gen.manifest.dim)
+        _, queries = gen.meta.all_vectors("text", gen.manifest.dim)
+        assert tuning["queries"] == len(queries) == len(read_corpus(corpus).items)
+        _, rows = faiss.knn(queries, base, 10, faiss.METRIC_INNER_PRODUCT)
+        found = store.search(queries, 10)[1]
+        hits = [len(set(f) & set(ids[r])) for f, r in zip(found, rows, strict=True)]
+        assert float(np.mean(hits)) / 10 >= 0.95
+    finally:
+        gen.close()
