@@ -1,10 +1,16 @@
-"""Index benchmark: Flat vs IVF vs HNSW on synthetic embeddings, and the batch re-index job
-against the raw encoder, measured side by side in one run.
+"""Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets, and the batch
+re-index job against the raw encoder, measured side by side in one run.
 
-Synthetic vectors (d=256) are a seeded Gaussian mixture with thousands of centres, normalised
-to the unit sphere: clustered like real embeddings rather than uniform noise, whose neighbours
-are all nearly equidistant and make every ANN index look bad (or good) for the wrong reason.
-The report compares its neighbour-cosine profile with real embeddings of the OpenMoji corpus.
+- same-distribution: a seeded Gaussian mixture (d=256) with thousands of centres on the unit
+  sphere, clustered like real embeddings rather than uniform noise (whose neighbours are all
+  nearly equidistant and make every ANN index look bad, or good, for the wrong reason); queries
+  drawn from the same mixture; each index's search parameter swept.
+- cross-modal: text queries against an image base, as the service searches. Base: the demo
+  checkpoint's image head applied to mixes of two real OpenMoji image backbone features (from the
+  feature cache) plus noise; queries: its text side of the OpenMoji names and CLDR keywords.
+  Each index's parameter is tuned by `xmr index build`'s own function (index.tuning) on one half
+  of the queries and reported on the other.
+The report compares neighbour-cosine profiles with real embeddings of the OpenMoji corpus.
 
     python -m bench.index_bench   (the demo checkpoint and corpus by default)
 
@@ -29,11 +35,13 @@ import numpy as np
 from bench import index_report
 from bench.harness import arguments, command, machine, relative, timed, write_results
 from index.store import FaissStore, _hnsw, auto_spec
+from index.tuning import tune
 
-DIM = index_report.DIM
+DIM = 256  # the synthetic mixture's
 K = 10
 NPROBES = (1, 2, 4, 8, 16, 32, 64)
 EF_SEARCH = (16, 32, 64, 128, 256)
+LABELS = {"nprobe": "nprobe", "ef_search": "efSearch"}
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -102,7 +110,7 @@ def build_store(spec: str, data: np.ndarray, ids: np.ndarray, args: argparse.Nam
     faiss.omp_set_num_threads(args.build_threads)
     before = rss_mb()
     start = time.perf_counter()
-    store = FaissStore.create(DIM, spec, gpu=False)
+    store = FaissStore.create(data.shape[1], spec, gpu=False)
     if spec.startswith("HNSW"):
         _hnsw(store.index).efConstruction = 40
     if not store.is_trained:
@@ -114,43 +122,90 @@ def build_store(spec: str, data: np.ndarray, ids: np.ndarray, args: argparse.Nam
     print(f"  built {spec} in {build_s:.1f} s (serialised {memory:.0f} MB, "
           f"rss +{rss_mb() - before:.0f} MB)", flush=True)
     if args.gpu:  # the service's placement: CPU master, searches on a GPU copy
-        store = FaissStore(store.index, spec, DIM, gpu=True)
+        store = FaissStore(store.index, spec, data.shape[1], gpu=True)
         print(f"  {spec} searches on the GPU: {store.on_gpu}", flush=True)
     return store, build_s, memory
 
 
-def bench_size(n: int, args: argparse.Namespace) -> tuple[list[dict], np.ndarray]:
-    print(f"== n = {n}", flush=True)
-    data = mixture(n, args.centres, args.spread, seed=1, offset=args.offset)
+def bench_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Namespace,
+               tune_on: np.ndarray | None = None) -> tuple[list[dict], np.ndarray]:
+    """Flat, then the size's default IVF and HNSW: swept over their search parameter, or with
+    it tuned on `tune_on` (queries kept apart from `queries`) as `xmr index build` does."""
+    print(f"== n = {n}, d = {data.shape[1]}", flush=True)
     ids = np.arange(n, dtype=np.int64) * 3 + 1_000_000_007  # explicit ids, not positions
-    queries = mixture(args.queries, args.centres, args.spread, seed=2, offset=args.offset)
     q_single = queries[: args.single_queries]
-    runs: list[dict] = []
-
     flat, build_s, mem = build_store("Flat", data, ids, args)
     seconds, (truth_scores, truth) = timed(flat.search, queries, K)
     print(f"  exact ground truth: {seconds:.1f} s", flush=True)
-    flat_row = measure(flat, "Flat", n, q_single[: args.flat_single_queries], queries, truth,
-                       build_s, mem)
-    runs.append(flat_row)
+    runs = [measure(flat, "Flat", n, q_single[: args.flat_single_queries], queries, truth,
+                    build_s, mem)]
     del flat
     gc.collect()
-
-    # (spec, the store's search knob, its name in the table, its values)
-    families = [(auto_spec(n, DIM) if n >= 20_000 else "IVF256,Flat", "nprobe", "nprobe", NPROBES)]
+    families = [(auto_spec(n, data.shape[1]) if n >= 20_000 else "IVF256,Flat", "nprobe",
+                 NPROBES)]
     if n <= args.hnsw_max:
-        families.append(("HNSW32", "ef_search", "efSearch", EF_SEARCH))
-    for spec, knob, label, values in families:
+        families.append(("HNSW32", "ef_search", EF_SEARCH))
+    for spec, knob, values in families:
         store, build_s, mem = build_store(spec, data, ids, args)
-        for value in values:
+        tuned = None if tune_on is None else tune(store, ids, data, tune_on, args.recall_target)
+        for value in values if tuned is None else [tuned.value]:
             setattr(store, knob, value)
-            runs.append(measure(store, f"{spec} {label}={value}", n, q_single, queries, truth,
-                                build_s, mem))
+            runs.append(measure(store, f"{spec} {LABELS[knob]}={value}", n, q_single, queries,
+                                truth, build_s, mem))
+            if tuned is not None:
+                runs[-1]["tuned"] = {"recall_at_10": tuned.recall_at_10, "target": tuned.target,
+                                     "queries": tuned.queries, "note": tuned.note}
         del store
         gc.collect()
     for row in runs:
-        row["speedup_vs_flat"] = round(row["qps_single"] / flat_row["qps_single"], 2)
+        row["speedup_vs_flat"] = round(row["qps_single"] / runs[0]["qps_single"], 2)
     return runs, truth_scores
+
+
+def cross_modal_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(image-side base of the largest size, text-side queries, the real images' vectors, the
+    set's description). Each base row: the image head on (1 - a) x + a y + noise, x and y the
+    pooled backbone features of two random OpenMoji images, a ~ U(0, mix), noise Gaussian at
+    `noise` x each feature's spread. Queries: every distinct name and CLDR keyword, shuffled."""
+    import torch
+
+    from models.backbones.cache import FeatureCache
+    from models.backbones.extract import image_features
+    from models.backbones.image import ImageFeatures
+    from models.data.corpus import read_corpus
+    from models.data.keywords import read_keywords
+    from models.inference import Encoder
+
+    torch.set_num_threads(args.build_threads)
+    encoder = Encoder.load(args.checkpoint, "cpu")
+    corpus = read_corpus(args.data)
+    paths = sorted({corpus.image_path(i) for i in corpus.items})
+    real = image_features(paths, encoder.backbones.image, FeatureCache(args.cache),
+                          progress=False).pooled
+
+    def head(feats: np.ndarray) -> np.ndarray:
+        no_regions = np.zeros((len(feats), 0, feats.shape[1]), np.float16)  # pooled-only heads
+        return encoder.embed_image_features(ImageFeatures(feats, no_regions))
+
+    rng = np.random.default_rng(0)
+    base = np.empty((max(args.sizes), encoder.dim), np.float32)
+    spread = real.std(axis=0)
+    for start in range(0, len(base), 50_000):
+        m = min(50_000, len(base) - start)
+        x, y = real[rng.integers(0, len(real), (2, m))]
+        a = rng.uniform(0, args.mix, (m, 1)).astype(np.float32)
+        noise = rng.standard_normal(x.shape, dtype=np.float32) * spread * args.noise
+        base[start:start + m] = head((1 - a) * x + a * y + noise)
+    words = {w for ws in (read_keywords(args.data) or {}).values() for w in ws}
+    texts = sorted({i.text for i in corpus.items} | words)
+    rng.shuffle(texts)
+    queries = np.concatenate([encoder.encode_texts(texts[b:b + 256])
+                              for b in range(0, len(texts), 256)])
+    about = (f"base: image head of {encoder.method_name} (d={encoder.dim}) on mixes of 2 of "
+             f"{len(real)} real OpenMoji image features, a ~ U(0, {args.mix}), noise "
+             f"{args.noise} x spread; queries: {len(texts)} OpenMoji names and CLDR keywords, "
+             "text side, half to tune on and half to report")
+    return base, queries, head(real), about
 
 
 # -- neighbour profile ---------------------------------------------------------------------------
@@ -161,15 +216,16 @@ def profile(vectors: np.ndarray) -> dict:
     a, b = np.random.default_rng(0).integers(0, len(vectors), (2, 4000))
     keep = a != b
     pairs = np.sum(vectors[a[keep]] * vectors[b[keep]], axis=1)
-    return neighbours(len(vectors), -np.sort(-sims, axis=1)[:, :K], float(np.median(pairs)))
+    top = -np.sort(-sims, axis=1)[:, :min(K, len(vectors) - 1)]  # fewer than K others: all
+    return neighbours(len(vectors), top, float(np.median(pairs)))
 
 
 def neighbours(n: int, top: np.ndarray, random_pair: float) -> dict:
     """The profile of n vectors from rows of best-first neighbour cosines."""
     return {"n": n, "nn1_median": round(float(np.median(top[:, 0])), 4),
-            "nn10_median": round(float(np.median(top[:, K - 1])), 4),
+            "nn10_median": round(float(np.median(top[:, -1])), 4),
             "random_pair_median": round(random_pair, 4),
-            "nn1": top[:, 0].tolist(), "nn10": top[:, K - 1].tolist()}
+            "nn1": top[:, 0].tolist(), "nn10": top[:, -1].tolist()}
 
 
 # -- batch job vs raw encoder --------------------------------------------------------------------
@@ -227,32 +283,20 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
             "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}, vectors
 
 
-def profile_corpus_texts(args: argparse.Namespace) -> dict:
-    """Neighbour profile of every text of the corpus (cheap to embed, unlike the images; the job
-    sample above is the first lines of the manifest, one emoji group), next to synthetic sets of
-    the same size at the benchmarked offset and at a smaller one."""
-    from index.cli import corpus_items
-    from models.inference import Encoder
-
-    encoder = Encoder.load(args.checkpoint, "cpu")
-    texts = [i.text or "" for i in corpus_items(args.data)[0] if i.modality == "text"]
-    real = np.concatenate([encoder.encode_texts(texts[b:b + 128])
-                           for b in range(0, len(texts), 128)])
-    out = {f"real text, all {len(texts)} (OpenMoji, {encoder.method_name})": profile(real)}
-    for offset in sorted({args.offset, 0.35}, reverse=True):
-        out[f"synthetic, same n, offset {offset}"] = profile(
-            mixture(len(texts), args.centres, args.spread, seed=3, offset=offset))
-    for p in out.values():
-        p.pop("nn1"), p.pop("nn10")
-    return out
+SETS = ("same-distribution", "cross-modal")
 
 
 def main() -> None:
-    parser = arguments(__doc__, "checkpoint", "data")
+    parser = arguments(__doc__, "checkpoint", "data", "cache")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS),
+                        help="query sets to run; the others' runs are kept from --out")
     parser.add_argument("--centres", type=int, default=4096)
     parser.add_argument("--spread", type=float, default=0.6)
     parser.add_argument("--offset", type=float, default=1.3)
+    parser.add_argument("--mix", type=float, default=0.5, help="cross-modal: most of y mixed in")
+    parser.add_argument("--noise", type=float, default=0.3, help="cross-modal: x feature spread")
+    parser.add_argument("--recall-target", type=float, default=0.95)
     parser.add_argument("--search-threads", type=int, default=1,
                         help="FAISS OpenMP threads while searching (on 2 shared cores, 2 spin"
                              "-waiting threads made single queries 6x slower than 1)")
@@ -264,18 +308,36 @@ def main() -> None:
     parser.add_argument("--job-items", type=int, default=256)
     parser.add_argument("--job-rounds", type=int, default=2)
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
-    parser.add_argument("--profile-only", action="store_true",
-                        help="only the neighbour profile of all corpus texts (index_profile.json)")
     parser.add_argument("--skip-job", action="store_true",
                         help="synthetic index runs only (no encoder, no corpus)")
     args = parser.parse_args()
-    if args.profile_only:
-        doc = profile_corpus_texts(args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "index_profile.json").write_text(json.dumps(doc, indent=1) + "\n")
-        print(json.dumps(doc, indent=1))
-        return
-    job: dict = {}
+    old = json.loads((args.out / "index.json").read_text()) if set(args.sets) < set(SETS) else {}
+    doc = {"commands": old.get("commands", {"same-distribution": old.get("command")}),
+           "machine": machine(), "faiss": faiss.__version__,
+           "threads": {"search": args.search_threads, "build": args.build_threads},
+           "data": old.get("data") if isinstance(old.get("data"), dict) else {
+               "same-distribution": old.get("data")},
+           "search_device": "gpu" if args.gpu else "cpu",
+           "runs": [{"queries": "same-distribution", **r} for r in old.get("runs", [])
+                    if r.get("queries", "same-distribution") not in args.sets],
+           "batch_job_vs_encoder": old.get("batch_job_vs_encoder"),
+           "batch_job": old.get("batch_job", {}), "profiles": old.get("profiles", {})}
+    for name in args.sets:
+        doc["commands"][name] = command("bench.index_bench")
+    if "same-distribution" in args.sets:
+        same_distribution(args, doc)
+    if "cross-modal" in args.sets:
+        cross_modal(args, doc)
+    doc["runs"].sort(key=lambda r: (SETS.index(r["queries"]), r["n"]))
+    figure = index_report.figure(doc["runs"], doc["profiles"])
+    for p in doc["profiles"].values():  # the plot's per-vector cosines stay out of the results
+        p.pop("nn1", None), p.pop("nn10", None)
+    markdown = index_report.markdown(doc)
+    write_results(args.out, "index", doc, markdown, figure)
+    print(markdown)
+
+
+def same_distribution(args: argparse.Namespace, doc: dict) -> None:
     profiles: dict[str, dict] = {}
     n_real = 384
     if not args.skip_job:
@@ -283,31 +345,39 @@ def main() -> None:
         job, real = bench_job(args)
         profiles = {f"real {m} (OpenMoji, {job['method']})": profile(v) for m, v in real.items()}
         n_real = max(len(v) for v in real.values())
+        doc["batch_job"], doc["batch_job_vs_encoder"] = job, round(
+            job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3)
     profiles["synthetic, same n"] = profile(mixture(n_real, args.centres, args.spread, seed=3,
                                                            offset=args.offset))
-
-    runs: list[dict] = []
     for n in args.sizes:
-        size_runs, truth_scores = bench_size(n, args)
-        runs += size_runs
+        data = mixture(n, args.centres, args.spread, seed=1, offset=args.offset)
+        queries = mixture(args.queries, args.centres, args.spread, seed=2, offset=args.offset)
+        runs, truth_scores = bench_size(n, data, queries, args)
+        doc["runs"] += [{"queries": "same-distribution", **r} for r in runs]
         profiles[f"synthetic n={n:,} (queries vs base)"] = neighbours(
             n, truth_scores, profiles["synthetic, same n"]["random_pair_median"])
+    doc["profiles"] = {**{k: v for k, v in doc["profiles"].items()
+                          if k.startswith("cross-modal")}, **profiles}
+    doc["data"]["same-distribution"] = (
+        f"Gaussian mixture, {args.centres} centres, spread {args.spread}, d={DIM}, "
+        "unit-normalised; queries drawn fresh from the same mixture")
 
-    doc = {"command": command("bench.index_bench"), "machine": machine(),
-           "faiss": faiss.__version__,
-           "threads": {"search": args.search_threads, "build": args.build_threads},
-           "data": f"Gaussian mixture, {args.centres} centres, spread {args.spread}, d={DIM}, "
-                   "unit-normalised; queries drawn fresh from the same mixture",
-           "search_device": "gpu" if args.gpu else "cpu",
-           "runs": runs, "batch_job_vs_encoder": round(
-               job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3) if job else None,
-           "batch_job": job, "profiles": profiles}
-    figure = index_report.figure(runs, profiles)
-    for p in profiles.values():  # the plot's per-vector cosines stay out of the results
-        p.pop("nn1"), p.pop("nn10")
-    markdown = index_report.markdown(doc)
-    write_results(args.out, "index", doc, markdown, figure)
-    print(markdown)
+
+def cross_modal(args: argparse.Namespace, doc: dict) -> None:
+    print("== cross-modal: text queries, image base", flush=True)
+    base, queries, real, doc["data"]["cross-modal"] = cross_modal_data(args)
+    tune_on, report_on = queries[: len(queries) // 2], queries[len(queries) // 2:]
+    profiles = {"cross-modal: real images, all": profile(real),
+                "cross-modal: real texts, all": profile(queries),
+                "cross-modal: base sample": profile(base[:len(real)])}
+    for n in args.sizes:
+        runs, truth_scores = bench_size(n, base[:n], report_on[: args.queries], args,
+                                        tune_on[: args.queries])
+        doc["runs"] += [{"queries": "cross-modal", **r} for r in runs]
+        profiles[f"cross-modal n={n:,} (text queries vs image base)"] = neighbours(
+            n, truth_scores, profiles["cross-modal: base sample"]["random_pair_median"])
+    doc["profiles"] = {**{k: v for k, v in doc["profiles"].items()
+                          if not k.startswith("cross-modal")}, **profiles}
 
 
 if __name__ == "__main__":
