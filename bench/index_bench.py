@@ -1,21 +1,13 @@
 """Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets, and the batch
-re-index job against the raw encoder, measured side by side in one run.
+re-index job against the raw encoder, side by side in one run (`python -m bench.index_bench`;
+the demo artifacts by default; bench/results/index.{json,md,png}; medians, 2 shared cores).
 
 - same-distribution: a seeded Gaussian mixture (d=256) with thousands of centres on the unit
-  sphere, clustered like real embeddings rather than uniform noise (whose neighbours are all
-  nearly equidistant and make every ANN index look bad, or good, for the wrong reason); queries
-  drawn from the same mixture; each index's search parameter swept.
-- cross-modal: text queries against an image base, as the service searches. Base: the demo
-  checkpoint's image head applied to mixes of two real OpenMoji image backbone features (from the
-  feature cache) plus noise; queries: its text side of the OpenMoji names and CLDR keywords.
-  Each index's parameter is tuned by `xmr index build`'s own function (index.tuning) on one half
-  of the queries and reported on the other.
-The report compares neighbour-cosine profiles with real embeddings of the OpenMoji corpus.
-
-    python -m bench.index_bench   (the demo checkpoint and corpus by default)
-
-writes bench/results/index.json, index.md and index.png. Timings are medians of what this
-machine gave while it ran (2 shared cores); ratios are measured in the same run.
+  sphere (clustered like real embeddings, not uniform noise, whose neighbours are all nearly
+  equidistant), queries from the same mixture; each index's search parameter swept.
+- cross-modal: text queries against an image base, as the service searches them (see
+  `cross_modal_data`); each index's parameter tuned by `xmr index build`'s own function
+  (index.tuning) on one half of the queries and reported on the other.
 """
 
 from __future__ import annotations
@@ -23,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -35,7 +26,7 @@ import numpy as np
 from bench import index_report
 from bench.harness import arguments, command, machine, relative, timed, write_results
 from index.store import FaissStore, _hnsw, auto_spec
-from index.tuning import tune
+from index.tuning import recall_at, tune
 
 DIM = 256  # the synthetic mixture's
 K = 10
@@ -45,13 +36,12 @@ LABELS = {"nprobe": "nprobe", "ef_search": "efSearch"}
 
 
 # -- data ---------------------------------------------------------------------------------------
-def mixture(n: int, centres: int, spread: float, seed: int, offset: float = 0.0,
-            rng_centres: int = 0) -> np.ndarray:
-    """n unit vectors: a random unit centre each (of `centres`, fixed by rng_centres) plus
+def mixture(n: int, centres: int, spread: float, seed: int, offset: float = 0.0) -> np.ndarray:
+    """n unit vectors: a random unit centre each (of `centres`, the same for every seed) plus
     isotropic noise of total norm ~spread, renormalised. `offset` adds a direction shared by
     all centres (learned embeddings live in a cone: random pairs have cosine
     ~offset^2 / (1 + offset^2), not 0). Generated in chunks (1M x 256 x 4 B)."""
-    gen = np.random.default_rng(rng_centres)
+    gen = np.random.default_rng(0)
     shared = _unit(gen.standard_normal((1, DIM)))
     means = _unit(gen.standard_normal((centres, DIM)) / np.sqrt(DIM) + offset * shared)
     rng = np.random.default_rng(seed)
@@ -68,11 +58,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 # -- measuring one index -------------------------------------------------------------------------
 def search_timings(store: FaissStore, queries: np.ndarray, size: int
                    ) -> tuple[float, float, float, np.ndarray]:
@@ -87,15 +72,11 @@ def search_timings(store: FaissStore, queries: np.ndarray, size: int
             np.concatenate(found))
 
 
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
-
-
 def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch: np.ndarray,
             truth: np.ndarray, build_s: float, memory_mb: float) -> dict:
     qps_b, p50_b, p99_b, found = search_timings(store, q_batch, 64)
     qps_s, p50_s, p99_s, _ = search_timings(store, q_single, 1)
-    row = {"n": n, "index": name, "recall_at_10": round(recall(found, truth), 4),
+    row = {"n": n, "index": name, "recall_at_10": round(recall_at(found, truth), 4),
            "qps_single": round(qps_s, 1), "p50_single_ms": round(p50_s, 3),
            "p99_single_ms": round(p99_s, 3), "qps_batch64": round(qps_b, 1),
            "p50_batch64_ms": round(p50_b, 3), "p99_batch64_ms": round(p99_b, 3),
@@ -108,7 +89,6 @@ def build_store(spec: str, data: np.ndarray, ids: np.ndarray, args: argparse.Nam
                 ) -> tuple[FaissStore, float, float]:
     gc.collect()
     faiss.omp_set_num_threads(args.build_threads)
-    before = rss_mb()
     start = time.perf_counter()
     store = FaissStore.create(data.shape[1], spec, gpu=False)
     if spec.startswith("HNSW"):
@@ -119,8 +99,7 @@ def build_store(spec: str, data: np.ndarray, ids: np.ndarray, args: argparse.Nam
     build_s = time.perf_counter() - start
     faiss.omp_set_num_threads(args.search_threads)
     memory = faiss.serialize_index(store.index).nbytes / 2**20
-    print(f"  built {spec} in {build_s:.1f} s (serialised {memory:.0f} MB, "
-          f"rss +{rss_mb() - before:.0f} MB)", flush=True)
+    print(f"  built {spec} in {build_s:.1f} s (serialised {memory:.0f} MB)", flush=True)
     if args.gpu:  # the service's placement: CPU master, searches on a GPU copy
         store = FaissStore(store.index, spec, data.shape[1], gpu=True)
         print(f"  {spec} searches on the GPU: {store.on_gpu}", flush=True)
@@ -162,11 +141,12 @@ def bench_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Nam
     return runs, truth_scores
 
 
-def cross_modal_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def cross_modal_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(image-side base of the largest size, text-side queries, the real images' vectors, the
-    set's description). Each base row: the image head on (1 - a) x + a y + noise, x and y the
-    pooled backbone features of two random OpenMoji images, a ~ U(0, mix), noise Gaussian at
-    `noise` x each feature's spread. Queries: every distinct name and CLDR keyword, shuffled."""
+    set's description). Each base row: the demo checkpoint's image head on (1 - a) x + a y +
+    noise, x and y the pooled backbone features (feature cache) of two random OpenMoji images,
+    a ~ U(0, mix), the noise Gaussian at `noise` x each feature's spread. Queries: the text side
+    of every distinct OpenMoji name and CLDR keyword, shuffled (texts, so never in the base)."""
     import torch
 
     from models.backbones.cache import FeatureCache
@@ -183,29 +163,26 @@ def cross_modal_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     real = image_features(paths, encoder.backbones.image, FeatureCache(args.cache),
                           progress=False).pooled
 
-    def head(feats: np.ndarray) -> np.ndarray:
-        no_regions = np.zeros((len(feats), 0, feats.shape[1]), np.float16)  # pooled-only heads
+    def head(feats: np.ndarray) -> np.ndarray:  # methods of pooled features only
+        no_regions = np.zeros((len(feats), 0, feats.shape[1]), np.float16)
         return encoder.embed_image_features(ImageFeatures(feats, no_regions))
 
     rng = np.random.default_rng(0)
     base = np.empty((max(args.sizes), encoder.dim), np.float32)
-    spread = real.std(axis=0)
     for start in range(0, len(base), 50_000):
-        m = min(50_000, len(base) - start)
-        x, y = real[rng.integers(0, len(real), (2, m))]
-        a = rng.uniform(0, args.mix, (m, 1)).astype(np.float32)
-        noise = rng.standard_normal(x.shape, dtype=np.float32) * spread * args.noise
-        base[start:start + m] = head((1 - a) * x + a * y + noise)
+        x, y = real[rng.integers(0, len(real), (2, min(50_000, len(base) - start)))]
+        a = rng.uniform(0, args.mix, (len(x), 1)).astype(np.float32)
+        noise = rng.standard_normal(x.shape, dtype=np.float32) * real.std(axis=0) * args.noise
+        base[start:start + len(x)] = head((1 - a) * x + a * y + noise)
     words = {w for ws in (read_keywords(args.data) or {}).values() for w in ws}
     texts = sorted({i.text for i in corpus.items} | words)
     rng.shuffle(texts)
     queries = np.concatenate([encoder.encode_texts(texts[b:b + 256])
                               for b in range(0, len(texts), 256)])
-    about = (f"base: image head of {encoder.method_name} (d={encoder.dim}) on mixes of 2 of "
-             f"{len(real)} real OpenMoji image features, a ~ U(0, {args.mix}), noise "
-             f"{args.noise} x spread; queries: {len(texts)} OpenMoji names and CLDR keywords, "
-             "text side, half to tune on and half to report")
-    return base, queries, head(real), about
+    return base, queries, head(real), (
+        f"base: {encoder.method_name} image head (d={encoder.dim}) on mixes of 2 of {len(real)} "
+        f"OpenMoji image features, a ~ U(0, {args.mix}), noise {args.noise} x spread; queries: "
+        f"{len(texts)} OpenMoji names and CLDR keywords, half to tune on, half to report")
 
 
 # -- neighbour profile ---------------------------------------------------------------------------
@@ -229,12 +206,11 @@ def neighbours(n: int, top: np.ndarray, random_pair: float) -> dict:
 
 
 # -- batch job vs raw encoder --------------------------------------------------------------------
-def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
+def bench_job(args: argparse.Namespace) -> dict:
     import torch
 
     from index.build import build
     from index.cli import corpus_items
-    from index.snapshots import open_generation
     from models.data.images import open_image
     from models.inference import Encoder
 
@@ -271,19 +247,31 @@ def bench_job(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
         job_times.append(time.perf_counter() - start)
         print(f"  round {round_}: raw encoder {total / raw_times[-1]:.1f} items/s, "
               f"batch job {total / job_times[-1]:.1f} items/s", flush=True)
-    gen = open_generation(next((work / "index-0").glob("gen-*")), gpu=False)
-    vectors = {m: gen.meta.all_vectors(m, encoder.dim)[1] for m in ("image", "text")}
-    gen.close()
     shutil.rmtree(work, ignore_errors=True)
     raw, job = float(np.median(raw_times)), float(np.median(job_times))
     return {"items": total, "images": len(sources), "texts": len(texts),
             "raw_encoder_items_per_s": round(total / raw, 2),
             "batch_job_items_per_s": round(total / job, 2),
             "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
-            "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}, vectors
+            "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}
 
 
 SETS = ("same-distribution", "cross-modal")
+
+
+def kept_results(path: Path, sets: list[str]) -> dict:
+    """The results of the query sets not run now, from the last results (a file written
+    before the sets had names holds same-distribution runs only)."""
+    if set(sets) == set(SETS):
+        return {}
+    old = json.loads(path.read_text())
+    if "command" in old:
+        old["commands"], old["data"] = {SETS[0]: old.pop("command")}, {SETS[0]: old["data"]}
+    old["runs"] = [{"queries": SETS[0], **r} for r in old["runs"]
+                   if r.get("queries", SETS[0]) not in sets]
+    old["profiles"] = {k: v for k, v in old["profiles"].items()
+                       if SETS[k.startswith("cross-modal")] not in sets}
+    return old
 
 
 def main() -> None:
@@ -291,37 +279,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS),
                         help="query sets to run; the others' runs are kept from --out")
-    parser.add_argument("--centres", type=int, default=4096)
-    parser.add_argument("--spread", type=float, default=0.6)
-    parser.add_argument("--offset", type=float, default=1.3)
-    parser.add_argument("--mix", type=float, default=0.5, help="cross-modal: most of y mixed in")
-    parser.add_argument("--noise", type=float, default=0.3, help="cross-modal: x feature spread")
-    parser.add_argument("--recall-target", type=float, default=0.95)
+    for name, default in (("centres", 4096), ("spread", 0.6), ("offset", 1.3), ("queries", 1000),
+                          ("mix", 0.5), ("noise", 0.3), ("recall-target", 0.95),
+                          ("build-threads", 2), ("single-queries", 500),
+                          ("flat-single-queries", 200), ("hnsw-max", 1_000_000),
+                          ("job-items", 256), ("job-rounds", 2)):
+        parser.add_argument(f"--{name}", type=type(default), default=default)
     parser.add_argument("--search-threads", type=int, default=1,
                         help="FAISS OpenMP threads while searching (on 2 shared cores, 2 spin"
                              "-waiting threads made single queries 6x slower than 1)")
-    parser.add_argument("--build-threads", type=int, default=2)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--single-queries", type=int, default=500)
-    parser.add_argument("--flat-single-queries", type=int, default=200)
-    parser.add_argument("--hnsw-max", type=int, default=1_000_000)
-    parser.add_argument("--job-items", type=int, default=256)
-    parser.add_argument("--job-rounds", type=int, default=2)
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
     parser.add_argument("--skip-job", action="store_true",
                         help="synthetic index runs only (no encoder, no corpus)")
     args = parser.parse_args()
-    old = json.loads((args.out / "index.json").read_text()) if set(args.sets) < set(SETS) else {}
-    doc = {"commands": old.get("commands", {"same-distribution": old.get("command")}),
-           "machine": machine(), "faiss": faiss.__version__,
-           "threads": {"search": args.search_threads, "build": args.build_threads},
-           "data": old.get("data") if isinstance(old.get("data"), dict) else {
-               "same-distribution": old.get("data")},
-           "search_device": "gpu" if args.gpu else "cpu",
-           "runs": [{"queries": "same-distribution", **r} for r in old.get("runs", [])
-                    if r.get("queries", "same-distribution") not in args.sets],
-           "batch_job_vs_encoder": old.get("batch_job_vs_encoder"),
-           "batch_job": old.get("batch_job", {}), "profiles": old.get("profiles", {})}
+    doc = {"commands": {}, "data": {}, "batch_job_vs_encoder": None, "batch_job": {},
+           "runs": [], "profiles": {}, **kept_results(args.out / "index.json", args.sets),
+           "machine": machine(), "faiss": faiss.__version__, "search_device": "gpu" if args.gpu
+           else "cpu", "threads": {"search": args.search_threads, "build": args.build_threads}}
     for name in args.sets:
         doc["commands"][name] = command("bench.index_bench")
     if "same-distribution" in args.sets:
@@ -338,26 +312,22 @@ def main() -> None:
 
 
 def same_distribution(args: argparse.Namespace, doc: dict) -> None:
-    profiles: dict[str, dict] = {}
-    n_real = 384
     if not args.skip_job:
         print("== batch job vs raw encoder", flush=True)
-        job, real = bench_job(args)
-        profiles = {f"real {m} (OpenMoji, {job['method']})": profile(v) for m, v in real.items()}
-        n_real = max(len(v) for v in real.values())
-        doc["batch_job"], doc["batch_job_vs_encoder"] = job, round(
+        job = doc["batch_job"] = bench_job(args)
+        doc["batch_job_vs_encoder"] = round(
             job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3)
-    profiles["synthetic, same n"] = profile(mixture(n_real, args.centres, args.spread, seed=3,
-                                                           offset=args.offset))
+    # beside the real OpenMoji images' and texts' profiles of the cross-modal set
+    profiles = {"synthetic, n=1,870": profile(
+        mixture(1870, args.centres, args.spread, seed=3, offset=args.offset))}
     for n in args.sizes:
         data = mixture(n, args.centres, args.spread, seed=1, offset=args.offset)
         queries = mixture(args.queries, args.centres, args.spread, seed=2, offset=args.offset)
         runs, truth_scores = bench_size(n, data, queries, args)
         doc["runs"] += [{"queries": "same-distribution", **r} for r in runs]
         profiles[f"synthetic n={n:,} (queries vs base)"] = neighbours(
-            n, truth_scores, profiles["synthetic, same n"]["random_pair_median"])
-    doc["profiles"] = {**{k: v for k, v in doc["profiles"].items()
-                          if k.startswith("cross-modal")}, **profiles}
+            n, truth_scores, profiles["synthetic, n=1,870"]["random_pair_median"])
+    doc["profiles"].update(profiles)
     doc["data"]["same-distribution"] = (
         f"Gaussian mixture, {args.centres} centres, spread {args.spread}, d={DIM}, "
         "unit-normalised; queries drawn fresh from the same mixture")
@@ -376,8 +346,7 @@ def cross_modal(args: argparse.Namespace, doc: dict) -> None:
         doc["runs"] += [{"queries": "cross-modal", **r} for r in runs]
         profiles[f"cross-modal n={n:,} (text queries vs image base)"] = neighbours(
             n, truth_scores, profiles["cross-modal: base sample"]["random_pair_median"])
-    doc["profiles"] = {**{k: v for k, v in doc["profiles"].items()
-                          if not k.startswith("cross-modal")}, **profiles}
+    doc["profiles"].update(profiles)
 
 
 if __name__ == "__main__":

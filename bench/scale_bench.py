@@ -50,10 +50,8 @@ def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
     from models.data.corpus import read_corpus
 
     corpus = read_corpus(data)
-    items = list(corpus.items)
-    modalities = ["text"] * len(items) + ["image"] * len(items)
-    payloads = [i.text for i in items] + [str(corpus.image_path(i)) for i in items]
-    return modalities, payloads
+    return (["text"] * len(corpus.items) + ["image"] * len(corpus.items),
+            [i.text for i in corpus.items] + [str(corpus.image_path(i)) for i in corpus.items])
 
 
 def synthetic_features(data: Path, cache: Path, n: int, out: Path, seed: int = 0) -> Path:
@@ -99,19 +97,13 @@ class FeatureEmbedder:
         self.dim = self.encoder.dim
 
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        import torch
+        from models.backbones.text import MAX_TOKENS, TextFeatures
 
-        from models.backbones.text import MAX_TOKENS
-
-        pooled = torch.from_numpy(np.ascontiguousarray(self.features[np.asarray(
-            payloads, dtype=np.int64)]))
-        tokens = torch.zeros(len(pooled), MAX_TOKENS, pooled.shape[1])
+        pooled = np.ascontiguousarray(self.features[np.asarray(payloads, dtype=np.int64)])
+        tokens = np.zeros((len(pooled), MAX_TOKENS, pooled.shape[1]), np.float32)
         tokens[:, 0] = pooled
-        mask = (torch.arange(MAX_TOKENS) == 0).repeat(len(pooled), 1)  # the one token
-        with torch.inference_mode():
-            out = self.encoder.method.embed_texts({"pooled": pooled, "tokens": tokens,
-                                                   "mask": mask})
-        return out.float().numpy()
+        mask = np.tile(np.arange(MAX_TOKENS) == 0, (len(pooled), 1))  # the one token
+        return self.encoder.embed_text_features(TextFeatures(pooled, tokens, mask))
 
 
 def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
@@ -148,19 +140,16 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
     local = ray_out = np.zeros(0)
     for r in range(repeats):
         seconds, local = timed(embed_rows, LocalEngine(spec), modalities, payloads, dim)
-        local_s.append(seconds)
-        seconds, init, ray_out = time_ray(spec, modalities, payloads, dim)
-        ray_s.append(seconds)
-        init_s.append(init)
+        ray_seconds, init, ray_out = time_ray(spec, modalities, payloads, dim)
+        local_s.append(seconds), ray_s.append(ray_seconds), init_s.append(init)
         print(f"{name} repeat {r}: local {local_s[-1]:.1f}s ray {ray_s[-1]:.1f}s "
               f"(ray.init {init:.1f}s)", flush=True)
     n = len(payloads)
     lm, rm = statistics.median(local_s), statistics.median(ray_s)
     return {
-        "rows": n, "repeats": repeats,
-        "local_seconds": lm, "ray_seconds": rm, "ray_init_seconds": statistics.median(init_s),
-        "local_rows_per_s": n / lm, "ray_rows_per_s": n / rm,
-        "throughput_ratio_ray_over_local": lm / rm,
+        "rows": n, "repeats": repeats, "local_seconds": lm, "ray_seconds": rm,
+        "ray_init_seconds": statistics.median(init_s), "local_rows_per_s": n / lm,
+        "ray_rows_per_s": n / rm, "throughput_ratio_ray_over_local": lm / rm,
         "max_abs_diff": float(np.abs(local - ray_out).max()),
         "rows_equal_within_1e-5": bool(np.allclose(local, ray_out, atol=1e-5, rtol=0)),
         "all_seconds": {"local": local_s, "ray": ray_s, "ray_init": init_s}}, local
@@ -211,9 +200,7 @@ def figure(result: dict) -> Any:
         left.bar([i + offset for i in range(len(names))],
                  [result["engines"][n][key] for n in names], 0.4, label=label)
     left.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7)
-    left.set_yscale("log")
-    left.set_ylabel("rows / s, end to end (log)")
-    left.set_title("embedding engines")
+    left.set(yscale="log", ylabel="rows / s, end to end (log)", title="embedding engines")
     left.legend()
     configs = {f"{name}: {label}": c["recall_at_10"]
                for name, s in result["search"].items() for label, c in s["configs"].items()}
@@ -223,19 +210,17 @@ def figure(result: dict) -> Any:
         return fig
     right.barh(range(len(values)), values)
     right.set_yticks(range(len(values)), labels, fontsize=7)
-    right.set_xlim(min(0.8, min(values) - 0.02), 1.0)
-    right.set_xlabel("recall@10 vs exact")
+    right.set(xlim=(min(0.8, min(values) - 0.02), 1.0), xlabel="recall@10 vs exact")
     right.invert_yaxis()
     return fig
 
 
 def main() -> None:
     parser = arguments(__doc__, "checkpoint", "data", "cache")
-    parser.add_argument("--synthetic", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    for name, default in (("synthetic", 100_000), ("repeats", 3), ("synthetic-repeats", 1)):
+        parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--synthetic-texts", type=int, default=10_000,
                         help="synthetic captions through the full encoder (MiniLM + head)")
-    parser.add_argument("--synthetic-repeats", type=int, default=1)
     parser.add_argument("--stage", default="all",
                         choices=("all", "engines", "search", "job", "report"),
                         help="engines: time the engines and keep their vectors in --work; "
@@ -250,15 +235,12 @@ def main() -> None:
     result: dict = {"engines": {}, "search": {}}
     result |= json.loads(json_path.read_text()) if json_path.exists() else {}
     if args.stage in ("all", "engines"):
-        result["command"] = run_command
-        result["machine"] = f"{machine()}, Ray with 2 workers"
-        result["engines"] = run_engines(args)
+        result |= {"command": run_command, "machine": f"{machine()}, Ray with 2 workers",
+                   "engines": run_engines(args)}
     if args.stage in ("all", "job"):
-        result["job_command"] = run_command
-        result["job"] = run_job(args)
+        result |= {"job_command": run_command, "job": run_job(args)}
     if args.stage in ("all", "search"):
-        result["search_command"] = run_command
-        result["search"] = run_search(args.work, args.synthetic)
+        result |= {"search_command": run_command, "search": run_search(args.work, args.synthetic)}
     write_results(args.out, "scale", result, markdown(result), figure(result))
     print(json.dumps({k: v for k, v in result.items() if "command" not in k}, indent=1))
 
