@@ -262,7 +262,7 @@ SETS = ("same-distribution", "cross-modal")
 def kept_results(path: Path, sets: list[str]) -> dict:
     """The results of the query sets not run now, from the last results (a file written
     before the sets had names holds same-distribution runs only)."""
-    if set(sets) == set(SETS):
+    if set(sets) == set(SETS) or not path.exists():
         return {}
     old = json.loads(path.read_text())
     if "command" in old:
