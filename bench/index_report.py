@@ -51,12 +51,12 @@ def markdown(doc: dict) -> str:
     lines += [f"- {name} data: {about}" for name, about in doc["data"].items()]
     for (queries, n), runs in groupby(doc["runs"], lambda r: (r["queries"], r["n"])):
         runs = list(runs)
-        best = best_at(runs, 0.95)
+        best = best_at(runs, 0.95) or max(runs[1:], key=lambda r: r["recall_at_10"])
         lines.append(f"- n = {n:,}, {queries}: " + (
-            f"fastest index with recall@10 >= 0.95: **{best['index']}** recall "
+            "fastest index with recall@10 >= 0.95" if best["recall_at_10"] >= 0.95 else
+            "no index reached recall@10 0.95; the closest") + f": **{best['index']}** recall "
             f"{best['recall_at_10']:.3f}, {best['qps_single']:.0f} QPS single = "
-            f"**{best['speedup_vs_flat']:.1f}x Flat**, index {best['memory_mb']:.0f} MB"
-            if best else "no index reached recall@10 0.95"))
+            f"**{best['speedup_vs_flat']:.1f}x Flat**, index {best['memory_mb']:.0f} MB")
     job = doc["batch_job"]
     lines += [] if not job else [
               f"- batch job: {job['batch_job_items_per_s']} items/s vs raw encoder "
