@@ -18,6 +18,7 @@ import json
 import shutil
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -260,15 +261,11 @@ SETS = ("same-distribution", "cross-modal")
 
 
 def kept_results(path: Path, sets: list[str]) -> dict:
-    """The results of the query sets not run now, from the last results (a file written
-    before the sets had names holds same-distribution runs only)."""
+    """The results of the query sets not run now, from the last results."""
     if set(sets) == set(SETS) or not path.exists():
         return {}
     old = json.loads(path.read_text())
-    if "command" in old:
-        old["commands"], old["data"] = {SETS[0]: old.pop("command")}, {SETS[0]: old["data"]}
-    old["runs"] = [{"queries": SETS[0], **r} for r in old["runs"]
-                   if r.get("queries", SETS[0]) not in sets]
+    old["runs"] = [r for r in old["runs"] if r["queries"] not in sets]
     old["profiles"] = {k: v for k, v in old["profiles"].items()
                        if SETS[k.startswith("cross-modal")] not in sets}
     return old
@@ -296,12 +293,9 @@ def main() -> None:
            "runs": [], "profiles": {}, **kept_results(args.out / "index.json", args.sets),
            "machine": machine(), "faiss": faiss.__version__, "search_device": "gpu" if args.gpu
            else "cpu", "threads": {"search": args.search_threads, "build": args.build_threads}}
+    doc["commands"] |= dict.fromkeys(args.sets, command("bench.index_bench"))
     for name in args.sets:
-        doc["commands"][name] = command("bench.index_bench")
-    if "same-distribution" in args.sets:
-        same_distribution(args, doc)
-    if "cross-modal" in args.sets:
-        cross_modal(args, doc)
+        {"same-distribution": same_distribution, "cross-modal": cross_modal}[name](args, doc)
     doc["runs"].sort(key=lambda r: (SETS.index(r["queries"]), r["n"]))
     figure = index_report.figure(doc["runs"], doc["profiles"])
     for p in doc["profiles"].values():  # the plot's per-vector cosines stay out of the results
@@ -317,17 +311,14 @@ def same_distribution(args: argparse.Namespace, doc: dict) -> None:
         job = doc["batch_job"] = bench_job(args)
         doc["batch_job_vs_encoder"] = round(
             job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3)
-    # beside the real OpenMoji images' and texts' profiles of the cross-modal set
-    profiles = {"synthetic, n=1,870": profile(
-        mixture(1870, args.centres, args.spread, seed=3, offset=args.offset))}
+    draw = partial(mixture, centres=args.centres, spread=args.spread, offset=args.offset)
+    profiles = doc["profiles"]  # beside the real OpenMoji images' and texts' (cross-modal set)
+    profiles["synthetic, n=1,870"] = profile(draw(1870, seed=3))
     for n in args.sizes:
-        data = mixture(n, args.centres, args.spread, seed=1, offset=args.offset)
-        queries = mixture(args.queries, args.centres, args.spread, seed=2, offset=args.offset)
-        runs, truth_scores = bench_size(n, data, queries, args)
+        runs, truth_scores = bench_size(n, draw(n, seed=1), draw(args.queries, seed=2), args)
         doc["runs"] += [{"queries": "same-distribution", **r} for r in runs]
         profiles[f"synthetic n={n:,} (queries vs base)"] = neighbours(
             n, truth_scores, profiles["synthetic, n=1,870"]["random_pair_median"])
-    doc["profiles"].update(profiles)
     doc["data"]["same-distribution"] = (
         f"Gaussian mixture, {args.centres} centres, spread {args.spread}, d={DIM}, "
         "unit-normalised; queries drawn fresh from the same mixture")
@@ -337,16 +328,16 @@ def cross_modal(args: argparse.Namespace, doc: dict) -> None:
     print("== cross-modal: text queries, image base", flush=True)
     base, queries, real, doc["data"]["cross-modal"] = cross_modal_data(args)
     tune_on, report_on = queries[: len(queries) // 2], queries[len(queries) // 2:]
-    profiles = {"cross-modal: real images, all": profile(real),
-                "cross-modal: real texts, all": profile(queries),
-                "cross-modal: base sample": profile(base[:len(real)])}
+    profiles = doc["profiles"]
+    profiles |= {"cross-modal: real images, all": profile(real),
+                 "cross-modal: real texts, all": profile(queries),
+                 "cross-modal: base sample": profile(base[:len(real)])}
     for n in args.sizes:
         runs, truth_scores = bench_size(n, base[:n], report_on[: args.queries], args,
                                         tune_on[: args.queries])
         doc["runs"] += [{"queries": "cross-modal", **r} for r in runs]
         profiles[f"cross-modal n={n:,} (text queries vs image base)"] = neighbours(
             n, truth_scores, profiles["cross-modal: base sample"]["random_pair_median"])
-    doc["profiles"].update(profiles)
 
 
 if __name__ == "__main__":
