@@ -27,13 +27,11 @@ import numpy as np
 from bench import index_report
 from bench.harness import arguments, command, machine, relative, timed, write_results
 from index.store import FaissStore, _hnsw, auto_spec
-from index.tuning import recall_at, tune
+from index.tuning import K, recall_at, tune
 
 DIM = 256  # the synthetic mixture's
-K = 10
 NPROBES = (1, 2, 4, 8, 16, 32, 64)
 EF_SEARCH = (16, 32, 64, 128, 256)
-LABELS = {"nprobe": "nprobe", "ef_search": "efSearch"}
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -119,24 +117,22 @@ def bench_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Nam
     print(f"  exact ground truth: {seconds:.1f} s", flush=True)
     runs = [measure(flat, "Flat", n, q_single[: args.flat_single_queries], queries, truth,
                     build_s, mem)]
-    del flat
-    gc.collect()
+    del flat  # build_store collects it before the next build
     families = [(auto_spec(n, data.shape[1]) if n >= 20_000 else "IVF256,Flat", "nprobe",
-                 NPROBES)]
+                 "nprobe", NPROBES)]
     if n <= args.hnsw_max:
-        families.append(("HNSW32", "ef_search", EF_SEARCH))
-    for spec, knob, values in families:
+        families.append(("HNSW32", "ef_search", "efSearch", EF_SEARCH))
+    for spec, knob, label, values in families:
         store, build_s, mem = build_store(spec, data, ids, args)
         tuned = None if tune_on is None else tune(store, ids, data, tune_on, args.recall_target)
         for value in values if tuned is None else [tuned.value]:
             setattr(store, knob, value)
-            runs.append(measure(store, f"{spec} {LABELS[knob]}={value}", n, q_single, queries,
+            runs.append(measure(store, f"{spec} {label}={value}", n, q_single, queries,
                                 truth, build_s, mem))
             if tuned is not None:
                 runs[-1]["tuned"] = {"recall_at_10": tuned.recall_at_10, "target": tuned.target,
                                      "queries": tuned.queries, "note": tuned.note}
         del store
-        gc.collect()
     for row in runs:
         row["speedup_vs_flat"] = round(row["qps_single"] / runs[0]["qps_single"], 2)
     return runs, truth_scores
@@ -148,8 +144,6 @@ def cross_modal_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     noise, x and y the pooled backbone features (feature cache) of two random OpenMoji images,
     a ~ U(0, mix), the noise Gaussian at `noise` x each feature's spread. Queries: the text side
     of every distinct OpenMoji name and CLDR keyword, shuffled (texts, so never in the base)."""
-    import torch
-
     from models.backbones.cache import FeatureCache
     from models.backbones.extract import image_features
     from models.backbones.image import ImageFeatures
@@ -157,7 +151,6 @@ def cross_modal_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     from models.data.keywords import read_keywords
     from models.inference import Encoder
 
-    torch.set_num_threads(args.build_threads)
     encoder = Encoder.load(args.checkpoint, "cpu")
     corpus = read_corpus(args.data)
     paths = sorted({corpus.image_path(i) for i in corpus.items})
@@ -300,9 +293,7 @@ def main() -> None:
     figure = index_report.figure(doc["runs"], doc["profiles"])
     for p in doc["profiles"].values():  # the plot's per-vector cosines stay out of the results
         p.pop("nn1", None), p.pop("nn10", None)
-    markdown = index_report.markdown(doc)
-    write_results(args.out, "index", doc, markdown, figure)
-    print(markdown)
+    write_results(args.out, "index", doc, index_report.markdown(doc), figure)
 
 
 def same_distribution(args: argparse.Namespace, doc: dict) -> None:
