@@ -39,7 +39,8 @@ def figure(runs: list[dict], profiles: dict) -> Any:
 
 
 def markdown(doc: dict) -> str:
-    lines = ["# Index benchmark", "", *(f"Command ({k}): `{c}`" for k, c in doc["commands"].items())]
+    lines = ["# Index benchmark", ""]
+    lines += [f"Command ({name}): `{cmd}`" for name, cmd in doc["commands"].items()]
     lines += ["", f"Machine: {doc['machine']}; FAISS {doc['faiss']} on the CPU (no GPU here). "
               f"FAISS threads: {doc['threads']}.", ""]
     lines += [f"- {name} data: {about}" for name, about in doc["data"].items()]
@@ -74,5 +75,4 @@ def markdown(doc: dict) -> str:
               "|---|---|---|---|---|"]
     lines += [f"| {name} | {p['n']:,} | {p['nn1_median']} | {p['nn10_median']} | "
               f"{p['random_pair_median']} |" for name, p in doc["profiles"].items()]
-    lines += ["", "![recall vs speed](index.png)", ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", "![recall vs speed](index.png)", ""])
