@@ -65,7 +65,7 @@ def markdown(doc: dict) -> str:
               "batch64 | p50 ms/batch | p99 ms/batch | x Flat | build s | index MB |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['queries']} | {r['n']:,} | {r['index']} | {r['recall_at_10']:.3f} | "
-              f"{r['tuned']['recall_at_10'] if 'tuned' in r else ''} | "
+              f"{format(r['tuned']['recall_at_10'], '.3f') if 'tuned' in r else ''} | "
               f"{r['qps_single']:.0f} | {r['p50_single_ms']:.2f} | {r['p99_single_ms']:.2f} | "
               f"{r['qps_batch64']:.0f} | {r['p50_batch64_ms']:.1f} | {r['p99_batch64_ms']:.1f} | "
               f"{r['speedup_vs_flat']:.1f} | {r['build_s']:.0f} | {r['memory_mb']:.0f} |"
