@@ -83,10 +83,12 @@ class Settings(StoreSettings):
     # What runs text queries: ONNX Runtime (MiniLM and the method's text head as one graph,
     # exported on first use to a file beside the checkpoint, computed without holding the GIL;
     # it won or tied torch at every batch size and client count, bench/results/runtimes.md)
-    # or torch. onnx stays on torch, with a log line, for methods that read token vectors, on
-    # a GPU, where onnxruntime is missing or the export fails (a read-only checkpoint folder).
+    # or torch; onnx-int8 is that graph with its encoder weights quantised to 8 bits (faster
+    # on the CPU, a small measured change in ranking, bench/results/runtimes.md). Both ONNX
+    # runtimes stay on torch, with a log line, for methods that read token vectors, on a GPU,
+    # where onnxruntime is missing or the export fails (a read-only checkpoint folder).
     # Image queries always run on torch.
-    encoder_runtime: Literal["torch", "onnx"] = "onnx"
+    encoder_runtime: Literal["torch", "onnx", "onnx-int8"] = "onnx"
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 
