@@ -130,8 +130,8 @@ class OnnxText:
         graph = TextGraph(minilm, method).eval()
         probe = minilm.inputs(["a photo of a cat", "two dogs running on a long road"])
         tag = f"{checkpoint_id}:{EXPORT_VERSION}"
-        wanted = onnx_path(checkpoint, int8)
-        session = _tagged_session(wanted, tag, threads)
+        wanted, wanted_tag = onnx_path(checkpoint, int8), tag + (":int8" if int8 else "")
+        session = _tagged_session(wanted, wanted_tag, threads)
         if session is None:
             source = onnx_path(checkpoint)
             if int8 and _tagged_session(source, tag, threads) is not None:
@@ -140,7 +140,7 @@ class OnnxText:
                 log.info("exporting the text graph of %s to %s", checkpoint, source)
                 export(graph, probe, source, tag)
             if int8:
-                quantize(source, wanted, tag)
+                quantize(source, wanted, wanted_tag)
             session = _session(wanted, threads)
         text = cls(minilm, session)
         with torch.inference_mode():
