@@ -7,8 +7,9 @@
 #   3. where `make demo-artifacts` has run: the service benchmark with the encoder on the GPU
 #      (XMR_DEVICE=cuda), the setting its 0.8x-of-raw goal is meant for: on 2 CPU cores the
 #      encoder shares the cores with the web layer and cannot reach it (bench/results/README.md);
-#   4. the text encoder on ONNX Runtime (XMR_ENCODER_RUNTIME=onnx, CPU execution): its
-#      equality test against torch, and torch vs onnx side by side on this machine's cores.
+#   4. the text encoder on ONNX Runtime (XMR_ENCODER_RUNTIME=onnx and onnx-int8, CPU
+#      execution): its tests against torch, and the three runtimes side by side on this
+#      machine's cores.
 # Usage: bench/gpu_check.sh [OUT_DIR]    (PY=/path/to/python to choose the interpreter)
 # Not run yet: no GPU was available when it was written.
 set -euo pipefail
@@ -49,7 +50,7 @@ echo "== 4. the text encoder on ONNX Runtime (CPU) against torch"
 "$PY" -m pytest -q tests/inference/test_onnx_text.py 2>&1 | tee "$OUT/test_onnx.log"
 if [ -f artifacts/runs/default/checkpoint.pt ] && [ -f artifacts/indexes/default/CURRENT ]; then
     XMR_DEVICE=cpu "$PY" -m bench.service_bench --checkpoint artifacts/runs/default/checkpoint.pt \
-        --data artifacts/data/openmoji --index artifacts/indexes/default --runtimes torch onnx \
+        --data artifacts/data/openmoji --index artifacts/indexes/default --runtimes torch onnx onnx-int8 \
         --out "$OUT" 2>&1 | tee "$OUT/runtimes.log"
     echo "results: $OUT/runtimes.json $OUT/runtimes.md $OUT/runtimes.png"
 fi

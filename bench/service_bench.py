@@ -21,6 +21,8 @@ import asyncio
 import json
 import multiprocessing
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -240,9 +242,22 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
             server_runs += serve_and_load(args.index, checkpoint, args, queries, (1, 32), name,
                                           {"runtime": name, "repeat": repeat},
                                           {"XMR_ENCODER_RUNTIME": name})[0]
+    quality = {name: ranking_quality(checkpoint, args, name) for name in args.runtimes}
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
             "load_average": harness.load_average(), "seconds": args.seconds, "warmup": args.warmup,
-            "repeats": args.repeats, "encoder": encoder_runs, "service": server_runs}
+            "repeats": args.repeats, "encoder": encoder_runs, "service": server_runs,
+            "quality": quality}
+
+
+def ranking_quality(checkpoint: Path, args: argparse.Namespace, runtime: str) -> dict:
+    """`xmr eval --runtime` on the test split: what a runtime changes in the ranking."""
+    out = args.work / f"eval-{runtime}.json"
+    subprocess.run([sys.executable, "-m", "xmr", "eval", "--checkpoint", str(checkpoint),
+                    "--data", str(args.data), "--cache", str(args.cache), "--runtime", runtime,
+                    "--json", str(out)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    report = json.loads(out.read_text())
+    return {"subgroup_map": report["avg_map"], "keyword_map": report["keywords"]["map"],
+            "keyword_success_at_10": report["keywords"]["success_at_10"]}
 
 
 def main() -> int:
@@ -253,7 +268,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--synthetic", type=int, default=100_000)
-    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx"),
+    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"),
                         help="instead: the text encoder on these runtimes, side by side "
                              "(bench/results/runtimes.*)")
     parser.add_argument("--repeats", type=int, default=3, help="with --runtimes")

@@ -120,12 +120,23 @@ def runtimes_markdown(result: dict) -> str:
              f"Service rows: `xmr serve` with XMR_ENCODER_RUNTIME set, a fresh server per "
              f"runtime and repeat, {result['seconds']:.0f} s measured after "
              f"{result['warmup']:.0f} s warm-up, closed loop, k=10, the OpenMoji index.", "",
-             f"| setting | {' | '.join(runtimes)} | {runtimes[-1]} / {runtimes[0]} |",
-             "|---|" + "---:|" * (len(runtimes) + 1)]
+             f"| setting | {' | '.join(runtimes)} | "
+             f"{' | '.join(f'{r} / {runtimes[0]}' for r in runtimes[1:])} |",
+             "|---|" + "---:|" * (2 * len(runtimes) - 1)]
     for key, values in runtime_rows(result):
-        ratio = statistics.median(values[runtimes[-1]]) / statistics.median(values[runtimes[0]])
+        base = statistics.median(values[runtimes[0]])
+        ratios = [f"{statistics.median(values[r]) / base:.2f}x" for r in runtimes[1:]]
         lines.append(f"| {key} | {' | '.join(spread(values[r]) for r in runtimes)} | "
-                     f"{ratio:.2f}x |")
+                     f"{' | '.join(ratios)} |")
+    quality = result.get("quality", {})
+    if quality:
+        lines += ["", "Ranking on the OpenMoji test split (`xmr eval --runtime`): the text side "
+                  "and the keyword queries embedded by each runtime from the raw texts.", "",
+                  f"| measure | {' | '.join(quality)} |", "|---|" + "---:|" * len(quality)]
+        lines += [f"| {name} | {' | '.join(f'{q[key]:.4f}' for q in quality.values())} |"
+                  for key, name in (("subgroup_map", "subgroup avg mAP"),
+                                    ("keyword_map", "keyword mAP"),
+                                    ("keyword_success_at_10", "keyword success@10"))]
     return "\n".join(lines) + "\n"
 
 
@@ -137,9 +148,11 @@ def runtimes_figure(result: dict) -> Any:
     for ax, part in zip(axes, ([r for r in rows if "ms" not in r[0]],
                                [r for r in rows if "ms" in r[0]]), strict=True):
         for i, runtime in enumerate(runtimes):
-            ax.barh([j + 0.4 * i for j in range(len(part))],
-                    [statistics.median(v[runtime]) for _, v in part], height=0.4, label=runtime)
-        ax.set_yticks([j + 0.2 for j in range(len(part))], [k for k, _ in part], fontsize=7)
+            ax.barh([j + 0.8 * i / len(runtimes) for j in range(len(part))],
+                    [statistics.median(v[runtime]) for _, v in part], height=0.8 / len(runtimes),
+                    label=runtime)
+        ax.set_yticks([j + 0.4 - 0.4 / len(runtimes) for j in range(len(part))],
+                      [k for k, _ in part], fontsize=7)
         ax.grid(alpha=0.3, axis="x")
         ax.legend()
     axes[0].set_title("throughput (median)")

@@ -29,7 +29,9 @@ from models.methods.base import MethodDims
 __all__ = ["CheckpointError", "Encoder", "ImageError", "Runtime", "checkpoint_id", "open_image",
            "resolve_device"]
 log = logging.getLogger(__name__)
-Runtime = Literal["torch", "onnx"]  # what runs the text queries (images always run on torch)
+# What runs the text queries (images always run on torch): onnx-int8 is the ONNX graph with
+# its encoder weights quantised to 8 bits (models.onnx_text).
+Runtime = Literal["torch", "onnx", "onnx-int8"]
 EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
 
 
@@ -69,7 +71,8 @@ class Encoder:
         )
         self.method.load_state_dict(payload["state_dict"])
         self.method.to(device).eval()
-        self.onnx_text = self._onnx_text(path, threads) if runtime == "onnx" else None
+        self.onnx_text = None if runtime == "torch" else self._onnx_text(path, threads, runtime)
+        self._runtime: Runtime = "torch" if self.onnx_text is None else runtime
         self.dim = int(self.encode_texts(["probe"]).shape[1])
 
     @classmethod
@@ -77,17 +80,17 @@ class Encoder:
              threads: int | None = None, runtime: Runtime = "torch") -> Encoder:
         """`device`: as `resolve_device` takes it. `threads`: torch's intra-op threads, a
         process-wide setting (None leaves it as it is), and ONNX Runtime's per call.
-        `runtime`: what runs text queries; `onnx` falls back to torch, with a warning, where
-        the checkpoint or this machine cannot take it."""
+        `runtime`: what runs text queries; `onnx` and `onnx-int8` fall back to torch, with a
+        warning, where the checkpoint or this machine cannot take them."""
         if threads is not None:
             torch.set_num_threads(threads)
         return cls(Path(path), resolve_device(device), runtime, threads)
 
     @property
     def text_runtime(self) -> Runtime:
-        return "torch" if self.onnx_text is None else "onnx"
+        return self._runtime
 
-    def _onnx_text(self, path: Path, threads: int | None) -> Any:
+    def _onnx_text(self, path: Path, threads: int | None, runtime: Runtime) -> Any:
         """The ONNX text path (models.onnx_text), or None (torch) where it does not apply."""
         if self.device.type != "cpu" or not isinstance(self.backbones.text, MiniLM):
             log.info("text queries run on torch: ONNX covers MiniLM on the CPU only")
@@ -100,7 +103,7 @@ class Encoder:
             from models.onnx_text import OnnxText
 
             return OnnxText.build(path, self.checkpoint_id, self.backbones.text, self.method,
-                                  threads)
+                                  threads, int8=runtime == "onnx-int8")
         except Exception as err:  # onnxruntime missing, export failed, outputs differ
             log.warning("text queries run on torch: the ONNX path failed (%s)", err)
             return None

@@ -80,13 +80,14 @@ class Settings(StoreSettings):
     encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
     search_threads: Annotated[int, Field(ge=1)] | None = None
-    # What runs text queries: ONNX Runtime (MiniLM and the method's text head as one graph,
-    # exported on first use to a file beside the checkpoint, computed without holding the GIL;
-    # it won or tied torch at every batch size and client count, bench/results/runtimes.md)
-    # or torch. onnx stays on torch, with a log line, for methods that read token vectors, on
-    # a GPU, where onnxruntime is missing or the export fails (a read-only checkpoint folder).
-    # Image queries always run on torch.
-    encoder_runtime: Literal["torch", "onnx"] = "onnx"
+    # What runs text queries: ONNX Runtime, MiniLM and the method's text head as one graph
+    # (exported on first use to a file beside the checkpoint, computed without holding the GIL),
+    # with 8-bit encoder weights (onnx-int8: its ranking on the OpenMoji test split moved by
+    # under 0.001 mAP, at about 2x the served throughput, bench/results/runtimes.md) or float
+    # ones (onnx: equal to torch within 1e-4); or torch. The ONNX runtimes stay on torch, with a
+    # log line, for methods that read token vectors, on a GPU, where onnxruntime is missing or
+    # the export fails (a read-only checkpoint folder). Image queries always run on torch.
+    encoder_runtime: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 

@@ -21,6 +21,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, required=True, help="report JSON (markdown and PNG beside)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
+                   help="what embeds the texts and keyword queries: torch from cached backbone "
+                        "features, or an ONNX runtime from the raw texts, as the service does")
     p.set_defaults(run=run)
 
 
@@ -41,10 +44,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         corpus = read_corpus(args.data)
         keywords = read_keywords(args.data)
-        encoder = Encoder.load(args.checkpoint, device)
+        encoder = Encoder.load(args.checkpoint, device, runtime=args.runtime)
     except (CorpusError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if encoder.text_runtime != args.runtime:
+        print(f"error: --runtime {args.runtime} cannot run here (see the warning above)",
+              file=sys.stderr)
+        return 2
+    encode = None if args.runtime == "torch" else encoder.encode_texts
     items = corpus.split(args.split)
     if not items:
         print(f"error: {args.data}: no {args.split} items", file=sys.stderr)
@@ -52,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     cache = FeatureCache(args.cache)
     features = encoder.backbones.features(corpus, items, cache)
     images, texts = encoder.embed_features(features)
+    if encode is not None:
+        texts = encode([item.text for item in items])
     labels = None
     if corpus.labelled:
         labels = np.stack(
@@ -65,12 +75,13 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint),
         "data": str(args.data),
         "split": args.split,
+        "runtime": args.runtime,
         **scores,
     }
     if keywords is not None:
         seen = {item.text for item in corpus.split("train")} if args.split == "test" else None
         found = evaluate_keywords(encoder.method, encoder.backbones, items, features, images,
-                                  keywords, cache, device, seen)
+                                  keywords, cache, device, seen, encode)
         if found is not None:
             report["keywords"] = found
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ shared by `xmr eval`, the trainer's validation and bench/quality.py."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -58,10 +58,12 @@ def evaluate_keywords(
     cache: FeatureCache,
     device: torch.device,
     seen: set[str] | None = None,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
 ) -> dict[str, object] | None:
     """Keyword metrics of a split whose rows (`items`, their backbone `features` and shared-
     space `image_vectors`) are given; None when its images carry no keyword. `seen` (the
-    training texts) splits the figures into queries trained on and not."""
+    training texts) splits the figures into queries trained on and not. `encode`: what embeds
+    the query texts instead of the method on their cached backbone features (a runtime)."""
     rows = image_rows(items)
     queries = queries_of(items, rows, keywords)
     if queries is None:
@@ -69,7 +71,7 @@ def evaluate_keywords(
     raw = text_features(queries.texts, backbones.text, cache, progress=False)
     return keyword_report(
         queries,
-        embed_queries(method, raw, device),
+        embed_queries(method, raw, device) if encode is None else encode(queries.texts),
         image_vectors[rows],
         raw.pooled,
         features.text_pooled[rows],

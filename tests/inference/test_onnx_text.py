@@ -4,6 +4,7 @@ and reused for the same one, and torch kept where ONNX cannot run."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -91,3 +92,40 @@ def test_without_onnxruntime_text_queries_stay_on_torch(
     assert "text queries run on torch" in caplog.text
     np.testing.assert_array_equal(encoder.encode_texts(TEXTS),
                                   Encoder.load(checkpoint, "cpu").encode_texts(TEXTS))
+
+
+def test_int8_is_close_to_torch_and_cached_beside_the_float_graph(
+        checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
+    on_torch = Encoder.load(checkpoint, "cpu")
+    on_int8 = Encoder.load(checkpoint, "cpu", runtime="onnx-int8")
+    assert on_int8.text_runtime == "onnx-int8"
+    int8_file = onnx_path(checkpoint, int8=True)
+    assert graph_tag(int8_file).startswith(on_int8.checkpoint_id)
+    # 8-bit matrices; the token embedding table, a third of the graph, stays float
+    assert int8_file.stat().st_size < 0.75 * onnx_path(checkpoint).stat().st_size
+    want, got = on_torch.encode_texts(TEXTS), on_int8.encode_texts(TEXTS)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert (got * want).sum(1).min() >= 0.9  # close in direction ...
+    assert np.abs(got - want).max() > 1e-4  # ... but not the float graph's numbers
+
+    caplog.set_level(logging.INFO, logger="models.onnx_text")
+    again = Encoder.load(checkpoint, "cpu", runtime="onnx-int8")  # both graphs reused
+    assert "exporting" not in caplog.text and "quantising" not in caplog.text
+    np.testing.assert_array_equal(again.encode_texts(TEXTS), got)
+
+
+def test_eval_embeds_the_texts_with_the_runtime_asked_for(
+        tiny_run: tuple[Path, Path], checkpoint: Path, tmp_path: Path) -> None:
+    from tests.fixtures import tiny_cache
+    from xmr.cli import main
+
+    reports = {}
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        out = tmp_path / f"{runtime}.json"
+        assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tiny_run[0]),
+                     "--json", str(out), "--cache", str(tiny_cache(tiny_run[1])),
+                     "--device", "cpu", "--runtime", runtime]) == 0
+        reports[runtime] = json.loads(out.read_text())
+        assert reports[runtime]["runtime"] == runtime
+    assert reports["onnx"]["avg_map"] == pytest.approx(reports["torch"]["avg_map"], abs=1e-6)
+    assert 0 < reports["onnx-int8"]["avg_map"] <= 1
