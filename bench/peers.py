@@ -146,13 +146,16 @@ def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Sys
         for part in ("1_Pooling", "modules.json", "sentence_bert_config.json"):
             source = minilm() / part
             (shutil.copytree if source.is_dir() else shutil.copy)(source, model / part)
-    # `--model-id .` from inside the model directory: this release hands optimum an absolute
-    # ONNX file name for a local directory, which optimum 2 refuses
-    server = Process([str(bin_dir / "infinity_emb"), "v2", "--model-id", ".",
-                      "--served-model-name", "minilm", "--engine", engine, "--pooling-method",
-                      "mean", "--device", "cpu", "--host", "127.0.0.1", "--port", "{port}"],
-                     {**os.environ, **OFFLINE}, args.work / f"infinity-emb-{engine}.log",
-                     "/health", cwd=model)
+    # an ONNX model as `--model-id .` from inside its directory: this release hands optimum an
+    # absolute ONNX file name for a local directory, which optimum 2 refuses
+    home = args.work / "infinity-emb"  # INFINITY_HOME: its cache directory goes there
+    server = Process([str(bin_dir / "infinity_emb"), "v2", "--model-id",
+                      "." if engine == "optimum" else str(model), "--served-model-name",
+                      "minilm", "--engine", engine, "--pooling-method", "mean", "--device", "cpu",
+                      "--no-vector-disk-cache", "--host", "127.0.0.1", "--port", "{port}"],
+                     {**os.environ, **OFFLINE, "INFINITY_HOME": str(home)},
+                     args.work / f"infinity-emb-{engine}.log", "/health",
+                     cwd=model if engine == "optimum" else home)
     lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}"
              for q in queries]
     return System.of(name, f"{engine}{' (ONNX Runtime)' * (engine == 'optimum')}, mean pooling"
