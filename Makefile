@@ -20,7 +20,7 @@ HEAVY := flock $(HEAVY_LOCK) nice -n 10
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps demo demo-artifacts test test-slow test-demo lint docker-smoke
-.PHONY: bench bench-features bench-index bench-scale bench-service bench-quality
+.PHONY: bench bench-features bench-index bench-scale bench-service bench-quality bench-peers
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,7 +73,7 @@ lint: $(STAMP) ## ruff on everything, mypy on models/, index/ and service/
 docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
 	docker/smoke.sh
 
-bench: bench-features bench-index bench-scale bench-service bench-quality ## every benchmark (results in bench/results/)
+bench: bench-features bench-index bench-scale bench-service bench-quality bench-peers ## every benchmark (results in bench/results/)
 
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(HEAVY) $(PY) -m bench.features --data $(CORPUS)
@@ -86,6 +86,13 @@ bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 10
 
 bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic (default index and Flat): QPS, p50/p99, recall, memory (~15 min)
 	$(HEAVY) $(PY) -m bench.service_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
+
+# The peers run from their own venvs under $(ART)/peers (made from PyPI on the first run, then
+# reused); wrk, the one load generator for all, comes from Debian.
+bench-peers: $(STAMP) $(INDEX)/CURRENT ## xmr serve vs txtai and infinity-emb, same MiniLM and queries, 1/8/32 clients under wrk (~15 min; first run installs the peers)
+	@command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(HEAVY) $(PY) -m bench.peers --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)
 	$(HEAVY) $(PY) -m bench.quality --data $(CORPUS) --cache $(ART)/cache

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -115,32 +116,33 @@ def write_results(out: Path, name: str, result: dict, markdown: str,
 
 
 # -- a served index -------------------------------------------------------------------------------
-class Server:
-    """`xmr serve` in its own process on loopback, read-only, logging to `log`."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    def __init__(self, index: Path, checkpoint: Path, log: Path,
-                 settings: dict[str, str] | None = None) -> None:
-        """`settings`: XMR_* variables for this server on top of this process's environment."""
-        with socket.socket() as sock:  # a free port
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+
+class Process:
+    """A server in its own process group on loopback, logging to `log`: `argv` with "{port}"
+    standing for a free port, run in `cwd`, ready once GET `ready` answers 200."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, ready: str,
+                 cwd: Path = ROOT) -> None:
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
-               "XMR_LOG_LEVEL": "warning", **(settings or {})}
-        env.pop("XMR_API_KEY", None)
         self.log = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
-             str(checkpoint), "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([arg.replace("{port}", str(self.port)) for arg in argv],
+                                        cwd=cwd, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited {self.process.returncode}: see {log}")
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + ready, timeout=2).status_code == 200:
                     return
             time.sleep(0.5)
+        self.stop()
         raise RuntimeError(f"the server did not become ready: see {log}")
 
     def memory_mb(self) -> dict[str, float]:
@@ -150,12 +152,29 @@ class Server:
                 "peak_rss_mb": int(fields["VmHWM"].split()[0]) / 1024}
 
     def stop(self) -> None:
-        self.process.terminate()
+        """SIGTERM to its process group (a server's workers too), SIGKILL after 30 s."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         self.log.close()
+
+
+class Server(Process):
+    """`xmr serve` on `index` and `checkpoint`, read-only; `settings`: XMR_* variables on top
+    of this process's environment."""
+
+    def __init__(self, index: Path, checkpoint: Path, log: Path,
+                 settings: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
+               "XMR_LOG_LEVEL": "warning", **(settings or {})}
+        env.pop("XMR_API_KEY", None)
+        super().__init__([sys.executable, "-m", "xmr", "serve", "--index", str(index),
+                          "--checkpoint", str(checkpoint), "--port", "{port}"], env, log,
+                         "/readyz")
 
 
 class Connection:
