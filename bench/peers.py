@@ -38,6 +38,7 @@ import httpx
 from bench import harness, peers_report
 from bench.harness import ROOT, Process, Server, arguments
 from bench.service_corpora import queries_of
+from service.settings import Settings
 
 K = 10
 CLIENTS = (1, 8, 32)
@@ -103,10 +104,11 @@ def start_xmr(args: Any, queries: list[str]) -> System:
     # a copy of the checkpoint, so that its ONNX export is cached under --work, not beside yours
     (args.work / "xmr").mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "xmr" / "checkpoint.pt"))
+    runtime = Settings.model_fields["encoder_runtime"].default  # the service's default
     server = Server(args.index, checkpoint, args.work / "xmr.log",
-                    {"XMR_ENCODER_RUNTIME": "onnx"})
+                    {"XMR_ENCODER_RUNTIME": runtime})
     lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': K})}" for q in queries]
-    return System.of("xmr", "ONNX Runtime text path (XMR_ENCODER_RUNTIME=onnx, the default)",
+    return System.of("xmr", f"XMR_ENCODER_RUNTIME={runtime} (the default)",
                      server, lines, '"score"', K, args.work)
 
 
