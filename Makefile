@@ -55,8 +55,9 @@ $(TWEMOJI)/.fetched:
 twemoji: $(TWEMOJI)/.fetched ## fetch the pinned Twemoji SVGs (npm, integrity checked) into artifacts/vendor
 
 # The importer (and the Unicode data it reads) changing re-imports: PNGs already rendered are kept.
-$(CORPUS)/manifest.jsonl: models/data/importers/openmoji.py models/resources/cldr-annotations-en-41.xml.gz | $(STAMP)
-	$(PY) -m xmr data openmoji $(CORPUS)
+# The train emoji get a second view from Twemoji (configs/default.yaml says what it gained).
+$(CORPUS)/manifest.jsonl: models/data/importers/openmoji.py models/resources/cldr-annotations-en-41.xml.gz $(TWEMOJI)/.fetched | $(STAMP)
+	$(PY) -m xmr data openmoji $(CORPUS) --twemoji $(TWEMOJI)
 
 # A changed default config retrains, and a new checkpoint re-indexes (a new generation, swapped
 # in atomically); otherwise both are reused.

@@ -11,9 +11,9 @@ DESIGN.md: fully-qualified emoji with an OpenMoji SVG, skin-tone variants droppe
 
 With `twemoji` (the SVG folder of the `@twemoji/svg` npm package, fetched by the Makefile),
 each train emoji Twemoji draws gets a second view: its Twemoji rendering under
-`images/twemoji/`, with the same rows as its OpenMoji image (name and keywords, ids
-`HEX~twemoji` and `HEX~twemoji~n`). Test emoji never get one; the trainer's validation carve
-keeps an item's views together (models.training.captions).
+`images/twemoji/`, captioned with the emoji's name (id `HEX~twemoji`; with its keywords too,
+validation keyword mAP fell). Test emoji never get one; the trainer's validation carve keeps
+an item's views together (models.training.captions).
 """
 
 from __future__ import annotations
@@ -123,15 +123,15 @@ def render_png(svg_path: Path, png_path: Path) -> None:
 
 
 def emoji_rows(e: Emoji, keywords: tuple[str, ...], view: str = "") -> list[Item]:
-    """The name row of one image of an emoji and, for a train emoji only, one row per keyword.
-    `view` names an extra rendering (train emoji only): image `images/VIEW/HEX.png`, ids
-    `HEX~VIEW` and `HEX~VIEW~n`."""
+    """The name row of an emoji and, for a train emoji only, one row per keyword. `view` names
+    an extra rendering of a train emoji instead: one name row, image `images/VIEW/HEX.png`,
+    id `HEX~VIEW`."""
     if view and e.split != "train":
         raise ValueError(f"{e.hex}: extra views are for train emoji only")
     key, folder = (f"{e.hex}~{view}", f"images/{view}") if view else (e.hex, "images")
     image, labels = f"{folder}/{e.hex}.png", (e.group, e.subgroup)
     rows = [Item(key, image, e.name, labels, e.split)]
-    if e.split == "train":
+    if e.split == "train" and not view:
         rows += [
             Item(f"{key}~{n}", image, word, labels, "train")
             for n, word in enumerate(keywords, start=1)
