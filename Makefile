@@ -10,6 +10,11 @@ ART := artifacts
 CORPUS := $(ART)/data/openmoji
 RUN := $(ART)/runs/default
 INDEX := $(ART)/indexes/default
+# Twemoji's SVGs (npm `@twemoji/svg`, graphics CC BY 4.0): a second view of the train emoji,
+# fetched once at install time; the pinned tarball's sha512 is npm's `dist.integrity` in hex.
+TWEMOJI_VERSION := 15.0.0
+TWEMOJI_SHA512 := 6523de7f607a9c16989df81d4db032e23816f79a3ba62db13c6c06094f96313c68ec9e81d6530f4d6c12abfc13ba232af8dd24850f7409cbd8a75c05a10a68ff
+TWEMOJI := $(ART)/vendor/twemoji-svg-$(TWEMOJI_VERSION)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Every benchmark runs under $(HEAVY): this lock, so it never shares the cores with another
@@ -19,7 +24,8 @@ HEAVY_LOCK ?= $(or $(TMPDIR),/tmp)/xmr-heavy.lock
 HEAVY := flock $(HEAVY_LOCK) nice -n 10
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-artifacts test test-slow test-demo lint docker-smoke
+.PHONY: help install system-deps twemoji demo demo-artifacts test test-slow test-demo lint
+.PHONY: docker-smoke
 .PHONY: bench bench-features bench-index bench-scale bench-service bench-quality bench-peers
 
 help: ## list the targets
@@ -39,9 +45,19 @@ system-deps: ## Debian packages for the browser tests (chromium + chromedriver)
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+$(TWEMOJI)/.fetched:
+	mkdir -p $(@D)
+	curl -sSfL -o $(@D).tgz https://registry.npmjs.org/@twemoji/svg/-/svg-$(TWEMOJI_VERSION).tgz
+	echo "$(TWEMOJI_SHA512)  $(@D).tgz" | sha512sum --check --quiet
+	tar -xzf $(@D).tgz -C $(@D) --strip-components=1 && rm $(@D).tgz
+	touch $@
+
+twemoji: $(TWEMOJI)/.fetched ## fetch the pinned Twemoji SVGs (npm, integrity checked) into artifacts/vendor
+
 # The importer (and the Unicode data it reads) changing re-imports: PNGs already rendered are kept.
-$(CORPUS)/manifest.jsonl: models/data/importers/openmoji.py models/resources/cldr-annotations-en-41.xml.gz | $(STAMP)
-	$(PY) -m xmr data openmoji $(CORPUS)
+# The train emoji get a second view from Twemoji (configs/default.yaml says what it gained).
+$(CORPUS)/manifest.jsonl: models/data/importers/openmoji.py models/resources/cldr-annotations-en-41.xml.gz $(TWEMOJI)/.fetched | $(STAMP)
+	$(PY) -m xmr data openmoji $(CORPUS) --twemoji $(TWEMOJI)
 
 # A changed default config retrains, and a new checkpoint re-indexes (a new generation, swapped
 # in atomically); otherwise both are reused.

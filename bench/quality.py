@@ -61,6 +61,7 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "dhaml-no-instance": ("dhaml", {"options": {"instance_weight": 0.0, "instance_level": False}}),
 }
 RERANK_K = 20
+VAL_KEYS = ("val_avg_map", "val_keyword_map", "val_keyword_success_at_10")
 COMMAND = command("bench.quality")
 
 
@@ -139,7 +140,7 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     row: dict[str, Any] = {
         "variant": name, "seed": seed, "train_seconds": round(seconds, 1),
         "best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
-        "val_avg_map": best["val_avg_map"], "val_keyword_map": best.get("val_keyword_map"),
+        **{key: best.get(key) for key in VAL_KEYS},
         "val_score": history.best_val_map, "epochs_to_95": epochs_to(history),
         "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
     }
@@ -283,10 +284,9 @@ def main() -> int:
     if args.val_only:
         for name in variants:
             picked = [r for r in rows if r["variant"] == name]
-            keyword = [r["val_keyword_map"] for r in picked if r["val_keyword_map"] is not None]
+            means = {k: statistics.mean(r[k] for r in picked) for k in VAL_KEYS if picked[0][k]}
             print(f"VAL {name:24s} {json.dumps(extra)} "
-                  f"{statistics.mean(r['val_avg_map'] for r in picked):.4f}"
-                  + (f" keywords {statistics.mean(keyword):.4f}" if keyword else ""))
+                  + " ".join(f"{k[4:]} {v:.4f}" for k, v in means.items()))
         return 0
     write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
     return 0

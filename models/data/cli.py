@@ -15,6 +15,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sources = data.add_subparsers(dest="source", required=True)
     openmoji = sources.add_parser("openmoji", help="the embedded default corpus (OpenMoji)")
     openmoji.add_argument("out", type=Path)
+    openmoji.add_argument("--twemoji", type=Path, metavar="DIR",
+                          help="the SVG folder of the @twemoji/svg npm package (`make twemoji` "
+                               "fetches it): a second view of each train emoji it draws")
     raw_corpora = {
         "wikipedia": "a corpus in the classic Wikipedia layout",
         "captions": "captioned images, no labels: the Karpathy-split JSON of COCO, Flickr8k "
@@ -36,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
         if args.source == "openmoji":
             from models.data.importers.openmoji import import_openmoji
 
-            import_openmoji(args.out, report)
+            items = import_openmoji(args.out, report, args.twemoji)
+            if args.twemoji is not None:
+                views = {i.image for i in items if i.image.startswith("images/twemoji/")}
+                print(f"Twemoji views: {len(views)} train emoji")
         elif args.source == "captions":
             from models.data.importers.captions import import_captions
 

@@ -2,8 +2,9 @@
 
 A corpus may give an image several lines (several captions, e.g. an emoji's name and its
 keywords). Training then needs to know that two rows are one image (so the validation carve
-keeps all of an image's rows on one side, and a batch's instance term does not push an image
-away from its own other caption), and that a text shared by several images (the keyword
+keeps all of an item's rows on one side, and a batch's instance term does not push an image
+away from its own other caption), that rows of one item may show it in several images
+(extra views, ids `KEY~...`), and that a text shared by several images (the keyword
 `face`) describes each of them. Everything here is derived from the rows alone: no labels.
 """
 
@@ -51,24 +52,57 @@ class Captions:
         return np.sort(shuffled[first])
 
 
+def item_key(item_id: str) -> str:
+    """The item a row belongs to: its id up to the first `~` (an importer's extra captions and
+    extra views of an item are ids `KEY~...`)."""
+    return item_id.split("~", 1)[0]
+
+
+def item_groups(items: Sequence[Item]) -> list[int]:
+    """Group of each row, numbered in order of first appearance: rows that share an image or an
+    item key are one item (an item's other views join it, as do an image's other captions)."""
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    for item in items:
+        parent[root("key:" + item_key(item.id))] = root("image:" + item.image)
+    number: dict[str, int] = {}
+    return [number.setdefault(root("image:" + i.image), len(number)) for i in items]
+
+
 def group_carve(
     items: Sequence[Item], fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:
-    """Row indices of (train, validation): a seeded random share of the IMAGES goes to
-    validation with all their rows. With one row per image this is the plain row carve."""
-    image_of: dict[str, int] = {}
-    for item in items:
-        image_of.setdefault(item.image, len(image_of))
-    order = np.random.default_rng(seed).permutation(len(image_of))
-    n_val = max(1, round(len(image_of) * fraction))
+    """Row indices of (train, validation): a seeded random share of the ITEMS goes to
+    validation, each with its own image's rows only; its other views are dropped, so the
+    validation images are the same with or without extra views and none of them is trained
+    on. With one row per image this is the plain row carve."""
+    group = item_groups(items)
+    n_groups = max(group, default=-1) + 1
+    order = np.random.default_rng(seed).permutation(n_groups)
+    n_val = max(1, round(n_groups * fraction))
     rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))  # an image's place in the permutation
-    rows = sorted(range(len(items)), key=lambda r: rank[image_of[items[r].image]])
-    is_val = [rank[image_of[items[r].image]] < n_val for r in rows]
-    return (
-        [r for r, v in zip(rows, is_val, strict=True) if not v],
-        [r for r, v in zip(rows, is_val, strict=True) if v],
-    )
+    rank[order] = np.arange(len(order))  # an item's place in the permutation
+    own = own_images(items, group)
+    rows = sorted(range(len(items)), key=lambda r: rank[group[r]])
+    train = [r for r in rows if rank[group[r]] >= n_val]
+    val = [r for r in rows if rank[group[r]] < n_val and items[r].image == own[group[r]]]
+    return train, val
+
+
+def own_images(items: Sequence[Item], group: list[int]) -> dict[int, str]:
+    """Each item's own image: that of the row whose id is the item key, else its first row's."""
+    own: dict[int, str] = {}
+    for item, g in zip(items, group, strict=True):
+        if item.id == item_key(item.id):
+            own[g] = item.image
+    for item, g in zip(items, group, strict=True):
+        own.setdefault(g, item.image)
+    return own
 
 
 def caption_queries(items: Sequence[Item]) -> tuple[KeywordQueries, list[int]] | None:

@@ -33,8 +33,8 @@ class Split:
 def carve_validation(
     items: list[Item], fraction: float, seed: int
 ) -> tuple[list[Item], list[Item]]:
-    """Seeded random part of train held out for model selection: a share of the images, each
-    with all its rows (captions), so no validation image is trained on."""
+    """Seeded random part of train held out for model selection: a share of the items, each
+    with all its captions, so no validation item is trained on in any of its views."""
     train_rows, val_rows = group_carve(items, fraction, seed)
     return [items[i] for i in train_rows], [items[i] for i in val_rows]
 

@@ -60,3 +60,18 @@ def test_caption_queries_are_the_captions_beyond_the_first() -> None:
     assert queries.relevance[1].tolist() == [True, True, False, False, False, False]
     assert [ROWS[r].text for r in text_rows] == ["face", "pet"]
     assert caption_queries([item("x", "x.png", "only")]) is None
+
+
+def test_carve_keeps_an_items_views_together_and_scores_its_own_image_only() -> None:
+    """Extra views (`KEY~view` rows on another image) go with their item: to train, or, for a
+    validation item, nowhere; validation is the same with or without views."""
+    views = [item(f"{r.id.split('~')[0]}~tw{r.id[1:]}", "tw-" + r.image, r.text)
+             for r in ROWS if r.id[0] in "abd"]
+    for seed in range(8):
+        plain_train, plain_val = carve_validation(ROWS, 0.3, seed)
+        train, val = carve_validation(ROWS + views, 0.3, seed)
+        assert val == plain_val
+        val_items = {r.id.split("~")[0] for r in val}
+        assert not val_items & {r.id.split("~")[0] for r in train}
+        assert set(train) == set(plain_train) | {
+            v for v in views if v.id.split("~")[0] not in val_items}

@@ -8,6 +8,12 @@ train items only, become extra manifest rows (same image and labels, the keyword
 `HEX~n`): several captions per train image, none from a test item. The split is pinned in
 DESIGN.md: fully-qualified emoji with an OpenMoji SVG, skin-tone variants dropped, test when
 ``int(sha1(HEX).hexdigest(), 16) % 5 == 0``.
+
+With `twemoji` (the SVG folder of the `@twemoji/svg` npm package, fetched by the Makefile),
+each train emoji Twemoji draws gets a second view: its Twemoji rendering under
+`images/twemoji/`, captioned with the emoji's name (id `HEX~twemoji`; with its keywords too,
+validation keyword mAP fell). Test emoji never get one; the trainer's validation carve keeps
+an item's views together (models.training.captions).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ LEVELS = ("group", "subgroup")
 SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
 VARIATION_SELECTOR = "FE0F"
 RENDER_SIDE = 256
+TWEMOJI = "twemoji"
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Emoji:
     name: str
     group: str
     subgroup: str
+    points: tuple[str, ...] = ()  # the code points, as emoji-test.txt writes them
 
     @property
     def split(self) -> str:
@@ -78,13 +86,23 @@ def official_emoji(lines: list[str], svg_stems: set[str]) -> Iterator[Emoji]:
             if stem is not None:
                 # comment is "<emoji> E<version> <name>"
                 name = comment.strip().split(" ", 2)[2]
-                yield Emoji(stem, name, group, subgroup)
+                yield Emoji(stem, name, group, subgroup, tuple(points))
 
 
 def _svg_stem(points: list[str], svg_stems: set[str]) -> str | None:
     with_fe0f = "-".join(points)
     without = "-".join(p for p in points if p != VARIATION_SELECTOR)
     for stem in (with_fe0f, without):
+        if stem in svg_stems:
+            return stem
+    return None
+
+
+def twemoji_stem(points: tuple[str, ...], svg_stems: set[str]) -> str | None:
+    """Twemoji's file stem of an emoji: lowercase unpadded hex joined by '-' (`00A9 FE0F` ->
+    `a9`), keeping FE0F in most ZWJ sequences and dropping it elsewhere: both are tried."""
+    hexes = [format(int(p, 16), "x") for p in points]
+    for stem in ("-".join(hexes), "-".join(h for h in hexes if h != "fe0f")):
         if stem in svg_stems:
             return stem
     return None
@@ -104,39 +122,69 @@ def render_png(svg_path: Path, png_path: Path) -> None:
     tmp.replace(png_path)
 
 
-def emoji_rows(e: Emoji, keywords: tuple[str, ...]) -> list[Item]:
-    """The name row of an emoji and, for a train emoji only, one row per keyword."""
-    image, labels = f"images/{e.hex}.png", (e.group, e.subgroup)
-    rows = [Item(e.hex, image, e.name, labels, e.split)]
-    if e.split == "train":
+def emoji_rows(e: Emoji, keywords: tuple[str, ...], view: str = "") -> list[Item]:
+    """The name row of an emoji and, for a train emoji only, one row per keyword. `view` names
+    an extra rendering of a train emoji instead: one name row, image `images/VIEW/HEX.png`,
+    id `HEX~VIEW`."""
+    if view and e.split != "train":
+        raise ValueError(f"{e.hex}: extra views are for train emoji only")
+    key, folder = (f"{e.hex}~{view}", f"images/{view}") if view else (e.hex, "images")
+    image, labels = f"{folder}/{e.hex}.png", (e.group, e.subgroup)
+    rows = [Item(key, image, e.name, labels, e.split)]
+    if e.split == "train" and not view:
         rows += [
-            Item(f"{e.hex}~{n}", image, word, labels, "train")
+            Item(f"{key}~{n}", image, word, labels, "train")
             for n, word in enumerate(keywords, start=1)
         ]
     return rows
 
 
-def import_openmoji(out: Path, report: ImportReport) -> list[Item]:
-    """Render the official split into `out` (re-using PNGs already there) and write the corpus."""
-    source = svg_dir()
-    stems = {p.name[: -len(".svg")] for p in source.glob("*.svg")}
-    emoji = list(official_emoji(emoji_test_lines(), stems))
-    (out / "images").mkdir(parents=True, exist_ok=True)
+def import_openmoji(
+    out: Path, report: ImportReport, twemoji: Path | None = None, openmoji: Path | None = None
+) -> list[Item]:
+    """Render the official split into `out` (re-using PNGs already there) and write the corpus;
+    with `twemoji`, a second view of each train emoji it draws. `openmoji`: the SVG folder
+    (default: the wheel's)."""
+    source = openmoji or svg_dir()
+    emoji = list(official_emoji(emoji_test_lines(), svg_stems(source)))
+    views = twemoji_views(emoji, twemoji) if twemoji is not None else {}
+    (out / "images" / (TWEMOJI if views else "")).mkdir(parents=True, exist_ok=True)
     items, keywords, cldr = [], {}, cldr_keywords()
     for e in tqdm(emoji, desc="render openmoji", unit="img"):
-        png = out / "images" / f"{e.hex}.png"
         try:
-            if not png.is_file():
-                render_png(source / f"{e.hex}.svg", png)
+            rendered(source / f"{e.hex}.svg", out / "images" / f"{e.hex}.png")
         except ImportProblem as problem:
             report.reject(problem)
             continue
         words = other_keywords(cldr.get(emoji_chars(e.hex), ()), e.name)
         keywords[e.hex] = list(words)
         items += emoji_rows(e, words)
+        if e.hex in views:
+            try:
+                rendered(views[e.hex], out / "images" / TWEMOJI / f"{e.hex}.png")
+                items += emoji_rows(e, words, TWEMOJI)
+            except ImportProblem as problem:
+                report.reject(problem)
     groups = list(dict.fromkeys(item.labels[0] for item in items))
     subgroups = list(dict.fromkeys(item.labels[1] for item in items))
     write_corpus(out, items, LEVELS, {"group": groups, "subgroup": subgroups})
     write_keywords(out, keywords, CLDR_SOURCE)
     return items
 
+
+def svg_stems(folder: Path) -> set[str]:
+    return {p.name[: -len(".svg")] for p in folder.glob("*.svg")}
+
+
+def twemoji_views(emoji: list[Emoji], folder: Path) -> dict[str, Path]:
+    """The Twemoji SVG of each train emoji that has one, by OpenMoji stem."""
+    if not folder.is_dir():
+        raise ImportProblem(f"{folder}: no such folder (the @twemoji/svg SVGs; `make twemoji`)")
+    stems = svg_stems(folder)
+    found = {e.hex: twemoji_stem(e.points, stems) for e in emoji if e.split == "train"}
+    return {hex_: folder / f"{stem}.svg" for hex_, stem in found.items() if stem is not None}
+
+
+def rendered(svg: Path, png: Path) -> None:
+    if not png.is_file():
+        render_png(svg, png)
