@@ -29,7 +29,8 @@ DESCRIPTION = """
 Cross-modal retrieval: search images with text and texts with images in one shared embedding
 space (see the README). Every error is an RFC 9457 problem (`application/problem+json`).
 Writes (`/v1/items`, `/v1/jobs`) need `Authorization: Bearer <XMR_API_KEY>` when the service
-has a key. Images on the search page: [OpenMoji](https://openmoji.org/), CC BY-SA 4.0.
+has a key. Images on the search page: [OpenMoji](https://openmoji.org/), CC BY-SA 4.0, and
+[Twemoji](https://github.com/jdecked/twemoji), CC BY 4.0 (Twitter, Inc and other contributors).
 """
 
 
