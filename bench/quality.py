@@ -77,16 +77,22 @@ def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) 
 
 
 class Data:
-    """All train and test features, read once; splits per seed are row subsets."""
+    """All train and test features of one image backbone, read once (again only when a run
+    asks for another); splits per seed are row subsets."""
 
     def __init__(self, corpus: Corpus, cache: FeatureCache, device: torch.device) -> None:
         self.corpus, self.device, self.cache = corpus, device, cache
         self.keywords = read_keywords(corpus.root)
-        self.backbones = Backbones.build("minilm", device)
         self.train_items, self.test_items = corpus.split("train"), corpus.split("test")
-        self.train = self.backbones.features(corpus, self.train_items, cache)
-        self.test = self.backbones.features(corpus, self.test_items, cache)
         self.row = {item.id: i for i, item in enumerate(self.train_items)}
+        self.image_backbone = ""
+
+    def use(self, image_backbone: str) -> None:
+        if image_backbone != self.image_backbone:
+            self.backbones = Backbones.build("minilm", self.device, image_backbone=image_backbone)
+            self.train = self.backbones.features(self.corpus, self.train_items, self.cache)
+            self.test = self.backbones.features(self.corpus, self.test_items, self.cache)
+            self.image_backbone = image_backbone
 
     def labels(self, items: list, levels: list[int]) -> np.ndarray:
         return np.stack([self.corpus.label_index(i, items) for i in levels], axis=1)
@@ -128,6 +134,7 @@ def epochs_to(history, fraction: float = 0.95) -> int:
 
 def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> dict[str, Any]:
     config = variant_config(name, data.corpus, seed, extra)
+    data.use(config.image_backbone)
     train, val, levels = data.splits(config)
     torch.manual_seed(seed)
     dims = MethodDims(data.backbones.image.dim, data.backbones.text.dim,
@@ -140,6 +147,7 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
         "variant": name, "seed": seed, "train_seconds": round(seconds, 1),
         "best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
         "val_avg_map": best["val_avg_map"], "val_keyword_map": best.get("val_keyword_map"),
+        "val_keyword_success_at_10": best.get("val_keyword_success_at_10"),
         "val_score": history.best_val_map, "epochs_to_95": epochs_to(history),
         "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
     }
@@ -283,10 +291,12 @@ def main() -> int:
     if args.val_only:
         for name in variants:
             picked = [r for r in rows if r["variant"] == name]
-            keyword = [r["val_keyword_map"] for r in picked if r["val_keyword_map"] is not None]
+            keyword = [(r["val_keyword_map"], r["val_keyword_success_at_10"])
+                       for r in picked if r["val_keyword_map"] is not None]
             print(f"VAL {name:24s} {json.dumps(extra)} "
                   f"{statistics.mean(r['val_avg_map'] for r in picked):.4f}"
-                  + (f" keywords {statistics.mean(keyword):.4f}" if keyword else ""))
+                  + (" keywords {:.4f} success@10 {:.4f}".format(
+                      *map(statistics.mean, zip(*keyword, strict=True))) if keyword else ""))
         return 0
     write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
     return 0

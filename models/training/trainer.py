@@ -217,6 +217,7 @@ def validation_scorer(
         if queries is not None:
             found = ranking_metrics(texts[queries[1]] @ images[first].T, queries[0].relevance)
             out["val_keyword_map"] = found["map"]
+            out["val_keyword_success_at_10"] = found["success_at_10"]
             out["val_score"] = (label_map + found["map"]) / 2
         return out
 
