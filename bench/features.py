@@ -1,4 +1,5 @@
-"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji.
+"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji, and
+the image backbones' encoding speed side by side (what a larger backbone costs per image).
 
     python -m bench.features [--limit N] [--repeats 3]   (the demo corpus by default)
 
@@ -21,10 +22,11 @@ from typing import Any
 
 from bench.harness import arguments, command, machine, pyplot, relative, timed, write_results
 from models.backbones.cache import FeatureCache
-from models.backbones.extract import image_features, text_features
-from models.backbones.image import EfficientNetLite0
+from models.backbones.extract import IMAGE_BATCH, image_features, text_features
+from models.backbones.image import IMAGE_BACKBONES, EfficientNetLite
 from models.backbones.text import MiniLM
 from models.data.corpus import read_corpus
+from models.data.images import open_image, to_array
 
 # --- char n-gram on news-length texts -------------------------------------------------------
 FIT_TEXTS = 1400  # the train split of the news corpus that showed the per-text path's slowness
@@ -123,12 +125,49 @@ def char_ngram_panel(left, ngram: dict) -> None:
     ax.set_title("char n-gram, news-length texts")
 
 
+def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -> dict:
+    """Images/s of each image backbone (resize to its side, then its network) on the same
+    decoded images, in batches of IMAGE_BATCH (the index job) and of 1 (a query, on the first
+    IMAGE_BATCH); the backbones take turns within each repeat; medians over repeats."""
+    import numpy as np
+
+    images = [open_image(p) for p in list(dict.fromkeys(paths))[:count]]
+
+    def encode(net: EfficientNetLite, todo: list, batch: int) -> None:
+        for s in range(0, len(todo), batch):
+            net.encode(np.stack([to_array(i, net.size) for i in todo[s:s + batch]]))
+
+    runs: dict[tuple[str, int], list[float]] = {
+        (name, batch): [] for name in IMAGE_BACKBONES for batch in (IMAGE_BATCH, 1)}
+    nets = {name: EfficientNetLite(name) for name in IMAGE_BACKBONES}
+    for _ in range(repeats):
+        for (name, batch), rates in runs.items():
+            todo = images if batch > 1 else images[:IMAGE_BATCH]
+            rates.append(len(todo) / timed(encode, nets[name], todo, batch)[0])
+    return {"images": len(images), "repeats": repeats, **{name: {
+        f"batch_{batch}_images_per_s": statistics.median(runs[name, batch])
+        for batch in (IMAGE_BATCH, 1)} for name in IMAGE_BACKBONES}}
+
+
+def image_backbones_markdown(speed: dict) -> str:
+    rows = "".join(f"| {name} ({IMAGE_BACKBONES[name].size} px) | "
+                   + " | ".join(f"{v:.1f}" for v in speed[name].values()) + " |\n"
+                   for name in IMAGE_BACKBONES)
+    lite0, lite2 = (speed[f"efficientnet-lite{n}"].values() for n in (0, 2))
+    slower = [a / b for a, b in zip(lite0, lite2, strict=True)]
+    return (f"\n## Image backbones\n\n{speed['images']} images decoded once, each backbone "
+            f"resizing to its side; medians of {speed['repeats']} passes taken in turn.\n\n"
+            f"| backbone | images/s, batch {IMAGE_BATCH} | images/s, batch 1 |\n|---|---|---|\n"
+            f"{rows}\nLite2 is {slower[0]:.2f}x slower than Lite0 at batch {IMAGE_BATCH}, "
+            f"{slower[1]:.2f}x at batch 1.\n")
+
+
 def measure(data: Path, limit: int | None, repeats: int) -> dict:
     corpus = read_corpus(data)
     items = list(corpus.items[:limit] if limit else corpus.items)
     paths = [corpus.image_path(item) for item in items]
     texts = [item.text for item in items]
-    image_backbone, text_backbone = EfficientNetLite0(), MiniLM()
+    image_backbone, text_backbone = EfficientNetLite(), MiniLM()
 
     def cold_and_warm(run) -> tuple[float, float]:  # the first pass, the median of the next
         return timed(run)[0], statistics.median(timed(run)[0] for _ in range(repeats))
@@ -146,7 +185,8 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
            for name, img, txt in (("cold", cold_img, cold_txt), ("warm", warm_img, warm_txt))},
         "speedup_images": cold_img / warm_img, "speedup_texts": cold_txt / warm_txt,
         "speedup_total": (cold_img + cold_txt) / (warm_img + warm_txt),
-        "char_ngram": measure_char_ngram(repeats)}
+        "char_ngram": measure_char_ngram(repeats),
+        "image_backbones": measure_image_backbones(paths, repeats)}
 
 
 def markdown(result: dict) -> str:
@@ -163,6 +203,7 @@ def markdown(result: dict) -> str:
         f"Second pass speed-up: images {result['speedup_images']:.0f}x, texts "
         f"{result['speedup_texts']:.1f}x, both {result['speedup_total']:.0f}x.\n"
         + char_ngram_markdown(result["char_ngram"])
+        + image_backbones_markdown(result["image_backbones"])
     )
 
 
