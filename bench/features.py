@@ -1,4 +1,5 @@
-"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji.
+"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji, and
+the image backbones' encoding speed side by side (what a larger backbone costs per image).
 
     python -m bench.features [--limit N] [--repeats 3]   (the demo corpus by default)
 
@@ -8,7 +9,7 @@ their ratio holds even on a shared, noisy machine; warm figures are medians over
 
 Char n-gram (the language-agnostic text featuriser): fitted on 1,400 generated news-length
 texts (see `news_texts`), then texts it was not fitted on go through the cold path
-(`text_features` into an empty cache), beside the per-text path it replaced, in one process.
+(`text_features` into an empty cache).
 """
 
 from __future__ import annotations
@@ -19,25 +20,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.harness import arguments, command, machine, pyplot, relative, timed, write_results
 from models.backbones.cache import FeatureCache
-from models.backbones.extract import image_features, text_features
-from models.backbones.image import EfficientNetLite0
+from models.backbones.extract import IMAGE_BATCH, image_features, text_features
+from models.backbones.image import IMAGE_BACKBONES, EfficientNetLite
 from models.backbones.text import MiniLM
 from models.data.corpus import read_corpus
+from models.data.images import open_image, to_array
 
 # --- char n-gram on news-length texts -------------------------------------------------------
-FIT_TEXTS = 1400  # the train split of the news corpus that showed the per-text path's slowness
+FIT_TEXTS = 1400  # the size of a news corpus's train split
 ENCODE_TEXTS = 1000
-PER_TEXT_TEXTS = 16  # the old path is slow: a few texts give its rate
 
 
 def news_texts(count: int, seed: int = 0) -> list[str]:
     """News-length texts (200-800 characters) in a Chinese-like script: sentences of words
     drawn Zipf-wise from a lexicon of 1-4 common CJK characters, full-width punctuation, and
     now and then a Latin word and a number, as in real news copy."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     common = [chr(c) for c in range(0x4E00, 0x4E00 + 3500)]
     lexicon = ["".join(rng.choice(common, size=rng.integers(1, 5))) for _ in range(20_000)]
@@ -56,21 +57,6 @@ def news_texts(count: int, seed: int = 0) -> list[str]:
     return texts
 
 
-def per_text_char_ngram(model, texts: list[str]) -> None:
-    """The path `CharNgram.encode` replaced: a float64 product per text's words."""
-    import numpy as np
-
-    from models.backbones.text import MAX_TOKENS, split_words
-
-    def project(batch: list[str]) -> np.ndarray:
-        return np.asarray(model.vectorizer.transform(batch) @ model.components.T, np.float32)
-
-    project(texts)
-    for text in texts:
-        if words := split_words(text)[:MAX_TOKENS]:
-            project(words)
-
-
 def measure_char_ngram(repeats: int) -> dict:
     from models.backbones.text import CharNgram
 
@@ -83,44 +69,55 @@ def measure_char_ngram(repeats: int) -> dict:
             return timed(text_features, unseen, model, FeatureCache(tmp), progress=False)[0]
 
     batched = statistics.median(cold() for _ in range(repeats))
-    few = unseen[:PER_TEXT_TEXTS]
-    per_text = statistics.median(timed(per_text_char_ngram, model, few)[0]
-                                 for _ in range(repeats))
     return {
-        "fit_texts": FIT_TEXTS, "texts": ENCODE_TEXTS, "per_text_texts": PER_TEXT_TEXTS,
+        "fit_texts": FIT_TEXTS, "texts": ENCODE_TEXTS,
         "mean_chars": statistics.mean(map(len, unseen)), "vocabulary": len(model.projection),
-        "dim": model.dim, "repeats": repeats, "texts_per_s": ENCODE_TEXTS / batched,
-        "per_text_texts_per_s": PER_TEXT_TEXTS / per_text,
-        "speedup": (ENCODE_TEXTS / batched) / (PER_TEXT_TEXTS / per_text)}
+        "dim": model.dim, "repeats": repeats, "texts_per_s": ENCODE_TEXTS / batched}
 
 
 def char_ngram_markdown(ngram: dict) -> str:
     return (
         "\n## Char n-gram on news-length texts\n\n"
         f"Fitted on {ngram['fit_texts']} generated news-length texts (vocabulary "
-        f"{ngram['vocabulary']:,} n-grams, {ngram['dim']}-d); texts it was not fitted on, "
-        f"{ngram['mean_chars']:.0f} characters on average, pooled and token vectors, into an "
-        f"empty cache; medians of {ngram['repeats']} passes.\n\n"
-        "| path | texts | texts/s |\n|---|---|---|\n"
-        f"| batched (`CharNgram.encode`) | {ngram['texts']} | {ngram['texts_per_s']:.0f} |\n"
-        f"| per text (the path it replaced) | {ngram['per_text_texts']} "
-        f"| {ngram['per_text_texts_per_s']:.1f} |\n\n"
-        f"Batched over per text: {ngram['speedup']:.0f}x.\n"
-    )
+        f"{ngram['vocabulary']:,} n-grams, {ngram['dim']}-d); {ngram['texts']} texts it was not "
+        f"fitted on, {ngram['mean_chars']:.0f} characters on average, pooled and token vectors "
+        f"into an empty cache (`CharNgram.encode`, batched): {ngram['texts_per_s']:.0f} texts/s, "
+        f"median of {ngram['repeats']} passes.\n")
 
 
-def char_ngram_panel(left, ngram: dict) -> None:
-    """A panel right of `left` (the cold/warm bars), a third of the widened figure wide."""
-    fig = left.figure
-    fig.set_size_inches(10, 4)
-    grid = fig.add_gridspec(1, 3)
-    left.set_subplotspec(grid[0, :2])
-    ax = fig.add_subplot(grid[0, 2])
-    ax.bar(["per text", "batched"], [ngram["per_text_texts_per_s"], ngram["texts_per_s"]],
-           color=["tab:gray", "tab:green"])
-    ax.set_yscale("log")
-    ax.set_ylabel("texts/s (log scale)")
-    ax.set_title("char n-gram, news-length texts")
+def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -> dict:
+    """Images/s of each image backbone (resize to its side, then its network) on the same
+    decoded images, in batches of IMAGE_BATCH (the index job) and of 1 (a query, on the first
+    IMAGE_BATCH); the backbones take turns within each repeat; medians over repeats."""
+    images = [open_image(p) for p in list(dict.fromkeys(paths))[:count]]
+
+    def encode(net: EfficientNetLite, todo: list, batch: int) -> None:
+        for s in range(0, len(todo), batch):
+            net.encode(np.stack([to_array(i, net.size) for i in todo[s:s + batch]]))
+
+    runs: dict[tuple[str, int], list[float]] = {
+        (name, batch): [] for name in IMAGE_BACKBONES for batch in (IMAGE_BATCH, 1)}
+    nets = {name: EfficientNetLite(name) for name in IMAGE_BACKBONES}
+    for _ in range(repeats):
+        for (name, batch), rates in runs.items():
+            todo = images if batch > 1 else images[:IMAGE_BATCH]
+            rates.append(len(todo) / timed(encode, nets[name], todo, batch)[0])
+    return {"images": len(images), "repeats": repeats, **{name: {
+        f"batch_{batch}_images_per_s": statistics.median(runs[name, batch])
+        for batch in (IMAGE_BATCH, 1)} for name in IMAGE_BACKBONES}}
+
+
+def image_backbones_markdown(speed: dict) -> str:
+    rows = "".join(f"| {name} ({IMAGE_BACKBONES[name].size} px) | "
+                   + " | ".join(f"{v:.1f}" for v in speed[name].values()) + " |\n"
+                   for name in IMAGE_BACKBONES)
+    lite0, lite2 = (speed[f"efficientnet-lite{n}"].values() for n in (0, 2))
+    slower = [a / b for a, b in zip(lite0, lite2, strict=True)]
+    return (f"\n## Image backbones\n\n{speed['images']} images decoded once, each backbone "
+            f"resizing to its side; medians of {speed['repeats']} passes taken in turn.\n\n"
+            f"| backbone | images/s, batch {IMAGE_BATCH} | images/s, batch 1 |\n|---|---|---|\n"
+            f"{rows}\nLite2 is {slower[0]:.2f}x slower than Lite0 at batch {IMAGE_BATCH}, "
+            f"{slower[1]:.2f}x at batch 1.\n")
 
 
 def measure(data: Path, limit: int | None, repeats: int) -> dict:
@@ -128,7 +125,7 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
     items = list(corpus.items[:limit] if limit else corpus.items)
     paths = [corpus.image_path(item) for item in items]
     texts = [item.text for item in items]
-    image_backbone, text_backbone = EfficientNetLite0(), MiniLM()
+    image_backbone, text_backbone = EfficientNetLite(), MiniLM()
 
     def cold_and_warm(run) -> tuple[float, float]:  # the first pass, the median of the next
         return timed(run)[0], statistics.median(timed(run)[0] for _ in range(repeats))
@@ -146,7 +143,8 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
            for name, img, txt in (("cold", cold_img, cold_txt), ("warm", warm_img, warm_txt))},
         "speedup_images": cold_img / warm_img, "speedup_texts": cold_txt / warm_txt,
         "speedup_total": (cold_img + cold_txt) / (warm_img + warm_txt),
-        "char_ngram": measure_char_ngram(repeats)}
+        "char_ngram": measure_char_ngram(repeats),
+        "image_backbones": measure_image_backbones(paths, repeats)}
 
 
 def markdown(result: dict) -> str:
@@ -163,6 +161,8 @@ def markdown(result: dict) -> str:
         f"Second pass speed-up: images {result['speedup_images']:.0f}x, texts "
         f"{result['speedup_texts']:.1f}x, both {result['speedup_total']:.0f}x.\n"
         + char_ngram_markdown(result["char_ngram"])
+        + (image_backbones_markdown(result["image_backbones"])
+           if "image_backbones" in result else "")
     )
 
 
@@ -173,7 +173,6 @@ def figure(result: dict) -> Any:
         ax.bar([i + offset for i in range(2)], [result[name][k] for k in kinds], 0.4, label=name)
     ax.set_xticks(range(2), ["images/s", "texts/s"])
     ax.set_yscale("log")
-    char_ngram_panel(ax, result["char_ngram"])
     ax.set_title(f"feature extraction, {result['items']} items (log scale)")
     ax.legend()
     return fig

@@ -78,16 +78,22 @@ def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) 
 
 
 class Data:
-    """All train and test features, read once; splits per seed are row subsets."""
+    """All train and test features of one image backbone, read once (again only when a run
+    asks for another); splits per seed are row subsets."""
 
     def __init__(self, corpus: Corpus, cache: FeatureCache, device: torch.device) -> None:
         self.corpus, self.device, self.cache = corpus, device, cache
         self.keywords = read_keywords(corpus.root)
-        self.backbones = Backbones.build("minilm", device)
         self.train_items, self.test_items = corpus.split("train"), corpus.split("test")
-        self.train = self.backbones.features(corpus, self.train_items, cache)
-        self.test = self.backbones.features(corpus, self.test_items, cache)
         self.row = {item.id: i for i, item in enumerate(self.train_items)}
+        self.image_backbone = ""
+
+    def use(self, image_backbone: str) -> None:
+        if image_backbone != self.image_backbone:
+            self.backbones = Backbones.build("minilm", self.device, image_backbone=image_backbone)
+            self.train = self.backbones.features(self.corpus, self.train_items, self.cache)
+            self.test = self.backbones.features(self.corpus, self.test_items, self.cache)
+            self.image_backbone = image_backbone
 
     def labels(self, items: list, levels: list[int]) -> np.ndarray:
         return np.stack([self.corpus.label_index(i, items) for i in levels], axis=1)
@@ -129,6 +135,7 @@ def epochs_to(history, fraction: float = 0.95) -> int:
 
 def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> dict[str, Any]:
     config = variant_config(name, data.corpus, seed, extra)
+    data.use(config.image_backbone)
     train, val, levels = data.splits(config)
     torch.manual_seed(seed)
     dims = MethodDims(data.backbones.image.dim, data.backbones.text.dim,

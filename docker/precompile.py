@@ -54,10 +54,12 @@ def import_project() -> None:
 def exercise_backbones() -> None:
     import numpy as np
 
-    from models.backbones.image import EfficientNetLite0
+    from models.backbones.image import IMAGE_BACKBONES, EfficientNetLite
     from models.backbones.text import CharNgram, MiniLM
 
-    EfficientNetLite0().encode(np.zeros((1, 3, 224, 224), np.float32))
+    for name in IMAGE_BACKBONES:
+        image = EfficientNetLite(name)
+        image.encode(np.zeros((1, 3, image.size, image.size), np.float32))
     MiniLM().encode(["a cat face", "grinning face with big eyes"])
     texts = ["cat face", "dog face", "grinning face", "red heart", "rocket", "pizza"]
     CharNgram.fit(texts, dim=2).encode(texts)

@@ -21,6 +21,9 @@ class TrainConfig(BaseModel):
 
     method: str = "linear"
     text_backbone: Literal["minilm", "char-ngram"] = "minilm"
+    # The frozen image extractor (models.backbones.image); the checkpoint carries it, so the
+    # encoder, the index job and the service build the one the heads were trained on.
+    image_backbone: Literal["efficientnet-lite0", "efficientnet-lite2"] = "efficientnet-lite0"
     # Label levels to train on, coarse to fine (a subset of the corpus's levels, in its order);
     # None = all of them. `levels: [fine]` is the single-level ablation of the hierarchy.
     levels: list[str] | None = None

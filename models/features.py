@@ -14,7 +14,7 @@ import torch
 
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import image_features, text_features
-from models.backbones.image import EfficientNetLite0
+from models.backbones.image import DEFAULT_IMAGE_BACKBONE, EfficientNetLite
 from models.backbones.text import CharNgram, MiniLM, TextBackbone
 from models.data.corpus import Corpus, Item
 
@@ -24,7 +24,7 @@ TEXT_BACKBONES = ("minilm", "char-ngram")
 @dataclass
 class FeatureSet:
     image_pooled: np.ndarray  # float32 (n, 1280)
-    image_regions: np.ndarray  # float16 (n, 49, 1280)
+    image_regions: np.ndarray  # float16 (n, R, 1280)
     text_pooled: np.ndarray  # float32 (n, d_text)
     text_tokens: np.ndarray  # float16 (n, T, d_text)
     text_mask: np.ndarray  # bool (n, T)
@@ -53,14 +53,14 @@ class FeatureSet:
 class Backbones:
     """The frozen image and text extractors of one run, built once at the edge."""
 
-    def __init__(self, image: EfficientNetLite0, text: TextBackbone) -> None:
+    def __init__(self, image: EfficientNetLite, text: TextBackbone) -> None:
         self.image = image
         self.text = text
 
     @classmethod
     def build(
         cls, text_backbone: str, device: torch.device, text_state: dict | None = None,
-        fit_texts: Sequence[str] | None = None,
+        fit_texts: Sequence[str] | None = None, image_backbone: str = DEFAULT_IMAGE_BACKBONE,
     ) -> Backbones:
         """`char-ngram` is fitted on `fit_texts` (the train split) or restored from `text_state`."""
         if text_backbone == "minilm":
@@ -74,7 +74,7 @@ class Backbones:
                 raise ValueError("char-ngram needs the train texts to fit on, or a saved state")
         else:
             raise ValueError(f"unknown text backbone {text_backbone!r}; known: {TEXT_BACKBONES}")
-        return cls(EfficientNetLite0(device), text)
+        return cls(EfficientNetLite(image_backbone, device), text)
 
     def text_state(self) -> dict | None:
         return self.text.state() if isinstance(self.text, CharNgram) else None

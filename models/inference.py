@@ -59,7 +59,8 @@ class Encoder:
         self.levels: tuple[str, ...] = tuple(payload.get("corpus_levels", payload["levels"]))
         self.label_sets = {k: tuple(v) for k, v in payload["label_sets"].items()}
         saved = payload["backbones"]
-        self.backbones = Backbones.build(self.config.text_backbone, device, saved["text_state"])
+        self.backbones = Backbones.build(self.config.text_backbone, device, saved["text_state"],
+                                         image_backbone=self.config.image_backbone)
         for side, built in (("image", self.backbones.image.id), ("text", self.backbones.text.id)):
             if saved[side] != built:
                 raise CheckpointError(
@@ -126,8 +127,11 @@ class Encoder:
         """RGB images as given by models.data.images.open_image."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.embed_image_features(self.backbones.image.encode(
-            np.stack([to_array(image) for image in images])))
+        return self.embed_image_features(self.backbones.image.encode(self._pixels(images)))
+
+    def _pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The image backbone's input, at its own resolution."""
+        return np.stack([to_array(image, self.backbones.image.size) for image in images])
 
     # Backbone features (fresh, or read from a FeatureCache by the batch index job) -> vectors.
     # Both encode_* paths and the cached path go through here, so a method's feature transform
@@ -181,8 +185,7 @@ class Encoder:
             )
 
     def _image_batch(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        return self._image_tensors(
-            self.backbones.image.encode(np.stack([to_array(image) for image in images])))
+        return self._image_tensors(self.backbones.image.encode(self._pixels(images)))
 
     def _text_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self._text_tensors(self.backbones.text.encode(list(texts)))

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.backbones.cache import Arrays, FeatureCache, content_key
-from models.backbones.image import EfficientNetLite0, ImageFeatures
+from models.backbones.image import EfficientNetLite, ImageFeatures
 from models.backbones.text import TextBackbone, TextFeatures
 from models.data.images import open_image, to_array
 
@@ -24,7 +24,7 @@ TEXT_BATCH = 256
 
 def image_features(
     paths: Sequence[Path],
-    backbone: EfficientNetLite0,
+    backbone: EfficientNetLite,
     cache: FeatureCache,
     batch_size: int = IMAGE_BATCH,
     progress: bool = True,
@@ -33,7 +33,7 @@ def image_features(
     keys = [content_key(c) for c in contents]
 
     def compute(indices: list[int]) -> Iterator[tuple[list[int], Arrays]]:
-        decoded = _decode_ahead([contents[i] for i in indices], batch_size)
+        decoded = _decode_ahead([contents[i] for i in indices], batch_size, backbone.size)
         for start, pixels in zip(range(0, len(indices), batch_size), decoded, strict=True):
             out = backbone.encode(pixels)
             arrays = {"pooled": out.pooled, "regions": out.regions}
@@ -90,12 +90,12 @@ def _cached(
     return {name: np.stack([found[key][name] for key in keys]) for name in names}
 
 
-def _decode_ahead(contents: list[bytes], batch_size: int) -> Iterator[np.ndarray]:
+def _decode_ahead(contents: list[bytes], batch_size: int, size: int) -> Iterator[np.ndarray]:
     """Decoded pixel batches, the next one decoding in threads while the caller encodes."""
     batches = [contents[i : i + batch_size] for i in range(0, len(contents), batch_size)]
 
     def decode(batch: list[bytes]) -> np.ndarray:
-        return np.stack([to_array(open_image(content)) for content in batch])
+        return np.stack([to_array(open_image(content), size) for content in batch])
 
     if not batches:
         return

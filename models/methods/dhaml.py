@@ -41,6 +41,7 @@ from models.heads.gradient_reversal import GradientReversal, grl_lambda
 from models.losses.adversarial import modality_adversarial_loss
 from models.losses.classification import level_classification
 from models.losses.contrastive import contrastive_loss, paired_contrastive_loss
+from models.losses.geometry import similarity_preservation
 from models.losses.masks import label_masks
 from models.losses.polynomial import polynomial_loss
 from models.losses.triplet import triplet_loss
@@ -76,6 +77,11 @@ class DHAMLOptions(BaseModel):
     instance_retrieval_weight: float = Field(1.0, ge=0)
     # the text side of the instance level: a learned head, or the text backbone's own vector
     instance_text: Literal["learned", "backbone"] = "learned"
+    # Text geometry: the finest label level's texts keep the text backbone's in-batch
+    # neighbourhoods (models.losses.geometry), so an unseen query word lands in the subgroup of
+    # the captions it is close to rather than wherever the tower happens to send it.
+    text_geometry_weight: float = Field(0.0, ge=0)
+    text_geometry_temperature: float = Field(0.05, gt=0)
 
 
 def metric_loss(
@@ -225,6 +231,9 @@ class DHAML(Method):
             self.classifiers(img_levels), labels
         ) + level_classification(self.classifiers(txt_levels), labels)
         out["classify"] = o.classify_weight * classify
+        if o.text_geometry_weight > 0:
+            out["text_geometry"] = o.text_geometry_weight * similarity_preservation(
+                txt_levels[-1], texts["pooled"], o.text_geometry_temperature)
         if o.adv_weight > 0:
             out["adversary"] = o.adv_weight * adversary
         return out  # type: ignore[return-value]

@@ -109,7 +109,8 @@ def prepare_data(
     if not train_items:
         raise ValueError(f"{corpus.root}: no train items")
     backbones = Backbones.build(
-        config.text_backbone, device, fit_texts=[item.text for item in train_items]
+        config.text_backbone, device, fit_texts=[item.text for item in train_items],
+        image_backbone=config.image_backbone,
     )
     return Prepared(
         backbones,

@@ -9,7 +9,7 @@ from PIL import Image
 
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import image_features, text_features
-from models.backbones.image import EfficientNetLite0
+from models.backbones.image import EfficientNetLite
 from models.backbones.text import MAX_TOKENS, CharNgram, MiniLM, split_words
 
 
@@ -29,6 +29,7 @@ class Counting:
 
     def __init__(self, inner) -> None:
         self.inner, self.id, self.dim, self.seen = inner, inner.id, inner.dim, 0
+        self.size = getattr(inner, "size", None)
 
     def encode(self, batch):
         self.seen += len(batch)
@@ -36,7 +37,7 @@ class Counting:
 
 
 def test_image_features_and_cache(images: list[Path], tmp_path: Path) -> None:
-    backbone = Counting(EfficientNetLite0())
+    backbone = Counting(EfficientNetLite())
     cache = FeatureCache(tmp_path / "cache")
     first = image_features(images, backbone, cache, progress=False)
     assert first.pooled.shape == (3, 1280) and first.regions.shape == (3, 49, 1280)

@@ -92,3 +92,22 @@ def test_gradient_reversal_flips_and_scales_gradient() -> None:
     assert torch.equal(y, x)
     (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
     assert torch.allclose(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
+
+
+def test_similarity_preservation_against_a_loop() -> None:
+    from models.losses.geometry import similarity_preservation
+
+    gen = torch.Generator().manual_seed(0)
+    learned = torch.nn.functional.normalize(torch.randn(5, 4, generator=gen), dim=1)
+    reference = torch.randn(5, 8, generator=gen)
+    ref = torch.nn.functional.normalize(reference, dim=1)
+    tau, total = 0.1, 0.0
+    for i in range(5):
+        others = [j for j in range(5) if j != i]
+        q = torch.softmax(torch.stack([ref[i] @ ref[j] for j in others]) / tau, 0)
+        p = torch.softmax(torch.stack([learned[i] @ learned[j] for j in others]) / tau, 0)
+        total += float((q * (q.log() - p.log())).sum())
+    assert math.isclose(float(similarity_preservation(learned, reference, tau)), total / 5,
+                        rel_tol=1e-5)
+    # zero when the learned space is the reference itself, whatever the reference's scale
+    assert float(similarity_preservation(ref, 3.0 * reference, tau)) == pytest.approx(0, abs=1e-6)

@@ -254,3 +254,21 @@ def test_only_methods_that_learn_from_pairs_pass_the_label_free_check() -> None:
                    TrainConfig(method="acmr"), TrainConfig(method="aaml")):
         with pytest.raises(ConfigError, match="Methods that train on pairs alone: cca"):
             check_learns_from_pairs(config)
+
+
+def test_dhaml_text_geometry_keeps_the_text_backbones_neighbourhoods() -> None:
+    """With text_geometry_weight the finest label level's texts keep the neighbourhoods of
+    the text backbone's vectors closer than without (the term is trained and it acts)."""
+    from models.losses.geometry import similarity_preservation
+
+    images, texts, labels = synthetic()
+    kept = {}
+    for weight in (0.0, 10.0):
+        method = make("dhaml", adv_weight=0.0, classify_weight=0.0, text_geometry_weight=weight)
+        assert ("text_geometry" in method.losses(images, texts, labels, 0.0)) == (weight > 0)
+        train(method, images, texts, labels, steps=40)
+        method.eval()
+        with torch.no_grad():
+            fine = method.text_tower(texts["pooled"])[-1]
+            kept[weight] = float(similarity_preservation(fine, texts["pooled"]))
+    assert kept[10.0] < 0.85 * kept[0.0], kept
