@@ -104,11 +104,11 @@ def start_xmr(args: Any, queries: list[str]) -> System:
     # a copy of the checkpoint, so that its ONNX export is cached under --work, not beside yours
     (args.work / "xmr").mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "xmr" / "checkpoint.pt"))
-    runtime = Settings.model_fields["encoder_runtime"].default  # the service's default
+    runtime = args.xmr_runtime
     server = Server(args.index, checkpoint, args.work / "xmr.log",
                     {"XMR_ENCODER_RUNTIME": runtime})
     lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': K})}" for q in queries]
-    return System.of("xmr", f"XMR_ENCODER_RUNTIME={runtime} (the default)",
+    return System.of("xmr", f"XMR_ENCODER_RUNTIME={runtime}",
                      server, lines, '"score"', K, args.work)
 
 
@@ -285,6 +285,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="per run, not counted")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8"),
+                        default=Settings.model_fields["encoder_runtime"].default,
+                        help="what runs xmr's text queries (default: the service's default)")
     parser.add_argument("--render", action="store_true",
                         help="only render OUT/peers.md and .png again from OUT/peers.json")
     parser.add_argument("--infinity", nargs="+", default=["optimum", "torch"],
