@@ -133,13 +133,12 @@ class OnnxText:
         wanted, wanted_tag = onnx_path(checkpoint, int8), tag + (":int8" if int8 else "")
         session = _tagged_session(wanted, wanted_tag, threads)
         if session is None:
-            source = onnx_path(checkpoint)
-            if int8 and _tagged_session(source, tag, threads) is not None:
-                log.info("quantising %s to 8 bits", source)
-            else:
+            source = onnx_path(checkpoint)  # the float graph, which int8 is quantised from
+            if not int8 or _tagged_session(source, tag, threads) is None:
                 log.info("exporting the text graph of %s to %s", checkpoint, source)
                 export(graph, probe, source, tag)
             if int8:
+                log.info("quantising %s to 8 bits", source)
                 quantize(source, wanted, wanted_tag)
             session = _session(wanted, threads)
         text = cls(minilm, session)
