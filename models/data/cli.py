@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             import_wikipedia(args.src, args.out, report)
     except ImportProblem as problem:
         print(f"error: {problem}", file=sys.stderr)
-        print("(use --skip-invalid to leave bad items out)", file=sys.stderr)
+        if hasattr(args, "skip_invalid") and problem is report.stopped_on:
+            print("(use --skip-invalid to leave bad items out)", file=sys.stderr)
         return 2
     print(summarize(read_corpus(args.out)))
     if report.skipped:

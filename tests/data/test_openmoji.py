@@ -19,6 +19,7 @@ from models.data.importers.openmoji import (
     twemoji_stem,
 )
 from models.data.importers.report import ImportReport
+from xmr.cli import main
 
 
 def test_official_split_sizes() -> None:
@@ -105,3 +106,13 @@ def test_no_extra_view_for_a_test_emoji() -> None:
     test_emoji = Emoji("1F600", "grinning face", "g", "s", ("1F600",))
     with pytest.raises(ValueError, match="train emoji only"):
         emoji_rows(test_emoji, (), TWEMOJI_VIEW)
+
+
+def test_missing_twemoji_folder_stops_without_the_skip_hint(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "no-such-folder"
+    assert main(["data", "openmoji", str(tmp_path / "out"), "--twemoji", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {missing}: no such folder" in err
+    # `xmr data openmoji` has no --skip-invalid, and it would not conjure the folder anyway.
+    assert "--skip-invalid" not in err
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()

@@ -18,10 +18,14 @@ class ImportProblem(ValueError):
 class ImportReport:
     skip_invalid: bool = False
     skipped: list[str] = field(default_factory=list)
+    # The bad item that stopped a strict import: what skip_invalid would have left out (a
+    # problem raised past `reject`, such as a missing source, stops either way).
+    stopped_on: ImportProblem | None = None
 
     def reject(self, problem: ImportProblem) -> None:
         """Stop on `problem`, or (with skip_invalid) note it and carry on."""
         if not self.skip_invalid:
+            self.stopped_on = problem
             raise problem
         self.skipped.append(str(problem))
         print(f"skipped: {problem}", file=sys.stderr)  # looked up now: tests swap it
