@@ -22,7 +22,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--text-backbone", choices=TEXT_BACKBONES)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--threads", type=thread_count, metavar="N",
+                   help="torch's CPU threads (default: torch's own, one per core); beside "
+                        "another CPU-heavy process, fewer keep their threads from spinning "
+                        "against each other")
     p.set_defaults(run=run)
+
+
+def thread_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{count}: at least 1")
+    return count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, CorpusError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # process-wide: feature extraction and training
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     checkpoint = train(config, corpus, args.out, FeatureCache(args.cache), device)
     print(f"wrote {checkpoint}")

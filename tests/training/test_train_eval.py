@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from models.backbones.cache import FeatureCache
@@ -113,6 +114,23 @@ def test_encoder_without_scorer_refuses_to_rerank(zh_corpus: Path, tmp_path: Pat
     assert not encoder.can_rerank
     with pytest.raises(ValueError, match="cannot re-rank"):
         encoder.score_text_to_images("油画", [Image.new("RGB", (8, 8))])
+
+
+def test_threads_option_sets_torch_threads(zh_corpus: Path, tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path, "method: cca\ntext_backbone: char-ngram\nembed_dim: 4\n")
+    default = torch.get_num_threads()
+    asked = default + 1  # differs from whatever this process runs with
+    try:
+        assert train(zh_corpus, tmp_path / "run", "--config", str(config),
+                     "--threads", str(asked)) == 0
+        assert torch.get_num_threads() == asked
+    finally:
+        torch.set_num_threads(default)
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    with pytest.raises(SystemExit) as stop:
+        train(zh_corpus, tmp_path / "bad", "--threads", "0")
+    assert stop.value.code == 2 and "--threads: 0: at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(
