@@ -11,10 +11,9 @@ CORPUS := $(ART)/data/openmoji
 RUN := $(ART)/runs/default
 INDEX := $(ART)/indexes/default
 # Twemoji's SVGs (npm `@twemoji/svg`, graphics CC BY 4.0): a second view of the train emoji,
-# fetched once at install time; the pinned tarball's sha512 is npm's `dist.integrity` in hex.
-TWEMOJI_VERSION := 15.0.0
-TWEMOJI_SHA512 := 6523de7f607a9c16989df81d4db032e23816f79a3ba62db13c6c06094f96313c68ec9e81d6530f4d6c12abfc13ba232af8dd24850f7409cbd8a75c05a10a68ff
-TWEMOJI := $(ART)/vendor/twemoji-svg-$(TWEMOJI_VERSION)
+# fetched once at install time. docker/twemoji.py pins the version and npm's integrity for the
+# Docker demo bake and for this file alike.
+TWEMOJI := $(ART)/vendor/twemoji-svg-$(shell $(PYTHON) docker/twemoji.py --version)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Every benchmark runs under $(HEAVY): this lock, so it never shares the cores with another
@@ -46,10 +45,7 @@ system-deps: ## Debian packages for the browser tests (chromium + chromedriver)
 	fi
 
 $(TWEMOJI)/.fetched:
-	mkdir -p $(@D)
-	curl -sSfL -o $(@D).tgz https://registry.npmjs.org/@twemoji/svg/-/svg-$(TWEMOJI_VERSION).tgz
-	echo "$(TWEMOJI_SHA512)  $(@D).tgz" | sha512sum --check --quiet
-	tar -xzf $(@D).tgz -C $(@D) --strip-components=1 && rm $(@D).tgz
+	$(PYTHON) docker/twemoji.py $(@D)
 	touch $@
 
 twemoji: $(TWEMOJI)/.fetched ## fetch the pinned Twemoji SVGs (npm, integrity checked) into artifacts/vendor

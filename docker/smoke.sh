@@ -3,8 +3,9 @@
 # then docker/compose-smoke.sh validates docker-compose.yml and runs each of its services once.
 #
 # Works without any registry: when debian:bookworm-slim cannot be had, docker/make-base.sh
-# makes the base image with debootstrap; the Python wheels come from docker/wheelhouse
-# (docker/wheelhouse.sh, from this machine's pip sources). Traffic goes only to 127.0.0.1.
+# makes the base image with debootstrap; the Python wheels (and the demo's Twemoji tarball)
+# come from docker/wheelhouse (docker/wheelhouse.sh, from this machine's pip sources and npm).
+# Traffic goes only to 127.0.0.1.
 #
 # Environment: XMR_BASE_IMAGE (skip the base detection), XMR_PIP_NO_INDEX=0 (let pip inside
 # the build use PyPI instead of the wheelhouse), SMOKE_NO_CACHE=1 (docker build --no-cache),
@@ -65,7 +66,7 @@ build() {  # build TAG [extra docker build args...]; the full output goes to $BU
 }
 log "docker build $IMAGE"
 t0=$(now); build "$IMAGE"; BUILD_S=$(secs "$t0" "$(now)")
-log "docker build $DEMO_IMAGE (BAKE_DEMO=1: xmr data openmoji, xmr train, xmr index build)"
+log "docker build $DEMO_IMAGE (BAKE_DEMO=1: xmr data openmoji --twemoji, xmr train, xmr index build)"
 t0=$(now); build "$DEMO_IMAGE" --build-arg BAKE_DEMO=1; BUILD_DEMO_S=$(secs "$t0" "$(now)")
 SIZE=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 SIZE_DEMO=$(docker image inspect -f '{{.Size}}' "$DEMO_IMAGE")
