@@ -48,6 +48,7 @@ from models.methods.base import MethodDims
 from models.training.data import Split, carve_validation
 from models.training.trainer import as_tensors, embed, fit, transformed
 
+TEST_ITEMS_TRAINED = "dhaml-test-items-trained"
 METHODS = ["cca", "linear", "triplet", "acmr", "dscmr", "dhaml", "aaml"]
 # variant -> (method, overrides of its config; "options" are merged into the config's)
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -59,6 +60,9 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "aaml-all-informative": ("aaml", {"options": {"hardest": False}}),
     # not a thesis claim: our instance term (the paired item must beat its classmates)
     "dhaml-no-instance": ("dhaml", {"options": {"instance_weight": 0.0, "instance_level": False}}),
+    # a diagnostic, not a method: the test images join training with their names (never their
+    # keywords), so its keyword figures are what the same head reaches on items it has seen
+    TEST_ITEMS_TRAINED: ("dhaml", {}),
 }
 RERANK_K = 20
 VAL_KEYS = ("val_avg_map", "val_keyword_map", "val_keyword_success_at_10")
@@ -105,6 +109,13 @@ class Data:
                             self.labels(items, levels)) for items in carved)
         return train, val, levels
 
+    def with_test_items(self, train: Split, levels: list[int]) -> Split:
+        """`train` plus every test image with its name (the TEST_ITEMS_TRAINED diagnostic)."""
+        features = FeatureSet(*(np.concatenate([getattr(train.features, f), getattr(self.test, f)])
+                                for f in FeatureSet.__dataclass_fields__))
+        return Split(train.items + self.test_items, features,
+                     np.concatenate([train.labels, self.labels(self.test_items, levels)]))
+
 
 @torch.no_grad()
 def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.device) -> dict:
@@ -137,6 +148,8 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     config = variant_config(name, data.corpus, seed, extra)
     data.use(config.image_backbone)
     train, val, levels = data.splits(config)
+    if name == TEST_ITEMS_TRAINED:
+        train = data.with_test_items(train, levels)
     torch.manual_seed(seed)
     dims = MethodDims(data.backbones.image.dim, data.backbones.text.dim,
                       tuple(len(data.corpus.label_sets[data.corpus.levels[i]]) for i in levels))
