@@ -96,14 +96,18 @@ bench-index: $(STAMP) $(RUN)/checkpoint.pt ## Flat/IVF/HNSW at 100k and 1M, same
 bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10
 	$(HEAVY) $(PY) -m bench.scale_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --cache $(ART)/cache
 
-bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients, OpenMoji + 100k synthetic (default index and Flat): QPS, p50/p99, recall, memory (~15 min)
+# wrk, the one load generator of the served benchmarks, comes from Debian.
+NEED_WRK = @command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
+bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients under wrk, OpenMoji + 100k synthetic (default index and Flat): QPS, p50/p99, recall, memory (~15 min)
+	$(NEED_WRK)
 	$(HEAVY) $(PY) -m bench.service_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
 
 # The peers run from their own venvs under $(ART)/peers (made from PyPI on the first run, then
-# reused); wrk, the one load generator for all, comes from Debian.
+# reused).
 bench-peers: $(STAMP) $(INDEX)/CURRENT ## xmr serve vs txtai and infinity-emb, same MiniLM and queries, 1/8/32 clients under wrk (~15 min; first run installs the peers)
-	@command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(NEED_WRK)
 	$(HEAVY) $(PY) -m bench.peers --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX)
 
 bench-quality: $(STAMP) $(CORPUS)/manifest.jsonl ## every method x 3 seeds + the thesis ablations on OpenMoji (test mAP; ~40-60 min)

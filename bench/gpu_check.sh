@@ -10,7 +10,8 @@
 #   4. the text encoder on ONNX Runtime (XMR_ENCODER_RUNTIME=onnx and onnx-int8, CPU
 #      execution): its tests against torch, and the three runtimes side by side on this
 #      machine's cores.
-# Usage: bench/gpu_check.sh [OUT_DIR]    (PY=/path/to/python to choose the interpreter)
+# Usage: bench/gpu_check.sh [OUT_DIR]    (PY=/path/to/python to choose the interpreter; the
+# service benchmark needs wrk, the Debian package)
 # Not run yet: no GPU was available when it was written.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,14 +1,15 @@
 """What every benchmark shares: the command that reproduces a run, the machine it ran on, the
-results writer (JSON + markdown + PNG), and a served index under closed-loop HTTP load."""
+results writer (JSON + markdown + PNG), a server in its own process, and the load on it: wrk
+with bench/wrk.lua, one closed-loop load generator for every served figure."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import statistics
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,73 +179,104 @@ class Server(Process):
                          "/readyz")
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the whole answer: plain
-    HTTP over asyncio streams, because the load generator shares the server's cores and an
-    httpx AsyncClient spends several ms of CPU per request. It reads the status line, headers
-    and exactly Content-Length bytes and parses the JSON, so every counted answer is a complete
-    200 with a result list. Nothing is cached."""
+@dataclass
+class Target:
+    """A started server and the load wrk sends it: `requests`, a file of prepared requests for
+    bench/wrk.lua, one a line ("METHOD\tPATH\tBODY"); a good answer is a 200 holding `marker`
+    at least `least` times. `engine`: what answers them, for the report."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+    name: str
+    server: Process
+    requests: Path
+    marker: str
+    least: int
+    engine: str = ""
 
-    async def post_json(self, path: str, payload: dict) -> tuple[int, dict | None]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        body = json.dumps(payload).encode()
-        self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            .encode() + body)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        fields = {name.strip().lower(): value.strip()
-                  for name, _, value in (line.partition(":") for line in lines[1:])}
-        data = await self.reader.readexactly(int(fields["content-length"]))
-        if fields.get("connection", "").lower() == "close":
-            await self.close()
-        return status, (json.loads(data) if status == 200 else None)
+    @classmethod
+    def of(cls, name: str, server: Process, lines: list[str], marker: str, least: int,
+           work: Path, engine: str = "") -> Target:
+        requests = work / f"{name.replace('/', '-')}.requests"
+        requests.write_text("\n".join(lines) + "\n")
+        return cls(name, server, requests, marker, least, engine)
 
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = self.reader = None
+    @classmethod
+    def searches(cls, name: str, server: Process, queries: list[str], k: int, work: Path,
+                 engine: str = "") -> Target:
+        """xmr's text-to-image search for each query; a good answer holds k scored hits."""
+        lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': k})}"
+                 for q in queries]
+        return cls.of(name, server, lines, '"score"', k, work, engine)
 
 
-async def closed_loop(url: str, queries: list[str], clients: int, seconds: float,
-                      warmup: float, k: int = 10) -> dict[str, float]:
-    """Text-to-image searches in a closed loop: each of `clients` connections sends its next
-    query when the last one is answered. Latency is from sending to having the whole parsed
-    answer; only requests sent after `warmup` and answered within `seconds` count."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    latencies: list[float] = []
-    errors = 0
-    start = time.perf_counter()
-    measure_from, stop = start + warmup, start + warmup + seconds
+# -- the load: wrk, one closed-loop generator for every served figure ------------------------------
+LUA = Path(__file__).with_name("wrk.lua")
 
-    async def client(n: int) -> None:
-        nonlocal errors
-        connection = Connection(host, int(port))
-        i = n * 7919
-        try:
-            while (now := time.perf_counter()) < stop:
-                status, answer = await connection.post_json(
-                    "/v1/search/text-to-image", {"text": queries[i % len(queries)], "k": k})
-                done = time.perf_counter()
-                i += 1
-                if status != 200 or answer is None or len(answer["results"]) != k:
-                    errors += 1
-                elif now >= measure_from and done <= stop:
-                    latencies.append(done - now)
-        finally:
-            await connection.close()
 
-    await asyncio.gather(*(client(n) for n in range(clients)))
-    latencies.sort()
-    return {"qps": len(latencies) / seconds, "p50_ms": 1000 * latencies[len(latencies) // 2],
-            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "requests": len(latencies), "errors": errors}
+def load_generator() -> str:
+    """wrk's version and how it runs, for the reports."""
+    version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    return f"{version.split('[')[0].strip()} on one thread, {relative(str(LUA))}"
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and every process below it."""
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    return [pid, *(p for child in children for p in tree(child))]
+
+
+def usage(pid: int) -> tuple[float, float]:
+    """The process tree's resident MB (pages its processes share count twice) and CPU s."""
+    rss, ticks = 0, 0
+    for p in tree(pid):
+        rss += int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
+        fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return rss / 1024, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, limit: float = 15) -> None:
+    """Wait until the server stops working off requests a finished load left queued."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = usage(pid)[1]
+        time.sleep(0.3)
+        if usage(pid)[1] - before < 0.03:
+            return
+
+
+def wrk(target: Target, clients: int, seconds: int, start: int) -> tuple[dict, float]:
+    """One wrk run: `clients` keep-alive connections, each sending its next request when the
+    last is answered, cycling the requests from the `start`th; its JSON line (bench/wrk.lua)
+    and the CPU seconds wrk itself took."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "60s", "-s", str(LUA),
+         target.server.url, "--", str(target.requests), target.marker, str(target.least),
+         str(start)],
+        check=True, capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return json.loads(out.strip().splitlines()[-1]), cpu
+
+
+def warm_up(target: Target, clients: int, seconds: int, start: int) -> None:
+    """A run that is not counted, then the server left to settle."""
+    wrk(target, clients, seconds, start)
+    settle(target.server.process.pid)
+
+
+def measure(target: Target, clients: int, seconds: int, start: int) -> dict:
+    """A measured run: QPS of good answers, wrk's p50/p99, the server tree's RSS after the load
+    and its CPU per answer, wrk's own CPU per answer; the server settles after it."""
+    pid = target.server.process.pid
+    cpu = usage(pid)[1]
+    figures, wrk_cpu = wrk(target, clients, seconds, start)
+    rss, server_cpu = usage(pid)
+    good = figures["requests"] - figures["bad"]
+    settle(pid)
+    return {"clients": clients, "qps": good / figures["seconds"], "p50_ms": figures["p50_ms"],
+            "p99_ms": figures["p99_ms"], "rss_mb": rss,
+            "server_cpu_ms": 1000 * (server_cpu - cpu) / max(good, 1),
+            "wrk_cpu_ms": 1000 * wrk_cpu / max(good, 1), "bad": figures["bad"],
+            "errors": figures["errors"]}

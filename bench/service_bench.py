@@ -8,16 +8,15 @@ default index's recall against exact search, all measured in the same run.
 writes bench/results/service.json, service.md and service.png; with `--runtimes torch onnx`
 instead, the text encoder on each runtime side by side (XMR_ENCODER_RUNTIME), raw and served,
 in bench/results/runtimes.*. The server is `xmr serve` in its own process on loopback; the
-load generator is this process (`bench.harness.closed_loop`: one keep-alive connection per
-client, each sending its next query when the last one is answered). Both share this
-machine's cores, as they would on a one-box deployment. Timings are what the machine gave
+load generator is wrk on one thread (`bench.harness.wrk`, as in bench.peers): one keep-alive
+connection per client, each sending its next query when the last one is answered. Both share
+this machine's cores, as they would on a one-box deployment. Timings are what the machine gave
 during the run.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import statistics
@@ -34,7 +33,7 @@ import httpx
 import numpy as np
 
 from bench import harness, service_report
-from bench.harness import ROOT, Server, arguments, closed_loop, timed
+from bench.harness import ROOT, Server, Target, arguments, timed
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
@@ -46,18 +45,16 @@ K = 10
 # -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, threads: int,
                     seconds: float = 8) -> dict[str, float]:
-    """Raw encoder on `threads` torch threads (0: the library's default): texts/s at the
-    service's batch size and one query's time (medians); with `workers` > 1, the texts/s of
-    that many threads encoding at once (as the service's encoder workers do)."""
-    import torch
-
+    """Raw encoder on the service's device and text runtime, on `threads` threads (0: the
+    library's default): texts/s at the service's batch size and one query's time (medians);
+    with `workers` > 1, the texts/s of that many threads encoding at once (as the service's
+    encoder workers do)."""
     from models.inference import Encoder
     from service.settings import Settings
 
-    if threads:
-        torch.set_num_threads(threads)
+    settings = Settings()
     queries = queries_of(data)
-    encoder = Encoder.load(checkpoint, Settings().device)  # where the service runs it
+    encoder = Encoder.load(checkpoint, settings.device, threads or None, settings.encoder_runtime)
     encoder.encode_texts(queries[:batch])  # warm-up
     batches, single = [], []
     deadline, i = time.perf_counter() + seconds, 0
@@ -194,22 +191,27 @@ def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, quer
     """The runs at each client count against one fresh server (XMR_* `settings` on top of
     this environment, log server-NAME.log), each labelled with `labels`; and its memory after."""
     server = Server(index, checkpoint, args.work / f"server-{name}.log", settings)
-    runs = []
     try:
         items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
-        for n in clients:
-            before = encoder_counters(server.url)
-            figures = asyncio.run(closed_loop(server.url, queries, n, args.seconds, args.warmup, K))
-            # the encoder as it ran inside the service (means per batch), beside the raw one
-            rows, batches, seconds = (encoder_counters(server.url) - before).tolist()
-            batches = max(1.0, batches)
-            runs.append({**labels, "items": items, "clients": n, **figures, "mean_batch":
-                         rows / batches, "server_encode_ms": 1000 * seconds / batches})
-            print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
-                              for k, v in runs[-1].items()}), flush=True)
+        target = Target.searches(name, server, queries, K, args.work)
+        runs = [load_run(target, n, args, {**labels, "items": items}) for n in clients]
         return runs, server.memory_mb()
     finally:
         server.stop()
+
+
+def load_run(target: Target, clients: int, args: argparse.Namespace, labels: dict) -> dict:
+    """A warm-up, then the measured wrk run (`bench.harness.measure`), with the encoder as it
+    ran inside the server over the measured run (means per batch), beside the raw one."""
+    harness.warm_up(target, clients, args.warmup, 7 * clients)
+    before = encoder_counters(target.server.url)
+    run = {**labels, **harness.measure(target, clients, args.seconds, 31 * clients)}
+    rows, batches, seconds = (encoder_counters(target.server.url) - before).tolist()
+    run.update(mean_batch=rows / max(1.0, batches),
+               server_encode_ms=1000 * seconds / max(1.0, batches))
+    print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in run.items()}),
+          flush=True)
+    return run
 
 
 def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
@@ -244,7 +246,8 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
                                           {"XMR_ENCODER_RUNTIME": name})[0]
     quality = {name: ranking_quality(checkpoint, args, name) for name in args.runtimes}
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
-            "load_average": harness.load_average(), "seconds": args.seconds, "warmup": args.warmup,
+            "load_average": harness.load_average(), "load_generator": harness.load_generator(),
+            "seconds": args.seconds, "warmup": args.warmup,
             "repeats": args.repeats, "encoder": encoder_runs, "service": server_runs,
             "quality": quality}
 
@@ -265,8 +268,8 @@ def main() -> int:
     parser = arguments(__doc__, "checkpoint", "data", "index", "cache")
     parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service",
                         help="server logs and the synthetic indexes")
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--seconds", type=int, default=20, help="per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="per run, not counted")
     parser.add_argument("--synthetic", type=int, default=100_000)
     parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"),
                         help="instead: the text encoder on these runtimes, side by side "
@@ -291,8 +294,10 @@ def main() -> int:
         "command": harness.command("bench.service_bench"),
         "load_average_before": harness.load_average(),
         "machine": f"{harness.machine()}; the encoder on"
-                   f" {device_name(str(resolve_device(Settings().device)))}",
-        "seconds": args.seconds, "warmup": args.warmup, "runs": [], "memory": {}, "recall": {},
+                   f" {device_name(str(resolve_device(Settings().device)))}, text queries on"
+                   f" {Settings().encoder_runtime} (XMR_ENCODER_RUNTIME)",
+        "load_generator": harness.load_generator(), "seconds": args.seconds,
+        "warmup": args.warmup, "runs": [], "memory": {}, "recall": {},
     }
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)

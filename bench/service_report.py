@@ -20,19 +20,19 @@ def markdown(result: dict) -> str:
         f"Each run: {result['seconds']:.0f} s measured after {result['warmup']:.0f} s warm-up, "
         "closed loop, k=10, queries drawn from the OpenMoji texts. The service runs with its "
         "defaults (one 1-thread encoder worker per core; search on cores - 1 threads, at least "
-        "1); the raw encoder and search figures are measured in fresh processes, each the best "
-        "of the library's default threads, one thread and (throughput only) the service's "
-        "workers encoding at once (the goals use the best); each setting's own throughput is "
-        "shown beside it for reading the ratios. Load average (1, 5, 15 "
-        f"min) before the run: {fmt_load(result['load_average_before'])}; after: "
-        f"{fmt_load(result['load_average_after'])}. The load generator is plain HTTP/1.1 over "
-        "asyncio streams in the benchmark's process (`bench.harness.Connection`).",
+        "1); the raw encoder (on the service's text runtime) and search figures are measured "
+        "in fresh processes, each the best of the library's default threads, one thread and "
+        "(throughput only) the service's workers encoding at once (the goals use the best); "
+        "each setting's own throughput is shown beside it for reading the ratios. Load average "
+        f"(1, 5, 15 min) before the run: {fmt_load(result['load_average_before'])}; after: "
+        f"{fmt_load(result['load_average_after'])}. {load_generator(result['runs'], result)}",
         "",
         "| corpus | index | items | clients | QPS | p50 ms | p99 ms | mean encoder batch | "
         "raw encoder QPS (batch 32, best) | QPS / raw | raw: 1 worker, default threads | "
         "raw: 1 worker, 1 thread | raw: the service's workers | "
-        "encoder 1 query ms | search ms | encoder in the server, ms per batch (mean) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "encoder 1 query ms | search ms | encoder in the server, ms per batch (mean) | "
+        "server CPU ms / answer |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result["runs"]:
         lines.append(
@@ -43,7 +43,7 @@ def markdown(result: dict) -> str:
             f" {run['encoder_batched_qps_default']:.1f} | {run['encoder_batched_qps_1_thread']:.1f}"
             f" | {run['encoder_batched_qps_workers']:.1f} ({run['encoder_workers']}) |"
             f" {run['encoder_single_ms']:.1f} | {run['search_ms']:.2f} | "
-            f"{run['server_encode_ms']:.1f} |")
+            f"{run['server_encode_ms']:.1f} | {run['server_cpu_ms']:.2f} |")
     lines += ["", "## Recall of the default index", "",
               "The synthetic rows are served with the index type `xmr index build` picks at that "
               "size, what a user serving them gets, and Flat beside it; the price is recall, "
@@ -119,7 +119,8 @@ def runtimes_markdown(result: dict) -> str:
              "on one intra-op thread (several workers: the service's setting, one per core). "
              f"Service rows: `xmr serve` with XMR_ENCODER_RUNTIME set, a fresh server per "
              f"runtime and repeat, {result['seconds']:.0f} s measured after "
-             f"{result['warmup']:.0f} s warm-up, closed loop, k=10, the OpenMoji index.", "",
+             f"{result['warmup']:.0f} s warm-up, closed loop, k=10, the OpenMoji index. "
+             f"{load_generator(result['service'], result)}", "",
              f"| setting | {' | '.join(runtimes)} | "
              f"{' | '.join(f'{r} / {runtimes[0]}' for r in runtimes[1:])} |",
              "|---|" + "---:|" * (2 * len(runtimes) - 1)]
@@ -158,6 +159,17 @@ def runtimes_figure(result: dict) -> Any:
     axes[0].set_title("throughput (median)")
     axes[1].set_title("latency, ms (median)")
     return fig
+
+
+def load_generator(runs: list[dict], result: dict) -> str:
+    """What generated the load, what it cost, and whether every answer was good."""
+    wrk = [run["wrk_cpu_ms"] for run in runs]
+    server = [run["server_cpu_ms"] for run in runs]
+    return (f"Load generator: {result['load_generator']} (each connection sends its next "
+            "request when the last is answered; only 200s with k scored hits count); it spent "
+            f"{min(wrk):.2f}-{max(wrk):.2f} ms of CPU per answer, the server "
+            f"{min(server):.2f}-{max(server):.2f} ms. Bad answers or socket errors in any run: "
+            f"{sum(run['bad'] + run['errors'] for run in runs)}.")
 
 
 def fmt_load(values: list[float]) -> str:

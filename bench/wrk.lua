@@ -1,4 +1,4 @@
--- wrk script of bench.peers: one closed-loop load generator for every system.
+-- wrk script of bench.harness.wrk: one closed-loop load generator for every served figure.
 -- Arguments (after `--`): a file of prepared requests, one a line, "METHOD<TAB>PATH<TAB>BODY"
 -- (BODY, JSON, empty for a GET); a marker; how many times a good answer holds the marker; the
 -- request to start at. Connections cycle through the requests; an answer that is not a 200
