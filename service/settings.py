@@ -83,9 +83,9 @@ class Settings(StoreSettings):
     # What runs text queries: ONNX Runtime, MiniLM and the method's text head as one graph
     # (exported on first use to a file beside the checkpoint, computed without holding the GIL),
     # equal to torch within 1e-4 (onnx); the same graph with 8-bit encoder weights (onnx-int8:
-    # about 1.4x onnx's served 32-client throughput and a ranking on the OpenMoji test split within
-    # 0.005 mAP, bench/results/runtimes.md, but its activations are quantised per batch, so a
-    # query's scores move slightly with the queries batched beside it); or torch. The ONNX
+    # more served throughput and a ranking close to the float graph's, both measured in
+    # bench/results/runtimes.md, but its activations are quantised per batch, so a query's
+    # scores move slightly with the queries batched beside it); or torch. The ONNX
     # runtimes stay on torch, with a log line, for methods that read token vectors, on a GPU,
     # where onnxruntime is missing or the export fails. Image queries always run on torch.
     encoder_runtime: Literal["torch", "onnx", "onnx-int8"] = "onnx"
