@@ -280,3 +280,10 @@ def measure(target: Target, clients: int, seconds: int, start: int) -> dict:
             "server_cpu_ms": 1000 * (server_cpu - cpu) / max(good, 1),
             "wrk_cpu_ms": 1000 * wrk_cpu / max(good, 1), "bad": figures["bad"],
             "errors": figures["errors"]}
+
+
+def show(run: dict) -> dict:
+    """Print a finished run as one JSON line (floats to 2 places) as it lands; return it."""
+    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in run.items()}),
+          flush=True)
+    return run

@@ -144,11 +144,8 @@ def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Tar
 def measure(system: Target, clients: int, args: Any, repeat: int) -> dict:
     """A warm-up run, then the measured one (`bench.harness.measure`)."""
     harness.warm_up(system, clients, args.warmup, repeat * 97)
-    run = {"system": system.name, "repeat": repeat,
-           **harness.measure(system, clients, args.seconds, repeat * 97 + 31)}
-    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in run.items()}),
-          flush=True)
-    return run
+    return harness.show({"system": system.name, "repeat": repeat,
+                         **harness.measure(system, clients, args.seconds, repeat * 97 + 31)})
 
 
 def medians(raw: list[dict], names: list[str]) -> list[dict]:

@@ -209,9 +209,7 @@ def load_run(target: Target, clients: int, args: argparse.Namespace, labels: dic
     rows, batches, seconds = (encoder_counters(target.server.url) - before).tolist()
     run.update(mean_batch=rows / max(1.0, batches),
                server_encode_ms=1000 * seconds / max(1.0, batches))
-    print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in run.items()}),
-          flush=True)
-    return run
+    return harness.show(run)
 
 
 def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
