@@ -205,7 +205,9 @@ def bench_job(args: argparse.Namespace) -> dict:
 
     from index.build import build
     from index.cli import corpus_items
+    from index.engines import LocalEngine
     from models.data.images import open_image
+    from models.embedder import CheckpointEmbedder, EncoderSpec
     from models.inference import Encoder
 
     torch.set_num_threads(2)
@@ -218,6 +220,8 @@ def bench_job(args: argparse.Namespace) -> dict:
     shutil.copy(source / "labels.json", corpus / "labels.json")
     (corpus / "images").symlink_to(source / "images")
     encoder = Encoder.load(args.checkpoint, "cpu")
+    engine = LocalEngine(EncoderSpec(args.checkpoint), batch_size=64,
+                         embedder=CheckpointEmbedder(encoder, None))
     planned, levels = corpus_items(corpus)
     texts = [i.text or "" for i in planned if i.modality == "text"]
     sources = [i.source or "" for i in planned if i.modality == "image"]
@@ -237,7 +241,7 @@ def bench_job(args: argparse.Namespace) -> dict:
         out = work / f"index-{round_}"
         start = time.perf_counter()
         planned, levels = corpus_items(corpus)  # the job hashes and decodes files itself
-        build(out, encoder, planned, open_image, levels=levels, batch_size=64, progress=False)
+        build(out, engine, planned, levels=levels)
         job_times.append(time.perf_counter() - start)
         print(f"  round {round_}: raw encoder {total / raw_times[-1]:.1f} items/s, "
               f"batch job {total / job_times[-1]:.1f} items/s", flush=True)

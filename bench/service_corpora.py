@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -39,8 +38,10 @@ class GivenVectors:
     synthetic index is built by the re-index job itself: same planning, training and files as
     `xmr index build`, only the vectors are not an encoder's."""
 
-    def __init__(self, vectors: np.ndarray) -> None:
+    def __init__(self, vectors: np.ndarray, checkpoint_id: str) -> None:
         self.vectors = vectors
+        self.checkpoint_id = checkpoint_id  # names the space only
+        self.dim = int(vectors.shape[1])
 
     def stream(self, modalities: list[str], payloads: list[str]
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -67,9 +68,8 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
                      source=str((data / rows[i % len(rows)]["image"]).resolve()))
              for i in range(n)]
     started = time.perf_counter()
-    encoder = SimpleNamespace(dim=dim, checkpoint_id=checkpoint_id)  # names the space only
-    build(path, encoder, items, str, levels=levels, spec=spec, progress=False,
-          engine=GivenVectors(synthetic_vectors(n, dim)))
+    build(path, GivenVectors(synthetic_vectors(n, dim), checkpoint_id), items, levels=levels,
+          spec=spec)
     print(f"synthetic index of {n} items ({spec}) in {time.perf_counter() - started:.0f} s",
           flush=True)
     marker.touch()
@@ -86,7 +86,6 @@ def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> No
     from index.build import build
     from index.cli import corpus_items
     from index.engines import LocalEngine
-    from models.data.images import open_image
     from models.embedder import CheckpointEmbedder, EncoderSpec
     from models.inference import Encoder
 
@@ -94,7 +93,8 @@ def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> No
     planned, levels = corpus_items(data)
     engine = LocalEngine(EncoderSpec(checkpoint, cache),
                          embedder=CheckpointEmbedder(encoder, cache))
-    report = build(index, encoder, planned, open_image, levels=levels, engine=engine)
+    report = build(index, engine, planned, levels=levels, checkpoint_path=checkpoint,
+                   cache_dir=cache)
     print(f"built {index}: {report.counts}", flush=True)
 
 

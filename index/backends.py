@@ -67,24 +67,6 @@ def load_store(directory: Path, settings: BackendSettings | None = None, *,
     return FaissStore.load(directory, gpu=gpu)
 
 
-def reset_store(store: VectorStore) -> None:
-    """Empty a store before a rebuild from the metadata (FAISS keeps its IVF training)."""
-    reset = getattr(store, "reset", None)
-    if reset is not None:
-        reset()
-    else:
-        from index.store import reset as reset_faiss
-
-        reset_faiss(store)  # type: ignore[arg-type]
-
-
-def close_store(store: VectorStore) -> None:
-    """Release a store's connection (milvus-lite holds its file locked while open)."""
-    close = getattr(store, "close", None)
-    if close is not None:
-        close()
-
-
 def drop_external_stores(generation: Path, settings: BackendSettings | None = None) -> int:
     """Drop the server-side collections a generation's snapshots name, before the directory is
     deleted (a milvus-lite file goes with the directory). Returns how many were dropped."""

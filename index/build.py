@@ -6,17 +6,19 @@
    metadata. Ids stay stable: an item the live generation knows (by key, else by content:
    index.plan) keeps its id; new ones get ids reserved in the live database, which the service
    then never hands out. The live journal position is read in the same snapshot.
-2. Embed. Batches stream through the encoder while a thread decodes the next image batch; each
-   batch is committed to the new generation's database, so an interrupted build resumes from
-   the last committed batch (a generation still marked BUILDING, of the same checkpoint).
-3. Index. One FAISS store per modality (type by corpus size unless given), trained on a sample,
+2. Embed. The engine (index.engines) streams vectors in batches; each batch is committed to the
+   new generation's database, so an interrupted build resumes from the last committed batch (a
+   generation still marked BUILDING, of the same checkpoint). Progress is reported as
+   (done, total) to the caller's function.
+3. Index. One vector store per modality (type by corpus size unless given), trained on a sample,
    its search parameter tuned to a recall target on the other modality's vectors
    (index.tuning; recorded in the manifest), snapshotted.
 4. Catch up and swap. Writes made to the live generation meanwhile are replayed from its journal
-   (adds re-embedded, deletes applied), first without a lock, then the last few under the live
-   database's write lock, inside which CURRENT is replaced and the old generation sealed. Until
-   that instant every search is served by the old generation; after it, a service's next write
-   finds its generation replaced and moves (Catalog.reload), so no write is lost.
+   (adds re-embedded by the same engine, deletes applied), first without a lock, then the last
+   few under the live database's write lock, inside which CURRENT is replaced and the old
+   generation sealed. Until that instant every search is served by the old generation; after
+   it, a service's next write finds its generation replaced and moves (Catalog.reload), so no
+   write is lost.
 """
 
 from __future__ import annotations
@@ -24,26 +26,23 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import queue
 import shutil
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from index import generations
-from index.backends import BackendSettings, close_store, create_store, drop_external_stores
+from index.backends import BackendSettings, create_store, drop_external_stores
 from index.engines import Engine
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
 from index.plan import Identity, as_new, identity, keep_live_metadata, match_live
 from index.records import MODALITIES, NewItem
 from index.snapshots import Generation, create_generation, write_snapshot
-from index.store import FaissStore, VectorStore
+from index.store import VectorStore
 from index.tuning import DEFAULT_TARGET, tune_other_modality
 
 log = logging.getLogger(__name__)
@@ -51,18 +50,8 @@ STATE = "build.json"
 LOCK = "BUILD.lock"
 
 
-class Encoder(Protocol):
-    """What the job needs of models.inference.Encoder (kept structural: index/ has no torch)."""
-
-    dim: int
-    checkpoint_id: str
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def encode_images(self, images: Sequence[Any]) -> np.ndarray: ...
-
-
-Decode = Callable[[str], Any]  # image source -> what encode_images takes
+Progress = Callable[[int, int], None]  # (items embedded so far, items to embed)
+Work = list[tuple[int, NewItem]]  # (id in the new generation, item)
 
 
 @dataclass(frozen=True)
@@ -74,36 +63,39 @@ class BuildReport:
     counts: dict[str, int]
 
 
-def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Decode, *,
-          levels: Sequence[str] = (), spec: str = "auto", batch_size: int = 64,
-          progress: bool = True, fresh: bool = False, engine: Engine | None = None,
+def build(root: Path, engine: Engine, planned: Sequence[NewItem], *,
+          levels: Sequence[str] = (), spec: str = "auto", fresh: bool = False,
           backend: BackendSettings | None = None, checkpoint_path: Path | None = None,
-          recall_target: float = DEFAULT_TARGET) -> BuildReport:
-    """`engine`: None embeds here with `encoder`; otherwise the engine computes the vectors
-    (the encoder still names the checkpoint and re-embeds the few replayed live writes).
-    `checkpoint_path`: the encoder's checkpoint file, named in the manifest so that a service
+          cache_dir: Path | None = None, recall_target: float = DEFAULT_TARGET,
+          progress: Progress | None = None) -> BuildReport:
+    """`engine`: computes every vector (the planned items' and the replayed live writes') and
+    names the checkpoint they come from.
+    `checkpoint_path`: that checkpoint's file, named in the manifest so that a service
     serving this index can load it when the new generation goes live under it.
+    `cache_dir`: the backbone feature cache the engine reads through, named in the manifest so
+    that the next build (a service's re-index job) reads through it too.
     `backend`: the vector store of the new generation (None: FAISS).
-    `recall_target`: the recall@10 each approximate index is tuned to (index.tuning)."""
+    `recall_target`: the recall@10 each approximate index is tuned to (index.tuning).
+    `progress`: called with (done, total) after each committed batch."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
             raise RuntimeError(f"another `xmr index build` is running on {root}") from err
-        job = _Job(root, encoder, decode, batch_size, progress, engine,
-                   backend or BackendSettings(), checkpoint_path, recall_target)
+        sources = {name: str(path.resolve()) for name, path in
+                   (("checkpoint", checkpoint_path), ("feature_cache", cache_dir)) if path}
+        job = _Job(root, engine, progress, backend or BackendSettings(), sources, recall_target)
         return job.run(planned, tuple(levels), spec, fresh)
 
 
 class _Job:
-    def __init__(self, root: Path, encoder: Encoder, decode: Decode, batch_size: int,
-                 progress: bool, engine: Engine | None, backend: BackendSettings,
-                 checkpoint_path: Path | None, recall_target: float) -> None:
-        self.root, self.encoder, self.decode = root, encoder, decode
-        self.batch_size, self.progress = batch_size, progress
-        self.engine, self.backend = engine, backend
-        self.checkpoint_path, self.recall_target = checkpoint_path, recall_target
+    def __init__(self, root: Path, engine: Engine, progress: Progress | None,
+                 backend: BackendSettings, sources: dict[str, str],
+                 recall_target: float) -> None:
+        self.root, self.engine, self.progress = root, engine, progress
+        self.backend = backend
+        self.sources, self.recall_target = sources, recall_target
         self.skipped: list[str] = []
 
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
@@ -136,25 +128,24 @@ class _Job:
             if not (gen / generations.BUILDING).exists():
                 continue
             state = _read_state(gen)
-            same = (state.get("checkpoint_id") == self.encoder.checkpoint_id
+            same = (state.get("checkpoint_id") == self.engine.checkpoint_id
                     and state.get("base") == base and not fresh)
             if same:
                 log.info("resuming the unfinished build %s", gen.name)
                 return gen, int(state["base_seq"])
             drop_external_stores(gen)  # an abandoned build of another checkpoint or base
             shutil.rmtree(gen)
-        extra = {} if self.checkpoint_path is None else \
-            {"checkpoint": str(self.checkpoint_path.resolve())}
-        manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels, extra=extra)
+        manifest = Manifest(self.engine.checkpoint_id, int(self.engine.dim), levels,
+                            extra=dict(self.sources))
         gen = create_generation(self.root, manifest, backend=self.backend)
         base_seq = live.high_water() if live is not None else 0
-        state = {"checkpoint_id": self.encoder.checkpoint_id, "base": base,
+        state = {"checkpoint_id": self.engine.checkpoint_id, "base": base,
                  "base_seq": base_seq}
         (gen / STATE).write_text(json.dumps(state))
         return gen, base_seq
 
     def _plan(self, planned: Sequence[NewItem], live: Metadata | None,
-              new: Metadata) -> list[tuple[int, NewItem]]:
+              new: Metadata) -> Work:
         """(id, item) still to embed: corpus items, then live-only items; ids as module doc."""
         items: dict[Identity, NewItem] = {}
         for item in planned:
@@ -194,35 +185,20 @@ class _Job:
         return first
 
     # -- 2. embed ---------------------------------------------------------------------------
-    def _embed(self, new: Metadata, work: list[tuple[int, NewItem]]) -> int:
-        bar = tqdm(total=len(work), desc="embedding", unit="item", disable=not self.progress)
-        done = 0
-        batches = self._encoded(work) if self.engine is None else self._engine_batches(work)
-        for batch, vectors in batches:
+    def _embed(self, new: Metadata, work: Work) -> int:
+        done, skipped = 0, len(self.skipped)
+        for batch, vectors in self._vectors(work):
             with new.write():
-                new.insert([item for _, item in batch], vectors, self.encoder.checkpoint_id,
+                new.insert([item for _, item in batch], vectors, self.engine.checkpoint_id,
                            ids=[item_id for item_id, _ in batch])
             done += len(batch)
-            bar.update(len(batch) + (len(batch) == 0))
-        bar.close()
+            if self.progress is not None:  # items left out count as done: they were tried
+                self.progress(done + len(self.skipped) - skipped, len(work))
         return done
 
-    def _encoded(self, work: list[tuple[int, NewItem]]
-                 ) -> Iterator[tuple[list[tuple[int, NewItem]], np.ndarray]]:
-        """Text batches, then image batches decoded one batch ahead on a thread (decoding and
-        encoding overlap; torch and Pillow both release the GIL in their heavy parts)."""
-        texts = [w for w in work if w[1].modality == "text"]
-        for start in range(0, len(texts), self.batch_size):
-            batch = texts[start:start + self.batch_size]
-            yield batch, self.encoder.encode_texts([item.text or "" for _, item in batch])
-        images = [w for w in work if w[1].modality == "image"]
-        for batch, decoded in self._decoded_ahead(images):
-            yield batch, (self.encoder.encode_images(decoded) if batch
-                          else np.zeros((0, self.encoder.dim), np.float32))
-
-    def _engine_batches(self, work: list[tuple[int, NewItem]]
-                        ) -> Iterator[tuple[list[tuple[int, NewItem]], np.ndarray]]:
-        assert self.engine is not None
+    def _vectors(self, work: Work) -> Iterator[tuple[Work, np.ndarray]]:
+        """(items, their vectors) as the engine finishes batches; an image it could not read
+        is left out, logged and reported."""
         modalities = [item.modality for _, item in work]
         payloads = [(item.text or "") if item.modality == "text" else (item.source or "")
                     for _, item in work]
@@ -233,49 +209,12 @@ class _Job:
                 self.skipped.append(payloads[row])
             yield [work[row] for row in rows[readable]], vectors[readable]
 
-    def _decoded_ahead(self, work: list[tuple[int, NewItem]]
-                       ) -> Iterator[tuple[list[tuple[int, NewItem]], list[Any]]]:
-        ready: queue.Queue[Any] = queue.Queue(maxsize=2)
-        stop = threading.Event()
-
-        def produce() -> None:
-            try:
-                for start in range(0, len(work), self.batch_size):
-                    if stop.is_set():
-                        return
-                    ready.put(self._decode_batch(work[start:start + self.batch_size]))
-                ready.put(None)
-            except BaseException as err:  # surfaced in the consumer
-                ready.put(err)
-
-        thread = threading.Thread(target=produce, name="decode", daemon=True)
-        thread.start()
-        try:
-            while (got := ready.get()) is not None:
-                if isinstance(got, BaseException):
-                    raise got
-                yield got
-        finally:
-            stop.set()
-
-    def _decode_batch(self, batch: list[tuple[int, NewItem]]
-                      ) -> tuple[list[tuple[int, NewItem]], list[Any]]:
-        kept, decoded = [], []
-        for item_id, item in batch:
-            try:
-                decoded.append(self.decode(item.source or ""))
-                kept.append((item_id, item))
-            except (ValueError, OSError) as err:
-                log.warning("left out image item %d: %s", item_id, err)
-                self.skipped.append(item.source or "")
-        return kept, decoded
-
     # -- 3. index ---------------------------------------------------------------------------
     def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
         """One store per modality on the chosen backend, trained on a sample when its type
         needs it, its search parameter tuned on the other modality (index.tuning) and recorded
         in the manifest, then snapshotted (the store saves the tuned value with itself)."""
-        dim = int(self.encoder.dim)
+        dim = int(self.engine.dim)
         stores: dict[str, VectorStore] = {}
         with new.read():
             seq = new.high_water()
@@ -284,15 +223,12 @@ class _Job:
         for modality, (ids, rows) in vectors.items():
             store = create_store(dim, gen_path, self.backend, name=modality, spec=spec,
                                  n_hint=len(ids), gpu=False)
-            if isinstance(store, FaissStore) and not store.is_trained:
-                store.train(rows)
+            store.train(rows)
             store.add(ids, rows)
             stores[modality] = store
-            if isinstance(store, FaissStore):
-                tuned[modality] = tune_other_modality(store, modality, vectors,
-                                                      self.recall_target).as_dict()
-            log.info("%s: %d vectors in %s %s", modality, len(ids),
-                     getattr(store, "spec", type(store).__name__), tuned.get(modality, ""))
+            tuned[modality] = tune_other_modality(store, modality, vectors,
+                                                  self.recall_target).as_dict()
+            log.info("%s: %d vectors in %s %s", modality, len(ids), store.spec, tuned[modality])
         manifest = replace(Manifest.read(gen_path), search=tuned)
         manifest.write(gen_path)
         gen = Generation(gen_path, manifest, new, stores, seq)
@@ -300,7 +236,7 @@ class _Job:
             write_snapshot(gen)
         finally:
             for store in stores.values():
-                close_store(store)
+                store.close()
 
     # -- 4. catch up and swap -----------------------------------------------------------------
     def _swap(self, gen_path: Path, new: Metadata, live: Metadata | None, base_seq: int) -> int:
@@ -316,9 +252,7 @@ class _Job:
         with live.write():  # no live write can commit from here to the swap
             seq, n = self._replay(new, live, seq)
             replayed += n
-            next_id = int(live.db.execute(
-                "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'items'"
-            ).fetchone()[0]) + 1
+            next_id = live.next_id()
             with new.write():
                 new.set_next_id(next_id)
             generations.swap(self.root, gen_path)
@@ -335,34 +269,49 @@ class _Job:
             final[item_id] = op
         records = live.get_many([i for i, op in final.items() if op == "add"])
         for item_id, op in final.items():
-            record = records.get(item_id)
-            if op == "del" or record is None:
+            if op == "del" or item_id not in records:
                 with new.write():
                     new.delete(item_id)
-            else:
-                self._put(new, item_id, as_new(record))
+        adds = [(item_id, as_new(records[item_id])) for item_id in final if item_id in records]
+        embedded = self._embedded([(i, item) for i, item in adds if not _same(new, i, item)])
+        for item_id, item in adds:
+            if item_id not in embedded and not _same(new, item_id, item):
+                embedded.update(self._embedded([(item_id, item)]))  # its row went meanwhile
+            self._put(new, item_id, item, embedded)
         return entries[-1][0], len(entries)
 
-    def _put(self, new: Metadata, item_id: int, item: NewItem) -> None:
-        """Make the new generation hold `item` under `item_id` as the live one does (re-embedded
-        unless its content is there already). The live id was handed to a client, so it wins
-        over an item the plan gave the same key, or the same content without a key."""
-        present = new.get(item_id)
-        same = present is not None and (present.modality, present.content_hash) == (
-            item.modality, item.content_hash)
-        batch, vectors = ([], None) if same else next(iter(self._encoded([(item_id, item)])),
-                                                      ([], None))
+    def _embedded(self, work: Work) -> dict[int, np.ndarray | None]:
+        """Vectors by id (None: an image that could not be read)."""
+        out: dict[int, np.ndarray | None] = {item_id: None for item_id, _ in work}
+        for batch, rows in self._vectors(work):
+            out.update({item_id: row for (item_id, _), row in zip(batch, rows, strict=True)})
+        return out
+
+    def _put(self, new: Metadata, item_id: int, item: NewItem,
+             embedded: dict[int, np.ndarray | None]) -> None:
+        """Make the new generation hold `item` under `item_id` as the live one does: with its
+        vector in `embedded` when it was re-embedded (None there: its image could not be read,
+        so it is left out), else keeping the vector of the same content there already. The
+        live id was handed to a client, so it wins over an item the plan gave the same key, or
+        the same content without a key."""
         with new.write():
             clash = new.id_of_key(item.key) if item.key is not None else new.id_of(
                 item.modality, item.content_hash, unkeyed=True)
             if clash is not None and clash != item_id:
                 new.delete(clash)
-            if same:
-                new.replace(item_id, item, self.encoder.checkpoint_id)
+            if item_id not in embedded:
+                new.replace(item_id, item, self.engine.checkpoint_id)
                 return
             new.delete(item_id)
-            if batch and vectors is not None:
-                new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
+            if (vector := embedded[item_id]) is not None:
+                new.insert([item], vector[None, :], self.engine.checkpoint_id, ids=[item_id])
+
+
+def _same(new: Metadata, item_id: int, item: NewItem) -> bool:
+    """The new generation holds this content under this id already."""
+    present = new.get(item_id)
+    return present is not None and (present.modality, present.content_hash) == (
+        item.modality, item.content_hash)
 
 
 def _read_state(gen: Path) -> dict[str, Any]:

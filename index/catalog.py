@@ -83,7 +83,7 @@ class Catalog:
         """Open (or create, empty) an index directory for one encoder. Raises ManifestMismatch
         when it belongs to another checkpoint or dimension. `backend` chooses the vector store
         of a new directory (default FAISS); an existing one keeps its own. `gpu`: search on a
-        GPU copy of each FAISS index (decided at the edge: index.store.use_gpu)."""
+        GPU copy of each FAISS index (decided at the edge: index.gpu.use_gpu)."""
         backend = backend or BackendSettings()
         root = Path(index_dir)
         live = generations.current(root)

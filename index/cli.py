@@ -1,19 +1,23 @@
 """`xmr index build --checkpoint CKPT --data CORPUS --out INDEX`: the batch re-index job.
 
 The edge of the index package: here the settings are read (index.settings: XMR_DEVICE,
-XMR_VECTOR_BACKEND, XMR_MILVUS_*, XMR_RECALL_TARGET; flags win) and the encoder loaded on its
-device; the job itself (index.build) only sees an object with encode_texts / encode_images.
+XMR_VECTOR_BACKEND, XMR_MILVUS_*, XMR_RECALL_TARGET; flags win), the engine made (the encoder
+loaded on its device, or a Ray actor pool) and progress shown; the job itself (index.build) only
+sees an engine (index.engines) and a progress function.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from index.payload import TEXT_KEY, text_key
 from index.records import NewItem, bytes_hash, text_hash
@@ -21,7 +25,6 @@ from index.records import NewItem, bytes_hash, text_hash
 if TYPE_CHECKING:
     from index.engines import Engine
     from index.settings import BuildSettings
-
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -57,7 +60,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                             "default 0.95)")
     build.add_argument("--fresh", action="store_true",
                        help="discard an unfinished build instead of resuming it")
-    build.add_argument("--no-progress", action="store_true")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--progress-json", action="store_true",
+                       help="progress as one JSON line per committed batch on stdout "
+                            '({"done": N, "total": M, "rate": items per second}) instead of a '
+                            "bar: what a service's re-index job reads")
     index.set_defaults(run=run)
 
 
@@ -94,23 +101,27 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
     return items, corpus.levels
 
 
-def _engine(args: argparse.Namespace, encoder: Any) -> Engine | None:
-    """None: the job decodes and embeds in this process (the local engine, no cache)."""
+def _engine(args: argparse.Namespace, device: str) -> Engine:
+    """The local engine embeds in this process with the encoder loaded here (so a device that
+    is not there fails now); the Ray engine on an actor pool (each actor loads its own)."""
     from index.engines import LocalEngine
     from index.ray_engine import RayEngine
     from models.embedder import CheckpointEmbedder, EncoderSpec
+    from models.inference import Encoder
 
     cache = args.cache.resolve() if args.cache is not None else None
     spec = EncoderSpec(args.checkpoint.resolve(), cache)
-    if args.engine == "local":
-        if args.address is not None or args.workers is not None:
-            raise SystemExit("xmr index build: --address and --workers need --engine ray")
-        if cache is None:
-            return None
-        embedder = CheckpointEmbedder(encoder, cache)  # the encoder this process already loaded
-        return LocalEngine(spec, batch_size=args.batch_size, embedder=embedder)
-    return RayEngine(spec, address=args.address, workers=args.workers,
-                     batch_size=args.batch_size)
+    if args.engine == "ray":
+        return RayEngine(spec, address=args.address, workers=args.workers,
+                         batch_size=args.batch_size)
+    if args.address is not None or args.workers is not None:
+        raise SystemExit("xmr index build: --address and --workers need --engine ray")
+    try:
+        encoder = Encoder.load(args.checkpoint, device)
+    except ValueError as err:  # e.g. cuda asked for on a machine without one
+        raise SystemExit(f"xmr index build: {err}") from err
+    return LocalEngine(spec, batch_size=args.batch_size,
+                       embedder=CheckpointEmbedder(encoder, cache))
 
 
 def _settings(args: argparse.Namespace) -> BuildSettings:
@@ -126,23 +137,41 @@ def _settings(args: argparse.Namespace) -> BuildSettings:
         raise SystemExit(f"xmr index build: {problems}") from err
 
 
+@contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[Callable[[int, int], None] | None]:
+    """The function the job reports (done, total) to: a tqdm bar, JSON lines, or nothing."""
+    started = time.perf_counter()
+    if args.progress_json:
+        def line(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            print(json.dumps({"done": done, "total": total, "rate": round(rate, 2)}), flush=True)
+        yield line
+        return
+    if args.no_progress:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(desc="embedding", unit="item") as bar:
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        yield update
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from index.build import build
-    from models.data.images import open_image
-    from models.inference import Encoder
 
     settings = _settings(args)
     started = time.perf_counter()
-    try:
-        encoder = Encoder.load(args.checkpoint, settings.device)
-    except ValueError as err:  # e.g. cuda asked for on a machine without one
-        raise SystemExit(f"xmr index build: {err}") from err
+    engine = _engine(args, settings.device)
     planned, levels = corpus_items(args.data)
-    report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
-                   batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
-                   engine=_engine(args, encoder), backend=settings.backend(),
-                   checkpoint_path=args.checkpoint, recall_target=settings.recall_target)
+    with _progress(args) as progress:
+        report = build(args.out, engine, planned, levels=levels, spec=args.index_type,
+                       fresh=args.fresh, backend=settings.backend(),
+                       checkpoint_path=args.checkpoint, cache_dir=args.cache,
+                       recall_target=settings.recall_target, progress=progress)
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

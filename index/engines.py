@@ -11,15 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 
 ENGINES = ("local", "ray")
-MODALITIES = ("image", "text")
 
 
 class Embedder(Protocol):
+    @property
+    def checkpoint_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
         """float32 (n, d) unit vectors; payloads are texts, or image paths. A row of NaN marks
         an image that could not be read (the job leaves it out and reports it)."""
@@ -38,7 +44,14 @@ Batches = Iterator[tuple[np.ndarray, np.ndarray]]  # (row numbers, their vectors
 class Engine(Protocol):
     """How the re-index job computes vectors. Rows are (modality, text or image path); batches
     come back as (row numbers, vectors) as they are ready, in any order, a NaN row for an image
-    that could not be read. The job (index.build) writes them as its own batches."""
+    that could not be read. The job (index.build) writes them as its own batches.
+    `checkpoint_id` and `dim` name the vectors' space (what the new generation records)."""
+
+    @property
+    def checkpoint_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches: ...
 
@@ -69,11 +82,23 @@ class LocalEngine:
     batch_size: int = 256
     embedder: Embedder | None = None  # reuse one already loaded (else built from `spec`)
 
+    @cached_property
+    def _embedder(self) -> Embedder:
+        return self.embedder or self.spec.build("cpu", None)
+
+    @property
+    def checkpoint_id(self) -> str:
+        return self._embedder.checkpoint_id
+
+    @property
+    def dim(self) -> int:
+        return int(self._embedder.dim)
+
     def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches:
         check_rows(modalities, payloads)
         if not len(payloads):
             return
-        embedder = self.embedder or self.spec.build("cpu", None)
+        embedder = self._embedder
         kinds = np.asarray(modalities, dtype=object)
         for modality in dict.fromkeys(modalities):
             rows = np.flatnonzero(kinds == modality)

@@ -203,6 +203,11 @@ class Metadata:
         self.db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'items'", (first + n - 1,))
         return first
 
+    def next_id(self) -> int:
+        """The id the next insert or reservation of this database would get."""
+        seq = self.db.execute("SELECT max(seq) FROM sqlite_sequence WHERE name = 'items'")
+        return int(seq.fetchone()[0] or 0) + 1
+
     def set_next_id(self, at_least: int) -> None:
         """Make the next automatic id at least `at_least` (ids are never reused)."""
         self.db.execute("INSERT OR IGNORE INTO sqlite_sequence (name, seq) VALUES ('items', 0)")

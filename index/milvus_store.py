@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from index.store import check_additions, check_ids, check_vectors
+from index.store import SearchKnob, check_additions, check_ids, check_vectors
 
 STORE_FILE = "store.json"
 LITE_FILE = "milvus.db"
@@ -55,6 +54,7 @@ class MilvusStore:
         self.collection = collection
         self.dim = int(dim)
         self.index_type = index_type
+        self.spec = f"milvus {index_type}"
         self._index_params = index_params or {}
         if self._is_local(self.uri):
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +153,16 @@ class MilvusStore:
             return {"ef": max(EF_SEARCH, k)}
         return {}
 
+    def train(self, vectors: np.ndarray) -> None:
+        """Nothing to do: Milvus builds its index from the rows it holds."""
+
+    def knob(self) -> SearchKnob | None:
+        """None: the server's search parameter follows the index type (`_knobs`)."""
+        return None
+
+    def set_knob(self, value: int) -> None:
+        raise ValueError(f"a Milvus store ({self.index_type}) has no search parameter to set")
+
     def count(self) -> int:
         result = self._client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(result[0]["count(*)"])
@@ -175,14 +185,6 @@ class MilvusStore:
         if not found:  # INT64_MIN itself cannot be expressed above; it is never an id we give.
             return np.zeros(0, dtype=np.int64)
         return np.sort(np.asarray(found, dtype=np.int64))
-
-    def reconstruct(self, ids: Iterable[int]) -> np.ndarray:
-        wanted = [int(i) for i in ids]
-        rows = {int(r[PRIMARY]): r[VECTOR] for r in self._get(wanted, [PRIMARY, VECTOR])}
-        missing = [i for i in wanted if i not in rows]
-        if missing:
-            raise KeyError(f"ids not in the store: {missing[:10]}")
-        return np.asarray([rows[i] for i in wanted], dtype=np.float32).reshape(-1, self.dim)
 
     # -- lifecycle -------------------------------------------------------------------------
 

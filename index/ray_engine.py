@@ -17,12 +17,13 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from index.engines import Batches, EmbedderSpec, check_rows
+from index.engines import Batches, Embedder, EmbedderSpec, check_rows
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,19 @@ class RayEngine:
     address: str | None = None
     workers: int | None = None  # None: one per GPU of the cluster, else one per CPU slot
     batch_size: int = 256
+
+    @cached_property
+    def _driver(self) -> Embedder:
+        """One embedder in the driver, for what the job records (checkpoint id, dimension)."""
+        return self.spec.build("cpu", None)
+
+    @property
+    def checkpoint_id(self) -> str:
+        return self._driver.checkpoint_id
+
+    @property
+    def dim(self) -> int:
+        return int(self._driver.dim)
 
     def stream(self, modalities: Sequence[str], payloads: Sequence[str]) -> Batches:
         """(row numbers, vectors) as the actors finish batches (in no fixed order)."""

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.backends import BackendSettings
-from index.store import use_gpu
+from index.gpu import use_gpu
 from index.tuning import DEFAULT_TARGET
 
 # `auto` (cuda when torch sees one, else cpu), cpu, cuda or cuda:N

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from index import generations
-from index.backends import BackendSettings, close_store, create_store, load_store, reset_store
+from index.backends import BackendSettings, create_store, load_store
 from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
 from index.manifest import Manifest
 from index.metadata import DATABASE, Metadata
@@ -40,7 +40,7 @@ class Generation:
 
     def close(self) -> None:
         for store in self.stores.values():
-            close_store(store)
+            store.close()
         self.meta.close()
 
 
@@ -59,7 +59,7 @@ def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
         _write_stores(path, stores, 0)
     finally:
         for store in stores.values():
-            close_store(store)
+            store.close()
     fsync_dir(root)
     return path
 
@@ -111,7 +111,7 @@ def rebuild_store(gen: Generation, modality: str) -> None:
         ids, vectors = gen.meta.all_vectors(modality, gen.manifest.dim)
         gen.applied = gen.meta.high_water()
     store = gen.stores[modality]
-    reset_store(store)
+    store.reset()
     if len(ids):
         store.add(ids, vectors)
 

@@ -7,10 +7,10 @@ positions. Index types come from FAISS factory strings ("Flat", "IVF4096,Flat", 
 
 Removal: Flat (through IndexIDMap2) and IVF indexes remove ids in place. HNSW cannot, so removed
 ids become tombstones that every search excludes (an IDSelector on the CPU), and an upsert of a
-present id compacts the graph. GPU indexes cannot remove either: see `GpuMirror`.
+present id compacts the graph. GPU indexes cannot remove either: see index.gpu.GpuMirror.
 
-GPU placement is decided in one function, `use_gpu(wanted)`, called at the edge with the
-XMR_FAISS_GPU setting: wanted, FAISS built with GPU support and a GPU present -> searches run on
+GPU placement is decided in one function, `index.gpu.use_gpu(wanted)`, called at the edge with
+the XMR_FAISS_GPU setting: wanted, FAISS built with GPU support and a GPU present -> searches run on
 a GPU copy of the CPU index (`gpu=True`); otherwise on the CPU index. The CPU index stays the
 master (saved, mutated, filtered searches), so results are the same either way (bitwise for
 Flat; up to float summation order on the GPU).
@@ -19,29 +19,50 @@ Flat; up to float summation order on the GPU).
 from __future__ import annotations
 
 import json
-import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import faiss
 import numpy as np
 
-log = logging.getLogger(__name__)
+from index.gpu import GPU_MAX_K, GPU_RECLONE_SHARE, GpuMirror, try_mirror
 
-# GPU k-selection is limited to 2048 neighbours; larger over-fetches go to the CPU master.
-GPU_MAX_K = 2048
-# Re-clone the GPU copy once tombstones exceed this share of its rows.
-GPU_RECLONE_SHARE = 0.05
 DEFAULT_NPROBE = 16
 DEFAULT_EF_SEARCH = 128
+MIN_EF_SEARCH = 10  # efSearch below the k of a recall@10 cannot return 10 neighbours
+MAX_EF_SEARCH = 4096  # beyond this HNSW costs more than a scan of a fair share of the base
+
+
+@dataclass(frozen=True)
+class SearchKnob:
+    """The search parameter that trades recall for speed (IVF nprobe, HNSW efSearch): its name,
+    the value searches use now, and the range worth trying (index.tuning)."""
+
+    name: str
+    value: int
+    low: int
+    high: int
 
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """What the catalog needs from a vector index. Rows are unit float32 (n, dim)."""
+    """What the catalog and the re-index job need from a vector index. Rows are unit float32
+    (n, dim)."""
 
     dim: int
+    spec: str  # the index type, as the manifest records it
+
+    def train(self, vectors: np.ndarray) -> None:
+        """Learn what the index type learns from data (IVF centroids) from a sample of
+        `vectors`; nothing for the types that learn nothing."""
+
+    def knob(self) -> SearchKnob | None:
+        """The store's search parameter; None where there is none to set (exact search, or a
+        backend that chooses its own)."""
+
+    def set_knob(self, value: int) -> None: ...
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Upsert: an id already present is replaced."""
@@ -59,17 +80,11 @@ class VectorStore(Protocol):
 
     def save(self, directory: Path) -> None: ...
 
+    def reset(self) -> None:
+        """Empty the store, keeping what it learnt (IVF centroids), for a rebuild."""
 
-def use_gpu(wanted: bool = True) -> bool:
-    """The one place that decides GPU placement: `wanted` (a setting) and a GPU FAISS can use."""
-    if not wanted:
-        return False
-    if not hasattr(faiss, "StandardGpuResources"):
-        return False
-    try:
-        return int(faiss.get_num_gpus()) > 0
-    except Exception:  # a GPU build on a machine without a driver
-        return False
+    def close(self) -> None:
+        """Release what the store holds open (a connection, a file lock)."""
 
 
 def set_search_threads(threads: int) -> None:
@@ -125,21 +140,6 @@ def check_additions(ids: np.ndarray | list[int], vectors: np.ndarray,
     return ids, vectors
 
 
-class GpuMirror:
-    """A search-only GPU copy of the CPU master. Adds are mirrored; removals (which GPU indexes
-    cannot do) become tombstones filtered out of over-fetched results; once they pass
-    GPU_RECLONE_SHARE of the rows the copy is cloned afresh from the master."""
-
-    def __init__(self, master: Any) -> None:
-        self.resources = faiss.StandardGpuResources()
-        self.index = faiss.index_cpu_to_gpu(self.resources, 0, master)
-        self.tombstones: set[int] = set()
-
-    def reclone(self, master: Any) -> None:
-        self.index = faiss.index_cpu_to_gpu(self.resources, 0, master)
-        self.tombstones.clear()
-
-
 class FaissStore:
     """An id-mapped FAISS index (see module docstring)."""
 
@@ -154,7 +154,7 @@ class FaissStore:
         self.ef_search = ef_search
         self._gpu: GpuMirror | None = None
         if gpu:
-            self._gpu = _try_mirror(index, spec)
+            self._gpu = try_mirror(index, spec)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -203,7 +203,10 @@ class FaissStore:
 
     def train(self, vectors: np.ndarray, max_points: int | None = None, seed: int = 0) -> None:
         """Train IVF/PQ centroids on a subsample (k-means cost grows with the sample; 40 points
-        per list is what FAISS asks for)."""
+        per list is what FAISS asks for). An index that learns nothing (Flat, HNSW) is left
+        as it is."""
+        if self.is_trained:
+            return
         vectors = check_vectors(vectors, self.dim)
         ivf = faiss.extract_index_ivf(self.index) if self.spec.startswith("IVF") else None
         if ivf is not None:
@@ -215,6 +218,23 @@ class FaissStore:
         self.index.train(vectors)
         if self._gpu is not None:
             self._gpu.reclone(self.index)
+
+    # -- the search parameter -----------------------------------------------------------------
+    def knob(self) -> SearchKnob | None:
+        if self.spec.startswith("IVF"):
+            nlist = int(faiss.extract_index_ivf(self.index).nlist)
+            return SearchKnob("nprobe", self.nprobe, 1, nlist)
+        if self.spec.startswith("HNSW"):
+            return SearchKnob("ef_search", self.ef_search, MIN_EF_SEARCH, MAX_EF_SEARCH)
+        return None
+
+    def set_knob(self, value: int) -> None:
+        if self.spec.startswith("IVF"):
+            self.nprobe = int(value)
+        elif self.spec.startswith("HNSW"):
+            self.ef_search = int(value)
+        else:
+            raise ValueError(f"index {self.spec!r} has no search parameter")
 
     # -- mutation -----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -254,6 +274,15 @@ class FaissStore:
 
     def count(self) -> int:
         return int(self.index.ntotal) - len(self.tombstones)
+
+    def reset(self) -> None:
+        self.index.reset()
+        self.tombstones.clear()
+        if self._gpu is not None:
+            self._gpu.reclone(self.index)
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in this process's memory."""
 
     def _stored_ids(self) -> np.ndarray:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
@@ -348,15 +377,6 @@ def _hnsw(index: Any) -> Any:
     return inner.hnsw
 
 
-def _try_mirror(index: Any, spec: str) -> GpuMirror | None:
-    """A GPU copy when FAISS can place this index type there (HNSW cannot): else CPU only."""
-    try:
-        return GpuMirror(index)
-    except Exception as err:  # unsupported index type on the GPU
-        log.warning("index %s stays on the CPU: %s", spec, err)
-        return None
-
-
 def _empty(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
 
@@ -375,11 +395,3 @@ def _compact_rows(
         s, i = scores[row][keep[row]][:k], ids[row][keep[row]][:k]
         out_s[row, : len(s)], out_i[row, : len(i)] = s, i
     return out_s, out_i
-
-
-def reset(store: FaissStore) -> None:
-    """Empty a store but keep its training (IVF centroids), for a rebuild from metadata."""
-    store.index.reset()
-    store.tombstones.clear()
-    if store._gpu is not None:
-        store._gpu.reclone(store.index)

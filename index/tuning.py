@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass
 import faiss
 import numpy as np
 
-from index.store import FaissStore
+from index.store import VectorStore
 
 K = 10
 DEFAULT_TARGET = 0.95  # recall@10
 MAX_QUERIES = 1000
 OTHER = {"image": "text", "text": "image"}
-MAX_EF_SEARCH = 4096  # beyond this HNSW costs more than a scan of a fair share of the base
+NONE_TO_TUNE = "exact search, or a backend that sets its own search parameter"
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Tuning:
     """What one index's manifest entry records (index.manifest.Manifest.search)."""
 
     index: str  # the FAISS factory string
-    param: str | None = None  # "nprobe", "ef_search"; None: exact (Flat)
+    param: str | None = None  # "nprobe", "ef_search"; None: none to tune
     value: int | None = None  # the value the store searches with
     recall_at_10: float | None = None  # measured with `value` on the queries
     target: float | None = None
@@ -41,15 +41,6 @@ class Tuning:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def knob(store: FaissStore) -> tuple[str, int, int] | None:
-    """(attribute, cheapest value, largest value) of the store's search parameter; None: exact."""
-    if store.spec.startswith("IVF"):
-        return "nprobe", 1, int(faiss.extract_index_ivf(store.index).nlist)
-    if store.spec.startswith("HNSW"):
-        return "ef_search", K, MAX_EF_SEARCH
-    return None
 
 
 def exact_neighbours(ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -64,20 +55,20 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(hits)) / truth.shape[1]
 
 
-def tune(store: FaissStore, ids: np.ndarray, base: np.ndarray, queries: np.ndarray,
+def tune(store: VectorStore, ids: np.ndarray, base: np.ndarray, queries: np.ndarray,
          target: float, query_modality: str | None = None) -> Tuning:
     """Set the store's search parameter to the smallest value whose recall@10 on `queries`
     (against exact search over `base`, the vectors the store holds under `ids`) reaches
     `target`, or to the largest value tried when none does (the note says so)."""
-    found = knob(store)
+    found = store.knob()
     if found is None:
-        return Tuning(store.spec, note="exact search")
-    param, low, high = found
+        return Tuning(store.spec, note=NONE_TO_TUNE)
+    param, low, high = found.name, found.low, found.high
     k = min(K, len(ids))
     truth = exact_neighbours(ids, base, queries, k)
 
     def recall(value: int) -> float:
-        setattr(store, param, value)
+        store.set_knob(value)
         return recall_at(store.search(queries, k)[1], truth)
 
     value = low
@@ -91,22 +82,22 @@ def tune(store: FaissStore, ids: np.ndarray, base: np.ndarray, queries: np.ndarr
             mid = (miss + value) // 2
             measured[mid] = recall(mid)
             miss, value = (miss, mid) if measured[mid] >= target else (mid, value)
-    setattr(store, param, value)
+    store.set_knob(value)
     note = "" if measured[value] >= target else f"target not reached at the largest {param}"
     return Tuning(store.spec, param, value, round(measured[value], 4), target, len(queries),
                   query_modality, note)
 
 
-def tune_other_modality(store: FaissStore, modality: str, vectors: dict[str, tuple[np.ndarray,
+def tune_other_modality(store: VectorStore, modality: str, vectors: dict[str, tuple[np.ndarray,
                         np.ndarray]], target: float) -> Tuning:
     """Tune the `modality` store (holding `vectors[modality]` = (ids, rows)) on a sample of the
     other modality's rows; with none (a one-modality corpus) its default value stays."""
     other = OTHER[modality]
     ids, base = vectors[modality]
     queries = sample(vectors[other][1])
-    found = knob(store)
+    found = store.knob()
     if found is not None and not (len(queries) and len(ids)):
-        return Tuning(store.spec, found[0], getattr(store, found[0]), target=target,
+        return Tuning(store.spec, found.name, found.value, target=target,
                       note=f"not tuned: no {other if len(ids) else modality} vectors; "
                            "the default kept")
     return tune(store, ids, base, queries, target, other)

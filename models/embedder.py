@@ -11,16 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from models.backbones.cache import FeatureCache
-from models.backbones.extract import image_features, text_features
-from models.data.images import open_image
+from models.backbones.extract import readable_image_features, text_features
 from models.inference import Encoder
-
-MODALITIES = ("image", "text")
 
 
 @dataclass(frozen=True)
@@ -35,49 +31,46 @@ class EncoderSpec:
 
 
 class CheckpointEmbedder:
-    """Texts and image files -> unit vectors. Without a cache: exactly what the local build
-    job does (Encoder.encode_texts, open_image + Encoder.encode_images). With one: backbone
-    features read through (and added to) the feature cache, then the checkpoint's heads."""
+    """Texts and image files -> unit vectors: backbone features (read through the feature
+    cache when there is one, and added to it), then the checkpoint's heads. The same path as
+    `xmr eval` and, for fresh inputs, as the service's `Encoder.encode_*`."""
 
     def __init__(self, encoder: Encoder, cache_dir: Path | None) -> None:
         self.encoder = encoder
-        self.cache_dir = cache_dir
+        self.cache = FeatureCache(cache_dir)  # FeatureCache(None) caches nothing
 
     @property
     def dim(self) -> int:
         return int(self.encoder.dim)
 
+    @property
+    def checkpoint_id(self) -> str:
+        return self.encoder.checkpoint_id
+
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        if modality not in MODALITIES:
-            raise ValueError(f"unknown modality {modality!r}; known: {MODALITIES}")
-        if not payloads:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        if self.cache_dir is not None:
-            return self._cached(modality, payloads)
+        """float32 (n, dim); for images, a NaN row where the file could not be read."""
         if modality == "text":
-            return _f32(self.encoder.encode_texts(list(payloads)))
-        out = np.full((len(payloads), self.dim), np.nan, dtype=np.float32)
-        decoded, rows = [], []
-        for row, path in enumerate(payloads):
-            try:
-                decoded.append(open_image(path))
-                rows.append(row)
-            except (ValueError, OSError):
-                continue  # stays NaN: left out by the job, as the local engine does
-        if decoded:
-            out[rows] = self.encoder.encode_images(decoded)
+            return self._texts(payloads)
+        if modality == "image":
+            return self._images(payloads)
+        raise ValueError(f"unknown modality {modality!r}")
+
+    def _texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        backbone = self.encoder.backbones.text
+        features = text_features(list(texts), backbone, self.cache, progress=False)
+        return _f32(self.encoder.embed_text_features(features))
+
+    def _images(self, paths: Sequence[str]) -> np.ndarray:
+        out = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
+        features, unreadable = readable_image_features(
+            [Path(p) for p in paths], self.encoder.backbones.image, self.cache)
+        readable = np.setdiff1d(np.arange(len(paths)), unreadable)
+        if len(readable):
+            out[readable] = self.encoder.embed_image_features(features)
         return out
 
-    def _cached(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        assert self.cache_dir is not None
-        enc, cache = self.encoder, FeatureCache(self.cache_dir)
-        if modality == "text":
-            texts = text_features(list(payloads), enc.backbones.text, cache, progress=False)
-            return _f32(enc.embed_text_features(texts))
-        paths = [Path(p) for p in payloads]
-        images = image_features(paths, enc.backbones.image, cache, progress=False)
-        return _f32(enc.embed_image_features(images))
 
-
-def _f32(out: Any) -> np.ndarray:
+def _f32(out: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)

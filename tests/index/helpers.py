@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from index.engines import LocalEngine
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -28,11 +33,13 @@ def exact(data: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.
     return ids[order]
 
 
-class HashEncoder:
-    """A deterministic stand-in for models.inference.Encoder at the index layer's boundary:
-    equal content -> equal unit vector, `salt` plays the role of another checkpoint. The job's
-    logic (ids, generations, replay, resume) does not depend on what the vectors mean; the real
-    encoder runs in the slow CLI test and in bench/index_bench.py."""
+class HashEmbedder:
+    """A deterministic stand-in for models.embedder.CheckpointEmbedder at the index layer's
+    boundary: equal content -> equal unit vector, `salt` plays the role of another checkpoint.
+    The job's logic (ids, generations, replay, resume) does not depend on what the vectors
+    mean; the real encoder runs in the slow CLI tests and in bench/index_bench.py.
+    `encode_texts` / `encode_images` make query vectors (and are what a test overrides to act
+    while the job embeds); `calls` counts them."""
 
     def __init__(self, dim: int = 16, salt: str = "a") -> None:
         self.dim = dim
@@ -52,6 +59,39 @@ class HashEncoder:
         self.calls += 1
         return np.stack([self._vector(np.asarray(im).tobytes()) for im in images]).astype(
             np.float32)
+
+    def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
+        """As the engine asks: texts, or image files (a NaN row for one that cannot be read)."""
+        if modality == "text":
+            return self.encode_texts(list(payloads))
+        from models.data.images import ImageError, open_image
+
+        out = np.full((len(payloads), self.dim), np.nan, dtype=np.float32)
+        opened = {}
+        for row, path in enumerate(payloads):
+            with contextlib.suppress(ImageError):
+                opened[row] = open_image(path)
+        if opened:
+            out[list(opened)] = self.encode_images(list(opened.values()))
+        return out
+
+
+@dataclass(frozen=True)
+class HashSpec:
+    """A HashEmbedder as a picklable recipe (what a Ray actor builds)."""
+
+    dim: int = 16
+    salt: str = "a"
+
+    def build(self, device: str = "cpu", threads: int | None = None) -> HashEmbedder:
+        return HashEmbedder(self.dim, self.salt)
+
+
+def hash_engine(embedder: HashEmbedder | None = None, batch_size: int = 4) -> LocalEngine:
+    """The local engine running `embedder` (a fresh HashEmbedder by default)."""
+    embedder = embedder or HashEmbedder()
+    return LocalEngine(HashSpec(embedder.dim, embedder.salt), batch_size=batch_size,
+                       embedder=embedder)
 
 
 def make_corpus(root: Path, n: int = 12) -> Path:

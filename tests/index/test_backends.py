@@ -24,7 +24,6 @@ import pytest
 
 from index.backends import (
     BackendSettings,
-    close_store,
     collection_name,
     create_store,
     load_store,
@@ -129,7 +128,7 @@ def generation(tmp_path: Path) -> Path:
 def store(settings: BackendSettings, generation: Path) -> Iterator[VectorStore]:
     made = create_store(DIM, generation, settings)
     yield made
-    close_store(made)
+    made.close()
 
 
 IDS = np.arange(200, dtype=np.int64) * 5 + 11  # ids are not row positions
@@ -223,7 +222,7 @@ def test_save_and_load_keep_everything(settings: BackendSettings, generation: Pa
     store.remove(IDS[:10])
     store.save(generation)
     before = store.search(BASE[10:20], 5)
-    close_store(store)
+    store.close()
     # load_store follows store.json, whatever the settings say now.
     doc = json.loads((generation / "store.json").read_text())
     if settings.milvus_uri:  # a server: the URI verbatim, nothing written beside the index
@@ -238,7 +237,7 @@ def test_save_and_load_keep_everything(settings: BackendSettings, generation: Pa
         assert np.array_equal(before[1], after[1])
         np.testing.assert_allclose(before[0], after[0], atol=1e-6)
     finally:
-        close_store(loaded)
+        loaded.close()
 
 
 def test_backends_agree_with_each_other(tmp_path: Path) -> None:
@@ -252,7 +251,7 @@ def test_backends_agree_with_each_other(tmp_path: Path) -> None:
         store.add(IDS, BASE)
         store.remove(IDS[::7])
         found[name] = store.search(queries, 10, allow=IDS[::2])
-        close_store(store)
+        store.close()
     assert np.array_equal(found["faiss"][1], found["milvus"][1])
     np.testing.assert_allclose(found["faiss"][0], found["milvus"][0], atol=1e-5)
 
@@ -344,7 +343,7 @@ def test_pruning_leaves_milvus_lite_and_faiss_to_the_directory(tmp_path: Path) -
         generation = tmp_path / backend / "gen-0001"
         store = create_store(DIM, generation, BackendSettings(backend=backend), name="text")
         store.save(generation / "snapshots" / "snap-000000000000" / "text")
-        close_store(store)
+        store.close()
         assert drop_external_stores(generation) == 0  # nothing lives outside the directory
 
 
@@ -372,8 +371,7 @@ def test_rebuilds_on_a_milvus_server_swap_and_prune_collections(tmp_path: Path,
     from index.build import build
     from index.catalog import Catalog
     from index.cli import corpus_items
-    from models.data.images import open_image
-    from tests.index.helpers import HashEncoder, make_corpus
+    from tests.index.helpers import HashEmbedder, hash_engine, make_corpus
 
     planned, levels = corpus_items(make_corpus(tmp_path / "corpus"))
     root = tmp_path / "idx"
@@ -382,14 +380,14 @@ def test_rebuilds_on_a_milvus_server_swap_and_prune_collections(tmp_path: Path,
         return {f"xmr_idx_gen_{g:04d}_{m}" for g in gens for m in ("image", "text")}
 
     for salt in ("a", "b", "c"):
-        report = build(root, HashEncoder(salt=salt), planned, open_image, levels=levels,
-                       progress=False, batch_size=4, backend=StoreSettings().backend())
+        report = build(root, hash_engine(HashEmbedder(salt=salt)), planned, levels=levels,
+                       backend=StoreSettings().backend())
         assert report.counts == {"image": 10, "text": 12}
     # gen-0001 was pruned (the live one and one before it are kept): its collections went too.
     assert [g.name for g in generations.generations(root)] == ["gen-0002", "gen-0003"]
     assert server_env.new_collections() == collections(2, 3)
 
-    enc = HashEncoder(salt="c")
+    enc = HashEmbedder(salt="c")
     cat = Catalog.open(root, checkpoint_id=enc.checkpoint_id, dim=enc.dim)
     try:
         hit = cat.search(enc.encode_texts(["caption number 3"]), 1, "text")[0][0]
@@ -409,7 +407,7 @@ def test_pruning_drops_a_generations_collections_on_the_server(tmp_path: Path,
     store = create_store(DIM, generation, StoreSettings().backend(), name="text")
     for seq in (0, 5):  # two snapshots name the same collection: dropped once
         store.save(generation / "snapshots" / f"snap-{seq:012d}" / "text")
-    close_store(store)
+    store.close()
     assert server_env.new_collections() == {"xmr_idx_gen_0001_text"}
     assert drop_external_stores(generation) == 1
     assert server_env.new_collections() == set()

@@ -16,7 +16,7 @@ from index.metadata import DATABASE
 from index.plan import as_new
 from index.records import bytes_hash, text_hash
 from models.data.images import open_image
-from tests.index.helpers import HashEncoder, make_corpus
+from tests.index.helpers import HashEmbedder, hash_engine, make_corpus
 
 
 @pytest.fixture
@@ -24,22 +24,21 @@ def corpus(tmp_path: Path) -> Path:
     return make_corpus(tmp_path / "corpus")
 
 
-def _build(root: Path, encoder: HashEncoder, corpus: Path, **kw: object):
+def _build(root: Path, encoder: HashEmbedder, corpus: Path, **kw: object):
     planned, levels = corpus_items(corpus)
-    return build(root, encoder, planned, open_image, levels=levels, progress=False,
-                 batch_size=4, **kw)
+    return build(root, hash_engine(encoder), planned, levels=levels, **kw)
 
 
-def _open(root: Path, encoder: HashEncoder) -> Catalog:
+def _open(root: Path, encoder: HashEmbedder) -> Catalog:
     return Catalog.open(root, checkpoint_id=encoder.checkpoint_id, dim=encoder.dim)
 
 
-def _text_id(cat: Catalog, encoder: HashEncoder, text: str) -> int:
+def _text_id(cat: Catalog, encoder: HashEmbedder, text: str) -> int:
     return cat.search(encoder.encode_texts([text]), 1, "text")[0][0].id
 
 
 def test_build_from_scratch(tmp_path: Path, corpus: Path) -> None:
-    enc = HashEncoder()
+    enc = HashEmbedder()
     report = _build(tmp_path / "idx", enc, corpus)
     assert report.counts == {"image": 10, "text": 12} and report.embedded == 22
     cat = _open(tmp_path / "idx", enc)
@@ -57,7 +56,7 @@ def test_build_from_scratch(tmp_path: Path, corpus: Path) -> None:
 
 def test_rebuild_keeps_ids_and_api_items_and_swaps(tmp_path: Path, corpus: Path) -> None:
     root = tmp_path / "idx"
-    old_enc, new_enc = HashEncoder(salt="a"), HashEncoder(salt="b")
+    old_enc, new_enc = HashEmbedder(salt="a"), HashEmbedder(salt="b")
     _build(root, old_enc, corpus)
     live = _open(root, old_enc)
     corpus_id = _text_id(live, old_enc, "caption number 5")
@@ -91,16 +90,19 @@ def test_rebuild_keeps_ids_and_api_items_and_swaps(tmp_path: Path, corpus: Path)
 
 def test_writes_during_build_are_replayed(tmp_path: Path, corpus: Path) -> None:
     root = tmp_path / "idx"
-    enc = HashEncoder()
+    enc = HashEmbedder()
     _build(root, enc, corpus)
     live = _open(root, enc)
     doomed = _text_id(live, enc, "caption number 2")
 
-    class Busy(HashEncoder):
+    class Busy(HashEmbedder):
         """Writes to the live catalog while the build is embedding (a service at work)."""
 
+        busy = True
+
         def encode_texts(self, texts: list[str]) -> np.ndarray:
-            if self.calls == 1:
+            if self.busy:
+                self.busy = False
                 live.ingest([NewItem("text", text_hash("during"), text="during")],
                             enc.encode_texts(["during"]))
                 live.delete(doomed)
@@ -123,18 +125,18 @@ def test_writes_during_build_are_replayed(tmp_path: Path, corpus: Path) -> None:
 def test_interrupted_build_resumes(tmp_path: Path, corpus: Path) -> None:
     root = tmp_path / "idx"
 
-    class Dies(HashEncoder):
-        def encode_images(self, images: list) -> np.ndarray:
-            if self.calls >= 4:
+    class Dies(HashEmbedder):
+        def encode_texts(self, texts: list[str]) -> np.ndarray:
+            if self.calls >= 4:  # the images and one text batch are committed
                 raise KeyboardInterrupt
-            return super().encode_images(images)
+            return super().encode_texts(texts)
 
     with pytest.raises(KeyboardInterrupt):
         _build(root, Dies(), corpus)
     assert generations.current(root) is None
     unfinished = generations.generations(root)
     assert len(unfinished) == 1 and (unfinished[0] / generations.BUILDING).exists()
-    enc = HashEncoder()
+    enc = HashEmbedder()
     report = _build(root, enc, corpus)
     assert report.generation == unfinished[0]
     assert report.embedded < 22  # the committed batches were not embedded again
@@ -144,7 +146,7 @@ def test_interrupted_build_resumes(tmp_path: Path, corpus: Path) -> None:
 
 def test_corpus_row_ids_become_keys_and_images_carry_their_caption(
         tmp_path: Path, corpus: Path) -> None:
-    enc = HashEncoder()
+    enc = HashEmbedder()
     _build(tmp_path / "idx", enc, corpus)
     cat = _open(tmp_path / "idx", enc)
     image = cat.search(enc.encode_images([open_image(corpus / "images/4.png")]), 1, "image")[0][0]
@@ -173,7 +175,7 @@ def test_a_key_used_twice_in_a_corpus_is_refused(tmp_path: Path) -> None:
 def test_rebuild_carries_keys_and_metadata_and_replays_upserts(
         tmp_path: Path, corpus: Path) -> None:
     root = tmp_path / "idx"
-    old_enc, new_enc = HashEncoder(salt="a"), HashEncoder(salt="b")
+    old_enc, new_enc = HashEmbedder(salt="a"), HashEmbedder(salt="b")
     _build(root, old_enc, corpus)
     live = _open(root, old_enc)
     corpus_image = live.get_by_key("item4")
@@ -183,11 +185,14 @@ def test_rebuild_carries_keys_and_metadata_and_replays_upserts(
     live.ingest([replace(as_new(corpus_image), metadata={"featured": True})],
                 old_enc.encode_images([open_image(corpus / "images/4.png")]))
 
-    class Busy(HashEncoder):
+    class Busy(HashEmbedder):
         """Upserts and deletes by key on the live catalog while the build embeds."""
 
+        busy = True
+
         def encode_texts(self, texts: list[str]) -> np.ndarray:
-            if self.calls == 1:
+            if self.busy:
+                self.busy = False
                 live.ingest([replace(user, text="mine, v2", content_hash=text_hash("mine, v2"),
                                      metadata={"shop": "y"}),
                              NewItem("text", text_hash("late"), text="late", key="u2")],
@@ -214,7 +219,7 @@ def test_rebuild_carries_keys_and_metadata_and_replays_upserts(
 def test_rebuild_of_an_index_made_before_keys_keeps_its_ids(tmp_path: Path,
                                                             corpus: Path) -> None:
     root = tmp_path / "idx"
-    enc = HashEncoder()
+    enc = HashEmbedder()
     _build(root, enc, corpus)
     db = sqlite3.connect(generations.current(root) / DATABASE)  # type: ignore[operator]
     before = dict(db.execute("SELECT key, id FROM items"))
@@ -222,7 +227,7 @@ def test_rebuild_of_an_index_made_before_keys_keeps_its_ids(tmp_path: Path,
     db.execute("UPDATE items SET text = NULL WHERE modality = 'image'")
     db.commit()
     db.close()
-    report = _build(root, HashEncoder(salt="b"), corpus)
+    report = _build(root, HashEmbedder(salt="b"), corpus)
     assert report.counts == {"image": 10, "text": 12}  # nothing indexed twice
     db = sqlite3.connect(report.generation / DATABASE)
     assert dict(db.execute("SELECT key, id FROM items")) == before

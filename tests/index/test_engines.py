@@ -1,19 +1,16 @@
 """The Ray engine against the local engine: the same rows in, the same vectors out, and through
 `xmr index build`, the same ids, records and vectors in the index.
 
-Everything that starts Ray is `-m slow`: Ray's start-up alone takes 10-20 s on the shared
-2-core box. The build-level test runs a real local Ray instance with an actor pool of 2 on the
-index tests' deterministic HashEncoder (no torch), so it checks the plumbing (batching, mixed
-modalities, out-of-order batches, unreadable images) through `index.build`; the others run both
-engines with a real checkpoint and encoder (the tiny run every test session trains). The
-default suite checks the local engine and the command-line wiring.
+Everything that starts Ray is `-m slow` (Ray's start-up alone takes seconds). The build-level
+test runs a real local Ray instance with an actor pool of 2 on the index tests' deterministic
+HashEmbedder (no torch), so it checks the plumbing (batching, mixed modalities, out-of-order
+batches, unreadable images) through `index.build`; the others run both engines with a real
+checkpoint and encoder (the tiny run every test session trains). The default suite checks the
+local engine and the command-line wiring.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,33 +24,9 @@ from index.ray_engine import RayEngine
 from index.records import MODALITIES
 from models.embedder import EncoderSpec
 from tests.fixtures import tiny_cache
-from tests.index.helpers import HashEncoder, make_corpus
+from tests.index.helpers import HashEmbedder, HashSpec, hash_engine, make_corpus
 
 DIM = 16
-
-
-@dataclass(frozen=True)
-class HashSpec:
-    """The HashEncoder as an engine's embedder: texts, or image files opened as the job does."""
-
-    def build(self, device: str = "cpu", threads: int | None = None) -> HashEmbedder:
-        return HashEmbedder()
-
-
-class HashEmbedder:
-    def __init__(self) -> None:
-        self.encoder = HashEncoder(DIM)
-
-    def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        if modality == "text":
-            return self.encoder.encode_texts(list(payloads))
-        from models.data.images import open_image
-
-        out = np.full((len(payloads), DIM), np.nan, dtype=np.float32)
-        for row, path in enumerate(payloads):
-            with contextlib.suppress(ValueError, OSError):
-                out[row] = self.encoder.encode_images([open_image(path)])[0]
-        return out
 
 
 def rows(n: int) -> tuple[list[str], list[str]]:
@@ -63,13 +36,13 @@ def rows(n: int) -> tuple[list[str], list[str]]:
 
 def test_local_engine_keeps_row_order() -> None:
     modalities, payloads = rows(50)
-    out = embed_rows(LocalEngine(HashSpec(), batch_size=7), modalities, payloads, DIM)
-    assert np.array_equal(out, HashEncoder(DIM).encode_texts(payloads))
+    out = embed_rows(LocalEngine(HashSpec(DIM), batch_size=7), modalities, payloads, DIM)
+    assert np.array_equal(out, HashEmbedder(DIM).encode_texts(payloads))
 
 
 def test_rows_are_validated() -> None:
     with pytest.raises(ValueError, match="modalities"):
-        embed_rows(LocalEngine(HashSpec()), ["text"], [], DIM)
+        embed_rows(LocalEngine(HashSpec(DIM)), ["text"], [], DIM)
 
 
 def test_cli_engine_flags_build_the_engine_without_starting_ray(tmp_path: Path) -> None:
@@ -78,14 +51,13 @@ def test_cli_engine_flags_build_the_engine_without_starting_ray(tmp_path: Path) 
 
     base = ["index", "build", "--checkpoint", str(tmp_path / "c.pt"), "--data", "d", "--out", "o"]
     parse = build_parser().parse_args
-    assert _engine(parse(base), None) is None  # local: the job embeds in-process
     engine = _engine(parse([*base, "--engine", "ray", "--address", "auto", "--workers", "3",
-                            "--batch-size", "32"]), None)
+                            "--batch-size", "32"]), "cpu")
     assert isinstance(engine, RayEngine)
     assert engine == RayEngine(EncoderSpec((tmp_path / "c.pt").resolve()), address="auto",
                                workers=3, batch_size=32)
     with pytest.raises(SystemExit, match="need --engine ray"):
-        _engine(parse([*base, "--address", "auto"]), None)
+        _engine(parse([*base, "--address", "auto"]), "cpu")
     with pytest.raises(SystemExit):
         parse([*base, "--engine", "spark"])
 
@@ -106,19 +78,16 @@ def index_contents(root: Path) -> dict[str, tuple[list, np.ndarray]]:
         meta.close()
 
 
-@pytest.mark.slow  # Ray start-up alone is 10-20 s on the shared 2-core box; this took 19-46 s
+@pytest.mark.slow
 def test_build_with_the_ray_engine_writes_the_same_index(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    from models.data.images import open_image
-
     corpus = make_corpus(tmp_path / "corpus", n=40)
     (corpus / "images" / "3.png").write_bytes(b"not a png")  # unreadable: left out by both
     planned, levels = corpus_items(corpus)
-    common = {"levels": levels, "progress": False, "batch_size": 8}
-    local = build(tmp_path / "local", HashEncoder(DIM), planned, open_image, **common)
-    ray_engine = RayEngine(HashSpec(), workers=2, batch_size=8)
-    remote = build(tmp_path / "ray", HashEncoder(DIM), planned, open_image, engine=ray_engine,
-                   **common)
+    local = build(tmp_path / "local", hash_engine(HashEmbedder(DIM), batch_size=8), planned,
+                  levels=levels)
+    ray_engine = RayEngine(HashSpec(DIM), workers=2, batch_size=8)
+    remote = build(tmp_path / "ray", ray_engine, planned, levels=levels)
     assert remote.counts == local.counts == {"image": 9, "text": 40}
     assert remote.skipped == local.skipped == [str((corpus / "images/3.png").resolve())]
     a, b = index_contents(tmp_path / "local"), index_contents(tmp_path / "ray")
@@ -132,8 +101,8 @@ def test_ray_engine_streams_mixed_batches_in_row_order() -> None:
     modalities = ["text" if i % 3 else "image" for i in range(300)]
     payloads = [f"caption {i}" if m == "text" else "/nonexistent.png"
                 for i, m in enumerate(modalities)]
-    local = embed_rows(LocalEngine(HashSpec(), batch_size=32), modalities, payloads, DIM)
-    remote = embed_rows(RayEngine(HashSpec(), workers=2, batch_size=32), modalities, payloads,
+    local = embed_rows(LocalEngine(HashSpec(DIM), batch_size=32), modalities, payloads, DIM)
+    remote = embed_rows(RayEngine(HashSpec(DIM), workers=2, batch_size=32), modalities, payloads,
                         DIM)
     assert np.array_equal(local, remote, equal_nan=True)
     assert np.isnan(remote[0]).all() and np.isfinite(remote[1]).all()

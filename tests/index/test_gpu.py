@@ -8,7 +8,8 @@ import faiss
 import numpy as np
 import pytest
 
-from index.store import FaissStore, use_gpu
+from index.gpu import use_gpu
+from index.store import FaissStore
 from tests.index.helpers import clustered
 
 pytestmark = [

@@ -16,9 +16,8 @@ from index.cli import corpus_items
 from index.manifest import MANIFEST, Manifest
 from index.snapshots import open_generation
 from index.store import FaissStore
-from index.tuning import tune
-from models.data.images import open_image
-from tests.index.helpers import HashEncoder, make_corpus
+from index.tuning import NONE_TO_TUNE, tune
+from tests.index.helpers import hash_engine, make_corpus
 
 DIM = 32
 
@@ -66,13 +65,13 @@ def test_flat_needs_no_tuning() -> None:
     base = clustered(100, seed=1)
     store.add(np.arange(100), base)
     tuned = tune(store, np.arange(100), base, clustered(10, seed=2), target=0.95)
-    assert tuned.param is None and tuned.value is None and tuned.note == "exact search"
+    assert tuned.param is None and tuned.value is None and tuned.note == NONE_TO_TUNE
 
 
 def test_build_records_the_tuning_and_the_store_opens_with_it(tmp_path: Path) -> None:
     planned, levels = corpus_items(make_corpus(tmp_path / "corpus"))
-    report = build(tmp_path / "idx", HashEncoder(), planned, open_image, levels=levels,
-                   spec="IVF2,Flat", progress=False, recall_target=0.9)
+    report = build(tmp_path / "idx", hash_engine(), planned, levels=levels,
+                   spec="IVF2,Flat", recall_target=0.9)
     manifest = Manifest.read(report.generation)
     assert set(manifest.search) == {"image", "text"}
     image = manifest.search["image"]
@@ -82,7 +81,8 @@ def test_build_records_the_tuning_and_the_store_opens_with_it(tmp_path: Path) ->
     gen = open_generation(report.generation)
     try:
         for modality, tuning in manifest.search.items():
-            assert gen.stores[modality].nprobe == tuning["value"]  # type: ignore[attr-defined]
+            knob = gen.stores[modality].knob()
+            assert knob is not None and knob.value == tuning["value"]
             assert tuning["recall_at_10"] >= 0.9
     finally:
         gen.close()
@@ -90,11 +90,10 @@ def test_build_records_the_tuning_and_the_store_opens_with_it(tmp_path: Path) ->
 
 def test_a_manifest_without_tuning_still_opens(tmp_path: Path) -> None:
     planned, levels = corpus_items(make_corpus(tmp_path / "corpus"))
-    report = build(tmp_path / "idx", HashEncoder(), planned, open_image, levels=levels,
-                   progress=False)
+    report = build(tmp_path / "idx", hash_engine(), planned, levels=levels)
     path = report.generation / MANIFEST
     doc = json.loads(path.read_text())
-    assert doc["search"]["image"]["note"] == "exact search"  # small: Flat
+    assert doc["search"]["image"]["note"] == NONE_TO_TUNE  # small: Flat
     del doc["search"]
     path.write_text(json.dumps(doc))
     assert Manifest.read(report.generation).search == {}
