@@ -126,11 +126,10 @@ def _init_ray(address: str | None) -> None:
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if address is None:
         # A local instance: workers are fresh processes (spawned, never forked after torch
-        # warm-up) that import this checkout and load backbones offline.
+        # warm-up) that import this checkout.
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}}
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
     else:
         # A cluster runs its own image with xmr installed (see docs/scaling.md).
         kwargs["address"] = address
-        kwargs["runtime_env"] = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
     ray.init(**kwargs)

