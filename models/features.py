@@ -36,19 +36,6 @@ class FeatureSet:
         rows = np.asarray(rows)
         return FeatureSet(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
-    def image_batch(self, device: torch.device) -> dict[str, torch.Tensor]:
-        return {
-            "pooled": torch.from_numpy(self.image_pooled).to(device),
-            "regions": torch.from_numpy(self.image_regions).to(device).float(),
-        }
-
-    def text_batch(self, device: torch.device) -> dict[str, torch.Tensor]:
-        return {
-            "pooled": torch.from_numpy(self.text_pooled).to(device),
-            "tokens": torch.from_numpy(self.text_tokens).to(device).float(),
-            "mask": torch.from_numpy(self.text_mask).to(device),
-        }
-
 
 class Backbones:
     """The frozen image and text extractors of one run, built once at the edge."""
