@@ -273,7 +273,7 @@ def run_engines(args: argparse.Namespace) -> dict:
 def run_job(args: argparse.Namespace) -> dict:
     """`xmr index build` itself, once per engine, on the same corpus: wall time, and the two
     indexes compared (ids and records per modality, vectors)."""
-    from index.metadata import DATABASE, Metadata
+    from index.database import DATABASE, ItemDatabase
 
     out: dict = {"corpus": relative(str(args.data)), "engines": {}}
     contents = {}
@@ -288,7 +288,7 @@ def run_job(args: argparse.Namespace) -> dict:
                                                    cwd=ROOT)[0]}
         print(f"job {engine}: {out['engines'][engine]['seconds']:.1f}s", flush=True)
         generation = sorted(index_dir.glob("gen-*"))[-1]
-        meta = Metadata(generation / DATABASE)
+        meta = ItemDatabase(generation / DATABASE)
         dim = json.loads((generation / "manifest.json").read_text())["dim"]
         contents[engine] = {}
         for modality in ("image", "text"):

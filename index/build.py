@@ -36,9 +36,9 @@ import numpy as np
 
 from index import generations
 from index.backends import BackendSettings, create_store, drop_external_stores
+from index.database import DATABASE, ItemDatabase
 from index.engines import Engine
 from index.manifest import Manifest
-from index.metadata import DATABASE, Metadata
 from index.plan import Identity, as_new, identity, keep_live_metadata, match_live
 from index.records import MODALITIES, NewItem
 from index.snapshots import Generation, create_generation, write_snapshot
@@ -101,10 +101,10 @@ class _Job:
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
             fresh: bool) -> BuildReport:
         live_path = generations.current(self.root)
-        live = Metadata(live_path / DATABASE) if live_path else None
+        live = ItemDatabase(live_path / DATABASE) if live_path else None
         try:
             gen_path, base_seq = self._start(live_path, live, levels, fresh)
-            new = Metadata(gen_path / DATABASE)
+            new = ItemDatabase(gen_path / DATABASE)
             try:
                 work = self._plan(planned, live, new)
                 embedded = self._embed(new, work)
@@ -120,7 +120,7 @@ class _Job:
         return BuildReport(gen_path, embedded, self.skipped, replayed, counts)
 
     # -- 1. plan ----------------------------------------------------------------------------
-    def _start(self, live_path: Path | None, live: Metadata | None, levels: tuple[str, ...],
+    def _start(self, live_path: Path | None, live: ItemDatabase | None, levels: tuple[str, ...],
                fresh: bool) -> tuple[Path, int]:
         """Resume an unfinished build of this checkpoint on the same base, or start one."""
         base = live_path.name if live_path else None
@@ -144,8 +144,8 @@ class _Job:
         (gen / STATE).write_text(json.dumps(state))
         return gen, base_seq
 
-    def _plan(self, planned: Sequence[NewItem], live: Metadata | None,
-              new: Metadata) -> Work:
+    def _plan(self, planned: Sequence[NewItem], live: ItemDatabase | None,
+              new: ItemDatabase) -> Work:
         """(id, item) still to embed: corpus items, then live-only items; ids as module doc."""
         items: dict[Identity, NewItem] = {}
         for item in planned:
@@ -176,7 +176,7 @@ class _Job:
         return [(known[ident], item) for ident, item in todo]
 
     @staticmethod
-    def _reserve(live: Metadata | None, new: Metadata, n: int) -> int:
+    def _reserve(live: ItemDatabase | None, new: ItemDatabase, n: int) -> int:
         owner = live if live is not None else new
         with owner.write(allow_sealed=True):
             first = owner.reserve_ids(n)
@@ -185,7 +185,7 @@ class _Job:
         return first
 
     # -- 2. embed ---------------------------------------------------------------------------
-    def _embed(self, new: Metadata, work: Work) -> int:
+    def _embed(self, new: ItemDatabase, work: Work) -> int:
         done, skipped = 0, len(self.skipped)
         for batch, vectors in self._vectors(work):
             with new.write():
@@ -210,7 +210,7 @@ class _Job:
             yield [work[row] for row in rows[readable]], vectors[readable]
 
     # -- 3. index ---------------------------------------------------------------------------
-    def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
+    def _index(self, gen_path: Path, new: ItemDatabase, spec: str) -> None:
         """One store per modality on the chosen backend, trained on a sample when its type
         needs it, its search parameter tuned on the other modality (index.tuning) and recorded
         in the manifest, then snapshotted (the store saves the tuned value with itself)."""
@@ -239,7 +239,8 @@ class _Job:
                 store.close()
 
     # -- 4. catch up and swap -----------------------------------------------------------------
-    def _swap(self, gen_path: Path, new: Metadata, live: Metadata | None, base_seq: int) -> int:
+    def _swap(self, gen_path: Path, new: ItemDatabase, live: ItemDatabase | None,
+              base_seq: int) -> int:
         if live is None:
             generations.swap(self.root, gen_path)
             return 0
@@ -259,7 +260,7 @@ class _Job:
             live.seal(gen_path.name)
         return replayed
 
-    def _replay(self, new: Metadata, live: Metadata, since: int) -> tuple[int, int]:
+    def _replay(self, new: ItemDatabase, live: ItemDatabase, since: int) -> tuple[int, int]:
         """Apply live journal entries after `since` to the new generation."""
         entries = live.journal_since(since)
         if not entries:
@@ -287,7 +288,7 @@ class _Job:
             out.update({item_id: row for (item_id, _), row in zip(batch, rows, strict=True)})
         return out
 
-    def _put(self, new: Metadata, item_id: int, item: NewItem,
+    def _put(self, new: ItemDatabase, item_id: int, item: NewItem,
              embedded: dict[int, np.ndarray | None]) -> None:
         """Make the new generation hold `item` under `item_id` as the live one does: with its
         vector in `embedded` when it was re-embedded (None there: its image could not be read,
@@ -307,7 +308,7 @@ class _Job:
                 new.insert([item], vector[None, :], self.engine.checkpoint_id, ids=[item_id])
 
 
-def _same(new: Metadata, item_id: int, item: NewItem) -> bool:
+def _same(new: ItemDatabase, item_id: int, item: NewItem) -> bool:
     """The new generation holds this content under this id already."""
     present = new.get(item_id)
     return present is not None and (present.modality, present.content_hash) == (

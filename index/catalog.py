@@ -12,7 +12,7 @@ A write killed before its commit leaves nothing (SQLite rolls it back): no half-
 The same catch-up runs before each search, so several processes (uvicorn workers) sharing one
 index directory see each other's writes.
 
-Keys and metadata are stored with the item, in its transaction (index.metadata has the rules
+Keys and metadata are stored with the item, in its transaction (index.database has the rules
 of keys, upserts and content); metadata filters resolve to the same id allow-list as label
 filters, and the vector store searches among those ids only (no post-filtering that could
 leave fewer than k hits).
@@ -35,8 +35,8 @@ import numpy as np
 
 from index import generations
 from index.backends import BackendSettings
+from index.database import Sealed
 from index.manifest import Manifest, ManifestMismatch
-from index.metadata import Sealed
 from index.payload import Scalar, check_key, check_where
 from index.records import Hit, NewItem, Record, check_modality
 from index.snapshots import (
@@ -129,7 +129,7 @@ class Catalog:
                checkpoint_id: str | None = None) -> list[tuple[int, bool]]:
         """(id, created) per item, in order. An item with a key that exists replaces that item
         (same id, created False); without a key, equal (modality, content_hash) gives
-        (existing id, False) and changes nothing (index.metadata has the rules). Returns only
+        (existing id, False) and changes nothing (index.database has the rules). Returns only
         once durable. `checkpoint_id`: the encoder that made `vectors`; when given and not the
         live generation's, raises StaleCheckpoint instead of mixing spaces."""
         items = list(items)

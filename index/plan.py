@@ -2,7 +2,7 @@
 that ids survive a rebuild and nothing is indexed twice.
 
 Two items are one when they have the same key, or, both without a key, the same content
-(index.metadata). A planned item keeps the live id of its key; one of an index made before
+(index.database). A planned item keeps the live id of its key; one of an index made before
 keys existed keeps the id of the unkeyed live item of equal content. For the rows it names the
 corpus decides content, caption and labels; metadata, which a corpus row cannot carry, stays
 as the live item has it (set through the service).
@@ -20,7 +20,7 @@ Identity = tuple[str, ...]  # ("key", key) or ("content", modality, content_hash
 
 
 def identity(item: NewItem | Record) -> Identity:
-    """What makes two items one (index.metadata): the key, else the content."""
+    """What makes two items one (index.database): the key, else the content."""
     return ("key", item.key) if item.key is not None else (
         "content", item.modality, item.content_hash)
 

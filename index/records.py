@@ -42,7 +42,7 @@ def check_modality(modality: str) -> str:
 class NewItem:
     """An item to ingest; its vector travels beside it (one row of `vectors`).
 
-    With a `key`, the item is the one of that key: an existing key is replaced (index.metadata
+    With a `key`, the item is the one of that key: an existing key is replaced (index.database
     explains the rule). `metadata` is checked here (index.payload) and kept as a fresh copy."""
 
     modality: Literal["image", "text"]

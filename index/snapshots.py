@@ -17,9 +17,9 @@ import numpy as np
 
 from index import generations
 from index.backends import BackendSettings, create_store, load_store
+from index.database import DATABASE, ItemDatabase
 from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
 from index.manifest import Manifest
-from index.metadata import DATABASE, Metadata
 from index.records import MODALITIES
 from index.store import VectorStore
 
@@ -34,7 +34,7 @@ class Generation:
 
     path: Path
     manifest: Manifest
-    meta: Metadata
+    meta: ItemDatabase
     stores: dict[str, VectorStore]
     applied: int  # journal sequence the stores reflect
 
@@ -51,7 +51,7 @@ def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
     path.mkdir()
     (path / generations.BUILDING).touch()
     manifest.write(path)
-    Metadata(path / DATABASE).close()
+    ItemDatabase(path / DATABASE).close()
     settings = backend or BackendSettings()
     stores = {m: create_store(manifest.dim, path, settings, name=m, spec=spec, gpu=False)
               for m in MODALITIES}
@@ -68,7 +68,7 @@ def open_generation(path: Path, gpu: bool = False,
                     backend: BackendSettings | None = None) -> Generation:
     """Load the latest snapshot and bring it into agreement with the metadata."""
     manifest = Manifest.read(path)
-    meta = Metadata(path / DATABASE)
+    meta = ItemDatabase(path / DATABASE)
     seq = snapshot_seq(path)
     snap = path / SNAPSHOTS / f"snap-{seq:012d}"
     stores = {m: load_store(snap / m, backend, gpu=gpu) for m in MODALITIES}

@@ -12,7 +12,7 @@ from index import generations
 from index.build import build
 from index.catalog import Catalog, NewItem, StaleCheckpoint
 from index.cli import corpus_items
-from index.metadata import DATABASE
+from index.database import DATABASE
 from index.plan import as_new
 from index.records import bytes_hash, text_hash
 from models.data.images import open_image

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from index.catalog import Catalog, ManifestMismatch, NewItem, StaleCheckpoint
-from index.metadata import DATABASE
+from index.database import DATABASE
 from index.records import bytes_hash, text_hash
 from tests.index.helpers import clustered, exact
 

@@ -18,8 +18,8 @@ import pytest
 
 from index.build import build
 from index.cli import corpus_items
+from index.database import DATABASE, ItemDatabase
 from index.engines import LocalEngine, embed_rows
-from index.metadata import DATABASE, Metadata
 from index.ray_engine import RayEngine
 from index.records import MODALITIES
 from models.embedder import EncoderSpec
@@ -65,7 +65,7 @@ def test_cli_engine_flags_build_the_engine_without_starting_ray(tmp_path: Path) 
 def index_contents(root: Path) -> dict[str, tuple[list, np.ndarray]]:
     """Per modality: the records (id, hash, labels, text, source) and vectors, by id."""
     generation = sorted(p for p in root.iterdir() if p.name.startswith("gen-"))[-1]
-    meta = Metadata(generation / DATABASE)
+    meta = ItemDatabase(generation / DATABASE)
     try:
         out = {}
         for modality in MODALITIES:
@@ -139,7 +139,7 @@ def test_xmr_index_build_engine_ray_matches_local(tmp_path: Path,
         assert main(["index", "build", "--checkpoint", str(checkpoint), "--data", str(corpus),
                      "--out", str(tmp_path / engine), "--no-progress", *extra]) == 0
         generation = sorted((tmp_path / engine).glob("gen-*"))[-1]
-        meta = Metadata(generation / DATABASE)
+        meta = ItemDatabase(generation / DATABASE)
         out[engine] = {m: meta.all_vectors(m, dim) for m in MODALITIES}
         meta.close()
     for modality in MODALITIES:

@@ -1,4 +1,5 @@
-"""Item metadata in SQLite (WAL mode, synchronous=FULL): the single source of truth.
+"""The item database of one generation, in SQLite (WAL mode, synchronous=FULL): every item with
+its key, labels, metadata and vector, and the journal of writes; the single source of truth.
 
 Each item row also holds its float32 vector, so the FAISS index is a derived, rebuildable view:
 an ingestion commits item + vector + a journal entry in one transaction and is acknowledged
@@ -83,7 +84,7 @@ class Sealed(RuntimeError):
     """The generation was swapped out by a re-index; write to the one CURRENT names."""
 
 
-class Metadata:
+class ItemDatabase:
     """One generation's database. Not thread-safe by itself: the catalog serialises access."""
 
     def __init__(self, path: Path) -> None:
