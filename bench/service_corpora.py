@@ -79,9 +79,9 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
 def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> None:
     """Build the OpenMoji index unless there is one (what `xmr index build` does, with the
     backbone features read from the feature cache)."""
-    from index import generations
+    from index import layout
 
-    if generations.current(index) is not None:
+    if layout.current(index) is not None:
         return
     from index.build import build
     from index.cli import corpus_items
@@ -109,12 +109,12 @@ class Corpus:
 def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus], int]:
     """OpenMoji, and the synthetic corpus twice: with the index type `xmr index build` picks
     by default at that size (what a user serving it gets) and Flat (exact search)."""
-    from index import generations
+    from index import layout
     from index.manifest import Manifest
     from index.store import DEFAULT_NPROBE, auto_spec
 
     openmoji_index(args.index, args.checkpoint, args.data, args.cache)
-    live = generations.current(args.index)
+    live = layout.current(args.index)
     assert live is not None
     manifest = Manifest.read(live)
     dim, levels, n = manifest.dim, manifest.levels, args.synthetic

@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from index import generations
+from index import layout
 from index.backends import BackendSettings, create_store, drop_external_stores
 from index.database import DATABASE, ItemDatabase
 from index.engines import Engine
+from index.generation import Generation, create_generation, write_snapshot
 from index.manifest import Manifest
 from index.plan import Identity, as_new, identity, keep_live_metadata, match_live
 from index.records import MODALITIES, NewItem
-from index.snapshots import Generation, create_generation, write_snapshot
 from index.store import VectorStore
 from index.tuning import DEFAULT_TARGET, tune_other_modality
 
@@ -100,7 +100,7 @@ class _Job:
 
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
             fresh: bool) -> BuildReport:
-        live_path = generations.current(self.root)
+        live_path = layout.current(self.root)
         live = ItemDatabase(live_path / DATABASE) if live_path else None
         try:
             gen_path, base_seq = self._start(live_path, live, levels, fresh)
@@ -116,7 +116,7 @@ class _Job:
         finally:
             if live is not None:
                 live.close()
-        generations.prune(self.root, backend=self.backend)
+        layout.prune(self.root, backend=self.backend)
         return BuildReport(gen_path, embedded, self.skipped, replayed, counts)
 
     # -- 1. plan ----------------------------------------------------------------------------
@@ -124,8 +124,8 @@ class _Job:
                fresh: bool) -> tuple[Path, int]:
         """Resume an unfinished build of this checkpoint on the same base, or start one."""
         base = live_path.name if live_path else None
-        for gen in reversed(generations.generations(self.root)):
-            if not (gen / generations.BUILDING).exists():
+        for gen in reversed(layout.generations(self.root)):
+            if not (gen / layout.BUILDING).exists():
                 continue
             state = _read_state(gen)
             same = (state.get("checkpoint_id") == self.engine.checkpoint_id
@@ -242,7 +242,7 @@ class _Job:
     def _swap(self, gen_path: Path, new: ItemDatabase, live: ItemDatabase | None,
               base_seq: int) -> int:
         if live is None:
-            generations.swap(self.root, gen_path)
+            layout.swap(self.root, gen_path)
             return 0
         seq, replayed = base_seq, 0
         for _round in range(5):  # converge while the service keeps writing
@@ -256,7 +256,7 @@ class _Job:
             next_id = live.next_id()
             with new.write():
                 new.set_next_id(next_id)
-            generations.swap(self.root, gen_path)
+            layout.swap(self.root, gen_path)
             live.seal(gen_path.name)
         return replayed
 

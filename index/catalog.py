@@ -33,13 +33,10 @@ from typing import TypeVar
 
 import numpy as np
 
-from index import generations
+from index import layout
 from index.backends import BackendSettings
 from index.database import Sealed
-from index.manifest import Manifest, ManifestMismatch
-from index.payload import Scalar, check_key, check_where
-from index.records import Hit, NewItem, Record, check_modality
-from index.snapshots import (
+from index.generation import (
     Generation,
     catch_up,
     create_generation,
@@ -47,6 +44,9 @@ from index.snapshots import (
     snapshot_seq,
     write_snapshot,
 )
+from index.manifest import Manifest, ManifestMismatch
+from index.payload import Scalar, check_key, check_where
+from index.records import Hit, NewItem, Record, check_modality
 from index.store import check_vectors
 
 __all__ = ["Catalog", "Hit", "ManifestMismatch", "NewItem", "Record", "StaleCheckpoint"]
@@ -72,7 +72,7 @@ class Catalog:
         self._snapshot_every = snapshot_every
         self._gpu = gpu
         self._backend = backend
-        self.media_dir = root / generations.MEDIA
+        self.media_dir = root / layout.MEDIA
         self.media_dir.mkdir(exist_ok=True)
 
     # -- opening ------------------------------------------------------------------------------
@@ -86,12 +86,12 @@ class Catalog:
         GPU copy of each FAISS index (decided at the edge: index.gpu.use_gpu)."""
         backend = backend or BackendSettings()
         root = Path(index_dir)
-        live = generations.current(root)
+        live = layout.current(root)
         if live is None:
             root.mkdir(parents=True, exist_ok=True)
             live = create_generation(root, Manifest(checkpoint_id, int(dim), tuple(levels)),
                                      backend=backend)
-            generations.swap(root, live)
+            layout.swap(root, live)
         Manifest.read(live).check(checkpoint_id, int(dim), live)
         return cls(root, open_generation(live, gpu, backend), snapshot_every, gpu, backend)
 
@@ -234,7 +234,7 @@ class Catalog:
     def reload(self) -> bool:
         """Adopt the generation CURRENT names (after `xmr index build`). True when it changed.
         The new generation may hold another checkpoint: compare `checkpoint_id` after."""
-        live = generations.current(self.root)
+        live = layout.current(self.root)
         if live is None or live == self._gen.path:
             return False
         fresh = open_generation(live, self._gpu, self._backend)
@@ -284,7 +284,7 @@ class Catalog:
         """A write transaction on a generation that is still the live one: checked under the
         SQLite write lock, which the re-index job holds while it swaps CURRENT."""
         with gen.meta.write():
-            if generations.current(self.root) != gen.path:
+            if layout.current(self.root) != gen.path:
                 raise Sealed(f"{gen.path.name} is no longer the live generation")
             yield
 

@@ -367,7 +367,7 @@ def test_rebuilds_on_a_milvus_server_swap_and_prune_collections(tmp_path: Path,
     """`xmr index build`'s job with XMR_MILVUS_URI set: each generation writes its own
     collections beside the live ones on the shared server, the swap is the CURRENT rename, and
     pruning an old generation drops its collections on the server (not only its directory)."""
-    from index import generations
+    from index import layout
     from index.build import build
     from index.catalog import Catalog
     from index.cli import corpus_items
@@ -384,7 +384,7 @@ def test_rebuilds_on_a_milvus_server_swap_and_prune_collections(tmp_path: Path,
                        backend=StoreSettings().backend())
         assert report.counts == {"image": 10, "text": 12}
     # gen-0001 was pruned (the live one and one before it are kept): its collections went too.
-    assert [g.name for g in generations.generations(root)] == ["gen-0002", "gen-0003"]
+    assert [g.name for g in layout.generations(root)] == ["gen-0002", "gen-0003"]
     assert server_env.new_collections() == collections(2, 3)
 
     enc = HashEmbedder(salt="c")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from index import generations
+from index import layout
 from index.build import build
 from index.catalog import Catalog, NewItem, StaleCheckpoint
 from index.cli import corpus_items
@@ -85,7 +85,7 @@ def test_rebuild_keeps_ids_and_api_items_and_swaps(tmp_path: Path, corpus: Path)
     assert record is not None and record.checkpoint_id == new_enc.checkpoint_id
     hit = live.search(new_enc.encode_images([open_image(media)]), 1, "image")[0][0]
     assert hit.id == user_ids[1]
-    assert generations.current(root) == report.generation
+    assert layout.current(root) == report.generation
 
 
 def test_writes_during_build_are_replayed(tmp_path: Path, corpus: Path) -> None:
@@ -133,15 +133,15 @@ def test_interrupted_build_resumes(tmp_path: Path, corpus: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         _build(root, Dies(), corpus)
-    assert generations.current(root) is None
-    unfinished = generations.generations(root)
-    assert len(unfinished) == 1 and (unfinished[0] / generations.BUILDING).exists()
+    assert layout.current(root) is None
+    unfinished = layout.generations(root)
+    assert len(unfinished) == 1 and (unfinished[0] / layout.BUILDING).exists()
     enc = HashEmbedder()
     report = _build(root, enc, corpus)
     assert report.generation == unfinished[0]
     assert report.embedded < 22  # the committed batches were not embedded again
     assert report.counts == {"image": 10, "text": 12}
-    assert not (report.generation / generations.BUILDING).exists()
+    assert not (report.generation / layout.BUILDING).exists()
 
 
 def test_corpus_row_ids_become_keys_and_images_carry_their_caption(
@@ -221,7 +221,7 @@ def test_rebuild_of_an_index_made_before_keys_keeps_its_ids(tmp_path: Path,
     root = tmp_path / "idx"
     enc = HashEmbedder()
     _build(root, enc, corpus)
-    db = sqlite3.connect(generations.current(root) / DATABASE)  # type: ignore[operator]
+    db = sqlite3.connect(layout.current(root) / DATABASE)  # type: ignore[operator]
     before = dict(db.execute("SELECT key, id FROM items"))
     db.execute("UPDATE items SET key = NULL")  # what a migrated index made before keys holds
     db.execute("UPDATE items SET text = NULL WHERE modality = 'image'")

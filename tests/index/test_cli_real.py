@@ -54,8 +54,8 @@ def test_cli_tunes_the_search_parameter_on_the_other_modality(
     import faiss
     import numpy as np
 
+    from index.generation import open_generation
     from index.manifest import Manifest
-    from index.snapshots import open_generation
 
     corpus, checkpoint = tiny_run
     out = tmp_path / "index"

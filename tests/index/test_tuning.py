@@ -13,8 +13,8 @@ import pytest
 
 from index.build import build
 from index.cli import corpus_items
+from index.generation import open_generation
 from index.manifest import MANIFEST, Manifest
-from index.snapshots import open_generation
 from index.store import FaissStore
 from index.tuning import NONE_TO_TUNE, tune
 from tests.index.helpers import hash_engine, make_corpus

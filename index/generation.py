@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import generations
+from index import layout
 from index.backends import BackendSettings, create_store, load_store
 from index.database import DATABASE, ItemDatabase
 from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
@@ -47,9 +47,9 @@ class Generation:
 def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
                       backend: BackendSettings | None = None) -> Path:
     """`backend`: FAISS (default) or Milvus (index.backends)."""
-    path = generations.next_generation(root)
+    path = layout.next_generation(root)
     path.mkdir()
-    (path / generations.BUILDING).touch()
+    (path / layout.BUILDING).touch()
     manifest.write(path)
     ItemDatabase(path / DATABASE).close()
     settings = backend or BackendSettings()

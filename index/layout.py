@@ -1,4 +1,5 @@
-"""Index generations: INDEX/gen-NNNN/ directories and a CURRENT file naming the live one.
+"""The layout of an index directory: INDEX/gen-NNNN/ generations and a CURRENT file naming the
+live one.
 
 A re-index writes a whole new generation beside the live one and then replaces CURRENT
 atomically (temp file + fsync + rename), so a reader opens either the old generation or the
