@@ -28,7 +28,7 @@ class Manifest:
     format: int = FORMAT
     extra: dict = field(default_factory=dict)
     # Per modality, how its index searches: the tuned parameter and the recall it measured
-    # (index.tuning.Tuning); empty in manifests written before tuning existed.
+    # (index.tuning.Tuning); empty where a manifest records none.
     search: dict = field(default_factory=dict)
 
     def write(self, directory: Path) -> None:

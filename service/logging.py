@@ -15,10 +15,9 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 HEADER = b"x-request-id"
 # A client may pass its own id (for tracing across services) if it is short and plain.
 _ACCEPTED = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-# New ids: this process's random prefix and a counter. uuid4() read the OS's random source for
-# every request, a system call that also dropped the GIL, which the event loop then waited for
-# behind the encoder workers under load (7% of its samples at 32 clients, py-spy); an id needs
-# to be unique, not unpredictable.
+# New ids: this process's random prefix and a counter, not uuid4(): that reads the OS's random
+# source for every request, a system call that drops the GIL, which the event loop then waits
+# for behind the encoder workers under load; an id needs to be unique, not unpredictable.
 _PREFIX = os.urandom(8).hex()
 _NEXT = itertools.count()  # next() on it is atomic under the GIL
 FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"

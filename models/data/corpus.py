@@ -1,7 +1,7 @@
 """The pinned corpus format: `manifest.jsonl` + `labels.json` + image files.
 
-Every importer writes this format and everything downstream reads only this format
-(see shared/DESIGN.md). One line of `manifest.jsonl` is one image-text pair:
+Every importer writes this format and everything downstream reads only this format. One line
+of `manifest.jsonl` is one image-text pair:
 ``{"id", "image", "text", "labels": [coarse, ..., fine], "split": "train" | "test"}``.
 `labels.json` names the levels and the label set of each: ``{"levels": [...],
 "labels": {level: [...]}}``. A label-free corpus (captioned pairs) declares no level and its

@@ -1,5 +1,5 @@
-"""Image decoding and preprocessing with Pillow + numpy (PyPI's torchvision does not import
-beside the pinned torch, see DESIGN.md).
+"""Image decoding and preprocessing with Pillow + numpy (no torchvision: PyPI's torchvision
+does not import beside the pinned torch).
 
 Every image, whatever its mode, becomes RGB the same way: EXIF orientation applied,
 transparency composited on white (emoji and logos are drawn on transparent canvases; black

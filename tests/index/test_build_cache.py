@@ -1,6 +1,6 @@
 """`xmr index build --cache`: backbone features read from the cache `xmr train` filled give the
 same vectors as embedding from the files, including a method's feature transform (aaml's
-frozen region PCA, which a cached path once skipped)."""
+frozen region PCA)."""
 
 from __future__ import annotations
 

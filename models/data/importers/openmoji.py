@@ -5,8 +5,8 @@ label (group, subgroup) from Unicode 15's emoji-test.txt, shipped in models/reso
 official split is the same on every machine. Unicode CLDR's English keywords of each emoji
 (`cat face`: cat, face, pet) go to `keywords.json` (the keyword queries of evaluation) and, for
 train items only, become extra manifest rows (same image and labels, the keyword as text, id
-`HEX~n`): several captions per train image, none from a test item. The split is pinned in
-DESIGN.md: fully-qualified emoji with an OpenMoji SVG, skin-tone variants dropped, test when
+`HEX~n`): several captions per train image, none from a test item. The split is pinned:
+fully-qualified emoji with an OpenMoji SVG, skin-tone variants dropped, test when
 ``int(sha1(HEX).hexdigest(), 16) % 5 == 0``.
 
 With `twemoji` (the SVG folder of the `@twemoji/svg` npm package, fetched by the Makefile),
