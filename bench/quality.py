@@ -12,9 +12,9 @@ Beside the label mAP, what people type (models.evaluation.keywords): the corpus'
 queries on the test images (mAP@all, success@10) with chance and caption search as references,
 and the exact item (paired R@1 / R@10).
 
-Ablations (METHODS.md claims): no adversary (dhaml, aaml); single label level (dhaml);
-no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final validation
-mAP and final mAP). For every run the modality gap is measured on the test embeddings
+Ablations (what each method's parts are for): no adversary (dhaml, aaml); single label level
+(dhaml); no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final
+validation mAP and final mAP). For every run the modality gap is measured on the test embeddings
 (models.evaluation.modality_gap: a modality classifier's accuracy, the paired cosine).
 """
 
@@ -161,7 +161,7 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
         "variant": name, "seed": seed, "train_seconds": round(seconds, 1),
         "best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
         **{key: best.get(key) for key in VAL_KEYS},
-        "val_score": history.best_val_map, "epochs_to_95": epochs_to(history),
+        "val_score": history.best_val_score, "epochs_to_95": epochs_to(history),
         "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
     }
     if val_only:

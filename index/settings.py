@@ -16,9 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from index.backends import BackendSettings
 from index.gpu import use_gpu
 from index.tuning import DEFAULT_TARGET
+from models.device import PATTERN
 
-# `auto` (cuda when torch sees one, else cpu), cpu, cuda or cuda:N
-Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+# `auto` (cuda when torch sees one, else cpu), cpu, cuda or cuda:N: models.device's rule
+Device = Annotated[str, Field(pattern=PATTERN)]
 
 
 class StoreSettings(BaseSettings):

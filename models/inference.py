@@ -22,6 +22,7 @@ from models.backbones.text import MiniLM, TextFeatures
 from models.checkpoint import CheckpointError, checkpoint_id, load_checkpoint
 from models.config import TrainConfig
 from models.data.images import ImageError, open_image, to_array
+from models.device import resolve_device
 from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
@@ -35,42 +36,27 @@ Runtime = Literal["torch", "onnx", "onnx-int8"]
 EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`auto` -> cuda when torch sees a CUDA device, else cpu; cpu, cuda and cuda:N as given,
-    refused when torch has no CUDA device (a clear error at start-up, not a failure later)."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    chosen = torch.device(device)
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device "
-                         "(a CPU build of torch, or no driver); use auto or cpu")
-    return chosen
-
-
 class Encoder:
     def __init__(self, path: Path, device: torch.device, runtime: Runtime = "torch",
                  threads: int | None = None) -> None:
-        payload = load_checkpoint(path)
+        saved = load_checkpoint(path)
         self.device = device
         self.checkpoint_id = checkpoint_id(path)
-        self.config = TrainConfig(**payload["config"])
-        self.levels: tuple[str, ...] = tuple(payload.get("corpus_levels", payload["levels"]))
-        self.label_sets = {k: tuple(v) for k, v in payload["label_sets"].items()}
-        saved = payload["backbones"]
-        self.backbones = Backbones.build(self.config.text_backbone, device, saved["text_state"],
+        self.config = TrainConfig(**saved.config)
+        self.levels: tuple[str, ...] = saved.corpus_levels
+        self.label_sets = saved.label_sets
+        self.backbones = Backbones.build(self.config.text_backbone, device, saved.text_state,
                                          image_backbone=self.config.image_backbone)
-        for side, built in (("image", self.backbones.image.id), ("text", self.backbones.text.id)):
-            if saved[side] != built:
+        for side, made, built in (("image", saved.image_backbone, self.backbones.image.id),
+                                  ("text", saved.text_backbone, self.backbones.text.id)):
+            if made != built:
                 raise CheckpointError(
-                    f"{path}: made with {side} backbone {saved[side]!r}, this build has {built!r}"
+                    f"{path}: made with {side} backbone {made!r}, this build has {built!r}"
                 )
-        dims = payload["dims"]
         self.method = build_method(
-            self.config, MethodDims(dims["image"], dims["text"], tuple(dims["classes"]))
+            self.config, MethodDims(saved.image_dim, saved.text_dim, saved.classes)
         )
-        self.method.load_state_dict(payload["state_dict"])
+        self.method.load_state_dict(saved.state_dict)
         self.method.to(device).eval()
         self.onnx_text = None if runtime == "torch" else self._onnx_text(path, threads, runtime)
         self._runtime: Runtime = "torch" if self.onnx_text is None else runtime

@@ -20,7 +20,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--json", type=Path, required=True, help="report JSON (markdown and PNG beside)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--device", default=None,
+                   help="auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when present)")
     p.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
                    help="what embeds the texts and keyword queries: torch from cached backbone "
                         "features, or an ONNX runtime from the raw texts, as the service does")
@@ -29,23 +30,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from models.backbones.cache import FeatureCache
     from models.checkpoint import CheckpointError
     from models.data.corpus import CorpusError, read_corpus
     from models.data.keywords import read_keywords
+    from models.device import device_setting, resolve_device
     from models.evaluation.keyword_eval import evaluate_keywords
     from models.evaluation.pairs import evaluate_pairs
     from models.evaluation.report import evaluate_embeddings, markdown, plot_precision_recall
     from models.inference import Encoder
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
+        device = resolve_device(device_setting(args.device))
         corpus = read_corpus(args.data)
         keywords = read_keywords(args.data)
         encoder = Encoder.load(args.checkpoint, device, runtime=args.runtime)
-    except (CorpusError, CheckpointError) as err:
+    except (CorpusError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if encoder.text_runtime != args.runtime:

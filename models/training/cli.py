@@ -21,7 +21,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--text-backbone", choices=TEXT_BACKBONES)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--device", default=None,
+                   help="auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when present)")
     p.add_argument("--threads", type=thread_count, metavar="N",
                    help="torch's CPU threads (default: torch's own, one per core); beside "
                         "another CPU-heavy process, fewer keep their threads from spinning "
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from models.backbones.cache import FeatureCache
     from models.config import ConfigError, load_config
     from models.data.corpus import CorpusError, read_corpus
+    from models.device import device_setting, resolve_device
     from models.training.data import validate
     from models.training.trainer import train
 
@@ -50,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
                              text_backbone=args.text_backbone)
         corpus = read_corpus(args.data)
         validate(config, corpus)  # unknown method or option, label levels vs the corpus
-    except (ConfigError, CorpusError) as err:
+        device = resolve_device(device_setting(args.device))
+    except (ConfigError, CorpusError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # process-wide: feature extraction and training
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     checkpoint = train(config, corpus, args.out, FeatureCache(args.cache), device)
     print(f"wrote {checkpoint}")
     return 0

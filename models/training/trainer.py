@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from models.backbones.cache import FeatureCache
-from models.checkpoint import save_checkpoint
+from models.checkpoint import Checkpoint, save_checkpoint
 from models.config import TrainConfig
 from models.data.corpus import Corpus
 from models.evaluation.keywords import image_rows, ranking_metrics
@@ -37,7 +37,8 @@ EMBED_CHUNK = 512
 class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
-    best_val_map: float = -1.0  # the selection score (val_score of the best epoch)
+    best_val_score: float = -1.0  # the selection score (val_score of the best epoch): mAP, or
+    # pair recall on a label-free corpus
 
 
 def as_tensors(features: FeatureSet, device: torch.device) -> tuple[Features, Features]:
@@ -186,8 +187,8 @@ def fit(
         score = scores["val_score"]
         history.epochs.append({"epoch": epoch, **losses, **scores})
         bar.set_postfix(loss=f"{losses['total']:.3f}", val=f"{score:.3f}")
-        if score > history.best_val_map:
-            history.best_epoch, history.best_val_map, stale = epoch, score, 0
+        if score > history.best_val_score:
+            history.best_epoch, history.best_val_score, stale = epoch, score, 0
             best_state = snapshot()
         else:
             stale += 1
@@ -277,29 +278,27 @@ def write_run(
         "best_epoch": history.best_epoch,
         # None on a label-free corpus (selected on pair recall: best_val_score)
         "best_val_avg_map": history.epochs[history.best_epoch].get("val_avg_map"),
-        "best_val_score": history.best_val_map,
+        "best_val_score": history.best_val_score,
         "train_seconds": round(seconds, 2),
         "n_train": len(data.train.items),
         "n_val": len(data.val.items),
         "epochs": history.epochs,
     }
-    save_checkpoint(
-        out / "checkpoint.pt",
-        {
-            "config": config.model_dump(),
-            "state_dict": state,
-            "dims": {"image": dims.image, "text": dims.text, "classes": list(dims.classes)},
-            "levels": levels,  # the levels trained on, coarse to fine (dims.classes follow them)
-            "corpus_levels": list(corpus.levels),
-            "label_sets": {level: list(names) for level, names in corpus.label_sets.items()},
-            "backbones": {
-                "image": backbones.image.id,
-                "text": backbones.text.id,
-                "text_state": backbones.text_state(),
-            },
-            "metrics": {k: v for k, v in metrics.items() if k != "epochs"},
-        },
+    checkpoint = Checkpoint(
+        config=config.model_dump(),
+        state_dict=state,
+        image_dim=dims.image,
+        text_dim=dims.text,
+        classes=tuple(dims.classes),
+        levels=tuple(levels),
+        corpus_levels=tuple(corpus.levels),
+        label_sets={level: tuple(names) for level, names in corpus.label_sets.items()},
+        image_backbone=backbones.image.id,
+        text_backbone=backbones.text.id,
+        text_state=backbones.text_state(),
+        metrics={k: v for k, v in metrics.items() if k != "epochs"},
     )
+    save_checkpoint(out / "checkpoint.pt", checkpoint)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot_curves(history, out / "curves.png")
 

@@ -3,6 +3,7 @@ and the encoder the service loads all use the same one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,9 @@ def lite2_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
 
 def test_checkpoint_carries_the_image_backbone(lite2_run: tuple[Path, Path, Path]) -> None:
     _, checkpoint, cache = lite2_run
-    payload = load_checkpoint(checkpoint)
-    assert payload["config"]["image_backbone"] == "efficientnet-lite2"
-    assert payload["backbones"]["image"] == "efficientnet-lite2"
+    saved = load_checkpoint(checkpoint)
+    assert saved.config["image_backbone"] == "efficientnet-lite2"
+    assert saved.image_backbone == "efficientnet-lite2"
     assert (cache / "efficientnet-lite2.sqlite").exists()
     assert not (cache / "efficientnet-lite0.sqlite").exists()
 
@@ -59,8 +60,8 @@ def test_encoder_encodes_images_with_the_checkpoints_backbone(
 def test_a_checkpoint_whose_config_names_another_backbone_is_refused(
     lite2_run: tuple[Path, Path, Path], tmp_path: Path,
 ) -> None:
-    payload = load_checkpoint(lite2_run[1])
-    payload["config"]["image_backbone"] = "efficientnet-lite0"
-    save_checkpoint(tmp_path / "edited.pt", payload)
+    saved = load_checkpoint(lite2_run[1])
+    config = {**saved.config, "image_backbone": "efficientnet-lite0"}
+    save_checkpoint(tmp_path / "edited.pt", replace(saved, config=config))
     with pytest.raises(CheckpointError, match="efficientnet-lite2"):
         Encoder.load(tmp_path / "edited.pt")

@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +61,12 @@ def test_changed_checkpoint_rebuilds_the_export(checkpoint: Path,
     assert "exporting" not in caplog.text
     np.testing.assert_array_equal(again.encode_texts(TEXTS), before)
 
-    payload = load_checkpoint(checkpoint)
-    payload.pop("format")
+    saved = load_checkpoint(checkpoint)
     generator = torch.Generator().manual_seed(1)
-    payload["state_dict"] = {name: value + torch.randn(value.shape, generator=generator)
-                             if value.is_floating_point() else value
-                             for name, value in payload["state_dict"].items()}
-    save_checkpoint(checkpoint, payload)
+    weights = {name: value + torch.randn(value.shape, generator=generator)
+               if value.is_floating_point() else value
+               for name, value in saved.state_dict.items()}
+    save_checkpoint(checkpoint, replace(saved, state_dict=weights))
     changed = Encoder.load(checkpoint, "cpu", runtime="onnx")
     assert "exporting" in caplog.text and changed.text_runtime == "onnx"
     assert changed.checkpoint_id != first.checkpoint_id

@@ -4,6 +4,7 @@ that must stop before training starts."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +158,7 @@ def test_checkpoint_of_another_backbone_is_refused(zh_corpus: Path, tmp_path: Pa
     config = write_config(tmp_path, "method: cca\ntext_backbone: char-ngram\nembed_dim: 4\n")
     assert train(zh_corpus, tmp_path / "run", "--config", str(config)) == 0
     path = tmp_path / "run" / "checkpoint.pt"
-    payload = load_checkpoint(path)
-    payload["backbones"]["image"] = "resnet-50"
-    save_checkpoint(path, {k: v for k, v in payload.items() if k != "format"})
+    save_checkpoint(path, replace(load_checkpoint(path), image_backbone="resnet-50"))
     assert (
         main(
             [
