@@ -231,3 +231,14 @@ def test_rebuild_of_an_index_made_before_keys_keeps_its_ids(tmp_path: Path,
     assert report.counts == {"image": 10, "text": 12}  # nothing indexed twice
     db = sqlite3.connect(report.generation / DATABASE)
     assert dict(db.execute("SELECT key, id FROM items")) == before
+
+
+def test_progress_is_reported_as_numbers_and_unreadable_images_count_as_done(
+        tmp_path: Path, corpus: Path) -> None:
+    (corpus / "images" / "3.png").write_bytes(b"not a png")
+    seen: list[tuple[int, int]] = []
+    report = _build(tmp_path / "idx", HashEmbedder(), corpus,
+                    progress=lambda done, total: seen.append((done, total)))
+    assert report.skipped == [str((corpus / "images/3.png").resolve())]
+    assert report.embedded == 21 and seen[-1] == (22, 22)
+    assert [done for done, _ in seen] == sorted({done for done, _ in seen})  # one per batch
