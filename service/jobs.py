@@ -1,5 +1,10 @@
 """Re-index jobs: `python -m xmr index build` in a child process, watched from the event loop.
 
+The job reads backbone features through the index's feature cache (the one its live generation
+was built with, recorded in its manifest, else FEATURE_CACHE inside the index directory), so
+only content the cache lacks runs through the backbones. The child reports progress as JSON
+lines (`--progress-json`), which the job keeps as numbers: done, total, rate.
+
 The child is started with fork+exec in C (`asyncio.create_subprocess_exec`): a fresh
 interpreter, so no torch or FAISS thread state is inherited (forking a warmed-up process and
 running Python in the child hangs). On success the service adopts the new generation through
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import re
@@ -22,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from index import layout
+from index.manifest import Manifest
 from service.problems import Problem
 from service.settings import Settings
 
@@ -32,8 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("service.jobs")
 KEEP = 50
 ROOT = Path(__file__).resolve().parents[1]  # so the child imports this very checkout
-_FRACTION = re.compile(r"(\d+)\s*/\s*(\d+)")
-_PERCENT = re.compile(r"(\d{1,3})%")
+FEATURE_CACHE = "feature-cache"  # in the index directory, when its manifest names none
 
 
 @dataclass
@@ -41,18 +48,28 @@ class Job:
     id: str
     data: str
     checkpoint: str
+    cache: str
     state: str = "queued"
-    progress: float | None = None
+    done: int | None = None  # items embedded (or found unreadable) so far
+    total: int | None = None  # items to embed
+    rate: float | None = None  # items per second since the build started
     message: str = ""
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     exit_code: int | None = None
     lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
 
+    @property
+    def progress(self) -> float | None:
+        if self.state == "succeeded":
+            return 1.0
+        return self.done / self.total if self.done is not None and self.total else None
+
     def public(self) -> dict[str, object]:
         return {
-            "id": self.id, "state": self.state, "progress": self.progress,
-            "message": self.message, "data": self.data, "checkpoint": self.checkpoint,
+            "id": self.id, "state": self.state, "progress": self.progress, "done": self.done,
+            "total": self.total, "rate": self.rate, "message": self.message, "data": self.data,
+            "checkpoint": self.checkpoint, "cache": self.cache,
             "created_at": self.created_at, "finished_at": self.finished_at,
             "exit_code": self.exit_code, "log_tail": list(self.lines),
         }
@@ -78,7 +95,8 @@ class JobManager:
         ckpt = checkpoint or served
         if not Path(ckpt).is_file():
             raise Problem(422, f"checkpoint {ckpt!r} does not exist")
-        job = Job(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()))
+        job = Job(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()),
+                  str(feature_cache(Path(self.settings.index))))
         self.jobs[job.id] = job
         while len(self.jobs) > KEEP:
             self.jobs.popitem(last=False)
@@ -102,8 +120,11 @@ class JobManager:
         job.state = "running"
         job.message = "building the new generation"
         command = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", job.checkpoint,
-                   "--data", job.data, "--out", str(Path(self.settings.index).resolve())]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                   "--data", job.data, "--out", str(Path(self.settings.index).resolve()),
+                   "--cache", job.cache, "--progress-json"]
+        # The child's own environment: this checkout first on its path, and no terminal bars
+        # (tqdm reads TQDM_DISABLE; its progress comes as JSON lines instead).
+        env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": os.pathsep.join(
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         log.info("job %s: %s", job.id, " ".join(command))
         preload: asyncio.Future[Encoder | None] | None = None
@@ -120,7 +141,7 @@ class JobManager:
                 return
             job.message = "adopting the new generation"
             await self._adopt(job, await preload)
-            job.state, job.progress, job.finished_at = "succeeded", 1.0, time.time()
+            job.state, job.finished_at = "succeeded", time.time()
             log.info("job %s succeeded: %s", job.id, job.message)
         except asyncio.CancelledError:
             self._fail(job, "cancelled (service shutting down)")
@@ -144,15 +165,18 @@ class JobManager:
         self._note(job, buffer.decode("utf-8", "replace").strip())
 
     def _note(self, job: Job, line: str) -> None:
+        """A progress line (index.cli's --progress-json) updates the numbers; any other line
+        (a log line, the build's summary) goes to the tail."""
         if not line:
             return
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+                job.done, job.total, job.rate = int(doc["done"]), int(doc["total"]), doc["rate"]
+                return
+            except (ValueError, KeyError, TypeError):
+                pass
         job.lines.append(line[:500])
-        if match := _FRACTION.search(line):
-            done, total = int(match[1]), int(match[2])
-            if total > 0 and done <= total:
-                job.progress = done / total
-        elif match := _PERCENT.search(line):
-            job.progress = min(100, int(match[1])) / 100
 
     async def _preload(self, job: Job) -> Encoder | None:
         """The encoder of the job's checkpoint when it is not the one being served, offered to
@@ -189,3 +213,13 @@ class JobManager:
         job.state, job.finished_at = "failed", time.time()
         job.message = message
         log.warning("job %s failed: %s", job.id, message)
+
+
+def feature_cache(index: Path) -> Path:
+    """The feature cache the live generation of `index` was built with, where it still
+    exists; else FEATURE_CACHE in the index directory (filled by the first job)."""
+    live = layout.current(index) if index.is_dir() else None
+    recorded = Manifest.read(live).extra.get("feature_cache") if live is not None else None
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
+    return index.resolve() / FEATURE_CACHE

@@ -179,14 +179,20 @@ JobState = Literal["queued", "running", "succeeded", "failed"]
 class JobOut(BaseModel):
     id: str
     state: JobState
-    progress: float | None = Field(None, description="0..1 when the build reports it")
+    progress: float | None = Field(None, description="done / total, 0..1 (1 once succeeded)")
+    done: int | None = Field(None, description="items embedded (or found unreadable) so far")
+    total: int | None = Field(None, description="items the build embeds")
+    rate: float | None = Field(None, description="items per second so far")
     message: str = ""
     data: str
-    checkpoint: str
+    checkpoint: str = Field(description="the checkpoint the build embeds with")
+    cache: str = Field(description="the backbone feature cache the build reads through (and "
+                                   "adds to): the one the live index was built with")
     created_at: float
     finished_at: float | None = None
     exit_code: int | None = None
-    log_tail: list[str] = Field(default_factory=list)
+    log_tail: list[str] = Field(default_factory=list,
+                                description="the build's last log lines (not its progress)")
 
 
 class JobsOut(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -19,15 +20,14 @@ from tests.service.conftest import Server
 
 def variant(checkpoint: Path, out: Path) -> Path:
     """Another checkpoint of the same method: the weights nudged by 1% seeded noise."""
-    payload = load_checkpoint(checkpoint)
+    saved = load_checkpoint(checkpoint)
     generator = torch.Generator().manual_seed(1)
-    payload["state_dict"] = {
+    weights = {
         name: value + 0.01 * value.std().nan_to_num() * torch.randn(value.shape,
                                                                       generator=generator)
         if value.is_floating_point() and value.numel() > 1 else value
-        for name, value in payload["state_dict"].items()}
-    payload.pop("format", None)
-    save_checkpoint(out, payload)
+        for name, value in saved.state_dict.items()}
+    save_checkpoint(out, replace(saved, state_dict=weights))
     return out
 
 
@@ -93,6 +93,9 @@ def test_reindex_job_swaps_checkpoint_and_generation_without_dropping_requests(
 
         assert done["state"] == "succeeded", done
         assert done["exit_code"] == 0 and done["progress"] == 1.0 and done["log_tail"]
+        assert done["done"] == done["total"] > 0 and done["rate"] > 0  # numbers, not bars
+        assert not any("it/s" in line or "|" in line for line in done["log_tail"])
+        assert Path(str(done["cache"])).is_dir()  # the features it read through, and added
         info = client.get("/v1/info").json()
         assert info["checkpoint_id"] == new_id
         kept = client.get(f"/v1/items/{api_item['id']}").json()
