@@ -119,14 +119,14 @@ def bench_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Nam
                     build_s, mem)]
     del flat  # build_store collects it before the next build
     families = [(auto_spec(n, data.shape[1]) if n >= 20_000 else "IVF256,Flat", "nprobe",
-                 "nprobe", NPROBES)]
+                 NPROBES)]
     if n <= args.hnsw_max:
-        families.append(("HNSW32", "ef_search", "efSearch", EF_SEARCH))
-    for spec, knob, label, values in families:
+        families.append(("HNSW32", "efSearch", EF_SEARCH))
+    for spec, label, values in families:
         store, build_s, mem = build_store(spec, data, ids, args)
         tuned = None if tune_on is None else tune(store, ids, data, tune_on, args.recall_target)
         for value in values if tuned is None else [tuned.value]:
-            setattr(store, knob, value)
+            store.set_knob(value)
             runs.append(measure(store, f"{spec} {label}={value}", n, q_single, queries,
                                 truth, build_s, mem))
             if tuned is not None:
