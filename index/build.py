@@ -39,12 +39,13 @@ from index import generations
 from index.backends import BackendSettings, close_store, create_store, drop_external_stores
 from index.engines import Engine
 from index.manifest import Manifest
-from index.metadata import DATABASE, Metadata
+from index.metadata import DATABASE, SPACES, Metadata
 from index.plan import Identity, as_new, identity, keep_live_metadata, match_live
 from index.records import MODALITIES, NewItem
 from index.snapshots import Generation, create_generation, write_snapshot
 from index.store import FaissStore, VectorStore
 from index.tuning import DEFAULT_TARGET, tune_other_modality
+from models.fusion import Fusion
 
 log = logging.getLogger(__name__)
 STATE = "build.json"
@@ -78,13 +79,16 @@ def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Deco
           levels: Sequence[str] = (), spec: str = "auto", batch_size: int = 64,
           progress: bool = True, fresh: bool = False, engine: Engine | None = None,
           backend: BackendSettings | None = None, checkpoint_path: Path | None = None,
-          recall_target: float = DEFAULT_TARGET) -> BuildReport:
+          recall_target: float = DEFAULT_TARGET, text_fields: Sequence[str] = (),
+          fusion: Fusion | None = None) -> BuildReport:
     """`engine`: None embeds here with `encoder`; otherwise the engine computes the vectors
     (the encoder still names the checkpoint and re-embeds the few replayed live writes).
     `checkpoint_path`: the encoder's checkpoint file, named in the manifest so that a service
     serving this index can load it when the new generation goes live under it.
     `backend`: the vector store of the new generation (None: FAISS).
-    `recall_target`: the recall@10 each approximate index is tuned to (index.tuning)."""
+    `recall_target`: the recall@10 each approximate index is tuned to (index.tuning).
+    `text_fields`: metadata fields whose words hybrid search matches (index.words); `fusion`:
+    how it combines its signals (None: models.fusion's default); both go into the manifest."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
         try:
@@ -93,7 +97,8 @@ def build(root: Path, encoder: Encoder, planned: Sequence[NewItem], decode: Deco
             raise RuntimeError(f"another `xmr index build` is running on {root}") from err
         job = _Job(root, encoder, decode, batch_size, progress, engine,
                    backend or BackendSettings(), checkpoint_path, recall_target)
-        return job.run(planned, tuple(levels), spec, fresh)
+        words = _Words(tuple(text_fields), fusion or Fusion())
+        return job.run(planned, tuple(levels), spec, fresh, words)
 
 
 class _Job:
@@ -107,15 +112,16 @@ class _Job:
         self.skipped: list[str] = []
 
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
-            fresh: bool) -> BuildReport:
+            fresh: bool, words: _Words) -> BuildReport:
         live_path = generations.current(self.root)
         live = Metadata(live_path / DATABASE) if live_path else None
         try:
-            gen_path, base_seq = self._start(live_path, live, levels, fresh)
+            gen_path, base_seq = self._start(live_path, live, levels, fresh, words)
             new = Metadata(gen_path / DATABASE)
             try:
                 work = self._plan(planned, live, new)
                 embedded = self._embed(new, work)
+                self._caption(new)
                 self._index(gen_path, new, spec)
                 replayed = self._swap(gen_path, new, live, base_seq)
                 counts = {m: new.count(m) for m in MODALITIES}
@@ -129,7 +135,7 @@ class _Job:
 
     # -- 1. plan ----------------------------------------------------------------------------
     def _start(self, live_path: Path | None, live: Metadata | None, levels: tuple[str, ...],
-               fresh: bool) -> tuple[Path, int]:
+               fresh: bool, words: _Words) -> tuple[Path, int]:
         """Resume an unfinished build of this checkpoint on the same base, or start one."""
         base = live_path.name if live_path else None
         for gen in reversed(generations.generations(self.root)):
@@ -145,7 +151,8 @@ class _Job:
             shutil.rmtree(gen)
         extra = {} if self.checkpoint_path is None else \
             {"checkpoint": str(self.checkpoint_path.resolve())}
-        manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels, extra=extra)
+        manifest = Manifest(self.encoder.checkpoint_id, int(self.encoder.dim), levels, extra=extra,
+                            text_fields=words.fields, fusion=words.fusion.as_dict())
         gen = create_generation(self.root, manifest, backend=self.backend)
         base_seq = live.high_water() if live is not None else 0
         state = {"checkpoint_id": self.encoder.checkpoint_id, "base": base,
@@ -270,6 +277,19 @@ class _Job:
                 self.skipped.append(item.source or "")
         return kept, decoded
 
+    def _caption(self, new: Metadata) -> None:
+        """Caption vectors of the images with words (index.words): a pair's text vector where
+        the words are a text item's text, else the words embedded as a text."""
+        with new.write():
+            new.caption_from_pairs()
+        with new.read():
+            todo = new.uncaptioned()
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            vectors = self.encoder.encode_texts([words for _, words in batch])
+            with new.write():
+                new.set_captions([item_id for item_id, _ in batch], vectors)
+
     # -- 3. index ---------------------------------------------------------------------------
     def _index(self, gen_path: Path, new: Metadata, spec: str) -> None:
         """One store per modality on the chosen backend, trained on a sample when its type
@@ -279,7 +299,7 @@ class _Job:
         stores: dict[str, VectorStore] = {}
         with new.read():
             seq = new.high_water()
-            vectors = {m: new.all_vectors(m, dim) for m in MODALITIES}
+            vectors = {m: new.all_vectors(m, dim) for m in SPACES}
         tuned: dict[str, dict] = {}
         for modality, (ids, rows) in vectors.items():
             store = create_store(dim, gen_path, self.backend, name=modality, spec=spec,
@@ -363,6 +383,14 @@ class _Job:
             new.delete(item_id)
             if batch and vectors is not None:
                 new.insert([item], vectors, self.encoder.checkpoint_id, ids=[item_id])
+        self._caption(new)
+
+
+@dataclass(frozen=True)
+class _Words:
+    """What hybrid search of the new generation matches, and how it fuses (the manifest's)."""
+    fields: tuple[str, ...]
+    fusion: Fusion
 
 
 def _read_state(gen: Path) -> dict[str, Any]:

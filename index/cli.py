@@ -55,6 +55,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="recall@10 to tune the index's nprobe / efSearch to, on the "
                             "corpus's vectors of the other modality (XMR_RECALL_TARGET; "
                             "default 0.95)")
+    build.add_argument("--text-fields", default=None, metavar="FIELD,FIELD",
+                       help="metadata fields whose words hybrid search matches beside each "
+                            "item's caption (XMR_TEXT_FIELDS; default none: the caption only)")
     build.add_argument("--fresh", action="store_true",
                        help="discard an unfinished build instead of resuming it")
     build.add_argument("--no-progress", action="store_true")
@@ -119,7 +122,8 @@ def _settings(args: argparse.Namespace) -> BuildSettings:
     from index.settings import BuildSettings
 
     try:
-        given = {"device": args.device, "recall_target": args.recall_target}
+        given = {"device": args.device, "recall_target": args.recall_target,
+                 "text_fields": args.text_fields}
         return BuildSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
@@ -142,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
                    batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
                    engine=_engine(args, encoder), backend=settings.backend(),
-                   checkpoint_path=args.checkpoint, recall_target=settings.recall_target)
+                   checkpoint_path=args.checkpoint, recall_target=settings.recall_target,
+                   text_fields=settings.text_fields)
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

@@ -15,7 +15,7 @@ its content: when an item of equal (modality, content_hash) exists, keyed or not
 returned and nothing changes. Keys and metadata are columns of the item row, so they share its
 transaction, journal entry and crash-safety. Top-level scalar metadata fields are stored again
 in `fields`, indexed like `labels`, so a metadata filter resolves to an id set as a label
-filter does. Databases made before keys existed are migrated when opened (`_migrate`).
+filter does. Databases made before keys existed are migrated when opened (index.migrations).
 
 The journal also lets the re-index job replay writes made to the live generation while it built
 the next one, and `sealed` stops writes to a generation that has been swapped out.
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from index import words as lexical
+from index.migrations import migrate_keys
 from index.payload import dump_metadata, filterable
 from index.records import NewItem, Record
 
@@ -81,7 +82,6 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 SPACES = {"image": ("items", "id", "modality = 'image'"),
           "text": ("items", "id", "modality = 'text'"),
           "caption": ("captions", "item_id", "1")}
-OLD_COLUMNS = "id, modality, content_hash, source, text, labels, checkpoint_id, vector"
 CHUNK = 500  # SQLite caps the parameters of one statement
 
 
@@ -100,7 +100,7 @@ class Metadata:
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        _migrate(self.db)  # before foreign keys are enforced: it drops and renames a table
+        migrate_keys(self.db, ITEMS, SCHEMA)  # before foreign keys: it drops and renames a table
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         if text_fields is None:
@@ -145,9 +145,8 @@ class Metadata:
         caption vector of an image with words (index.words), or None."""
         out: list[tuple[int, bool]] = []
         for row, item in enumerate(items):
-            vector = np.ascontiguousarray(vectors[row], np.float32).tobytes()
-            caption = None if captions is None or captions[row] is None else \
-                np.ascontiguousarray(captions[row], np.float32).tobytes()
+            vector = _blob(vectors[row])
+            caption = None if captions is None or captions[row] is None else _blob(captions[row])
             forced = None if ids is None else int(ids[row])
             found = self.id_of_key(item.key) if item.key is not None else None
             if item.key is None and forced is None:
@@ -214,6 +213,13 @@ class Metadata:
         lexical.delete(self.db, item_id)
         self._journal("del", item_id, str(found[0]))
         return str(found[0])
+
+    def caption_from_pairs(self) -> int:
+        return lexical.caption_from_pairs(self.db, self.text_fields)
+
+    def set_captions(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        for item_id, row in zip(ids, vectors, strict=True):
+            lexical.set_caption(self.db, int(item_id), _blob(row))
 
     def seal(self, successor: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO state VALUES ('sealed', ?)", (successor,))
@@ -331,6 +337,10 @@ class Metadata:
         among, args = _filters(labels, where)
         return lexical.search(self.db, text, modality, k, among, args)
 
+    def uncaptioned(self) -> list[tuple[int, str]]:
+        """(id, words) of the images with words and no caption vector (index.words)."""
+        return lexical.uncaptioned(self.db, self.text_fields)
+
     def has_words(self, modality: str) -> bool:
         return self.db.execute(
             f"SELECT 1 FROM {lexical.TABLE} JOIN items ON items.id = {lexical.TABLE}.rowid"
@@ -354,35 +364,8 @@ def _labels(item: NewItem) -> str:
     return json.dumps(list(item.labels), ensure_ascii=False)
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a database made before keys existed to SCHEMA, once, in one transaction: the
-    items table is rebuilt (SQLite cannot drop its old UNIQUE (modality, content_hash), which
-    now holds only for items without a key) with ids, vectors and the id sequence kept."""
-    if not _needs_migration(db):
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if _needs_migration(db):  # another process may have migrated while we waited
-            seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
-            db.execute(ITEMS.format(name="items_migrated"))
-            db.execute(f"INSERT INTO items_migrated ({OLD_COLUMNS}) SELECT {OLD_COLUMNS}"
-                       " FROM items")
-            db.execute("DROP TABLE items")
-            db.execute("ALTER TABLE items_migrated RENAME TO items")
-            db.execute("DELETE FROM sqlite_sequence WHERE name IN ('items', 'items_migrated')")
-            if seq is not None:  # ids reserved by a re-index job stay reserved
-                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('items', ?)", seq)
-            for statement in SCHEMA.split(";"):  # executescript would commit first
-                db.execute(statement)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _needs_migration(db: sqlite3.Connection) -> bool:
-    columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
-    return bool(columns) and "key" not in columns
+def _blob(row: np.ndarray) -> bytes:
+    return np.ascontiguousarray(row, np.float32).tobytes()
 
 
 def _stack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from index.store import FaissStore
 K = 10
 DEFAULT_TARGET = 0.95  # recall@10
 MAX_QUERIES = 1000
-OTHER = {"image": "text", "text": "image"}
+OTHER = {"image": "text", "text": "image", "caption": "text"}  # who queries each store
 MAX_EF_SEARCH = 4096  # beyond this HNSW costs more than a scan of a fair share of the base
 
 

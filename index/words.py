@@ -73,7 +73,7 @@ def ensure(db: sqlite3.Connection, fields: Sequence[str]) -> None:
             db.executemany(
                 f"INSERT INTO {TABLE} (rowid, body) VALUES (?, ?)",
                 [(item_id, prepare(words)) for item_id, words in _words(rows, fields) if words])
-            _captions_from_pairs(db)
+            caption_from_pairs(db, fields)
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (_STATE, wanted))
     except BaseException:
         db.execute("ROLLBACK")
@@ -88,18 +88,24 @@ def set_caption(db: sqlite3.Connection, item_id: int, vector: bytes | None) -> N
         db.execute("INSERT INTO captions VALUES (?, ?)", (item_id, vector))
 
 
-def _captions_from_pairs(db: sqlite3.Connection) -> None:
-    """Captioned images without a caption vector take their pair text item's vector: a text
-    item whose content is the image's caption (text_hash, index.records)."""
-    rows = db.execute("SELECT id, text FROM items WHERE modality = 'image' AND text IS NOT NULL"
-                      " AND id NOT IN (SELECT item_id FROM captions)").fetchall()
-    for item_id, text in rows:
-        if not text.strip():
-            continue
+def uncaptioned(db: sqlite3.Connection, fields: Sequence[str]) -> list[tuple[int, str]]:
+    """(id, words) of the images that have words but no caption vector."""
+    rows = db.execute("SELECT id, text, metadata FROM items WHERE modality = 'image' AND"
+                      " id NOT IN (SELECT item_id FROM captions)").fetchall()
+    return [(item_id, words) for item_id, words in _words(rows, fields) if words.strip()]
+
+
+def caption_from_pairs(db: sqlite3.Connection, fields: Sequence[str]) -> int:
+    """Images with words but no caption vector take the vector of a text item whose text is
+    those words (a pair's text: no encoding needed). Returns how many did."""
+    done = 0
+    for item_id, words in uncaptioned(db, fields):
         found = db.execute("SELECT vector FROM items WHERE modality = 'text' AND"
-                           " content_hash = ? LIMIT 1", (text_hash(text),)).fetchone()
+                           " content_hash = ? LIMIT 1", (text_hash(words),)).fetchone()
         if found is not None:
             db.execute("INSERT INTO captions VALUES (?, ?)", (item_id, found[0]))
+            done += 1
+    return done
 
 
 def fields_built(db: sqlite3.Connection) -> tuple[str, ...]:
