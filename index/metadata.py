@@ -198,7 +198,7 @@ class Metadata:
         self.db.executemany("INSERT INTO fields VALUES (?, ?, ?)",
                             [(item_id, name, v) for name, v in filterable(item.metadata)])
         lexical.write(self.db, item_id,
-                      lexical.words_of(item.text, item.metadata, self.text_fields))
+                      lexical.words_of(item.text, item.metadata, self.text_fields), item.labels)
 
     def _journal(self, op: str, item_id: int, modality: str) -> None:
         self.db.execute("INSERT INTO journal (op, item_id, modality) VALUES (?, ?, ?)",

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from index.records import text_hash
-from models.lexical import create_table, match_expression, prepare
+from models.lexical import create_table, document, match_expression
 
 TABLE = "words"
 CAPTIONS = """CREATE TABLE IF NOT EXISTS captions (
@@ -47,11 +47,12 @@ def words_of(text: str | None, metadata: Mapping[str, Any], fields: Sequence[str
     return "\n".join(parts)
 
 
-def write(db: sqlite3.Connection, item_id: int, words: str) -> None:
-    """Set an item's words (inside the item's write transaction)."""
+def write(db: sqlite3.Connection, item_id: int, words: str, labels: Sequence[str]) -> None:
+    """Set an item's lexical row: its words and labels (inside the item's write transaction)."""
     db.execute(f"DELETE FROM {TABLE} WHERE rowid = ?", (item_id,))
-    if words:
-        db.execute(f"INSERT INTO {TABLE} (rowid, body) VALUES (?, ?)", (item_id, prepare(words)))
+    body = document(words, labels)
+    if body:
+        db.execute(f"INSERT INTO {TABLE} (rowid, body) VALUES (?, ?)", (item_id, body))
 
 
 def delete(db: sqlite3.Connection, item_id: int) -> None:
@@ -69,10 +70,10 @@ def ensure(db: sqlite3.Connection, fields: Sequence[str]) -> None:
         if _built_for(db) != wanted:  # another process may have built it while we waited
             db.execute(f"DROP TABLE IF EXISTS {TABLE}")
             create_table(db, TABLE)
-            rows = db.execute("SELECT id, text, metadata FROM items").fetchall()
-            db.executemany(
-                f"INSERT INTO {TABLE} (rowid, body) VALUES (?, ?)",
-                [(item_id, prepare(words)) for item_id, words in _words(rows, fields) if words])
+            for item_id, text, metadata, labels in db.execute(
+                    "SELECT id, text, metadata, labels FROM items").fetchall():
+                write(db, int(item_id), words_of(text, json.loads(metadata), fields),
+                      json.loads(labels))
             caption_from_pairs(db, fields)
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (_STATE, wanted))
     except BaseException:

@@ -41,6 +41,12 @@ def prepare(text: str) -> str:
     return _CJK_RUN.sub(_bigrams, text)
 
 
+def document(words: str, labels: Sequence[str] = ()) -> str:
+    """What an item's lexical row holds: its words (caption or text, and chosen metadata
+    fields) and its labels, which are words the item carries too (a category named `fruit`)."""
+    return prepare("\n".join([words, *labels]).strip())
+
+
 def terms(text: str) -> list[str]:
     """The distinct words of user text, in order, at most MAX_QUERY_TERMS."""
     seen: dict[str, None] = {}
@@ -59,19 +65,19 @@ def match_expression(text: str) -> str | None:
 
 
 def create_table(db: sqlite3.Connection, name: str) -> None:
-    """A lexical table whose rowid is the item id and whose one column holds `prepare`d text."""
+    """A lexical table whose rowid is the item id and whose one column holds a `document`."""
     db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5(body, "
                f"tokenize = '{TOKENIZER}')")
 
 
 def bm25_matrix(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
     """(queries, documents) BM25 scores, higher is better, 0 where nothing matches: the lexical
-    signal of an evaluation, over an in-memory table of `documents`."""
+    signal of an evaluation, over an in-memory table of `documents` (`document`s)."""
     db = sqlite3.connect(":memory:")
     try:
         create_table(db, "docs")
         db.executemany("INSERT INTO docs (rowid, body) VALUES (?, ?)",
-                       [(row, prepare(text)) for row, text in enumerate(documents)])
+                       [(row, text) for row, text in enumerate(documents)])
         scores = np.zeros((len(queries), len(documents)), dtype=np.float32)
         for row, query in enumerate(queries):
             expression = match_expression(query)

@@ -80,6 +80,6 @@ def evaluate_keywords(
                             features.text_pooled[rows], seen)
     if text_vectors is not None:
         report.update(mode_report(queries, query_vectors, image_vectors[rows],
-                                  [items[r].text for r in rows], text_vectors[rows],
+                                  [items[r] for r in rows], text_vectors[rows],
                                   fusion or Fusion()))
     return report

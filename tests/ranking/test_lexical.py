@@ -6,10 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.lexical import MAX_QUERY_TERMS, bm25_matrix, match_expression, prepare, terms
+from models.lexical import (
+    MAX_QUERY_TERMS,
+    bm25_matrix,
+    document,
+    match_expression,
+    prepare,
+    terms,
+)
 
-DOCS = ["grinning cat face", "café au lait", "北京大学的图书馆", "すし 寿司屋", "pizza slice",
-        "red apple", "green apple"]
+DOCS = [document(words) for words in ("grinning cat face", "café au lait", "北京大学的图书馆",
+                                      "すし 寿司屋", "pizza slice", "red apple", "green apple")]
 
 
 def best(query: str) -> int | None:
@@ -56,6 +63,13 @@ def test_terms_are_bounded_and_distinct() -> None:
     words = terms(" ".join(f"w{i}" for i in range(1000)) + " w1 w2")
     assert len(words) == MAX_QUERY_TERMS and len(set(words)) == len(words)
     assert terms("Cat cat CAT") == ["cat"]
+
+
+def test_labels_are_words_of_the_document() -> None:
+    docs = [document("grinning face", ["Smileys & Emotion", "face-smiling"]),
+            document("red apple", ["Food & Drink", "food-fruit"])]
+    assert bm25_matrix(["fruit"], docs)[0].argmax() == 1
+    assert bm25_matrix(["smiling"], docs)[0, 1] == 0
 
 
 def test_prepare_splits_cjk_runs_only() -> None:
