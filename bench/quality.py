@@ -173,7 +173,8 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     if data.keywords is not None:
         row["keywords"] = evaluate_keywords(
             method, data.backbones, data.test_items, data.test, images, data.keywords,
-            data.cache, data.device, {item.text for item in data.train_items})
+            data.cache, data.device, {item.text for item in data.train_items},
+            text_vectors=texts)
     if config.method == "dhaml" and len(levels) > 1:
         method.retrieval = "concat"
         row["test_concat"] = evaluate_embeddings(*embed(method, data.test, data.device),

@@ -36,14 +36,15 @@ import numpy as np
 
 from index import layout
 from index.backends import BackendSettings, create_store, drop_external_stores
-from index.database import DATABASE, ItemDatabase
-from index.engines import Engine
+from index.database import DATABASE, SPACES, ItemDatabase
+from index.engines import Engine, embed_rows
 from index.generation import Generation, create_generation, write_snapshot
 from index.manifest import Manifest
 from index.plan import Identity, as_new, identity, keep_live_metadata, match_live
 from index.records import MODALITIES, NewItem
 from index.store import VectorStore
 from index.tuning import DEFAULT_TARGET, tune_other_modality
+from models.fusion import Fusion
 
 log = logging.getLogger(__name__)
 STATE = "build.json"
@@ -67,7 +68,8 @@ def build(root: Path, engine: Engine, planned: Sequence[NewItem], *,
           levels: Sequence[str] = (), spec: str = "auto", fresh: bool = False,
           backend: BackendSettings | None = None, checkpoint_path: Path | None = None,
           cache_dir: Path | None = None, recall_target: float = DEFAULT_TARGET,
-          progress: Progress | None = None) -> BuildReport:
+          progress: Progress | None = None, text_fields: Sequence[str] = (),
+          fusion: Fusion | None = None) -> BuildReport:
     """`engine`: computes every vector (the planned items' and the replayed live writes') and
     names the checkpoint they come from.
     `checkpoint_path`: that checkpoint's file, named in the manifest so that a service
@@ -76,7 +78,9 @@ def build(root: Path, engine: Engine, planned: Sequence[NewItem], *,
     that the next build (a service's re-index job) reads through it too.
     `backend`: the vector store of the new generation (None: FAISS).
     `recall_target`: the recall@10 each approximate index is tuned to (index.tuning).
-    `progress`: called with (done, total) after each committed batch."""
+    `progress`: called with (done, total) after each committed batch.
+    `text_fields`: metadata fields whose words hybrid search matches (index.words); `fusion`:
+    how it combines its signals (None: models.fusion's default); both go into the manifest."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK, "w") as lock:
         try:
@@ -86,7 +90,8 @@ def build(root: Path, engine: Engine, planned: Sequence[NewItem], *,
         sources = {name: str(path.resolve()) for name, path in
                    (("checkpoint", checkpoint_path), ("feature_cache", cache_dir)) if path}
         job = _Job(root, engine, progress, backend or BackendSettings(), sources, recall_target)
-        return job.run(planned, tuple(levels), spec, fresh)
+        return job.run(planned, tuple(levels), spec, fresh, _Words(tuple(text_fields),
+                                                                   fusion or Fusion()))
 
 
 class _Job:
@@ -99,15 +104,16 @@ class _Job:
         self.skipped: list[str] = []
 
     def run(self, planned: Sequence[NewItem], levels: tuple[str, ...], spec: str,
-            fresh: bool) -> BuildReport:
+            fresh: bool, words: _Words) -> BuildReport:
         live_path = layout.current(self.root)
         live = ItemDatabase(live_path / DATABASE) if live_path else None
         try:
-            gen_path, base_seq = self._start(live_path, live, levels, fresh)
+            gen_path, base_seq = self._start(live_path, live, levels, fresh, words)
             new = ItemDatabase(gen_path / DATABASE)
             try:
                 work = self._plan(planned, live, new)
                 embedded = self._embed(new, work)
+                self._caption(new)
                 self._index(gen_path, new, spec)
                 replayed = self._swap(gen_path, new, live, base_seq)
                 counts = {m: new.count(m) for m in MODALITIES}
@@ -121,7 +127,7 @@ class _Job:
 
     # -- 1. plan ----------------------------------------------------------------------------
     def _start(self, live_path: Path | None, live: ItemDatabase | None, levels: tuple[str, ...],
-               fresh: bool) -> tuple[Path, int]:
+               fresh: bool, words: _Words) -> tuple[Path, int]:
         """Resume an unfinished build of this checkpoint on the same base, or start one."""
         base = live_path.name if live_path else None
         for gen in reversed(layout.generations(self.root)):
@@ -136,7 +142,8 @@ class _Job:
             drop_external_stores(gen)  # an abandoned build of another checkpoint or base
             shutil.rmtree(gen)
         manifest = Manifest(self.engine.checkpoint_id, int(self.engine.dim), levels,
-                            extra=dict(self.sources))
+                            extra=dict(self.sources), text_fields=words.fields,
+                            fusion=words.fusion.as_dict())
         gen = create_generation(self.root, manifest, backend=self.backend)
         base_seq = live.high_water() if live is not None else 0
         state = {"checkpoint_id": self.engine.checkpoint_id, "base": base,
@@ -209,6 +216,20 @@ class _Job:
                 self.skipped.append(payloads[row])
             yield [work[row] for row in rows[readable]], vectors[readable]
 
+    def _caption(self, new: ItemDatabase) -> None:
+        """Caption vectors of the images with words (index.words): a pair's text vector where
+        the words are a text item's text (a corpus build encodes nothing more), else the words
+        embedded as a text."""
+        with new.write():
+            new.caption_from_pairs()
+        with new.read():
+            todo = new.uncaptioned()
+        if todo:
+            vectors = embed_rows(self.engine, ["text"] * len(todo), [w for _, w in todo],
+                                 int(self.engine.dim))
+            with new.write():
+                new.set_captions([item_id for item_id, _ in todo], vectors)
+
     # -- 3. index ---------------------------------------------------------------------------
     def _index(self, gen_path: Path, new: ItemDatabase, spec: str) -> None:
         """One store per modality on the chosen backend, trained on a sample when its type
@@ -218,7 +239,7 @@ class _Job:
         stores: dict[str, VectorStore] = {}
         with new.read():
             seq = new.high_water()
-            vectors = {m: new.all_vectors(m, dim) for m in MODALITIES}
+            vectors = {m: new.all_vectors(m, dim) for m in SPACES}
         tuned: dict[str, dict] = {}
         for modality, (ids, rows) in vectors.items():
             store = create_store(dim, gen_path, self.backend, name=modality, spec=spec,
@@ -306,6 +327,14 @@ class _Job:
             new.delete(item_id)
             if (vector := embedded[item_id]) is not None:
                 new.insert([item], vector[None, :], self.engine.checkpoint_id, ids=[item_id])
+        self._caption(new)
+
+
+@dataclass(frozen=True)
+class _Words:
+    """What hybrid search of the new generation matches, and how it fuses (the manifest's)."""
+    fields: tuple[str, ...]
+    fusion: Fusion
 
 
 def _same(new: ItemDatabase, item_id: int, item: NewItem) -> bool:

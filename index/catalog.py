@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from index import layout
+from index import hybrid, layout
 from index.backends import BackendSettings
 from index.database import Sealed
 from index.generation import (
@@ -48,6 +48,7 @@ from index.manifest import Manifest, ManifestMismatch
 from index.payload import Scalar, check_key, check_where
 from index.records import Hit, NewItem, Record, check_modality
 from index.store import check_vectors
+from models.fusion import Fusion
 
 __all__ = ["Catalog", "Hit", "ManifestMismatch", "NewItem", "Record", "StaleCheckpoint"]
 
@@ -119,6 +120,21 @@ class Catalog:
         return self._gen.path.name
 
     @property
+    def fusion(self) -> Fusion:
+        """How hybrid search combines its signals here (the manifest's, else the default)."""
+        found = self._gen.manifest.fusion
+        return Fusion.from_dict(found) if found else Fusion()
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        return self._gen.manifest.text_fields
+
+    def has_words(self, modality: str) -> bool:
+        """Whether any item of `modality` has words for hybrid search to match."""
+        with self._lock:
+            return self._gen.meta.has_words(check_modality(modality))
+
+    @property
     def search_tuning(self) -> dict[str, dict]:
         """Per modality, the live generation's tuned search parameter and its measured recall
         (index.tuning); empty for a generation built before tuning, or through the service."""
@@ -126,18 +142,26 @@ class Catalog:
 
     # -- writes -------------------------------------------------------------------------------
     def ingest(self, items: Sequence[NewItem], vectors: np.ndarray, *,
-               checkpoint_id: str | None = None) -> list[tuple[int, bool]]:
+               checkpoint_id: str | None = None,
+               captions: Sequence[np.ndarray | None] | None = None) -> list[tuple[int, bool]]:
         """(id, created) per item, in order. An item with a key that exists replaces that item
         (same id, created False); without a key, equal (modality, content_hash) gives
         (existing id, False) and changes nothing (index.database has the rules). Returns only
         once durable. `checkpoint_id`: the encoder that made `vectors`; when given and not the
-        live generation's, raises StaleCheckpoint instead of mixing spaces."""
+        live generation's, raises StaleCheckpoint instead of mixing spaces. `captions`: per
+        item, the caption vector of an image with words (the text encoder's vector of its
+        words, index.words), or None."""
         items = list(items)
         if not all(isinstance(item, NewItem) for item in items):
             raise TypeError("items must be NewItem instances")
         vectors = self._check_unit(vectors, "vectors")
         if len(items) != len(vectors):
             raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+        if captions is not None:
+            if len(captions) != len(items):
+                raise ValueError(f"{len(items)} items but {len(captions)} captions")
+            captions = [None if c is None else self._check_unit(np.asarray(c)[None], "captions")[0]
+                        for c in captions]
         made_by = checkpoint_id or self.checkpoint_id
 
         def write(gen: Generation) -> list[tuple[int, bool]]:
@@ -145,7 +169,8 @@ class Catalog:
                 raise StaleCheckpoint(
                     f"vectors of checkpoint {made_by} offered to generation {gen.path.name}"
                     f" of checkpoint {gen.manifest.checkpoint_id}: re-encode and retry")
-            return gen.meta.insert(items, vectors, gen.manifest.checkpoint_id)
+            return gen.meta.insert(items, vectors, gen.manifest.checkpoint_id,
+                                   captions=captions)
 
         return self._write("an ingestion", write)
 
@@ -193,18 +218,35 @@ class Catalog:
 
     def search(self, queries: np.ndarray, k: int, modality: str,
                labels: Mapping[str, str] | None = None,
-               where: Mapping[str, Scalar] | None = None) -> list[list[Hit]]:
+               where: Mapping[str, Scalar] | None = None, *,
+               texts: Sequence[str] | None = None, mode: hybrid.Mode = "vector",
+               fusion: Fusion | None = None) -> list[list[Hit]]:
         """Nearest items of `modality` (the modality of the RESULTS) for each unit query row,
         best first. Filters, all of which must match: `labels` = {level_name: value},
-        `where` = {metadata field: JSON scalar} (equality on top-level fields)."""
+        `where` = {metadata field: JSON scalar} (equality on top-level fields).
+        `mode` hybrid or lexical (index.hybrid) needs each query row's `texts`; `fusion`
+        overrides the generation's."""
         check_modality(modality)
         k = _check_k(k)
         queries = self._check_unit(queries, "queries")
         wanted = check_where(where)
+        if mode not in hybrid.MODES:
+            raise ValueError(f"mode must be one of {hybrid.MODES}, got {mode!r}")
+        if mode != "vector" and (texts is None or len(texts) != len(queries)):
+            raise ValueError(f"mode {mode} needs the text of each query row")
         with self._lock:
             gen = self._gen
             self._catch_up(gen)
-            return self._search(gen, queries, k, modality, labels, wanted)
+            if mode == "vector":
+                return self._search(gen, queries, k, modality, labels, wanted)
+            level_filter = self._label_filter(gen, labels or {})
+            allow = None
+            if labels or wanted:
+                allow = gen.meta.ids_matching(modality, level_filter, wanted)
+                if not len(allow):
+                    return [[] for _ in range(len(queries))]
+            return hybrid.search(gen, queries, list(texts or ()), k, modality, level_filter,
+                                 wanted, allow, mode, fusion or self.fusion)
 
     def similar(self, k: int, modality: str, *, item_id: int | None = None,
                 key: str | None = None, labels: Mapping[str, str] | None = None,

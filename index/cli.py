@@ -58,6 +58,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="recall@10 to tune the index's nprobe / efSearch to, on the "
                             "corpus's vectors of the other modality (XMR_RECALL_TARGET; "
                             "default 0.95)")
+    build.add_argument("--text-fields", default=None, metavar="FIELD,FIELD",
+                       help="metadata fields whose words hybrid search matches beside each "
+                            "item's caption (XMR_TEXT_FIELDS; default none: the caption only)")
     build.add_argument("--fresh", action="store_true",
                        help="discard an unfinished build instead of resuming it")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -130,7 +133,8 @@ def _settings(args: argparse.Namespace) -> BuildSettings:
     from index.settings import BuildSettings
 
     try:
-        given = {"device": args.device, "recall_target": args.recall_target}
+        given = {"device": args.device, "recall_target": args.recall_target,
+                 "text_fields": args.text_fields}
         return BuildSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
@@ -171,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         report = build(args.out, engine, planned, levels=levels, spec=args.index_type,
                        fresh=args.fresh, backend=settings.backend(),
                        checkpoint_path=args.checkpoint, cache_dir=args.cache,
-                       recall_target=settings.recall_target, progress=progress)
+                       recall_target=settings.recall_target, progress=progress,
+                       text_fields=settings.text_fields)
     elapsed = time.perf_counter() - started
     print(f"{report.generation} is live: {report.counts} (embedded {report.embedded}, "
           f"replayed {report.replayed} live writes, {elapsed:.1f} s)")

@@ -16,7 +16,7 @@ its content: when an item of equal (modality, content_hash) exists, keyed or not
 returned and nothing changes. Keys and metadata are columns of the item row, so they share its
 transaction, journal entry and crash-safety. Top-level scalar metadata fields are stored again
 in `fields`, indexed like `labels`, so a metadata filter resolves to an id set as a label
-filter does. Databases made before keys existed are migrated when opened (`_migrate`).
+filter does. Databases made before keys existed are migrated when opened (index.migrations).
 
 The journal also lets the re-index job replay writes made to the live generation while it built
 the next one, and `sealed` stops writes to a generation that has been swapped out.
@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from index import words as lexical
+from index.migrations import migrate_keys
 from index.payload import dump_metadata, filterable
-from index.records import NewItem, Record, check_modality
+from index.records import NewItem, Record
 
 DATABASE = "meta.sqlite"
 ITEMS = """
@@ -75,8 +77,12 @@ CREATE TABLE IF NOT EXISTS journal (
     modality TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-OLD_COLUMNS = "id, modality, content_hash, source, text, labels, checkpoint_id, vector"
+""" + lexical.CAPTIONS + ";"
+# The vector spaces a generation keeps a store of: each modality's own vectors, and the
+# caption vectors of images (index.words), each as (table, id column, condition).
+SPACES = {"image": ("items", "id", "modality = 'image'"),
+          "text": ("items", "id", "modality = 'text'"),
+          "caption": ("captions", "item_id", "1")}
 CHUNK = 500  # SQLite caps the parameters of one statement
 
 
@@ -87,15 +93,21 @@ class Sealed(RuntimeError):
 class ItemDatabase:
     """One generation's database. Not thread-safe by itself: the catalog serialises access."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, text_fields: Sequence[str] | None = None) -> None:
+        """`text_fields`: the metadata fields whose words the lexical table holds beside each
+        item's text (index.words); None keeps those the database was built with."""
         self.path = path
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        _migrate(self.db)  # before foreign keys are enforced: it drops and renames a table
+        migrate_keys(self.db, ITEMS, SCHEMA)  # before foreign keys: it drops and renames a table
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        if text_fields is None:
+            text_fields = lexical.fields_built(self.db)
+        self.text_fields = tuple(text_fields)
+        lexical.ensure(self.db, self.text_fields)
 
     def close(self) -> None:
         self.db.close()
@@ -125,24 +137,29 @@ class ItemDatabase:
 
     # -- writes (call inside write()) ---------------------------------------------------------
     def insert(self, items: Sequence[NewItem], vectors: np.ndarray, checkpoint_id: str,
-               ids: Sequence[int] | None = None) -> list[tuple[int, bool]]:
+               ids: Sequence[int] | None = None,
+               captions: Sequence[np.ndarray | None] | None = None) -> list[tuple[int, bool]]:
         """(id, created) per item, in order. A key that exists: that item is replaced, same id,
         (id, False). No key and equal content exists: (its id, False), nothing changes.
         `ids` forces the ids (the re-index job, which has matched keys and contents itself:
-        items without a key are then not merged by content)."""
+        items without a key are then not merged by content). `captions`: per item, the
+        caption vector of an image with words (index.words), or None."""
         out: list[tuple[int, bool]] = []
         for row, item in enumerate(items):
-            vector = np.ascontiguousarray(vectors[row], np.float32).tobytes()
+            vector = _blob(vectors[row])
+            given = None if captions is None else captions[row]
+            caption = None if given is None else _blob(given)
             forced = None if ids is None else int(ids[row])
             found = self.id_of_key(item.key) if item.key is not None else None
             if item.key is None and forced is None:
                 found = self.id_of(item.modality, item.content_hash)
             if found is None or forced not in (None, found):
                 out.append((self._add(forced, item, checkpoint_id, vector), True))
+                lexical.set_caption(self.db, out[-1][0], caption)
             elif item.key is None:
                 out.append((found, False))
             else:
-                self.replace(found, item, checkpoint_id, vector)
+                self.replace(found, item, checkpoint_id, vector, caption)
                 out.append((found, False))
         return out
 
@@ -158,8 +175,9 @@ class ItemDatabase:
         return item_id
 
     def replace(self, item_id: int, item: NewItem, checkpoint_id: str,
-                vector: bytes | None = None) -> None:
-        """Overwrite an item in place (None: keep its vector, the content being the same)."""
+                vector: bytes | None = None, caption: bytes | None = None) -> None:
+        """Overwrite an item in place (None: keep its vector, the content being the same;
+        its caption vector is `caption`)."""
         old = self.db.execute("SELECT modality FROM items WHERE id = ?", (item_id,)).fetchone()
         self.db.execute(
             "UPDATE items SET modality = ?, content_hash = ?, source = ?, text = ?, labels = ?,"
@@ -170,15 +188,19 @@ class ItemDatabase:
         self.db.execute("DELETE FROM labels WHERE item_id = ?", (item_id,))
         self.db.execute("DELETE FROM fields WHERE item_id = ?", (item_id,))
         self._index_payload(item_id, item)
+        lexical.set_caption(self.db, item_id, caption)
         if old[0] != item.modality:  # its vector leaves the other modality's store
             self._journal("del", item_id, old[0])
         self._journal("add", item_id, item.modality)
 
     def _index_payload(self, item_id: int, item: NewItem) -> None:
+        """The rows that find an item by its labels, fields and words."""
         self.db.executemany("INSERT INTO labels VALUES (?, ?, ?)",
                             [(item_id, level, v) for level, v in enumerate(item.labels)])
         self.db.executemany("INSERT INTO fields VALUES (?, ?, ?)",
                             [(item_id, name, v) for name, v in filterable(item.metadata)])
+        lexical.write(self.db, item_id,
+                      lexical.words_of(item.text, item.metadata, self.text_fields), item.labels)
 
     def _journal(self, op: str, item_id: int, modality: str) -> None:
         self.db.execute("INSERT INTO journal (op, item_id, modality) VALUES (?, ?, ?)",
@@ -190,8 +212,16 @@ class ItemDatabase:
         if found is None:
             return None
         self.db.execute("DELETE FROM items WHERE id = ?", (item_id,))
+        lexical.delete(self.db, item_id)
         self._journal("del", item_id, str(found[0]))
         return str(found[0])
+
+    def caption_from_pairs(self) -> int:
+        return lexical.caption_from_pairs(self.db, self.text_fields)
+
+    def set_captions(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        for item_id, row in zip(ids, vectors, strict=True):
+            lexical.set_caption(self.db, int(item_id), _blob(row))
 
     def seal(self, successor: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO state VALUES ('sealed', ?)", (successor,))
@@ -261,8 +291,9 @@ class ItemDatabase:
         return None if row is None else int(row[0])
 
     def vectors(self, ids: Sequence[int], dim: int,
-                modality: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ids found among items of `modality`, their vectors), in id order."""
+                space: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found among the vectors of `space` (SPACES), their vectors), in id order."""
+        table, column, condition = SPACES[space]
         found_ids: list[int] = []
         blobs: list[bytes] = []
         ids = sorted(int(i) for i in ids)
@@ -270,15 +301,16 @@ class ItemDatabase:
             chunk = ids[start:start + CHUNK]
             marks = ",".join("?" * len(chunk))
             for item_id, blob in self.db.execute(
-                    f"SELECT id, vector FROM items WHERE modality = ? AND id IN ({marks})"
-                    " ORDER BY id", [modality, *chunk]):
+                    f"SELECT {column}, vector FROM {table} WHERE {condition} AND"
+                    f" {column} IN ({marks}) ORDER BY {column}", chunk):
                 found_ids.append(int(item_id))
                 blobs.append(blob)
         return _stack(found_ids, blobs, dim)
 
-    def all_vectors(self, modality: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.db.execute(
-            "SELECT id, vector FROM items WHERE modality = ? ORDER BY id", (modality,)).fetchall()
+    def all_vectors(self, space: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        table, column, condition = SPACES[space]
+        rows = self.db.execute(f"SELECT {column}, vector FROM {table} WHERE {condition}"
+                               f" ORDER BY {column}").fetchall()
         return _stack([int(r[0]) for r in rows], [r[1] for r in rows], dim)
 
     def all_items(self) -> list[Record]:
@@ -286,61 +318,61 @@ class ItemDatabase:
         found = self.get_many(ids)
         return [found[i] for i in ids]
 
-    def count(self, modality: str | None = None) -> int:
-        if modality is None:
+    def count(self, space: str | None = None) -> int:
+        """Items (of a modality), or vectors of a space (SPACES)."""
+        if space is None:
             return int(self.db.execute("SELECT count(*) FROM items").fetchone()[0])
-        check_modality(modality)
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {tuple(SPACES)}, got {space!r}")
+        table, _, condition = SPACES[space]
         return int(self.db.execute(
-            "SELECT count(*) FROM items WHERE modality = ?", (modality,)).fetchone()[0])
+            f"SELECT count(*) FROM {table} WHERE {condition}").fetchone()[0])
 
     def ids_matching(self, modality: str, labels: Mapping[int, str],
                      where: Mapping[str, str]) -> np.ndarray:
         """Ids of `modality` whose label at each level index equals the wanted value and whose
         metadata field each `where` name has the canonical value (index.payload)."""
-        sql = "SELECT id FROM items WHERE modality = ?"
-        args: list[object] = [modality]
-        for level, value in labels.items():
-            sql += " AND id IN (SELECT item_id FROM labels WHERE level = ? AND value = ?)"
-            args += [level, value]
-        for name, canonical in where.items():
-            sql += " AND id IN (SELECT item_id FROM fields WHERE name = ? AND value = ?)"
-            args += [name, canonical]
-        return np.array([r[0] for r in self.db.execute(sql, args)], dtype=np.int64)
+        among, args = _filters(labels, where)
+        return np.array([r[0] for r in self.db.execute(
+            f"SELECT id FROM items WHERE modality = ? {among}", [modality, *args])],
+            dtype=np.int64)
+
+    def lexical_search(self, text: str, modality: str, k: int, labels: Mapping[int, str],
+                       where: Mapping[str, str]) -> list[tuple[int, float]]:
+        """The `k` items of `modality` (filtered as ids_matching) whose words best match
+        `text`: (id, BM25) best first (index.words)."""
+        among, args = _filters(labels, where)
+        return lexical.search(self.db, text, modality, k, among, args)
+
+    def uncaptioned(self) -> list[tuple[int, str]]:
+        """(id, words) of the images with words and no caption vector (index.words)."""
+        return lexical.uncaptioned(self.db, self.text_fields)
+
+    def has_words(self, modality: str) -> bool:
+        return self.db.execute(
+            f"SELECT 1 FROM {lexical.TABLE} JOIN items ON items.id = {lexical.TABLE}.rowid"
+            " WHERE items.modality = ? LIMIT 1", (modality,)).fetchone() is not None
+
+
+def _filters(labels: Mapping[int, str], where: Mapping[str, str]) -> tuple[str, list[object]]:
+    """An SQL condition on `items.id` (and its arguments) for label and metadata filters."""
+    sql = ""
+    args: list[object] = []
+    for level, value in labels.items():
+        sql += " AND items.id IN (SELECT item_id FROM labels WHERE level = ? AND value = ?)"
+        args += [level, value]
+    for name, canonical in where.items():
+        sql += " AND items.id IN (SELECT item_id FROM fields WHERE name = ? AND value = ?)"
+        args += [name, canonical]
+    return sql, args
 
 
 def _labels(item: NewItem) -> str:
     return json.dumps(list(item.labels), ensure_ascii=False)
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a database made before keys existed to SCHEMA, once, in one transaction: the
-    items table is rebuilt (SQLite cannot drop its old UNIQUE (modality, content_hash), which
-    now holds only for items without a key) with ids, vectors and the id sequence kept."""
-    if not _needs_migration(db):
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if _needs_migration(db):  # another process may have migrated while we waited
-            seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
-            db.execute(ITEMS.format(name="items_migrated"))
-            db.execute(f"INSERT INTO items_migrated ({OLD_COLUMNS}) SELECT {OLD_COLUMNS}"
-                       " FROM items")
-            db.execute("DROP TABLE items")
-            db.execute("ALTER TABLE items_migrated RENAME TO items")
-            db.execute("DELETE FROM sqlite_sequence WHERE name IN ('items', 'items_migrated')")
-            if seq is not None:  # ids reserved by a re-index job stay reserved
-                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('items', ?)", seq)
-            for statement in SCHEMA.split(";"):  # executescript would commit first
-                db.execute(statement)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _needs_migration(db: sqlite3.Connection) -> bool:
-    columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
-    return bool(columns) and "key" not in columns
+def _blob(row: np.ndarray) -> bytes:
+    return np.ascontiguousarray(row, np.float32).tobytes()
 
 
 def _stack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:

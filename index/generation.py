@@ -17,10 +17,9 @@ import numpy as np
 
 from index import layout
 from index.backends import BackendSettings, create_store, load_store
-from index.database import DATABASE, ItemDatabase
+from index.database import DATABASE, SPACES, ItemDatabase
 from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
 from index.manifest import Manifest
-from index.records import MODALITIES
 from index.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -51,10 +50,10 @@ def create_generation(root: Path, manifest: Manifest, spec: str = "Flat",
     path.mkdir()
     (path / layout.BUILDING).touch()
     manifest.write(path)
-    ItemDatabase(path / DATABASE).close()
+    ItemDatabase(path / DATABASE, manifest.text_fields).close()
     settings = backend or BackendSettings()
     stores = {m: create_store(manifest.dim, path, settings, name=m, spec=spec, gpu=False)
-              for m in MODALITIES}
+              for m in SPACES}
     try:
         _write_stores(path, stores, 0)
     finally:
@@ -68,13 +67,13 @@ def open_generation(path: Path, gpu: bool = False,
                     backend: BackendSettings | None = None) -> Generation:
     """Load the latest snapshot and bring it into agreement with the metadata."""
     manifest = Manifest.read(path)
-    meta = ItemDatabase(path / DATABASE)
+    meta = ItemDatabase(path / DATABASE, manifest.text_fields)
     seq = snapshot_seq(path)
     snap = path / SNAPSHOTS / f"snap-{seq:012d}"
-    stores = {m: load_store(snap / m, backend, gpu=gpu) for m in MODALITIES}
+    stores = {m: _load_or_create(snap / m, manifest.dim, path, backend, gpu) for m in SPACES}
     gen = Generation(path, manifest, meta, stores, seq)
     replayed = catch_up(gen)
-    for modality in MODALITIES:
+    for modality in SPACES:
         if stores[modality].count() != meta.count(modality):
             log.warning("%s: %s index disagrees with metadata (%d vs %d): rebuilding it",
                         path.name, modality, stores[modality].count(), meta.count(modality))
@@ -92,9 +91,11 @@ def catch_up(gen: Generation) -> int:
         entries = gen.meta.journal_since(gen.applied)
         if not entries:
             return 0
-        touched: dict[str, set[int]] = {m: set() for m in MODALITIES}
+        touched: dict[str, set[int]] = {m: set() for m in SPACES}
         for _seq, _op, item_id, modality in entries:
             touched[modality].add(item_id)
+            if modality == "image":  # its caption vector changes with it (index.words)
+                touched["caption"].add(item_id)
         present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim, m)
                    for m, ids in touched.items() if ids}
     for modality, (ids, vectors) in present.items():
@@ -104,6 +105,15 @@ def catch_up(gen: Generation) -> int:
         store.add(ids, vectors)
     gen.applied = entries[-1][0]
     return len(entries)
+
+
+def _load_or_create(directory: Path, dim: int, generation: Path,
+                    backend: BackendSettings | None, gpu: bool) -> VectorStore:
+    """A snapshot's store; a store the snapshot predates (the caption store of a generation
+    made before hybrid search) starts empty and is rebuilt from the database."""
+    if directory.exists():
+        return load_store(directory, backend, gpu=gpu)
+    return create_store(dim, generation, backend, name=directory.name, gpu=gpu)
 
 
 def rebuild_store(gen: Generation, modality: str) -> None:

@@ -30,10 +30,16 @@ class Manifest:
     # Per modality, how its index searches: the tuned parameter and the recall it measured
     # (index.tuning.Tuning); empty where a manifest records none.
     search: dict = field(default_factory=dict)
+    # The metadata fields whose words hybrid search matches beside each item's text
+    # (index.words), and how it combines its signals (models.fusion.Fusion.as_dict; empty:
+    # the default fusion).
+    text_fields: tuple[str, ...] = ()
+    fusion: dict = field(default_factory=dict)
 
     def write(self, directory: Path) -> None:
         doc = asdict(self)
         doc["levels"] = list(self.levels)
+        doc["text_fields"] = list(self.text_fields)
         atomic_write_text(directory / MANIFEST, json.dumps(doc, indent=1) + "\n")
 
     @classmethod
@@ -43,7 +49,9 @@ class Manifest:
             doc = json.loads(path.read_text())
             return cls(checkpoint_id=str(doc["checkpoint_id"]), dim=int(doc["dim"]),
                        levels=tuple(doc.get("levels", ())), format=int(doc.get("format", 1)),
-                       extra=dict(doc.get("extra", {})), search=dict(doc.get("search", {})))
+                       extra=dict(doc.get("extra", {})), search=dict(doc.get("search", {})),
+                       text_fields=tuple(doc.get("text_fields", ())),
+                       fusion=dict(doc.get("fusion", {})))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{path}: missing (not an index generation)") from err
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:

@@ -89,3 +89,6 @@ class Hit:
     id: int
     score: float
     record: Record
+    # Hybrid search (index.hybrid): each signal's score of this item, None where the signal
+    # did not propose it; None for a plain vector search.
+    signals: dict[str, float | None] | None = field(default=None, compare=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from index.backends import BackendSettings
 from index.gpu import use_gpu
@@ -65,3 +65,13 @@ class BuildSettings(StoreSettings):
 
     device: Device = "auto"
     recall_target: float = Field(DEFAULT_TARGET, gt=0, le=1)
+    # Metadata fields whose words hybrid search matches beside each item's caption or text
+    # (index.words): comma-separated names, e.g. `title,description`.
+    text_fields: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("text_fields", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value

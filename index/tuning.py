@@ -22,7 +22,7 @@ from index.store import VectorStore
 K = 10
 DEFAULT_TARGET = 0.95  # recall@10
 MAX_QUERIES = 1000
-OTHER = {"image": "text", "text": "image"}
+OTHER = {"image": "text", "text": "image", "caption": "text"}  # who queries each store
 NONE_TO_TUNE = "exact search, or a backend that sets its own search parameter"
 
 

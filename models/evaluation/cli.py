@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if keywords is not None:
         seen = {item.text for item in corpus.split("train")} if args.split == "test" else None
         found = evaluate_keywords(encoder.method, encoder.backbones, items, features, images,
-                                  keywords, cache, device, seen, encode)
+                                  keywords, cache, device, seen, encode, texts)
         if found is not None:
             report["keywords"] = found
     args.json.parent.mkdir(parents=True, exist_ok=True)

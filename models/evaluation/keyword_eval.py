@@ -11,6 +11,7 @@ import torch
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import text_features
 from models.data.corpus import Item
+from models.evaluation.hybrid_eval import mode_report
 from models.evaluation.keywords import (
     KeywordQueries,
     image_rows,
@@ -18,6 +19,7 @@ from models.evaluation.keywords import (
     keyword_report,
 )
 from models.features import Backbones, FeatureSet
+from models.fusion import Fusion
 from models.methods.base import Method
 
 CHUNK = 512
@@ -59,21 +61,25 @@ def evaluate_keywords(
     device: torch.device,
     seen: set[str] | None = None,
     encode: Callable[[list[str]], np.ndarray] | None = None,
+    text_vectors: np.ndarray | None = None,
+    fusion: Fusion | None = None,
 ) -> dict[str, object] | None:
     """Keyword metrics of a split whose rows (`items`, their backbone `features` and shared-
     space `image_vectors`) are given; None when its images carry no keyword. `seen` (the
     training texts) splits the figures into queries trained on and not. `encode`: what embeds
-    the query texts instead of the method on their cached backbone features (a runtime)."""
+    the query texts instead of the method on their cached backbone features (a runtime).
+    `text_vectors` (the rows' texts in the shared space) adds the hybrid and lexical modes
+    (models.evaluation.hybrid_eval), fused by `fusion` (default: models.fusion's)."""
     rows = image_rows(items)
     queries = queries_of(items, rows, keywords)
     if queries is None:
         return None
     raw = text_features(queries.texts, backbones.text, cache, progress=False)
-    return keyword_report(
-        queries,
-        embed_queries(method, raw, device) if encode is None else encode(queries.texts),
-        image_vectors[rows],
-        raw.pooled,
-        features.text_pooled[rows],
-        seen,
-    )
+    query_vectors = embed_queries(method, raw, device) if encode is None else encode(queries.texts)
+    report = keyword_report(queries, query_vectors, image_vectors[rows], raw.pooled,
+                            features.text_pooled[rows], seen)
+    if text_vectors is not None:
+        report.update(mode_report(queries, query_vectors, image_vectors[rows],
+                                  [items[r] for r in rows], text_vectors[rows],
+                                  fusion or Fusion()))
+    return report

@@ -303,7 +303,8 @@ def test_catalog_on_a_milvus_server_behaves_as_on_faiss(tmp_path: Path, server_e
     faiss_run = _catalog_session(tmp_path / "faiss-index", BackendSettings("faiss"))
     assert not list((tmp_path / "server-index").rglob("milvus.db"))  # all on the server
     assert server_env.new_collections() == {
-        "xmr_server_index_gen_0001_image", "xmr_server_index_gen_0001_text"}
+        "xmr_server_index_gen_0001_image", "xmr_server_index_gen_0001_text",
+        "xmr_server_index_gen_0001_caption"}
     assert milvus_run == faiss_run
 
 

@@ -1,7 +1,8 @@
 """SIGKILL the ingesting process at random points; after each restart every acknowledged item
-is searchable with its acknowledged text, key and metadata (upserts by key included),
-acknowledged deletes stay deleted, nothing half-written is visible (the FAISS ids equal the
-metadata ids exactly) and the index count equals the metadata count."""
+is searchable with its acknowledged text, key and metadata (upserts by key included), by its
+vector and by its words, acknowledged deletes stay deleted, nothing half-written is visible
+(the FAISS ids and the lexical table's ids equal the metadata ids exactly) and the index count
+equals the metadata count."""
 
 from __future__ import annotations
 
@@ -44,13 +45,19 @@ def _check(root: Path, alive: dict[int, tuple[str, str | None]], deleted: set[in
         store = gen.stores["text"]
         faiss_ids = set(faiss.vector_to_array(store.index.id_map).tolist())  # type: ignore[attr-defined]
         assert faiss_ids == meta_ids, "index and metadata disagree (a half-item)"
+        words_ids = {int(r[0]) for r in gen.meta.db.execute("SELECT rowid FROM words")}
+        assert words_ids == meta_ids, "lexical table and metadata disagree"
         assert catalog.count("text") == gen.meta.count("text") == len(meta_ids)
         assert set(alive) <= meta_ids, "an acknowledged item was lost"
         assert not deleted & meta_ids, "an acknowledged delete came back"
         if alive:
             ids = list(alive)
-            hits = catalog.search(np.stack([vector(alive[i][0]) for i in ids]), 1, "text")
+            queries = np.stack([vector(alive[i][0]) for i in ids])
+            hits = catalog.search(queries, 1, "text")
             assert [h[0].id for h in hits] == ids
+            by_words = catalog.search(queries, 1, "text", mode="lexical",
+                                      texts=[alive[i][0] for i in ids])
+            assert [h[0].id for h in by_words] == ids, "an item's words are not its own"
             for hit, item_id in zip(hits, ids, strict=True):
                 text, key = alive[item_id]
                 record = hit[0].record

@@ -1,0 +1,166 @@
+"""How hybrid search combines its signals (models.fusion), chosen on validation, never on test.
+
+The checkpoint's own validation carve of train (its config's seed and fraction: images the
+head never trained on) gives the queries: the corpus's keywords of those images, against the
+images with their captions, as `xmr eval` asks them of the test split. Three families are
+measured side by side, each as a served query is ranked (models.fusion.hybrid_scores):
+z-scored weighted sums over a grid of weights, reciprocal rank fusion over the same grid, and
+a learned combiner (logistic regression on the z-scored signals of every query-image pair,
+its non-negative coefficients used as weights). The best by the mean of mAP and success@10 is
+the default fusion (models.fusion.Fusion) that `xmr index build` writes into each manifest.
+
+    python -m bench.fusion --checkpoint artifacts/runs/default/checkpoint.pt \
+        --data artifacts/data/openmoji --cache artifacts/cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STEP = 0.1
+
+
+def validation_signals(checkpoint: Path, data: Path, cache: Path
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(signals of each keyword query against each validation image, relevance)."""
+    from models.backbones.cache import FeatureCache
+    from models.backbones.extract import text_features
+    from models.data.corpus import read_corpus
+    from models.data.keywords import read_keywords
+    from models.evaluation.hybrid_eval import signals
+    from models.evaluation.keyword_eval import embed_queries, queries_of
+    from models.inference import Encoder
+    from models.training.data import carve_validation
+
+    encoder = Encoder.load(checkpoint)
+    corpus, keywords = read_corpus(data), read_keywords(data)
+    if keywords is None:
+        raise SystemExit(f"{data} has no keywords.json: nothing to choose a fusion on")
+    _, val = carve_validation(corpus.split("train"), encoder.config.val_fraction,
+                              encoder.config.seed)
+    items = [item for item in val if item.id == _first_id(item.id)]  # one view per image
+    queries = queries_of(items, list(range(len(items))), keywords)
+    assert queries is not None
+    feats = encoder.backbones.features(corpus, items, FeatureCache(cache))
+    images, texts = encoder.embed_features(feats)
+    raw = text_features(queries.texts, encoder.backbones.text, FeatureCache(cache),
+                        progress=False)
+    query_vectors = embed_queries(encoder.method, raw, encoder.device)
+    found = signals(queries.texts, query_vectors, images, items, texts)
+    return found, queries.relevance
+
+
+def _first_id(row_id: str) -> str:
+    """A corpus row's emoji id without its view or keyword suffix (`1F431~2` -> `1F431`)."""
+    return row_id.split("~", 1)[0]
+
+
+def grid() -> list[dict[str, float]]:
+    steps = np.round(np.arange(0, 1 + STEP / 2, STEP), 2)
+    return [{"vector": float(v), "caption": float(c), "lexical": round(1 - v - c, 2)}
+            for v, c in itertools.product(steps, steps) if v + c <= 1 + 1e-9]
+
+
+def learned_weights(found: dict[str, np.ndarray], relevance: np.ndarray) -> dict[str, float]:
+    """Logistic regression of relevance on each signal z-scored per query."""
+    from sklearn.linear_model import LogisticRegression
+
+    from models.fusion import zscore
+
+    x = np.stack([zscore(found[s]).ravel() for s in ("vector", "caption", "lexical")], axis=1)
+    model = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x, relevance.ravel())
+    coef = np.clip(model.coef_[0], 0, None)
+    return dict(zip(("vector", "caption", "lexical"), (coef / coef.sum()).round(3).tolist(),
+                    strict=True))
+
+
+def measure(found: dict[str, np.ndarray], relevance: np.ndarray) -> list[dict[str, Any]]:
+    from models.evaluation.keywords import ranking_metrics
+    from models.fusion import Fusion, hybrid_scores
+
+    tried = [("zscore", w) for w in grid()] + [("rrf", w) for w in grid()]
+    tried.append(("learned", learned_weights(found, relevance)))
+    rows = []
+    for family, weights in tried:
+        fusion = Fusion("rrf" if family == "rrf" else "zscore", weights)
+        scores = ranking_metrics(hybrid_scores(found, fusion), relevance)
+        rows.append({"family": family, **fusion.as_dict(), **scores,
+                     "score": (scores["map"] + scores["success_at_10"]) / 2})
+    return rows
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = ["# Hybrid fusion, chosen on validation", "",
+             f"Command: `{doc['command']}`", "",
+             f"{doc['n_queries']} keyword queries against {doc['n_images']} validation images "
+             "(the checkpoint's own validation carve of train). Each family's best:", "",
+             "| family | weights (vector / caption / lexical) | mAP | success@10 |",
+             "|---|---|---|---|"]
+    for row in doc["best_per_family"]:
+        w = row["weights"]
+        lines.append(f"| {row['family']} | {w['vector']:.2f} / {w['caption']:.2f} / "
+                     f"{w['lexical']:.2f} | {row['map']:.3f} | {row['success_at_10']:.3f} |")
+    lines += ["", "Each signal alone: " + ", ".join(
+        f"{name} {s['map']:.3f} / {s['success_at_10']:.3f}" for name, s in doc["alone"].items())
+        + " (mAP / success@10).", "",
+        f"Chosen: `{doc['chosen']['method']}` with weights {doc['chosen']['weights']}.", ""]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, family in zip(axes, ("zscore", "rrf"), strict=True):
+        cells = np.full((11, 11), np.nan)
+        for r in (r for r in rows if r["family"] == family):
+            w = r["weights"]
+            cells[round(w["caption"] / STEP), round(w["vector"] / STEP)] = r["map"]
+        shown = ax.imshow(cells, origin="lower", extent=(-0.05, 1.05, -0.05, 1.05))
+        ax.set(title=f"{family}: validation mAP", xlabel="vector weight",
+               ylabel="caption weight (lexical = the rest)")
+        fig.colorbar(shown, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=Path("artifacts/cache"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    from models.evaluation.keywords import ranking_metrics
+
+    found, relevance = validation_signals(args.checkpoint, args.data, args.cache)
+    rows = measure(found, relevance)
+    best = {f: max((r for r in rows if r["family"] == f), key=lambda r: r["score"])
+            for f in ("zscore", "rrf", "learned")}
+    chosen = max(best.values(), key=lambda r: r["score"])
+    doc = {"command": "python -m bench.fusion --checkpoint artifacts/runs/default/checkpoint.pt"
+                      " --data artifacts/data/openmoji --cache artifacts/cache",
+           "n_queries": int(relevance.shape[0]), "n_images": int(relevance.shape[1]),
+           "alone": {n: ranking_metrics(s, relevance) for n, s in found.items()},
+           "best_per_family": list(best.values()),
+           "chosen": {"method": chosen["method"], "weights": chosen["weights"]}, "tried": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fusion.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (args.out / "fusion.md").write_text(markdown(doc))
+    plot(rows, args.out / "fusion.png")
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()

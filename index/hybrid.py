@@ -1,0 +1,71 @@
+"""Text queries ranked by more than one signal (models.fusion explains the signals and how
+they are combined), over one opened generation: each signal proposes its best items from its
+own store (the item vectors, the caption vectors, the lexical table), with the same filters,
+and the proposals are fused. The catalog calls this under its lock.
+
+Modes: `vector` (the item vectors alone, as before hybrid search), `lexical` (BM25 alone: only
+items holding a query word), `hybrid` (all signals). Against text items the item's own vector
+is the embedding of its words, so it stands in the `caption` signal and `vector` has no part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+
+from index.generation import Generation
+from index.records import Hit
+from models.fusion import DEPTH, Fusion, fuse_proposals
+
+Mode = Literal["hybrid", "vector", "lexical"]
+MODES: tuple[Mode, ...] = ("hybrid", "vector", "lexical")
+Proposals = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def search(gen: Generation, queries: np.ndarray, texts: Sequence[str], k: int, modality: str,
+           labels: Mapping[int, str], where: Mapping[str, str], allow: np.ndarray | None,
+           mode: Mode, fusion: Fusion) -> list[list[Hit]]:
+    """Per query row (its text beside it), the best `k` items of `modality`; each hit's
+    `signals` holds every signal's score of it (None where that signal did not propose it).
+    `allow`: the ids the filters leave (None: no filter), resolved by the caller."""
+    depth = k if mode == "lexical" else max(k, DEPTH)
+    out = []
+    for row, text in zip(queries, texts, strict=True):
+        proposals: Proposals = {}
+        if mode != "lexical":
+            _vector_proposals(gen, row, modality, depth, allow, proposals)
+        if mode != "vector":
+            found = gen.meta.lexical_search(text, modality, depth, labels, where)
+            proposals["lexical"] = (np.array([i for i, _ in found], np.int64),
+                                    np.array([s for _, s in found]))
+        if mode == "hybrid":
+            ids, scores, signals = fuse_proposals(fusion, proposals, depth)
+        else:
+            (ids, scores), = proposals.values()
+            signals = {next(iter(proposals)): scores}
+        out.append(_hits(gen, ids[:k], scores[:k], {s: v[:k] for s, v in signals.items()}))
+    return out
+
+
+def _vector_proposals(gen: Generation, row: np.ndarray, modality: str, depth: int,
+                      allow: np.ndarray | None, proposals: Proposals) -> None:
+    spaces = {"vector": "image", "caption": "caption"} if modality == "image" else \
+        {"caption": "text"}
+    for signal, space in spaces.items():
+        scores, ids = gen.stores[space].search(row[None, :], depth, allow)
+        keep = ids[0] >= 0
+        proposals[signal] = (ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
+
+
+def _hits(gen: Generation, ids: np.ndarray, scores: np.ndarray,
+          signals: Mapping[str, np.ndarray]) -> list[Hit]:
+    records = gen.meta.get_many([int(i) for i in ids])
+    hits = []
+    for n, item_id in enumerate(ids.tolist()):
+        if item_id in records:
+            explained = {name: None if np.isnan(v[n]) else float(v[n])
+                         for name, v in signals.items()}
+            hits.append(Hit(item_id, float(scores[n]), records[item_id], explained))
+    return hits

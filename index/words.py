@@ -1,0 +1,142 @@
+"""An item's words in the item database: what hybrid search (models.fusion) matches a text
+query against besides the item's own vector.
+
+- The lexical table: each item's words (its text, or an image's caption, and the metadata
+  fields the index was told to use) in SQLite FTS5, rowid = item id, tokenized as
+  models.lexical says.
+- The caption vectors: an image's words embedded by the text encoder, in the shared space
+  (`captions`, one row per image that has words); the catalog keeps a vector store of them.
+
+Both are written by the same statements, in the same transaction, as the item row
+(index.database), so an ingest, an upsert, a delete, a generation swap or a crash never leaves
+the words of an item apart from the item. `ensure` builds the lexical table from the stored
+items when it is missing or was built with other fields, and gives each captioned image
+without a caption vector the vector of the text item of the same words, where there is one
+(a pair's text): databases made before hybrid search migrate on open, vectors and journal kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from index.records import text_hash
+from models.lexical import create_table, document, match_expression
+
+TABLE = "words"
+CAPTIONS = """CREATE TABLE IF NOT EXISTS captions (
+    item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+    vector BLOB NOT NULL
+)"""
+VERSION = 1  # bump when what goes into a row changes: every table is then rebuilt on open
+_STATE = "lexical"
+
+
+def words_of(text: str | None, metadata: Mapping[str, Any], fields: Sequence[str]) -> str:
+    """The searchable words of an item: its text, then each named metadata field holding a
+    string (or a list of strings)."""
+    parts = [text] if text else []
+    for name in fields:
+        value = metadata.get(name)
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts.extend(v for v in value if isinstance(v, str))
+    return "\n".join(parts)
+
+
+def write(db: sqlite3.Connection, item_id: int, words: str, labels: Sequence[str]) -> None:
+    """Set an item's lexical row: its words and labels (inside the item's write transaction)."""
+    db.execute(f"DELETE FROM {TABLE} WHERE rowid = ?", (item_id,))
+    body = document(words, labels)
+    if body:
+        db.execute(f"INSERT INTO {TABLE} (rowid, body) VALUES (?, ?)", (item_id, body))
+
+
+def delete(db: sqlite3.Connection, item_id: int) -> None:
+    db.execute(f"DELETE FROM {TABLE} WHERE rowid = ?", (item_id,))
+
+
+def ensure(db: sqlite3.Connection, fields: Sequence[str]) -> None:
+    """Create the table, or rebuild it from the items, unless it is already built for these
+    fields; in one transaction, safe against another process doing the same."""
+    wanted = json.dumps({"version": VERSION, "fields": list(fields)})
+    if _built_for(db) == wanted:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _built_for(db) != wanted:  # another process may have built it while we waited
+            db.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            create_table(db, TABLE)
+            for item_id, text, metadata, labels in db.execute(
+                    "SELECT id, text, metadata, labels FROM items").fetchall():
+                write(db, int(item_id), words_of(text, json.loads(metadata), fields),
+                      json.loads(labels))
+            caption_from_pairs(db, fields)
+            db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (_STATE, wanted))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def set_caption(db: sqlite3.Connection, item_id: int, vector: bytes | None) -> None:
+    """Set (None: clear) an image's caption vector (inside the item's write transaction)."""
+    db.execute("DELETE FROM captions WHERE item_id = ?", (item_id,))
+    if vector is not None:
+        db.execute("INSERT INTO captions VALUES (?, ?)", (item_id, vector))
+
+
+def uncaptioned(db: sqlite3.Connection, fields: Sequence[str]) -> list[tuple[int, str]]:
+    """(id, words) of the images that have words but no caption vector."""
+    rows = db.execute("SELECT id, text, metadata FROM items WHERE modality = 'image' AND"
+                      " id NOT IN (SELECT item_id FROM captions)").fetchall()
+    return [(item_id, words) for item_id, words in _words(rows, fields) if words.strip()]
+
+
+def caption_from_pairs(db: sqlite3.Connection, fields: Sequence[str]) -> int:
+    """Images with words but no caption vector take the vector of a text item whose text is
+    those words (a pair's text: no encoding needed). Returns how many did."""
+    done = 0
+    for item_id, words in uncaptioned(db, fields):
+        found = db.execute("SELECT vector FROM items WHERE modality = 'text' AND"
+                           " content_hash = ? LIMIT 1", (text_hash(words),)).fetchone()
+        if found is not None:
+            db.execute("INSERT INTO captions VALUES (?, ?)", (item_id, found[0]))
+            done += 1
+    return done
+
+
+def fields_built(db: sqlite3.Connection) -> tuple[str, ...]:
+    """The metadata fields the table was built with (none for a table not built yet)."""
+    found = _built_for(db)
+    return () if found is None else tuple(json.loads(found)["fields"])
+
+
+def _built_for(db: sqlite3.Connection) -> str | None:
+    row = db.execute("SELECT value FROM state WHERE key = ?", (_STATE,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _words(rows: Iterable[tuple[int, str | None, str]],
+           fields: Sequence[str]) -> Iterable[tuple[int, str]]:
+    for item_id, text, metadata in rows:
+        yield int(item_id), words_of(text, json.loads(metadata), fields)
+
+
+def search(db: sqlite3.Connection, text: str, modality: str, k: int,
+           among: str = "", args: Sequence[object] = ()) -> list[tuple[int, float]]:
+    """The `k` items of `modality` whose words best match `text` (BM25, higher is better):
+    (id, score) best first; none when `text` has no word. `among`/`args`: an SQL condition on
+    `items.id` that filters them further (index.database's label and field filters)."""
+    expression = match_expression(text)
+    if expression is None:
+        return []
+    found = db.execute(
+        f"SELECT {TABLE}.rowid, -bm25({TABLE}) AS score FROM {TABLE}"
+        f" JOIN items ON items.id = {TABLE}.rowid"
+        f" WHERE {TABLE} MATCH ? AND items.modality = ? {among}"
+        " ORDER BY score DESC, items.id LIMIT ?", (expression, modality, *args, k))
+    return [(int(i), float(s)) for i, s in found]

@@ -1,0 +1,140 @@
+"""Hybrid search at the index layer (index.hybrid over index.words): every mode finds what it
+should, filters hold in every mode, upserts and deletes keep the words with their item, and an
+index made before hybrid search migrates on open."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index import layout
+from index.catalog import Catalog, NewItem
+from index.database import DATABASE
+from index.records import bytes_hash, text_hash
+from tests.index.helpers import unit
+
+DIM = 8
+WORDS = ["red apple", "green pear", "slice of pizza", "cat face", "café crème", "北京烤鸭"]
+
+
+def vec(seed: int) -> np.ndarray:
+    return unit(np.random.default_rng(seed).standard_normal((1, DIM)))[0]
+
+
+def image(n: int, caption: str, key: str | None = None, **metadata: object) -> NewItem:
+    return NewItem("image", bytes_hash(f"img{n}".encode()), ("food" if n < 3 else "other",),
+                   text=caption, source=f"/img/{n}.png", key=key, metadata=dict(metadata))
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    found = Catalog.open(tmp_path / "idx", checkpoint_id="c", dim=DIM, levels=("kind",))
+    items = [image(n, w, key=f"k{n}") for n, w in enumerate(WORDS)]
+    vectors = np.stack([vec(n) for n in range(len(WORDS))])
+    captions = [vec(100 + n) for n in range(len(WORDS))]
+    found.ingest(items, vectors, captions=captions)
+    return found
+
+
+def ids(hits: list) -> list[int]:
+    return [h.id for h in hits]
+
+
+def search(catalog: Catalog, text: str, query: np.ndarray, mode: str, k: int = 3,
+           **filters: object) -> list:
+    return catalog.search(query[None], k, "image", texts=[text], mode=mode,  # type: ignore[arg-type]
+                          **filters)[0]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("text", "want"), [("pizza", 3), ("cafe", 5), ("烤鸭", 6),
+                                            ("apples", 1)])
+def test_lexical_finds_the_item_by_its_words(catalog: Catalog, text: str, want: int) -> None:
+    hits = search(catalog, text, vec(999), "lexical")
+    assert ids(hits) == [want]
+    assert hits[0].signals is not None and hits[0].signals["lexical"] > 0
+
+
+def test_hybrid_combines_and_explains(catalog: Catalog) -> None:
+    from models.fusion import Fusion
+
+    query = vec(1)  # the vector of the pear's image (id 2); the words say pizza (id 3)
+    vector_only = search(catalog, "slice of pizza", query, "vector", k=1)
+    assert ids(vector_only) == [2] and vector_only[0].signals is None
+    even = Fusion("zscore", {"vector": 0.5, "lexical": 0.5})
+    hybrid = catalog.search(query[None], 6, "image", texts=["slice of pizza"], mode="hybrid",
+                            fusion=even)[0]
+    assert set(ids(hybrid)[:2]) == {2, 3}  # the best image and the only words that match
+    signals = {h.id: h.signals for h in hybrid}
+    assert set(signals[3]) == {"vector", "caption", "lexical"}  # type: ignore[arg-type]
+    assert signals[3]["lexical"] is not None and signals[2]["lexical"] is None  # type: ignore[index]
+    assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
+
+
+def test_vector_weight_alone_is_the_vector_order(catalog: Catalog) -> None:
+    from models.fusion import Fusion
+
+    query = vec(4)
+    plain = ids(search(catalog, "x", query, "vector", k=6))
+    alone = catalog.search(query[None], 6, "image", texts=["pizza"], mode="hybrid",
+                           fusion=Fusion("zscore", {"vector": 1.0}))[0]
+    assert ids(alone) == plain
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "lexical"])
+def test_filters_hold_in_every_mode(catalog: Catalog, mode: str) -> None:
+    hits = search(catalog, "cat pizza", vec(3), mode, k=6, labels={"kind": "other"})
+    assert hits and all(h.record.labels == ("other",) for h in hits)
+    none = search(catalog, "pizza", vec(3), mode, k=6, where={"brand": "absent"})
+    assert none == []
+
+
+def test_upsert_and_delete_keep_words_with_the_item(catalog: Catalog) -> None:
+    catalog.ingest([image(9, "blue whale", key="k3")], vec(9)[None], captions=[vec(109)])
+    assert search(catalog, "cat", vec(9), "lexical") == []  # its old words are gone
+    [hit] = search(catalog, "whale", vec(9), "lexical")
+    assert hit.record.key == "k3" and hit.id == 4
+    assert catalog.delete_by_key("k3") is not None
+    assert search(catalog, "whale", vec(9), "lexical") == []
+    gen = catalog._gen
+    rows = {int(r[0]) for r in gen.meta.db.execute("SELECT rowid FROM words")}
+    assert rows == {int(r[0]) for r in gen.meta.db.execute("SELECT id FROM items")}
+    assert gen.stores["caption"].count() == gen.meta.count("caption") == len(WORDS) - 1
+
+
+def test_text_fields_are_matched_when_the_index_names_them(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from index.generation import create_generation
+    from index.manifest import Manifest
+
+    root = tmp_path / "idx"
+    root.mkdir()
+    manifest = replace(Manifest("c", DIM, ()), text_fields=("title",))
+    layout.swap(root, create_generation(root, manifest))
+    with Catalog.open(root, checkpoint_id="c", dim=DIM) as catalog:
+        catalog.ingest([image(1, "a photo", title="Golden Retriever"),
+                        image(2, "a photo", brand="Golden")], np.stack([vec(1), vec(2)]))
+        hits = search(catalog, "retriever", vec(0), "lexical")
+        assert ids(hits) == [1]
+        assert ids(search(catalog, "golden", vec(0), "lexical")) == [1]  # brand is not named
+
+
+def test_an_index_made_before_hybrid_search_migrates(tmp_path: Path) -> None:
+    root = tmp_path / "idx"
+    with Catalog.open(root, checkpoint_id="c", dim=DIM) as catalog:
+        pair_text = NewItem("text", text_hash("slice of pizza"), (), text="slice of pizza")
+        catalog.ingest([image(1, "slice of pizza"), pair_text], np.stack([vec(1), vec(50)]))
+        live = layout.current(root)
+    assert live is not None
+    db = sqlite3.connect(live / DATABASE)  # as the release before hybrid search left it
+    db.executescript("DROP TABLE words; DROP TABLE captions; DELETE FROM state;")
+    db.close()
+    with Catalog.open(root, checkpoint_id="c", dim=DIM) as catalog:
+        hits = search(catalog, "pizza", vec(1), "hybrid", k=2)
+        assert [h.record.modality for h in hits] == ["image"]
+        # the caption vector came from the pair's text item
+        assert hits[0].signals["caption"] == pytest.approx(float(vec(1) @ vec(50)))  # type: ignore[index]
+        assert catalog.has_words("image")
