@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         retriever = await asyncio.to_thread(Retriever.load, settings, metrics.observe_batch)
-        app.state.media = MediaStore(Path(retriever.catalog.media_dir))
+        app.state.media = MediaStore(retriever.media_dir)
         app.state.retriever = retriever
         log.info("ready: %s on %s", settings.checkpoint, settings.index)
         try:
@@ -86,9 +86,4 @@ def _gauges(app: FastAPI) -> dict[str, float]:
     retriever: Retriever | None = app.state.retriever
     if retriever is None:
         return {}
-    return {
-        "items_image": retriever.catalog.count("image"),
-        "items_text": retriever.catalog.count("text"),
-        "queue_depth": retriever.batcher.depth(),
-        "encoder_swaps": retriever.swaps,
-    }
+    return retriever.gauges()

@@ -78,7 +78,7 @@ class Items:
         (image before text within an item)."""
         parts = [part for item in items for part in self._parts(item)]
         keys = [p.new.key for p in parts if p.new.key is not None]
-        previous = await self.retriever.run(self._records_of_keys, keys) if keys else []
+        previous = await self.retriever.get_by_keys(keys) if keys else []
         hashes = [p.new.content_hash for p in parts if p.data is not None]
         async with self.media.locked(hashes + [r.content_hash for r in previous]):
             written = await self._write_new_media(parts)
@@ -106,11 +106,11 @@ class Items:
 
     async def delete_by_key(self, key: str) -> Record | None:
         """The item deleted (None: no item has this key); its file as in `delete`."""
-        record = await self.retriever.run(self.retriever.catalog.get_by_key, key)
+        record = await self.retriever.get_by_key(key)
         if record is None:
             return None
         async with self.media.locked([record.content_hash]):
-            deleted = await self.retriever.run(self.retriever.catalog.delete_by_key, key)
+            deleted = await self.retriever.delete_by_key(key)
             if deleted is None or deleted.content_hash == record.content_hash:
                 await self._release_media([] if deleted is None else [deleted])
                 return deleted
@@ -136,19 +136,13 @@ class Items:
                                        key=text_key, metadata=metadata), item.text))
         return parts
 
-    def _records_of_keys(self, keys: list[str]) -> list[Record]:
-        """The items these keys name now (catalog thread): an upsert may replace their files."""
-        found = (self.retriever.catalog.get_by_key(key) for key in keys)
-        return [record for record in found if record is not None]
-
     async def _write_new_media(self, parts: list[_Part]) -> list[Path]:
         """Write the bytes of images the catalog does not hold yet; the paths this call made."""
         written = []
         for part in parts:
             if part.data is None or part.new.source is None:
                 continue
-            known = await self.retriever.run(self.retriever.catalog.find, "image",
-                                             part.new.content_hash)
+            known = await self.retriever.find_image(part.new.content_hash)
             path = Path(part.new.source)
             if known is None and await asyncio.to_thread(self.media.write, path, part.data):
                 written.append(path)
@@ -163,7 +157,7 @@ class Items:
         if not previous and all(part.data is None for part in parts):
             return  # texts only: no file to settle
         ids = [item_id for item_id, _ in results]
-        now = await self.retriever.run(lambda: [self.retriever.catalog.get(i) for i in ids])
+        now = await self.retriever.get_many(ids)
         held = {record.source for record in now if record is not None}
         for part in parts:
             if part.data is not None and part.new.source is not None \
@@ -177,9 +171,8 @@ class Items:
     async def _release_media(self, records: list[Record]) -> None:
         """Remove the uploaded files of these (deleted or replaced) records whose content no
         item holds any more; the caller holds their content hashes' locks."""
-        catalog = self.retriever.catalog
         for record in records:
             if record.modality != "image" or not self.media.owns(record.source):
                 continue
-            if await self.retriever.run(catalog.find, "image", record.content_hash) is None:
+            if await self.retriever.find_image(record.content_hash) is None:
                 await asyncio.to_thread(self.media.remove, Path(record.source or ""))

@@ -22,7 +22,7 @@ from starlette.types import Scope, Send
 
 from service.batching import Overloaded
 from service.logging import current_request_id
-from service.retriever import CheckpointMismatch
+from service.vectors import CheckpointMismatch
 
 log = logging.getLogger("service.problems")
 MEDIA_TYPE = "application/problem+json"

@@ -101,7 +101,7 @@ async def add_batch(batch: BatchIn, response: Response, items: ItemsDep,
 # The by-key routes come first: `/{item_id}/image` would take /by-key/image otherwise.
 @router.get("/by-key/{key:path}", response_model=ItemOut, responses=responses(404, 422))
 async def get_item_by_key(key: ItemKey, retriever: RetrieverDep) -> ItemOut:
-    record = await retriever.run(retriever.catalog.get_by_key, _checked_key(key))
+    record = await retriever.get_by_key(_checked_key(key))
     if record is None:
         raise Problem(404, f"no item has the key {key!r}")
     return _item_out(record)
