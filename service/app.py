@@ -18,6 +18,7 @@ from service.edge import EdgeMiddleware
 from service.jobs import JobManager
 from service.media import MediaStore
 from service.metrics import Metrics
+from service.negotiation import negotiated_openapi
 from service.retriever import Retriever
 from service.routes import health, items, jobs, search
 from service.settings import Settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.retriever = None
     app.state.jobs = JobManager(settings, lambda: app.state.retriever)
+    app.openapi = lambda: negotiated_openapi(app)  # type: ignore[method-assign]
     problems.install(app)
     for module in (search, items, jobs, health):
         app.include_router(module.router)

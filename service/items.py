@@ -1,7 +1,7 @@
 """The item use cases behind /v1/items: add (ingest, upsert by key) and delete (by id or key),
 with the uploaded image bytes kept consistent with the catalog.
 
-`ItemIn` is one item as the edge validated it (text, labels, key and metadata checked, image
+`ItemToAdd` is one item as the edge validated it (text, labels, key and metadata checked, image
 decoded); adding a field to items means a field here and its column in the catalog's
 `NewItem`, nothing in between. An image and a text posted together are two items sharing the
 labels and metadata: the image has the key and carries the text as its caption, the text is
@@ -43,7 +43,7 @@ class ImageInput:
 
 
 @dataclass(frozen=True)
-class ItemIn:
+class ItemToAdd:
     text: str | None = None
     image: ImageInput | None = None
     labels: tuple[str, ...] = ()
@@ -61,7 +61,7 @@ class Stored:
 
 @dataclass
 class _Part:
-    """One catalog item of an ItemIn: its image or its text."""
+    """One catalog item of an ItemToAdd: its image or its text."""
     new: NewItem
     query: str | Image.Image
     data: bytes | None = None  # image bytes, stored at new.source when the content is new
@@ -73,7 +73,7 @@ class Items:
         self.media = media
         self.timeout_s = timeout_s  # for the vectors of an ingest (TimeoutError past it)
 
-    async def add(self, items: Sequence[ItemIn]) -> list[Stored]:
+    async def add(self, items: Sequence[ItemToAdd]) -> list[Stored]:
         """One encoder batch and one durable write for all of them; results in input order
         (image before text within an item)."""
         parts = [part for item in items for part in self._parts(item)]
@@ -118,7 +118,7 @@ class Items:
             await self._release_media([deleted])
         return deleted
 
-    def _parts(self, item: ItemIn) -> list[_Part]:
+    def _parts(self, item: ItemToAdd) -> list[_Part]:
         from index.records import NewItem, bytes_hash, text_hash
 
         parts = []

@@ -65,10 +65,10 @@ async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
     params = SearchParams(asked.modality, asked.k, tuple(sorted((labels or {}).items())),
                           asked.where)
     async with asyncio.timeout(settings.request_timeout_s):
-        hits = await retriever.similar(ItemRef(asked.item_id, asked.key), params)
+        hits = await retriever.similar(ItemRef(asked.item_id, asked.item_key), params)
     if hits is None:
-        raise Problem(404, f"no item {asked.item_id}" if asked.key is None
-                      else f"no item has the key {asked.key!r}")
+        raise Problem(404, f"no item {asked.item_id}" if asked.item_key is None
+                      else f"no item has the key {asked.item_key!r}")
     return SearchResponse(
         results=[_hit(h) for h in hits], k=asked.k, modality=asked.modality, reranked=False,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
