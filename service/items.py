@@ -11,11 +11,13 @@ An uploaded image file is named by its content, and several items may hold one c
 items may share a photo), so a file goes only when no item holds its content any more: after a
 delete, and after an upsert that gave a key new bytes (the replaced item's file).
 
-Order of an ingest, per content hash under the media store's lock (so a delete of the same
-content cannot interleave): read the items the keys name now, ask the catalog whether it
-already holds each new content (then nothing is written), write the bytes of new images,
-encode and store durably (on failure remove only the files this call wrote), then settle the
-files: each stored item's file exists, and files no item holds any more are removed.
+Order of an ingest, under the media store's locks of its keys and of every content hash it may
+touch (so neither a delete of the same content nor another upsert of the same key can
+interleave): read the items the keys name now (taking the locks of their contents too, and
+reading again once all are held), ask the catalog whether it already holds each new content
+(then nothing is written), write the bytes of new images, encode and store durably (on failure
+remove only the files this call wrote), then settle the files: each stored item's file exists,
+and files no item holds any more are removed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from service.retriever import Retriever
 
 if TYPE_CHECKING:
     from index.records import NewItem, Record
+
+KEY_LOCK = "key "  # + an item key: the media lock stripe an upsert of that key holds
 
 
 @dataclass(frozen=True)
@@ -78,20 +82,32 @@ class Items:
         (image before text within an item)."""
         parts = [part for item in items for part in self._parts(item)]
         keys = [p.new.key for p in parts if p.new.key is not None]
-        previous = await self.retriever.get_by_keys(keys) if keys else []
         hashes = [p.new.content_hash for p in parts if p.data is not None]
-        async with self.media.locked(hashes + [r.content_hash for r in previous]):
-            written = await self._write_new_media(parts)
-            try:
-                results = await self.retriever.ingest([p.new for p in parts],
-                                                      [p.query for p in parts], self.timeout_s)
-            except BaseException:
-                for path in written:
-                    self.media.remove(path)
-                raise
-            await self._settle_media(parts, results, written, previous)
+        previous = await self.retriever.get_by_keys(keys) if keys else []
+        while True:
+            held = hashes + [r.content_hash for r in previous] + [KEY_LOCK + k for k in keys]
+            async with self.media.locked(held):
+                now = await self.retriever.get_by_keys(keys) if keys else []
+                if {r.content_hash for r in now} <= {r.content_hash for r in previous}:
+                    results = await self._add_locked(parts, now)
+                    break
+            previous = now  # an upsert of these keys landed before the locks were taken
         return [Stored(item_id, p.new.modality, created, p.new.key)
                 for p, (item_id, created) in zip(parts, results, strict=True)]
+
+    async def _add_locked(self, parts: list[_Part], previous: list[Record]
+                          ) -> list[tuple[int, bool]]:
+        """The write, under the locks of its keys and of every content hash it may touch."""
+        written = await self._write_new_media(parts)
+        try:
+            results = await self.retriever.ingest([p.new for p in parts],
+                                                  [p.query for p in parts], self.timeout_s)
+        except BaseException:
+            for path in written:
+                self.media.remove(path)
+            raise
+        await self._settle_media(parts, results, written, previous)
+        return results
 
     async def delete(self, item_id: int) -> bool:
         """True when the item existed; its uploaded image file goes when no item holds it."""
