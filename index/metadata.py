@@ -287,6 +287,13 @@ class Metadata:
         return int(self.db.execute(
             "SELECT count(*) FROM items WHERE modality = ?", (modality,)).fetchone()[0])
 
+    def label_values(self) -> dict[int, set[str]]:
+        """Per level index, the label values stored items carry."""
+        found: dict[int, set[str]] = {}
+        for level, value in self.db.execute("SELECT DISTINCT level, value FROM labels"):
+            found.setdefault(int(level), set()).add(str(value))
+        return found
+
     def ids_matching(self, modality: str, labels: Mapping[int, str],
                      where: Mapping[str, str]) -> np.ndarray:
         """Ids of `modality` whose label at each level index equals the wanted value and whose

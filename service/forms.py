@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, Json, RootModel
 
-from service.schemas import Key, LabelFilter, WhereFilter
+from service.schemas import K_DOC, NEW_LABELS_DOC, Key, LabelFilter, WhereFilter
 
 
 class LabelList(RootModel[list[str]]):
@@ -28,7 +28,7 @@ class ImageSearchForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
     file: UploadFile = Field(description="the query image (image/* or "
                                          "application/octet-stream)")
-    k: int | None = Field(None, description="number of results, 1..XMR_MAX_K (default 10)")
+    k: int | None = Field(None, description=K_DOC)
     labels: Json[LabelFilter] | None = Field(None, description=_LABELS)
     where: Json[WhereFilter] | None = Field(None, description=_WHERE)
     rerank: bool | None = Field(None, description="re-rank with the cross-attention scorer")
@@ -37,7 +37,7 @@ class ImageSearchForm(BaseModel):
 class ImageSearchParams(BaseModel):
     """The query parameters an upload search may carry instead of form fields."""
 
-    k: int | None = Field(None, description="number of results, 1..XMR_MAX_K (default 10)")
+    k: int | None = Field(None, description=K_DOC)
     labels: Json[LabelFilter] | None = Field(None, description=_LABELS)
     where: Json[WhereFilter] | None = Field(None, description=_WHERE)
     rerank: bool | None = None
@@ -51,5 +51,6 @@ class ItemForm(BaseModel):
                                                       "application/octet-stream)")
     text: str | None = None
     labels: Json[LabelList] | None = Field(None, description='JSON ["coarse", "fine"]')
+    new_labels: bool = Field(False, description=NEW_LABELS_DOC)
     key: Key | None = None
     metadata: Json[dict[str, Any]] | None = Field(None, description="a JSON object")

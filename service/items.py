@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from PIL import Image
 
 from index.payload import text_key as pair_text_key
+from service.labels import check_items_labels, with_vocabulary
 from service.media import MediaStore
 from service.retriever import Retriever
 
@@ -53,6 +54,7 @@ class ItemToAdd:
     labels: tuple[str, ...] = ()
     key: str | None = None
     metadata: dict[str, Any] | None = None
+    new_labels: bool = False  # its label values may be new to the index
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Items:
     async def add(self, items: Sequence[ItemToAdd]) -> list[Stored]:
         """One encoder batch and one durable write for all of them; results in input order
         (image before text within an item)."""
+        if any(item.labels for item in items):
+            await with_vocabulary(self.retriever, lambda known: check_items_labels(
+                [(item.labels, item.new_labels) for item in items], known))
         parts = [part for item in items for part in self._parts(item)]
         keys = [p.new.key for p in parts if p.new.key is not None]
         hashes = [p.new.content_hash for p in parts if p.data is not None]
@@ -92,6 +97,8 @@ class Items:
                     results = await self._add_locked(parts, now)
                     break
             previous = now  # an upsert of these keys landed before the locks were taken
+        if any(item.new_labels for item in items):
+            await self.retriever.label_values(refresh=True)  # values it may have added
         return [Stored(item_id, p.new.modality, created, p.new.key)
                 for p, (item_id, created) in zip(parts, results, strict=True)]
 

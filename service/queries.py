@@ -17,6 +17,7 @@ from PIL import Image
 from index.payload import MAX_KEY, TEXT_KEY, check_key, check_where, dump_metadata, text_key
 from service.forms import ImageSearchForm, ImageSearchParams, ItemForm
 from service.items import ImageInput, ItemToAdd
+from service.labels import check_labels
 from service.limits import check_text, decode_base64, decode_image
 from service.problems import Problem
 from service.schemas import ImageQuery, ItemIn, Modality, SimilarQuery
@@ -24,28 +25,16 @@ from service.settings import Settings
 
 T = TypeVar("T")
 IMAGE_PART_TYPES = ("image/", "application/octet-stream")
-MAX_LABELS, MAX_LABEL_CHARS = 16, 200
 DEFAULT_K = 10
 
 
-def check_k(k: int, settings: Settings) -> int:
+def check_k(k: int | None, settings: Settings) -> int:
+    """`k` within the served limit; None: the default, never above the limit."""
+    if k is None:
+        return min(DEFAULT_K, settings.max_k)
     if not 1 <= k <= settings.max_k:
         raise Problem(422, f"k must be between 1 and {settings.max_k}, got {k}")
     return k
-
-
-def check_filter(labels: Mapping[str, str] | None, levels: Sequence[str]) -> dict[str, str] | None:
-    if not labels:
-        return None
-    unknown = sorted(set(labels) - set(levels))
-    if unknown:
-        known = ", ".join(levels) if levels else "none (this index has no label levels)"
-        raise Problem(422, f"unknown label level(s) {unknown}; levels are: {known}")
-    for level, value in labels.items():
-        if not isinstance(value, str) or not value or len(value) > MAX_LABEL_CHARS:
-            raise Problem(422, f"label filter {level!r} must be a non-empty string of at most "
-                               f"{MAX_LABEL_CHARS} characters")
-    return dict(labels)
 
 
 def check_metadata_filter(where: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
@@ -71,16 +60,6 @@ def check_key_and_metadata(key: object, metadata: object, pair: bool = False
     except ValueError as err:
         raise Problem(422, str(err)) from err
     return checked, stored
-
-
-def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
-    if len(labels) > MAX_LABELS:
-        raise Problem(422, f"at most {MAX_LABELS} labels per item, got {len(labels)}")
-    for label in labels:
-        if not label.strip() or len(label) > MAX_LABEL_CHARS or "\x00" in label:
-            raise Problem(422, f"labels must be non-empty strings of at most {MAX_LABEL_CHARS} "
-                               f"characters, got {label[:40]!r}")
-    return tuple(labels)
 
 
 async def upload_bytes(upload: UploadFile) -> bytes:
@@ -118,7 +97,7 @@ class SearchIn:
     where: tuple[tuple[str, str], ...] = ()  # check_metadata_filter's pairs
 
 
-def text_search(text: str, k: int, labels: dict[str, str] | None,
+def text_search(text: str, k: int | None, labels: dict[str, str] | None,
                 where: Mapping[str, Any] | None, rerank: bool, settings: Settings) -> SearchIn:
     return SearchIn(text_query(text, settings), check_k(k, settings), labels, rerank,
                     check_metadata_filter(where))
@@ -139,7 +118,7 @@ def _first(*values: T | None, default: T) -> T:
 async def upload_search(form: ImageSearchForm, params: ImageSearchParams, settings: Settings
                         ) -> SearchIn:
     """An upload search: each of k, labels, where, rerank from the form, else the query."""
-    k = check_k(_first(form.k, params.k, default=DEFAULT_K), settings)
+    k = check_k(_first(form.k, params.k, default=None), settings)
     labels = _first(form.labels, params.labels, default=None)
     where = check_metadata_filter(_first(form.where, params.where, default=None))
     rerank = _first(form.rerank, params.rerank, default=False)
@@ -167,10 +146,10 @@ def similar_search(query: SimilarQuery, settings: Settings) -> SimilarIn:
                      check_metadata_filter(query.where))
 
 
-def _item(text: str | None, image: ImageInput | None, labels: Sequence[str],
+def _item(text: str | None, image: ImageInput | None, labels: Sequence[str], new_labels: bool,
           key: str | None, metadata: dict[str, Any], settings: Settings) -> ItemToAdd:
     return ItemToAdd(None if text is None else text_query(text, settings), image,
-                     check_labels(labels), key, metadata)
+                     check_labels(labels), key, metadata, new_labels)
 
 
 async def item_in(body: ItemIn, settings: Settings) -> ItemToAdd:
@@ -181,7 +160,7 @@ async def item_in(body: ItemIn, settings: Settings) -> ItemToAdd:
     key, metadata = check_key_and_metadata(body.key, body.metadata, pair)
     image = None if body.image_base64 is None else await load_base64_image(body.image_base64,
                                                                             settings)
-    return _item(body.text, image, body.labels, key, metadata, settings)
+    return _item(body.text, image, body.labels, body.new_labels, key, metadata, settings)
 
 
 async def item_form(form: ItemForm, settings: Settings) -> ItemToAdd:
@@ -193,4 +172,4 @@ async def item_form(form: ItemForm, settings: Settings) -> ItemToAdd:
     image = None if form.file is None else await load_image(await upload_bytes(form.file),
                                                             settings)
     labels = [] if form.labels is None else form.labels.root
-    return _item(form.text, image, labels, key, metadata, settings)
+    return _item(form.text, image, labels, form.new_labels, key, metadata, settings)

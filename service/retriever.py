@@ -40,6 +40,7 @@ class Retriever:
         self._catalog = catalog
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog",
                                         initializer=name_os_thread, initargs=("catalog",))
+        self._labels: tuple[str, dict[str, frozenset[str]]] | None = None  # by generation
         self._encoders = EncoderLifecycle(encoder, catalog, settings, self.on_encoder_thread)
         self._pipeline = SearchPipeline(lambda: self._encoders.current, catalog, settings,
                                         on_batch)
@@ -77,11 +78,6 @@ class Retriever:
         return self._encoders.current.dim
 
     @property
-    def label_sets(self) -> dict[str, tuple[str, ...]]:
-        """The label values of each level the checkpoint was trained on."""
-        return dict(getattr(self._encoders.current, "label_sets", {}) or {})
-
-    @property
     def index_checkpoint_id(self) -> str:
         """The checkpoint of the live index generation (the encoder's, once settled)."""
         return self._catalog.checkpoint_id
@@ -90,9 +86,17 @@ class Retriever:
     def checkpoint_path(self) -> str:
         return self._encoders.checkpoint_path
 
-    @property
-    def levels(self) -> tuple[str, ...]:
-        return self._catalog.levels
+    async def label_values(self, refresh: bool = False) -> dict[str, frozenset[str]]:
+        """Per label level of the index, coarse to fine, the values it knows: those the
+        checkpoint was trained on and those stored items carry. Kept per generation;
+        `refresh` reads the stored ones again."""
+        generation = self._catalog.generation
+        if refresh or self._labels is None or self._labels[0] != generation:
+            stored = await self.run(self._catalog.label_values)
+            trained = getattr(self._encoders.current, "label_sets", {}) or {}
+            self._labels = (generation, {level: frozenset(values) | set(trained.get(level, ()))
+                                         for level, values in stored.items()})
+        return self._labels[1]
 
     @property
     def search_tuning(self) -> dict[str, dict]:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from models.inference import ImageError, open_image
+from service.labels import check_filter, with_vocabulary
 from service.problems import Problem
-from service.queries import SearchIn, SimilarIn, check_filter
+from service.queries import SearchIn, SimilarIn
 from service.retriever import Retriever
 from service.schemas import Modality, SearchHit, SearchResponse, item_url
 from service.settings import Settings
@@ -37,7 +38,7 @@ async def search(retriever: Retriever, settings: Settings, asked: SearchIn,
                  modality: Modality) -> SearchResponse:
     """Bounded by the request timeout as a whole (TimeoutError: a 503 problem)."""
     started = time.perf_counter()
-    labels = check_filter(asked.labels, retriever.levels)
+    labels = await checked_filter(retriever, asked.labels)
     if asked.rerank and not retriever.can_rerank:
         raise Problem(400, f"checkpoint {retriever.checkpoint_id} ({retriever.method_name}) has no "
                            "cross-attention scorer; re-ranking needs an aaml checkpoint")
@@ -61,7 +62,7 @@ async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
                   ) -> SearchResponse:
     """Search by a stored item: a 404 problem when there is no such item."""
     started = time.perf_counter()
-    labels = check_filter(asked.labels, retriever.levels)
+    labels = await checked_filter(retriever, asked.labels)
     params = SearchParams(asked.modality, asked.k, tuple(sorted((labels or {}).items())),
                           asked.where)
     async with asyncio.timeout(settings.request_timeout_s):
@@ -74,6 +75,13 @@ async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
         took_ms=round((time.perf_counter() - started) * 1000, 3),
         checkpoint_id=retriever.index_checkpoint_id,
     )
+
+
+async def checked_filter(retriever: Retriever, labels: dict[str, str] | None
+                         ) -> dict[str, str] | None:
+    if not labels:
+        return None
+    return await with_vocabulary(retriever, lambda known: check_filter(labels, known))
 
 
 def _open_candidates(hits: list[Hit]) -> tuple[list[Hit], list[Image.Image], list[Hit]]:

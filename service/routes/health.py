@@ -77,13 +77,12 @@ async def metrics(request: Request) -> Response:
 async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
     """What is served: checkpoint, label levels and values (for filters), counts, limits, and
     each index's tuned search parameter with its measured recall."""
-    levels = list(retriever.levels)
-    label_sets = retriever.label_sets
+    known = await retriever.label_values()
     counts = {m: await retriever.count(m) for m in ("image", "text")}
     return Info(
         checkpoint_id=retriever.checkpoint_id, method=retriever.method_name, dim=retriever.dim,
-        can_rerank=retriever.can_rerank, items=counts, levels=levels,
-        label_values={level: sorted(label_sets.get(level, ())) for level in levels},
+        can_rerank=retriever.can_rerank, items=counts, levels=list(known),
+        label_values={level: sorted(values) for level, values in known.items()},
         writable=settings.writable, api_key_required=settings.api_key is not None,
         max_k=settings.max_k, max_body_bytes=settings.max_body_bytes,
         index_search={m: IndexSearch(**t) for m, t in retriever.search_tuning.items()},
