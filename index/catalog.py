@@ -209,6 +209,13 @@ class Catalog:
             item_id = self._gen.meta.id_of_key(key)
             return None if item_id is None else self._gen.meta.get(item_id)
 
+    def label_values(self) -> dict[str, set[str]]:
+        """Per label level of the live generation, the values its items carry."""
+        with self._lock:
+            found = self._gen.meta.label_values()
+            levels = self._gen.manifest.levels
+        return {level: found.get(i, set()) for i, level in enumerate(levels)}
+
     def count(self, modality: str | None = None) -> int:
         with self._lock:
             self._catch_up(self._gen)

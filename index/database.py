@@ -328,6 +328,13 @@ class ItemDatabase:
         return int(self.db.execute(
             f"SELECT count(*) FROM {table} WHERE {condition}").fetchone()[0])
 
+    def label_values(self) -> dict[int, set[str]]:
+        """Per level index, the label values stored items carry."""
+        found: dict[int, set[str]] = {}
+        for level, value in self.db.execute("SELECT DISTINCT level, value FROM labels"):
+            found.setdefault(int(level), set()).add(str(value))
+        return found
+
     def ids_matching(self, modality: str, labels: Mapping[int, str],
                      where: Mapping[str, str]) -> np.ndarray:
         """Ids of `modality` whose label at each level index equals the wanted value and whose

@@ -18,6 +18,7 @@ from service.edge import EdgeMiddleware
 from service.jobs import JobManager
 from service.media import MediaStore
 from service.metrics import Metrics
+from service.negotiation import negotiated_openapi
 from service.retriever import Retriever
 from service.routes import health, items, jobs, search
 from service.settings import Settings
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         retriever = await asyncio.to_thread(Retriever.load, settings, metrics.observe_batch)
-        app.state.media = MediaStore(Path(retriever.catalog.media_dir))
+        app.state.media = MediaStore(retriever.media_dir)
         app.state.retriever = retriever
         log.info("ready: %s on %s", settings.checkpoint, settings.index)
         try:
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.retriever = None
     app.state.jobs = JobManager(settings, lambda: app.state.retriever)
+    app.openapi = lambda: negotiated_openapi(app)  # type: ignore[method-assign]
     problems.install(app)
     for module in (search, items, jobs, health):
         app.include_router(module.router)
@@ -86,9 +88,4 @@ def _gauges(app: FastAPI) -> dict[str, float]:
     retriever: Retriever | None = app.state.retriever
     if retriever is None:
         return {}
-    return {
-        "items_image": retriever.catalog.count("image"),
-        "items_text": retriever.catalog.count("text"),
-        "queue_depth": retriever.batcher.depth(),
-        "encoder_swaps": retriever.swaps,
-    }
+    return retriever.gauges()

@@ -41,7 +41,7 @@ class Overloaded(Exception):
 
 
 @dataclass
-class _Job:
+class _Queued:
     kind: Hashable  # a batch key ("text", "image") or "call" for an exclusive function
     payload: Any
     future: Future[Any] = field(default_factory=Future)
@@ -61,7 +61,7 @@ class DynamicBatcher(Generic[T]):
         self._run = run
         self.max_size = max_size
         self.max_wait_s = max_wait_s
-        self._queue: queue.Queue[_Job] = queue.Queue(maxsize=queue_max)
+        self._queue: queue.Queue[_Queued] = queue.Queue(maxsize=queue_max)
         self._on_batch = on_batch
         self._init = init
         self._rows = rows
@@ -75,27 +75,27 @@ class DynamicBatcher(Generic[T]):
 
     # -- event-loop side ------------------------------------------------------------------------
     async def submit(self, kind: Hashable, payload: Any) -> T:
-        return await self._enqueue(_Job(kind, payload))
+        return await self._enqueue(_Queued(kind, payload))
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on a worker thread, outside any batch (re-ranking, swapping the encoder)."""
-        return await self._enqueue(_Job("call", fn))
+        return await self._enqueue(_Queued("call", fn))
 
     def call_sync(self, fn: Callable[[], Any]) -> Any:
-        job = _Job("call", fn)
+        job = _Queued("call", fn)
         self._queue.put(job)
         return job.future.result()
 
     def submit_nowait(self, kind: Hashable, payload: Any) -> Future[T]:
         """From any thread (the encoder hands its batch to the search stage this way)."""
-        job = _Job(kind, payload)
+        job = _Queued(kind, payload)
         try:
             self._queue.put_nowait(job)
         except queue.Full as err:
             raise Overloaded(f"{self._queue.maxsize} queries already queued") from err
         return job.future
 
-    async def _enqueue(self, job: _Job) -> Any:
+    async def _enqueue(self, job: _Queued) -> Any:
         try:
             self._queue.put_nowait(job)
         except queue.Full as err:
@@ -110,7 +110,7 @@ class DynamicBatcher(Generic[T]):
 
     def close(self) -> None:
         for _ in self._threads:  # each worker takes one stop and ends
-            self._queue.put(_Job("stop", None))
+            self._queue.put(_Queued("stop", None))
         for thread in self._threads:
             thread.join(timeout=30)
 
@@ -119,7 +119,7 @@ class DynamicBatcher(Generic[T]):
         name_os_thread(threading.current_thread().name)
         if self._init is not None:
             self._init()  # per-thread settings (OpenMP thread counts are per calling thread)
-        pending: _Job | None = None
+        pending: _Queued | None = None
         last_size = 1
         while True:
             first = pending if pending is not None else self._queue.get()
@@ -133,7 +133,7 @@ class DynamicBatcher(Generic[T]):
             last_size = len(batch)
             self._run_batch(first.kind, batch)
 
-    def _gather(self, first: _Job, wait: bool) -> tuple[list[_Job], _Job | None]:
+    def _gather(self, first: _Queued, wait: bool) -> tuple[list[_Queued], _Queued | None]:
         """Same-kind jobs after `first`; the first job of another kind (or the stop sentinel)
         ends the batch and is handed back to start this worker's next one."""
         batch = [first]
@@ -150,7 +150,7 @@ class DynamicBatcher(Generic[T]):
             batch.append(job)
         return batch, None
 
-    def _run_batch(self, kind: Hashable, jobs: list[_Job]) -> None:
+    def _run_batch(self, kind: Hashable, jobs: list[_Queued]) -> None:
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not live:
             return
@@ -169,7 +169,7 @@ class DynamicBatcher(Generic[T]):
         for job, result in zip(live, results, strict=True):
             job.future.set_result(result)
 
-    def _call(self, job: _Job) -> None:
+    def _call(self, job: _Queued) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
         try:

@@ -1,6 +1,6 @@
 """Typed dependencies (Annotated aliases): the retriever, media store and settings the lifespan
-loaded, the item use cases over them, the write guard (Bearer API key), and the JSON
-content-type check.
+loaded, the item use cases over them, the write guard (Bearer API key), and the UTF-8 check of
+multipart text fields.
 
 Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency in
 its thread pool, which cost each search three thread hand-offs (and GIL round trips beside the
@@ -17,8 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.items import Items
 from service.jobs import JobManager
-from service.limits import media_type
 from service.media import MediaStore
+from service.negotiation import check_utf8_fields
 from service.problems import Problem
 from service.retriever import Retriever
 from service.settings import Settings
@@ -81,11 +81,5 @@ async def require_writer(
         raise Problem(401, "wrong API key", headers=challenge)
 
 
-async def require_json(request: Request) -> None:
-    kind = media_type(request.headers.get("content-type", ""))
-    if kind != "application/json":
-        raise Problem(415, f"expected Content-Type application/json, got {kind or 'none'!r}")
-
-
 Writer = Depends(require_writer)
-JsonBody = Depends(require_json)
+Utf8Fields = Depends(check_utf8_fields)

@@ -34,7 +34,6 @@ from service.problems import Problem
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from models.inference import Encoder
     from service.retriever import Retriever
 
 log = logging.getLogger("service.jobs")
@@ -127,7 +126,7 @@ class JobManager:
         env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": os.pathsep.join(
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         log.info("job %s: %s", job.id, " ".join(command))
-        preload: asyncio.Future[Encoder | None] | None = None
+        preload: asyncio.Future[str | None] | None = None
         try:
             # A new checkpoint's encoder loads while the build runs, so the swap is immediate.
             preload = asyncio.ensure_future(self._preload(job))
@@ -178,36 +177,16 @@ class JobManager:
                 pass
         job.lines.append(line[:500])
 
-    async def _preload(self, job: Job) -> Encoder | None:
-        """The encoder of the job's checkpoint when it is not the one being served, offered to
-        the retriever too: a request that meets the new generation first swaps it in."""
-        from models.inference import Encoder, checkpoint_id
-
+    async def _preload(self, job: Job) -> str | None:
+        """The checkpoint id of the job's encoder, loaded by the retriever while the build
+        runs, when it is not the one being served."""
         retriever = self._retriever()
-        if retriever is None:
-            return None
-        wanted = await asyncio.to_thread(checkpoint_id, job.checkpoint)
-        if wanted == retriever.encoder.checkpoint_id:
-            return None
-        new = await asyncio.to_thread(Encoder.load, job.checkpoint, self.settings.device,
-                                      self.settings.encoder_threads,
-                                      self.settings.encoder_runtime)
-        retriever.preloaded[wanted] = new
-        return new
+        return None if retriever is None else await retriever.preload(job.checkpoint)
 
-    async def _adopt(self, job: Job, new: Encoder | None) -> None:
+    async def _adopt(self, job: Job, preloaded: str | None) -> None:
         retriever = self._retriever()
-        if retriever is None:
-            return
-        changed = new is not None
-        if new is not None:
-            retriever.preloaded.pop(new.checkpoint_id, None)
-            if retriever.encoder.checkpoint_id == new.checkpoint_id:
-                new = None  # a request met the new generation first and swapped it in
-        await retriever.reload(new)
-        retriever.checkpoint_path = job.checkpoint
-        swapped = f" and checkpoint {retriever.encoder.checkpoint_id}" if changed else ""
-        job.message = f"serving the new generation{swapped}"
+        if retriever is not None:
+            job.message = await retriever.adopt(job.checkpoint, preloaded)
 
     def _fail(self, job: Job, message: str) -> None:
         job.state, job.finished_at = "failed", time.time()

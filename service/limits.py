@@ -12,7 +12,7 @@ from PIL import Image
 from starlette.types import Receive
 
 from models.inference import ImageError, open_image
-from service.problems import Problem
+from service.problems import Problem, in_words
 
 
 class Refused(Exception):
@@ -92,7 +92,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         return open_image(data, max_pixels=max_pixels)
     except ImageError as err:
-        message = str(err).removeprefix("<bytes>: ")
+        message = in_words(str(err).removeprefix("<bytes>: "))
         if "exceeds" in message or "decompression bomb" in message.lower():
             raise Problem(413, f"image too large: {message}") from err
         raise Problem(422, f"image not usable: {message}") from err

@@ -1,8 +1,9 @@
 """Uploaded image bytes, stored content-addressed under the catalog's media directory (kept
 across index generations) and removed when the item that uses them is deleted.
 
-Ingest and delete of the same content hash are serialised by a striped lock, so a delete never
-removes a file an ingest just attached to the (same, deduplicated) item.
+Ingest and delete of the same content hash, and upserts of the same key, are serialised by a
+striped lock, so a delete never removes a file an ingest just attached to the (same,
+deduplicated) item, and no upsert leaves behind the file of an item another one replaced.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ class MediaStore:
         return self._locks[zlib.crc32(content_hash.encode()) % STRIPES]
 
     @asynccontextmanager
-    async def locked(self, hashes: list[str]) -> AsyncIterator[None]:
-        """Hold the stripes of these content hashes, taken in one global order (no deadlock
-        between two batches)."""
-        ordered = sorted({id(self.lock(h)): self.lock(h) for h in hashes}.items())
+    async def locked(self, names: list[str]) -> AsyncIterator[None]:
+        """Hold the stripes of these names (content hashes, item keys), taken in one global
+        order (no deadlock between two batches)."""
+        ordered = sorted({id(self.lock(n)): self.lock(n) for n in names}.items())
         async with AsyncExitStack() as stack:
             for _, lock in ordered:
                 await stack.enter_async_context(lock)

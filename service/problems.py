@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -22,10 +23,13 @@ from starlette.types import Scope, Send
 
 from service.batching import Overloaded
 from service.logging import current_request_id
-from service.retriever import CheckpointMismatch
+from service.vectors import CheckpointMismatch
 
 log = logging.getLogger("service.problems")
 MEDIA_TYPE = "application/problem+json"
+# Python object reprs that library messages carry: `<_io.BytesIO object at 0x...>` (dropped),
+# `<class 'str'>` (its name kept)
+_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>|<class '(?:[\w.]+\.)?(\w+)'>")
 
 
 class Problem(Exception):
@@ -105,18 +109,32 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc.status_code, detail, headers=headers)
 
 
+def in_words(message: str) -> str:
+    """`message` without the Python object reprs library errors put in it."""
+    return _REPR.sub(lambda match: match[1] or "", message)
+
+
 def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{where}: {error.get('msg', 'invalid')}"
+    """One validation error in words, named by where it is (`k`, `query k`, `items.0.text`)."""
+    loc = [str(part) for part in error.get("loc", ())]
+    message = in_words(str(error.get("msg", "invalid")))
+    if error.get("type") == "json_invalid" and len(loc) == 2 and loc[1].isdigit():
+        reason = (error.get("ctx") or {}).get("error", "invalid")
+        return f"the body is not valid JSON: {reason} (at character {loc[1]})"
+    if "Expected UploadFile" in message:
+        message = "must be a file upload (a part with a filename), not a plain field"
+    where = ".".join(loc[1:]) if loc[:1] == ["body"] else " ".join(loc)
+    return f"{where or 'the body'}: {message}"
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {key: error[key] for key in ("loc", "msg", "type") if key in error}
+        {**{key: error[key] for key in ("loc", "type") if key in error},
+         "msg": in_words(str(error.get("msg", "invalid")))}
         for error in exc.errors()
     ]
-    detail = "; ".join(_describe(error) for error in errors[:5]) or "invalid request"
+    detail = "; ".join(_describe(error) for error in exc.errors()[:5]) or "invalid request"
     return problem_response(request, 422, detail, title="Invalid request", errors=errors)
 
 

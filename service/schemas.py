@@ -8,13 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 Modality = Literal["image", "text"]
 LabelFilter = dict[str, str]
-Key = Annotated[str, Field(min_length=1, max_length=256, description=(
-    "your name for the item (1-256 characters, no control characters, unique); posting an "
-    "existing key replaces that item"))]
+# Keys, metadata and `where` are checked by the index layer's rules (service.queries), one
+# place for JSON and forms; the schemas describe them.
+Key = Annotated[str, WithJsonSchema({
+    "type": "string", "minLength": 1, "maxLength": 256,
+    "description": "your name for the item (1-256 characters, no control characters, unique); "
+                   "posting an existing key replaces that item"})]
 Metadata = Annotated[dict[str, Any], Field(description=(
     "any JSON object of at most 16 KB (as compact UTF-8 JSON); its top-level scalar fields "
     "can be filtered on with `where`"))]
-# Validated as any object so that a nested value gets a 422 saying why (service.queries).
 WhereFilter = Annotated[dict[str, Any], WithJsonSchema({
     "type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
     "description": "metadata filter {field: value}: equality on top-level metadata fields, "
@@ -23,7 +25,11 @@ ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 PIXEL_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
              "AAAABJRU5ErkJggg==")  # a 1x1 red PNG
-_LABELS_DOC = ("label filter {level: value}; every pair must match (levels: see GET /v1/labels)")
+_LABELS_DOC = "label filter {level: value}; every pair must match (levels: see GET /v1/info)"
+NEW_LABELS_DOC = ("store label values the index does not know yet (otherwise a 422 names "
+                  "the known ones)")
+K_DOC = ("number of results, 1 to XMR_MAX_K (GET /v1/info: max_k); default 10, or XMR_MAX_K "
+          "when that is less")
 _RERANK_DOC = ("re-rank the top candidates with the checkpoint's cross-attention scorer "
                "(aaml checkpoints only; 400 otherwise)")
 
@@ -43,7 +49,7 @@ class TextQuery(_Strict):
         {"text": "running shoe", "k": 5, "where": {"brand": "acme", "in_stock": True}},
     ]})
     text: str = Field(description="the query text (at most XMR_MAX_TEXT_CHARS characters)")
-    k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
+    k: int | None = Field(None, description=K_DOC)
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
     where: WhereFilter | None = None
     rerank: bool = Field(False, description=_RERANK_DOC)
@@ -56,7 +62,7 @@ class ImageQuery(_Strict):
     ]})
     image_base64: str = Field(description="PNG, JPEG, WebP, GIF, ... bytes in base64 "
                                           "(a data: URL prefix is accepted)")
-    k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
+    k: int | None = Field(None, description=K_DOC)
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
     where: WhereFilter | None = None
     rerank: bool = Field(False, description=_RERANK_DOC)
@@ -101,7 +107,7 @@ class SimilarQuery(_Strict):
     ]})
     id: ItemId | None = Field(None, description="the item's id (give id or key, not both)")
     key: Key | None = None
-    k: int = Field(10, ge=1, le=10_000, description="number of results, 1..XMR_MAX_K")
+    k: int | None = Field(None, description=K_DOC)
     modality: Modality = Field(description="modality of the results")
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
     where: WhereFilter | None = None
@@ -121,7 +127,9 @@ class ItemIn(_Strict):
     ]})
     text: str | None = None
     image_base64: str | None = None
-    labels: list[str] = Field(default_factory=list, description="coarse -> fine")
+    labels: list[str] = Field(default_factory=list, description="one value per label level, "
+                                                                 "coarse to fine, or none")
+    new_labels: bool = Field(False, description=NEW_LABELS_DOC)
     key: Key | None = None
     metadata: Metadata | None = None
 
@@ -156,11 +164,6 @@ class ItemOut(BaseModel):
     checkpoint_id: str
     key: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class LabelsOut(BaseModel):
-    levels: list[str]
-    values: dict[str, list[str]]
 
 
 class JobIn(_Strict):

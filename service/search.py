@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from models.inference import ImageError, open_image
+from service.labels import check_filter, with_vocabulary
 from service.problems import Problem
-from service.queries import SearchIn, SimilarIn, check_filter
-from service.retriever import ItemRef, Retriever, SearchKey
+from service.queries import SearchIn, SimilarIn
+from service.retriever import Retriever
 from service.schemas import Modality, SearchHit, SearchResponse, item_url
 from service.settings import Settings
+from service.vectors import ItemRef, SearchParams
 
 if TYPE_CHECKING:
     from index.catalog import Hit
@@ -36,24 +38,23 @@ async def search(retriever: Retriever, settings: Settings, asked: SearchIn,
                  modality: Modality) -> SearchResponse:
     """Bounded by the request timeout as a whole (TimeoutError: a 503 problem)."""
     started = time.perf_counter()
-    labels = check_filter(asked.labels, retriever.catalog.levels)
+    labels = await checked_filter(retriever, asked.labels)
     if asked.rerank and not retriever.can_rerank:
-        encoder = retriever.encoder
-        raise Problem(400, f"checkpoint {encoder.checkpoint_id} ({encoder.method_name}) has no "
+        raise Problem(400, f"checkpoint {retriever.checkpoint_id} ({retriever.method_name}) has no "
                            "cross-attention scorer; re-ranking needs an aaml checkpoint")
     if asked.rerank and isinstance(asked.query, str) == (modality == "text"):
         raise Problem(400, "re-ranking scores text-image pairs: it applies to text-to-image and "
                            "image-to-text search only")
     wanted = max(asked.k, settings.rerank_max) if asked.rerank else asked.k
-    key = SearchKey(modality, wanted, tuple(sorted((labels or {}).items())), asked.where)
+    params = SearchParams(modality, wanted, tuple(sorted((labels or {}).items())), asked.where)
     async with asyncio.timeout(settings.request_timeout_s):
-        hits = await retriever.search(asked.query, key)
+        hits = await retriever.search(asked.query, params)
         results = (await _rerank(retriever, asked.query, hits, asked.k) if asked.rerank
                    else [_hit(h) for h in hits])
     return SearchResponse(
         results=results, k=asked.k, modality=modality, reranked=asked.rerank,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
-        checkpoint_id=retriever.encoder.checkpoint_id,
+        checkpoint_id=retriever.checkpoint_id,
     )
 
 
@@ -61,18 +62,26 @@ async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
                   ) -> SearchResponse:
     """Search by a stored item: a 404 problem when there is no such item."""
     started = time.perf_counter()
-    labels = check_filter(asked.labels, retriever.catalog.levels)
-    key = SearchKey(asked.modality, asked.k, tuple(sorted((labels or {}).items())), asked.where)
+    labels = await checked_filter(retriever, asked.labels)
+    params = SearchParams(asked.modality, asked.k, tuple(sorted((labels or {}).items())),
+                          asked.where)
     async with asyncio.timeout(settings.request_timeout_s):
-        hits = await retriever.similar(ItemRef(asked.item_id, asked.key), key)
+        hits = await retriever.similar(ItemRef(asked.item_id, asked.item_key), params)
     if hits is None:
-        raise Problem(404, f"no item {asked.item_id}" if asked.key is None
-                      else f"no item has the key {asked.key!r}")
+        raise Problem(404, f"no item {asked.item_id}" if asked.item_key is None
+                      else f"no item has the key {asked.item_key!r}")
     return SearchResponse(
         results=[_hit(h) for h in hits], k=asked.k, modality=asked.modality, reranked=False,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
-        checkpoint_id=retriever.catalog.checkpoint_id,
+        checkpoint_id=retriever.index_checkpoint_id,
     )
+
+
+async def checked_filter(retriever: Retriever, labels: dict[str, str] | None
+                         ) -> dict[str, str] | None:
+    if not labels:
+        return None
+    return await with_vocabulary(retriever, lambda known: check_filter(labels, known))
 
 
 def _open_candidates(hits: list[Hit]) -> tuple[list[Hit], list[Image.Image], list[Hit]]:

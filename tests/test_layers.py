@@ -128,3 +128,72 @@ def test_service_imports_from_models_only_the_encoder_module() -> None:
 def test_checker_finds_a_cycle() -> None:
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+# The served encoder's lifecycle has one owner: its state is written by the owner's classes only.
+OWNERS = {"service.retriever": "Retriever", "service.lifecycle": "EncoderLifecycle",
+          "service.pipeline": "SearchPipeline"}
+
+
+def module_trees() -> dict[str, ast.Module]:
+    trees = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            trees[module] = ast.parse(path.read_text(encoding="utf-8"))
+    return trees
+
+
+def attribute_writes(tree: ast.AST) -> list[tuple[str, str]]:
+    """(object, attribute) of every assignment to, or deletion of, an attribute or an item of
+    one (`x.a = v`, `x.a[k] = v`, `x.a += v`, `del x.a[k]`): `object` as source text."""
+    targets: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets.extend(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets.append(node.target)
+        elif isinstance(node, ast.Delete):
+            targets.extend(node.targets)
+    writes = []
+    while targets:
+        target = targets.pop()
+        if isinstance(target, ast.Tuple | ast.List):
+            targets.extend(target.elts)
+        elif isinstance(target, ast.Subscript):
+            targets.append(target.value)
+        elif isinstance(target, ast.Attribute):
+            writes.append((ast.unparse(target.value), target.attr))
+    return writes
+
+
+def owned_attributes(tree: ast.Module, owner: str) -> set[str]:
+    """The attributes the owner class sets on `self`."""
+    (cls,) = (node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == owner)
+    return {attr for obj, attr in attribute_writes(cls) if obj == "self"}
+
+
+def foreign_writes(trees: dict[str, ast.Module]) -> list[str]:
+    owned = set().union(*(owned_attributes(trees[m], c) for m, c in OWNERS.items()))
+    found = []
+    for module, tree in trees.items():
+        if module in OWNERS:
+            continue
+        for obj, attr in attribute_writes(tree):
+            if obj != "self" and (attr in owned or "retriever" in obj.lower()):
+                found.append(f"{module}: {obj}.{attr}")
+    return found
+
+
+def test_only_the_owner_writes_the_retriever_and_encoder_state() -> None:
+    assert foreign_writes(module_trees()) == []
+
+
+def test_the_owner_check_finds_a_write_from_outside() -> None:
+    trees = {**module_trees(), "service.elsewhere": ast.parse(
+        "retriever.preloaded[wanted] = new\nself._retriever().checkpoint_path = path\n"
+        "holder._encoder = None\n")}
+    assert sorted(foreign_writes(trees)) == ["service.elsewhere: holder._encoder",
+                                             "service.elsewhere: retriever.preloaded",
+                                             "service.elsewhere: self._retriever().checkpoint_path"]

@@ -58,7 +58,7 @@ async def healthz() -> Status:
 async def readyz(request: Request) -> Status:
     """Ready: the encoder and the index are loaded and the encoder thread runs."""
     retriever = getattr(request.app.state, "retriever", None)
-    if retriever is None or not (retriever.batcher.alive() and retriever.searcher.alive()):
+    if retriever is None or not retriever.alive():
         raise Problem(503, "the encoder and index are not loaded", headers={"Retry-After": "5"})
     return Status(status="ready")
 
@@ -77,15 +77,13 @@ async def metrics(request: Request) -> Response:
 async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
     """What is served: checkpoint, label levels and values (for filters), counts, limits, and
     each index's tuned search parameter with its measured recall."""
-    encoder = retriever.encoder
-    levels = list(retriever.catalog.levels or getattr(encoder, "levels", ()))
-    label_sets = getattr(encoder, "label_sets", {}) or {}
-    counts = {m: await retriever.run(retriever.catalog.count, m) for m in ("image", "text")}
+    known = await retriever.label_values()
+    counts = {m: await retriever.count(m) for m in ("image", "text")}
     return Info(
-        checkpoint_id=encoder.checkpoint_id, method=encoder.method_name, dim=encoder.dim,
-        can_rerank=retriever.can_rerank, items=counts, levels=levels,
-        label_values={level: sorted(label_sets.get(level, ())) for level in levels},
+        checkpoint_id=retriever.checkpoint_id, method=retriever.method_name, dim=retriever.dim,
+        can_rerank=retriever.can_rerank, items=counts, levels=list(known),
+        label_values={level: sorted(values) for level, values in known.items()},
         writable=settings.writable, api_key_required=settings.api_key is not None,
         max_k=settings.max_k, max_body_bytes=settings.max_body_bytes,
-        index_search={m: IndexSearch(**t) for m, t in retriever.catalog.search_tuning.items()},
+        index_search={m: IndexSearch(**t) for m, t in retriever.search_tuning.items()},
     )

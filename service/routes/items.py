@@ -9,19 +9,21 @@ import mimetypes
 from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Form, Path, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from service.deps import ItemsDep, JsonBody, RetrieverDep, SettingsDep, Writer
+from service.deps import ItemsDep, RetrieverDep, SettingsDep, Utf8Fields, Writer
+from service.forms import ItemForm
 from service.items import Stored
+from service.negotiation import ByMediaType
 from service.problems import Problem, responses
-from service.queries import check_key_and_metadata, item_from_request, item_in
+from service.queries import check_key_and_metadata, item_form, item_in
 from service.schemas import BatchIn, Ingested, IngestResponse, ItemIn, ItemOut, item_url
 
 if TYPE_CHECKING:
     from index.records import Record
 
-router = APIRouter(prefix="/v1/items", tags=["items"])
+router = APIRouter(prefix="/v1/items", tags=["items"], route_class=ByMediaType)
 ItemId = Annotated[int, Path(ge=0, le=2**63 - 1, description="item id")]
 ItemKey = Annotated[str, Path(description="the item's key, URL-encoded (it may contain '/')")]
 WRITE_ERRORS = responses(401, 403, 409, 413, 415, 422, 503)
@@ -48,39 +50,29 @@ def _checked_key(key: str) -> str:
     return checked
 
 
-_ITEM_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {
-                "type": "object",
-                "properties": {
-                    "file": {"type": "string", "format": "binary"},
-                    "text": {"type": "string"},
-                    "labels": {"type": "string", "description": 'JSON ["coarse", "fine"]'},
-                    "key": {"type": "string", "minLength": 1, "maxLength": 256},
-                    "metadata": {"type": "string", "description": "a JSON object"},
-                }}},
-            "application/json": {"schema": ItemIn.model_json_schema()},
-        },
-    }
-}
+ADDED = {200: {"description": "its key existed (the item was replaced, same id) or, without a "
+                             "key, already stored"}, **WRITE_ERRORS}
 
 
+# JSON or a multipart form: one route for each (service.negotiation), one OpenAPI operation.
 @router.post("", response_model=IngestResponse, status_code=201, dependencies=[Writer],
-             responses={200: {"description": "its key existed (the item was replaced, same id) "
-                                             "or, without a key, already stored"},
-                        **WRITE_ERRORS},
-             openapi_extra=_ITEM_BODY,
+             responses=ADDED)
+async def add_item_json(body: ItemIn, response: Response, items: ItemsDep,
+                        settings: SettingsDep) -> IngestResponse:
+    return _answer(await items.add([await item_in(body, settings)]), response)
+
+
+@router.post("", response_model=IngestResponse, status_code=201,
+             dependencies=[Writer, Utf8Fields], responses=ADDED,
              summary="Add an image, a text, or an image-text pair; replace the item of a key")
-async def add_item(request: Request, response: Response, items: ItemsDep,
-                   settings: SettingsDep) -> IngestResponse:
-    item = await item_from_request(request, settings)
-    return _answer(await items.add([item]), response)
+async def add_item(form: Annotated[ItemForm, Form(media_type="multipart/form-data")],
+                   response: Response, items: ItemsDep, settings: SettingsDep
+                   ) -> IngestResponse:
+    return _answer(await items.add([await item_form(form, settings)]), response)
 
 
 @router.post("/batch", response_model=IngestResponse, status_code=201,
-             dependencies=[Writer, JsonBody],
+             dependencies=[Writer],
              responses={200: {"description": "none created (all replaced or already stored)"},
                         **WRITE_ERRORS},
              summary="Add several items at once (one encoder batch, one durable write)",
@@ -101,7 +93,7 @@ async def add_batch(batch: BatchIn, response: Response, items: ItemsDep,
 # The by-key routes come first: `/{item_id}/image` would take /by-key/image otherwise.
 @router.get("/by-key/{key:path}", response_model=ItemOut, responses=responses(404, 422))
 async def get_item_by_key(key: ItemKey, retriever: RetrieverDep) -> ItemOut:
-    record = await retriever.run(retriever.catalog.get_by_key, _checked_key(key))
+    record = await retriever.get_by_key(_checked_key(key))
     if record is None:
         raise Problem(404, f"no item has the key {key!r}")
     return _item_out(record)

@@ -6,15 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from service.deps import JobsDep, JsonBody, Writer
+from service.deps import JobsDep, Writer
+from service.negotiation import ByMediaType
 from service.problems import Problem, responses
 from service.schemas import JobIn, JobOut, JobsOut
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ByMediaType)
 JobId = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f]+$")]
 
 
-@router.post("", response_model=JobOut, status_code=202, dependencies=[Writer, JsonBody],
+@router.post("", response_model=JobOut, status_code=202, dependencies=[Writer],
              responses=responses(401, 403, 409, 415, 422),
              summary="Re-embed a corpus into a new index generation and swap it in")
 async def start_job(body: JobIn, jobs: JobsDep) -> JobOut:

@@ -3,6 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 let labelValues = {};
+let maxK = null; // the service's limit (GET /v1/info); the page never asks for more
 
 function showError(message) {
   $("error").textContent = message || "";
@@ -22,7 +23,8 @@ function filter() {
 
 function k() {
   const value = parseInt($("k").value, 10);
-  return Number.isFinite(value) && value > 0 ? value : 12;
+  const wanted = Number.isFinite(value) && value > 0 ? value : 12;
+  return maxK ? Math.min(wanted, maxK) : wanted;
 }
 
 async function call(url, options) {
@@ -136,7 +138,9 @@ async function loadInfo() {
     $("filter-level").append(...info.levels.map((level) => new Option(level, level)));
     $("served").textContent =
       `${info.items.image} images and ${info.items.text} texts · ${info.method} checkpoint ${info.checkpoint_id}`;
-    $("k").max = info.max_k;
+    maxK = info.max_k;
+    $("k").max = maxK;
+    $("k").value = String(k());
   } catch (err) {
     $("served").textContent = "service not ready";
   }

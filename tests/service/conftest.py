@@ -5,6 +5,7 @@ and the corpus ingested through the API itself (real SQLite, real FAISS, real uv
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -13,11 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-0123456789"
@@ -106,14 +109,28 @@ def ingest_corpus(server: Server) -> None:
         server.items[str(row["id"])] = {"image": image["id"], "text": text["id"]}
 
 
-@pytest.fixture(scope="session")
-def server(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
-    corpus, checkpoint = tiny_run
-    root = tmp_path_factory.mktemp("service")
-    running = start_server(root / "index", checkpoint, root / "server.log", corpus)
+@contextmanager
+def serving(corpus: Path, checkpoint: Path, root: Path, env: dict[str, str] | None = None
+            ) -> Iterator[Server]:
+    """A server over a fresh index in `root`, the corpus ingested through the API; stopped
+    after."""
+    running = start_server(root / "index", checkpoint, root / "server.log", corpus, env)
     try:
         ingest_corpus(running)
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    """The server most tests share; a test that changes what the others see undoes it."""
+    with serving(*tiny_run, tmp_path_factory.mktemp("service")) as running:
+        yield running
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()

@@ -15,15 +15,9 @@ from PIL import Image
 from pydantic import ValidationError
 
 from service.settings import Settings
-from tests.service.conftest import ROOT, Server, corpus_rows
+from tests.service.conftest import ROOT, Server, corpus_rows, png
 
 PROBLEM = "application/problem+json"
-
-
-def png(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, format="PNG")
-    return out.getvalue()
 
 
 def corpus_image(server: Server, category: str, n: int = 1) -> bytes:

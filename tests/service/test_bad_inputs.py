@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -11,17 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.service.conftest import Server
+from tests.service.conftest import Server, png
 
 PROBLEM = "application/problem+json"
-
-
-def png_bytes(size: tuple[int, int] = (32, 32)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, (10, 200, 90)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def bomb() -> bytes:
@@ -45,7 +37,7 @@ def raw_multipart(field: str, value: bytes) -> dict[str, Any]:
     return {"content": body, "headers": {"Content-Type": "multipart/form-data; boundary=XB"}}
 
 
-GOOD = png_bytes()
+GOOD = png((10, 200, 90), (32, 32))
 CORRUPT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 TRUNCATED = GOOD[: len(GOOD) // 2]
 T2I, I2T, ITEMS = "/v1/search/text-to-image", "/v1/search/image-to-text", "/v1/items"

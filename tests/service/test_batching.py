@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,9 +18,14 @@ import pytest
 from index.catalog import Catalog
 from index.records import NewItem, text_hash
 from service.batching import DynamicBatcher
-from service.retriever import Retriever, SearchKey
+from service.lifecycle import load_encoder
+from service.retriever import Retriever
 from service.settings import Settings
+from service.vectors import SearchParams
 from tests.service.conftest import corpus_rows
+
+if TYPE_CHECKING:
+    from models.inference import Encoder
 
 QUERIES = ["a red car on a road", "mountains under snow", "a small dog", "city at night",
            "a bowl of fruit", "waves on a beach", "an old church", "a football match"]
@@ -39,49 +46,63 @@ class CountingCatalog:
         return self._catalog.search(queries, *args, **kwargs)  # type: ignore[arg-type]
 
 
+@dataclass
+class Engine:
+    """A retriever over the real encoder and catalog it was made with, and the batches its
+    metrics hook observed."""
+    retriever: Retriever
+    encoder: Encoder
+    catalog: CountingCatalog
+    observed: list[tuple[str, int]]
+
+
 @pytest.fixture(params=[1])
 def engine(request: pytest.FixtureRequest, tiny_run: tuple[Path, Path], tmp_path: Path
-           ) -> Iterator[Retriever]:
+           ) -> Iterator[Engine]:
     """One encoder worker unless a test asks for more (indirect parametrisation): the batching
     tests hold that one worker to make a batch."""
     corpus, checkpoint = tiny_run
     settings = Settings(index=tmp_path / "index", checkpoint=checkpoint, batch_wait_ms=0,
                         encoder_workers=request.param)
     observed: list[tuple[str, int]] = []
-    loaded = Retriever.load(settings, lambda kind, size, _s: observed.append((kind, size)))
-    loaded.observed = observed  # type: ignore[attr-defined]
+    encoder = load_encoder(checkpoint, settings)
+    catalog = CountingCatalog(Catalog.open(settings.index, checkpoint_id=encoder.checkpoint_id,
+                                           dim=encoder.dim, levels=encoder.levels))
+    retriever = Retriever(encoder, catalog, settings,  # type: ignore[arg-type]
+                          lambda kind, size, _s: observed.append((kind, size)))
     texts = sorted({str(row["text"]) for row in corpus_rows(corpus)})
     items = [NewItem("text", text_hash(text), text=text) for text in texts]
-    asyncio.run(loaded.ingest(items, texts, timeout_s=60))
+    asyncio.run(retriever.ingest(items, texts, timeout_s=60))
+    catalog.calls.clear()
     try:
-        yield loaded
+        yield Engine(retriever, encoder, catalog, observed)
     finally:
-        loaded.close()
+        retriever.close()
 
 
-async def searches_behind_a_busy_encoder(engine: Retriever, jobs: list[tuple[str, int]]
+async def searches_behind_a_busy_encoder(engine: Engine, jobs: list[tuple[str, int]]
                                          ) -> list[list[tuple[int, float]]]:
     """Hold the encoder thread, queue every search, then let it go: one encoder batch."""
+    retriever = engine.retriever
     release = threading.Event()
-    held = asyncio.ensure_future(engine.batcher.call(release.wait))
+    held = asyncio.ensure_future(retriever.on_encoder_thread(release.wait))
     await asyncio.sleep(0.05)  # the worker thread is now inside release.wait()
-    tasks = [asyncio.ensure_future(engine.search(text, SearchKey("text", k, ())))
+    tasks = [asyncio.ensure_future(retriever.search(text, SearchParams("text", k, ())))
              for text, k in jobs]
-    while engine.batcher.depth() < len(jobs):
+    while retriever.queued() < len(jobs):
         await asyncio.sleep(0.01)
     release.set()
     await held
     return [[(hit.id, hit.score) for hit in hits] for hits in await asyncio.gather(*tasks)]
 
 
-def test_one_encoder_batch_is_one_search_per_key(engine: Retriever) -> None:
-    counting = CountingCatalog(engine.catalog)
-    engine.catalog = counting  # type: ignore[assignment]
+def test_one_encoder_batch_is_one_search_per_key(engine: Engine) -> None:
+    counting = engine.catalog
     jobs = [(text, 3 if i % 3 else 5) for i, text in enumerate(QUERIES)]  # two keys: k=3, k=5
     got = asyncio.run(searches_behind_a_busy_encoder(engine, jobs))
 
     assert sorted(counting.calls) == [3, 5], counting.calls  # 8 searches, 2 FAISS calls
-    observed = engine.observed  # type: ignore[attr-defined]
+    observed = engine.observed
     assert ("text", 8) in observed, observed  # one encoder batch
     assert sorted(size for kind, size in observed[-2:] if kind == "search") == [3, 5], observed
     # Each caller got its own rows: the same as searching its vector alone.
@@ -91,14 +112,16 @@ def test_one_encoder_batch_is_one_search_per_key(engine: Retriever) -> None:
         assert np.allclose([h.score for h in alone], [s for _, s in hits], atol=1e-5), text
 
 
-def test_a_cancelled_caller_leaves_its_batch_mates_their_answers(engine: Retriever) -> None:
+def test_a_cancelled_caller_leaves_its_batch_mates_their_answers(engine: Engine) -> None:
+    retriever = engine.retriever
+
     async def run() -> tuple[list[list[tuple[int, float]]], bool]:
         release = threading.Event()
-        held = asyncio.ensure_future(engine.batcher.call(release.wait))
+        held = asyncio.ensure_future(retriever.on_encoder_thread(release.wait))
         await asyncio.sleep(0.05)
-        tasks = [asyncio.ensure_future(engine.search(text, SearchKey("text", 3, ())))
+        tasks = [asyncio.ensure_future(retriever.search(text, SearchParams("text", 3, ())))
                  for text in QUERIES[:4]]
-        while engine.batcher.depth() < 4:
+        while retriever.queued() < 4:
             await asyncio.sleep(0.01)
         tasks[0].cancel()  # a request timing out while its batch is queued
         release.set()
@@ -152,10 +175,11 @@ def test_workers_carry_their_names_in_the_os() -> None:
 
 
 @pytest.mark.parametrize("engine", [2], indirect=True)
-def test_concurrent_searches_on_two_workers_get_their_own_answers(engine: Retriever) -> None:
+def test_concurrent_searches_on_two_workers_get_their_own_answers(engine: Engine) -> None:
     async def run() -> list[list[tuple[int, float]]]:
         queries = QUERIES * 4  # 32 searches from concurrent callers, over both workers
-        found = await asyncio.gather(*(engine.search(q, SearchKey("text", 3, ())) for q in queries))
+        found = await asyncio.gather(*(engine.retriever.search(q, SearchParams("text", 3, ()))
+                                       for q in queries))
         return [[(h.id, h.score) for h in hits] for hits in found]
 
     got = asyncio.run(run())
@@ -163,5 +187,5 @@ def test_concurrent_searches_on_two_workers_get_their_own_answers(engine: Retrie
         alone = engine.catalog.search(engine.encoder.encode_texts([text]), 3, "text")[0]
         assert [h.id for h in alone] == [i for i, _ in hits], text
         assert np.allclose([h.score for h in alone], [s for _, s in hits], atol=1e-5), text
-    observed = engine.observed  # type: ignore[attr-defined]
+    observed = engine.observed
     assert sum(size for kind, size in observed if kind == "text") >= 32, observed

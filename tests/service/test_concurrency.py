@@ -1,5 +1,6 @@
 """Ingest, search and delete at once: no errors, and an id whose delete was acknowledged is
-never returned by a search sent after the acknowledgement."""
+never returned by a search sent after the acknowledgement; concurrent upserts of one key leave
+one item and one media file."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -129,3 +131,34 @@ def test_ingest_search_delete_concurrently_for_a_minute(server: Server) -> None:
     state = asyncio.run(churn(server, seconds=60, workers=4))
     check(state)
     assert state.counts["delete"] > 50, state.counts
+
+
+def test_concurrent_upserts_of_one_key_leave_one_item_and_one_file(server: Server) -> None:
+    images = []
+    for n in range(16):
+        out = io.BytesIO()
+        Image.new("RGB", (20, 20), (15 * n, 255 - 15 * n, 99)).save(out, "PNG")
+        images.append(out.getvalue())
+    key = f"race-{uuid.uuid4().hex[:8]}"
+
+    async def upsert_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            return list(await asyncio.gather(*(
+                client.post("/v1/items", headers=server.auth, data={"key": key},
+                            files={"file": ("r.png", data, "image/png")}) for data in images)))
+
+    def media_of_these_images() -> list[Path]:
+        return [path for path in (server.index / "media").rglob("*")
+                if path.is_file() and path.read_bytes() in images]
+
+    answers = asyncio.run(upsert_all())
+    assert sorted(a.status_code for a in answers) == [200] * 15 + [201], answers[0].text
+    assert len({a.json()["items"][0]["id"] for a in answers}) == 1
+    with server.client() as client:
+        item = client.get(f"/v1/items/by-key/{key}")
+        assert item.status_code == 200, item.text
+        stored = client.get(item.json()["url"]).content
+        files = media_of_these_images()
+        assert [path.read_bytes() for path in files] == [stored], "orphan media files"
+        assert client.delete(f"/v1/items/by-key/{key}", headers=server.auth).status_code == 204
+    assert media_of_these_images() == []

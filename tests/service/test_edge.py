@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -16,10 +15,11 @@ from service.settings import Settings
 
 
 class BrokenEngine:
-    """Enough of an Retriever for the search route, whose search fails unexpectedly."""
+    """Enough of a Retriever for the search route, whose search fails unexpectedly."""
 
-    catalog = SimpleNamespace(levels=())
-    encoder = SimpleNamespace(checkpoint_id="0" * 16, method_name="stub")
+    levels = ()
+    checkpoint_id = "0" * 16
+    method_name = "stub"
     can_rerank = False
 
     async def search(self, *args: object, **kwargs: object) -> list[object]:

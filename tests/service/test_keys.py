@@ -5,7 +5,6 @@ other tests share the server."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -14,18 +13,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.service.conftest import Server
+from tests.service.conftest import Server, png
 
 PROBLEM = "application/problem+json"
 BRANDS = ("zeta", "acme", "zeta", "acme")
-
-
-def png(colour: tuple[int, int, int]) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (36, 28), colour).save(out, format="PNG")
-    return out.getvalue()
 
 
 def b64(data: bytes) -> str:

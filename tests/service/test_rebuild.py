@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from models.inference import checkpoint_id
-from tests.service.conftest import ROOT, Server, ingest_corpus, start_server
+from tests.service.conftest import ROOT, Server, serving
 from tests.service.test_jobs import variant, wait_for
 
 PROBLEM = "application/problem+json"
@@ -25,15 +25,9 @@ BOUND_S = 30.0  # no answer may take longer (the client gives up after this: a h
 
 @pytest.fixture
 def served(tiny_run: tuple[Path, Path], tmp_path: Path) -> Iterator[Server]:
-    corpus, checkpoint = tiny_run
-    running = start_server(tmp_path / "index", checkpoint, tmp_path / "server.log", corpus,
-                           env={"XMR_SWAP_WAIT_S": str(SWAP_WAIT_S),
-                                "XMR_REQUEST_TIMEOUT_S": "20"})
-    try:
-        ingest_corpus(running)
+    with serving(*tiny_run, tmp_path, env={"XMR_SWAP_WAIT_S": str(SWAP_WAIT_S),
+                                           "XMR_REQUEST_TIMEOUT_S": "20"}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def rebuild(server: Server, checkpoint: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Server, ingest_corpus, start_server
+from tests.service.conftest import Server, serving
 from xmr.cli import main as xmr
 
 pytestmark = pytest.mark.slow
@@ -26,13 +26,8 @@ def aaml_server(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
     assert xmr(["train", "--data", str(corpus), "--config", str(config), "--out",
                 str(root / "run"), "--epochs", "2", "--cache", str(root / "cache"),
                 "--device", "cpu"]) == 0
-    server = start_server(root / "index", root / "run" / "checkpoint.pt", root / "server.log",
-                          corpus)
-    try:
-        ingest_corpus(server)
+    with serving(corpus, root / "run" / "checkpoint.pt", root) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_rerank_both_directions(aaml_server: Server) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import Server, ingest_corpus, start_server
+from tests.service.conftest import Server, serving
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fuzzed(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
-    corpus, checkpoint = tiny_run
-    root = tmp_path_factory.mktemp("fuzzed")
-    server = start_server(root / "index", checkpoint, root / "server.log", corpus)
-    try:
-        ingest_corpus(server)
+    with serving(*tiny_run, tmp_path_factory.mktemp("fuzzed")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_no_generated_request_gets_a_server_error(fuzzed: Server, tmp_path: Path) -> None:
