@@ -46,7 +46,7 @@ from index.generation import (
 )
 from index.manifest import Manifest, ManifestMismatch
 from index.payload import Scalar, check_key, check_where
-from index.records import Hit, NewItem, Record, check_modality
+from index.records import Hit, NewItem, Record, check_id, check_k, check_modality
 from index.store import check_vectors
 from models.fusion import Fusion
 
@@ -176,7 +176,7 @@ class Catalog:
 
     def delete(self, item_id: int) -> bool:
         """True when the item existed; durable on return, never returned by search after."""
-        item_id = _check_id(item_id)
+        item_id = check_id(item_id)
         return self._write("a delete", lambda gen: gen.meta.delete(item_id) is not None)
 
     def delete_by_key(self, key: str) -> Record | None:
@@ -195,7 +195,7 @@ class Catalog:
     # -- reads --------------------------------------------------------------------------------
     def get(self, item_id: int) -> Record | None:
         with self._lock:
-            return self._gen.meta.get(_check_id(item_id))
+            return self._gen.meta.get(check_id(item_id))
 
     def find(self, modality: str, content_hash: str) -> int | None:
         """The id of an item with this content, if one is stored (keyed items may share one
@@ -234,7 +234,7 @@ class Catalog:
         `mode` hybrid or lexical (index.hybrid) needs each query row's `texts`; `fusion`
         overrides the generation's."""
         check_modality(modality)
-        k = _check_k(k)
+        k = check_k(k)
         queries = self._check_unit(queries, "queries")
         wanted = check_where(where)
         if mode not in hybrid.MODES:
@@ -246,27 +246,23 @@ class Catalog:
             self._catch_up(gen)
             if mode == "vector":
                 return self._search(gen, queries, k, modality, labels, wanted)
-            level_filter = self._label_filter(gen, labels or {})
-            allow = None
-            if labels or wanted:
-                allow = gen.meta.ids_matching(modality, level_filter, wanted)
-                if not len(allow):
-                    return [[] for _ in range(len(queries))]
-            return hybrid.search(gen, queries, list(texts or ()), k, modality, level_filter,
-                                 wanted, allow, mode, fusion or self.fusion)
+            return self._hybrid(gen, queries, list(texts or ()), k, modality, labels, wanted,
+                                mode, fusion)
 
     def similar(self, k: int, modality: str, *, item_id: int | None = None,
                 key: str | None = None, labels: Mapping[str, str] | None = None,
-                where: Mapping[str, Scalar] | None = None) -> list[Hit] | None:
+                where: Mapping[str, Scalar] | None = None,
+                mode: hybrid.Mode = "vector") -> list[Hit] | None:
         """Search `modality` with the stored vector of the item named by `item_id` or `key`
-        (no encoder involved); the item itself is left out of its own results. None when
-        there is no such item."""
+        (no encoder involved), and in mode hybrid or lexical with its words (its text, or an
+        image's caption); the item itself is left out of its own results. None when there is
+        no such item."""
         if (item_id is None) == (key is None):
             raise ValueError("name the item by exactly one of id and key")
         check_modality(modality)
-        k = _check_k(k)
+        k = check_k(k)
         wanted = check_where(where)
-        found = None if item_id is None else _check_id(item_id)
+        found = None if item_id is None else check_id(item_id)
         with self._lock:
             gen = self._gen
             self._catch_up(gen)
@@ -277,7 +273,11 @@ class Catalog:
                     return None
                 _, vector = gen.meta.vectors([record.id], self.dim, record.modality)
             exclude = record.id if record.modality == modality else None
-            return self._search(gen, vector, k, modality, labels, wanted, exclude)[0]
+            if mode == "vector":
+                return self._search(gen, vector, k, modality, labels, wanted, exclude)[0]
+            hits = self._hybrid(gen, vector, [record.text or ""], k + 1, modality, labels,
+                                wanted, mode, None)[0]
+            return [hit for hit in hits if hit.id != exclude][:k]
 
     # -- generations and snapshots ------------------------------------------------------------
     def reload(self) -> bool:
@@ -344,7 +344,7 @@ class Catalog:
         leaves one id out (of the allow-list, or of one extra result fetched)."""
         allow = None
         if labels or where:
-            allow = gen.meta.ids_matching(modality, self._label_filter(gen, labels or {}), where)
+            allow = gen.meta.ids_matching(modality, gen.manifest.label_filter(labels or {}), where)
             allow = allow[allow != exclude] if exclude is not None else allow
             if not len(allow):
                 return [[] for _ in range(len(queries))]
@@ -355,6 +355,17 @@ class Catalog:
                  for s, i in zip(row_s, row_i, strict=True)
                  if i >= 0 and int(i) != exclude and int(i) in records][:k]
                 for row_s, row_i in zip(scores, ids, strict=True)]
+
+    def _hybrid(self, gen: Generation, queries: np.ndarray, texts: list[str], k: int,
+                modality: str, labels: Mapping[str, str] | None, where: Mapping[str, str],
+                mode: hybrid.Mode, fusion: Fusion | None) -> list[list[Hit]]:
+        """index.hybrid's search, its filters resolved as _search's."""
+        levels = gen.manifest.label_filter(labels or {})
+        allow = gen.meta.ids_matching(modality, levels, where) if labels or where else None
+        if allow is not None and not len(allow):
+            return [[] for _ in range(len(queries))]
+        return hybrid.search(gen, queries, texts, k, modality, levels, where, allow, mode,
+                             fusion or self.fusion)
 
     def _catch_up(self, gen: Generation) -> None:
         applied = catch_up(gen)
@@ -369,35 +380,9 @@ class Catalog:
                              f"{norms.min():.4f}..{norms.max():.4f}")
         return vectors
 
-    @staticmethod
-    def _label_filter(gen: Generation, labels: Mapping[str, str]) -> dict[int, str]:
-        levels = gen.manifest.levels
-        wanted: dict[int, str] = {}
-        for level, value in labels.items():
-            if level not in levels:
-                raise ValueError(f"unknown label level {level!r}; this index has {levels}")
-            if not isinstance(value, str):
-                raise TypeError(f"label filter values must be strings, got {value!r}")
-            wanted[levels.index(level)] = value
-        return wanted
-
-
-def _check_id(item_id: int) -> int:
-    if isinstance(item_id, bool) or not isinstance(item_id, int | np.integer):
-        raise TypeError(f"item id must be an int, not {type(item_id).__name__}")
-    return int(item_id)
-
 
 def _check_key(key: str | None) -> str:
     checked = check_key(key)
     if checked is None:
         raise ValueError("key must be a string, not None")
     return checked
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-

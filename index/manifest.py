@@ -7,6 +7,7 @@ returns confident nonsense, so opening a generation with another encoder fails l
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,17 @@ class Manifest:
             raise FileNotFoundError(f"{path}: missing (not an index generation)") from err
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: not an index manifest ({err})") from err
+
+    def label_filter(self, labels: Mapping[str, str]) -> dict[int, str]:
+        """{level name: value} as {level index: value}, checked against the levels."""
+        wanted: dict[int, str] = {}
+        for level, value in labels.items():
+            if level not in self.levels:
+                raise ValueError(f"unknown label level {level!r}; this index has {self.levels}")
+            if not isinstance(value, str):
+                raise TypeError(f"label filter values must be strings, got {value!r}")
+            wanted[self.levels.index(level)] = value
+        return wanted
 
     def check(self, checkpoint_id: str, dim: int, where: Path) -> None:
         if self.dim != dim:

@@ -13,6 +13,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from index.payload import check_key, dump_metadata
 
 
@@ -30,6 +32,18 @@ def bytes_hash(content: bytes) -> str:
 
 
 MODALITIES = ("image", "text")
+
+
+def check_id(item_id: int) -> int:
+    if isinstance(item_id, bool) or not isinstance(item_id, int | np.integer):
+        raise TypeError(f"item id must be an int, not {type(item_id).__name__}")
+    return int(item_id)
+
+
+def check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 def check_modality(modality: str) -> str:

@@ -114,7 +114,9 @@ class SearchPipeline:
         queries: list[Any] = [p.query if isinstance(p, _SearchQuery) else p for p in payloads]
         rows = encoder.encode_texts(queries) if kind == "text" else \
             encoder.encode_images(queries)
-        out: list[Vector | _Searched] = [Vector(row, encoder.checkpoint_id) for row in rows]
+        out: list[Vector | _Searched] = [
+            Vector(row, encoder.checkpoint_id, query if kind == "text" else None)
+            for row, query in zip(rows, queries, strict=True)]
         groups: dict[SearchParams, list[int]] = {}
         for i, payload in enumerate(payloads):
             if isinstance(payload, _SearchQuery):
@@ -149,9 +151,13 @@ class SearchPipeline:
     def _search_rows(self, params: SearchParams, vectors: list[Vector]
                      ) -> list[list[Hit] | StaleVector]:
         live = self._catalog.checkpoint_id
-        rows = [vector.row for vector in vectors if vector.checkpoint_id == live]
-        found = iter(self._catalog.search(np.stack(rows), params.k, params.modality,
-                                          **params.filters()) if rows else [])
+        current = [vector for vector in vectors if vector.checkpoint_id == live]
+        fusion = self._catalog.fusion.with_weights(dict(params.weights)) if params.weights \
+            else None
+        found = iter(self._catalog.search(
+            np.stack([v.row for v in current]), params.k, params.modality, **params.filters(),
+            texts=[v.text or "" for v in current], mode=params.mode,  # type: ignore[arg-type]
+            fusion=fusion) if current else [])
         out: list[list[Hit] | StaleVector] = []
         for vector in vectors:
             hits = next(found) if vector.checkpoint_id == live else None
@@ -164,4 +170,5 @@ class SearchPipeline:
 
     def _similar(self, params: SearchParams, ref: ItemRef) -> list[Hit] | None:
         return self._catalog.similar(params.k, params.modality, item_id=ref.item_id,
-                                     key=ref.item_key, **params.filters())
+                                     key=ref.item_key, mode=params.mode,  # type: ignore[arg-type]
+                                     **params.filters())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,12 +21,13 @@ from service.items import ImageInput, ItemToAdd
 from service.labels import check_labels
 from service.limits import check_text, decode_base64, decode_image
 from service.problems import Problem
-from service.schemas import ImageQuery, ItemIn, Modality, SimilarQuery
+from service.schemas import ImageQuery, ItemIn, Modality, SearchMode, SimilarQuery, TextQuery
 from service.settings import Settings
 
 T = TypeVar("T")
 IMAGE_PART_TYPES = ("image/", "application/octet-stream")
 DEFAULT_K = 10
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def check_k(k: int | None, settings: Settings) -> int:
@@ -89,18 +91,25 @@ def text_query(text: str, settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class SearchIn:
-    """A search as the edge validated it."""
+    """A search as the edge validated it. `mode` None: the index's default for text (image
+    queries rank by vector); `weights`: the hybrid weights the request sets."""
     query: str | Image.Image
     k: int
     labels: dict[str, str] | None
     rerank: bool
     where: tuple[tuple[str, str], ...] = ()  # check_metadata_filter's pairs
+    mode: SearchMode | None = None
+    weights: tuple[tuple[str, float], ...] = ()
+    explain: bool = False
 
 
-def text_search(text: str, k: int | None, labels: dict[str, str] | None,
-                where: Mapping[str, Any] | None, rerank: bool, settings: Settings) -> SearchIn:
-    return SearchIn(text_query(text, settings), check_k(k, settings), labels, rerank,
-                    check_metadata_filter(where))
+def text_search(query: TextQuery, settings: Settings) -> SearchIn:
+    """A search text is never stored: control characters (NUL included) are read as spaces,
+    where an item's text with a NUL is refused."""
+    text = CONTROL.sub(" ", query.text)
+    return SearchIn(text_query(text, settings), check_k(query.k, settings), query.labels,
+                    query.rerank, check_metadata_filter(query.where), query.mode,
+                    tuple(sorted((query.weights or {}).items())), query.explain)
 
 
 async def image_search(body: ImageQuery, settings: Settings) -> SearchIn:
@@ -136,6 +145,7 @@ class SimilarIn:
     modality: Modality
     labels: dict[str, str] | None
     where: tuple[tuple[str, str], ...]
+    mode: SearchMode = "vector"
 
 
 def similar_search(query: SimilarQuery, settings: Settings) -> SimilarIn:
@@ -143,7 +153,7 @@ def similar_search(query: SimilarQuery, settings: Settings) -> SimilarIn:
         raise Problem(422, "name the item by exactly one of 'id' and 'key'")
     key, _ = check_key_and_metadata(query.key, None)
     return SimilarIn(query.id, key, check_k(query.k, settings), query.modality, query.labels,
-                     check_metadata_filter(query.where))
+                     check_metadata_filter(query.where), query.mode)
 
 
 def _item(text: str | None, image: ImageInput | None, labels: Sequence[str], new_labels: bool,

@@ -20,14 +20,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from index.words import words_of
 from service.batching import name_os_thread
 from service.lifecycle import EncoderLifecycle, load_encoder
 from service.pipeline import OnBatch, SearchPipeline
+from service.schemas import SearchMode
 from service.settings import Settings
 from service.vectors import ItemRef, SearchParams, StaleVector, Vector
 
 if TYPE_CHECKING:
     from index.catalog import Catalog, Hit, NewItem, Record
+    from index.hybrid import Fusion
     from models.inference import Encoder
 
 log = logging.getLogger("service.retriever")
@@ -41,6 +44,7 @@ class Retriever:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog",
                                         initializer=name_os_thread, initargs=("catalog",))
         self._labels: tuple[str, dict[str, frozenset[str]]] | None = None  # by generation
+        self._worded: dict[tuple[str, str], bool] = {}  # (generation, modality): has words
         self._encoders = EncoderLifecycle(encoder, catalog, settings, self.on_encoder_thread)
         self._pipeline = SearchPipeline(lambda: self._encoders.current, catalog, settings,
                                         on_batch)
@@ -101,6 +105,23 @@ class Retriever:
     @property
     def search_tuning(self) -> dict[str, dict]:
         return self._catalog.search_tuning
+
+    @property
+    def fusion(self) -> Fusion:
+        """How hybrid search combines its signals in the live generation (models.fusion)."""
+        return self._catalog.fusion
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        return self._catalog.text_fields
+
+    async def default_mode(self, modality: str) -> SearchMode:
+        """hybrid where the index holds words for items of `modality`, else vector (asked
+        again while it has none: the first captioned item turns hybrid on)."""
+        key = (self._catalog.generation, modality)
+        if not self._worded.get(key):
+            self._worded[key] = await self.run(self._catalog.has_words, modality)
+        return "hybrid" if self._worded[key] else "vector"
 
     @property
     def media_dir(self) -> Path:
@@ -166,25 +187,35 @@ class Retriever:
         write itself, once started, runs to its end (it is short), so an answer never says
         failed for an item that was stored."""
         deadline = asyncio.get_running_loop().time() + timeout_s
+        fields = self._catalog.text_fields
+        captions = [words_of(i.text, i.metadata, fields) if i.modality == "image" else ""
+                    for i in items]
+        texts = [*queries, *(w for w in dict.fromkeys(captions) if w and w not in queries)]
         while True:
             async with asyncio.timeout_at(deadline):
-                vectors = await asyncio.gather(*(self.encode(query) for query in queries))
+                vectors = await asyncio.gather(*(self.encode(query) for query in texts))
+            by_text = {q: v for q, v in zip(texts, vectors, strict=True) if isinstance(q, str)}
+            caption_vectors = [by_text[w] if w else None for w in captions]
             try:
-                return await asyncio.shield(self.run(self._store, items, vectors))
+                return await asyncio.shield(self.run(self._store, items, vectors[:len(queries)],
+                                                     caption_vectors))
             except StaleVector:
                 async with asyncio.timeout_at(deadline):
                     await self._encoders.settle()
 
-    def _store(self, items: Sequence[NewItem], vectors: Sequence[Vector]
-               ) -> list[tuple[int, bool]]:
+    def _store(self, items: Sequence[NewItem], vectors: Sequence[Vector],
+               captions: Sequence[Vector | None]) -> list[tuple[int, bool]]:
+        """Items with their vectors, and each image's caption vector (its words embedded:
+        index.words), all of one checkpoint."""
         from index.catalog import StaleCheckpoint
 
-        made_by = {vector.checkpoint_id for vector in vectors}
+        made_by = {v.checkpoint_id for v in [*vectors, *captions] if v is not None}
         if len(made_by) != 1:
             raise StaleVector
         try:
             return self._catalog.ingest(items, np.stack([v.row for v in vectors]),
-                                        checkpoint_id=made_by.pop())
+                                        checkpoint_id=made_by.pop(),
+                                        captions=[None if c is None else c.row for c in captions])
         except StaleCheckpoint as err:
             raise StaleVector from err
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 Modality = Literal["image", "text"]
+SearchMode = Literal["hybrid", "vector", "lexical"]
+Signal = Literal["vector", "caption", "lexical"]
+Weight = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
 LabelFilter = dict[str, str]
 # Keys, metadata and `where` are checked by the index layer's rules (service.queries), one
 # place for JSON and forms; the schemas describe them.
@@ -30,6 +33,13 @@ NEW_LABELS_DOC = ("store label values the index does not know yet (otherwise a 4
                   "the known ones)")
 K_DOC = ("number of results, 1 to XMR_MAX_K (GET /v1/info: max_k); default 10, or XMR_MAX_K "
           "when that is less")
+_MODE_DOC = ("how text ranks the items: `hybrid` (what an image shows, the words it carries, and "
+             "their BM25 match, fused), `vector` (the learned cross-modal score alone) or "
+             "`lexical` (BM25 alone: only items holding a query word); default hybrid where the "
+             "index holds words for the items searched, else vector")
+_WEIGHTS_DOC = ("hybrid mode: weights of the signals `vector`, `caption`, `lexical` (>= 0), "
+                "each given one replacing the index's (GET /v1/info: fusion)")
+_EXPLAIN_DOC = "give each hit every signal's score (`signals`)"
 _RERANK_DOC = ("re-rank the top candidates with the checkpoint's cross-attention scorer "
                "(aaml checkpoints only; 400 otherwise)")
 
@@ -53,6 +63,15 @@ class TextQuery(_Strict):
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
     where: WhereFilter | None = None
     rerank: bool = Field(False, description=_RERANK_DOC)
+    mode: SearchMode | None = Field(None, description=_MODE_DOC)
+    weights: dict[Signal, Weight] | None = Field(None, description=_WEIGHTS_DOC)
+    explain: bool = Field(False, description=_EXPLAIN_DOC)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> TextQuery:
+        if self.weights and len(self.weights) == 3 and not any(self.weights.values()):
+            raise ValueError("weights: at least one signal needs a weight above 0")
+        return self
 
 
 class ImageQuery(_Strict):
@@ -79,6 +98,10 @@ class SearchHit(BaseModel):
     key: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     similarity: float | None = Field(None, description="cosine similarity (re-ranked hits)")
+    signals: dict[str, float | None] | None = Field(
+        None, description="with explain: each signal's score of this hit (`vector`: cosine to "
+                          "the item, `caption`: cosine to its words, `lexical`: BM25 of the "
+                          "query in its words), null where that signal did not find it")
 
 
 class SearchResponse(BaseModel):
@@ -93,6 +116,8 @@ class SearchResponse(BaseModel):
     k: int
     modality: Modality = Field(description="modality of the results")
     reranked: bool
+    mode: SearchMode | None = Field(None, description="how text ranked the results (text "
+                                                      "queries and searches by item)")
     took_ms: float
     checkpoint_id: str
 
@@ -111,6 +136,9 @@ class SimilarQuery(_Strict):
     modality: Modality = Field(description="modality of the results")
     labels: LabelFilter | None = Field(None, description=_LABELS_DOC)
     where: WhereFilter | None = None
+    mode: SearchMode = Field("vector", description="`vector`: the item's stored vector; "
+                             "`hybrid` and `lexical` also match its words (its text, or an "
+                             "image's caption)")
 
 
 class ItemIn(_Strict):

@@ -15,7 +15,7 @@ from service.labels import check_filter, with_vocabulary
 from service.problems import Problem
 from service.queries import SearchIn, SimilarIn
 from service.retriever import Retriever
-from service.schemas import Modality, SearchHit, SearchResponse, item_url
+from service.schemas import Modality, SearchHit, SearchMode, SearchResponse, item_url
 from service.settings import Settings
 from service.vectors import ItemRef, SearchParams
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from index.catalog import Hit
 
 
-def _hit(hit: Hit, score: float | None = None) -> SearchHit:
+def _hit(hit: Hit, score: float | None = None, explain: bool = False) -> SearchHit:
     record = hit.record
     return SearchHit(
         id=hit.id, score=hit.score if score is None else score,
@@ -31,6 +31,7 @@ def _hit(hit: Hit, score: float | None = None) -> SearchHit:
         labels=list(record.labels), url=item_url(hit.id, record.modality), text=record.text,
         key=record.key, metadata=record.metadata,
         similarity=None if score is None else hit.score,
+        signals=(hit.signals or {"vector": hit.score}) if explain else None,
     )
 
 
@@ -46,16 +47,30 @@ async def search(retriever: Retriever, settings: Settings, asked: SearchIn,
         raise Problem(400, "re-ranking scores text-image pairs: it applies to text-to-image and "
                            "image-to-text search only")
     wanted = max(asked.k, settings.rerank_max) if asked.rerank else asked.k
-    params = SearchParams(modality, wanted, tuple(sorted((labels or {}).items())), asked.where)
+    mode = await _mode(retriever, asked, modality)
+    params = SearchParams(modality, wanted, tuple(sorted((labels or {}).items())), asked.where,
+                          mode or "vector", asked.weights)
     async with asyncio.timeout(settings.request_timeout_s):
         hits = await retriever.search(asked.query, params)
         results = (await _rerank(retriever, asked.query, hits, asked.k) if asked.rerank
-                   else [_hit(h) for h in hits])
+                   else [_hit(h, explain=asked.explain) for h in hits])
     return SearchResponse(
-        results=results, k=asked.k, modality=modality, reranked=asked.rerank,
+        results=results, k=asked.k, modality=modality, reranked=asked.rerank, mode=mode,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
         checkpoint_id=retriever.checkpoint_id,
     )
+
+
+async def _mode(retriever: Retriever, asked: SearchIn, modality: Modality) -> SearchMode | None:
+    """How a text query ranks (None for an image query: by vector); its hybrid weights are
+    checked against the index's here, so a bad combination is a 422, not a failed search."""
+    if not isinstance(asked.query, str):
+        return None
+    try:
+        retriever.fusion.with_weights(dict(asked.weights))
+    except ValueError as err:
+        raise Problem(422, f"weights: {err}") from err
+    return asked.mode or await retriever.default_mode(modality)
 
 
 async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
@@ -64,7 +79,7 @@ async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
     started = time.perf_counter()
     labels = await checked_filter(retriever, asked.labels)
     params = SearchParams(asked.modality, asked.k, tuple(sorted((labels or {}).items())),
-                          asked.where)
+                          asked.where, asked.mode)
     async with asyncio.timeout(settings.request_timeout_s):
         hits = await retriever.similar(ItemRef(asked.item_id, asked.item_key), params)
     if hits is None:
@@ -72,6 +87,7 @@ async def similar(retriever: Retriever, settings: Settings, asked: SimilarIn
                       else f"no item has the key {asked.item_key!r}")
     return SearchResponse(
         results=[_hit(h) for h in hits], k=asked.k, modality=asked.modality, reranked=False,
+        mode=asked.mode,
         took_ms=round((time.perf_counter() - started) * 1000, 3),
         checkpoint_id=retriever.index_checkpoint_id,
     )

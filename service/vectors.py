@@ -15,6 +15,7 @@ import numpy as np
 class Vector:
     row: np.ndarray  # float32 (d,), unit norm
     checkpoint_id: str  # of the encoder that made it
+    text: str | None = None  # the text it encodes (hybrid search matches its words)
 
 
 class StaleVector(Exception):
@@ -39,6 +40,8 @@ class SearchParams:
     k: int
     labels: tuple[tuple[str, str], ...]  # sorted (level, value) pairs
     where: tuple[tuple[str, str], ...] = ()  # sorted (field, canonical JSON value) pairs
+    mode: str = "vector"  # index.hybrid's modes; hybrid and lexical need the query's text
+    weights: tuple[tuple[str, float], ...] = ()  # sorted hybrid weights a request set
 
     def filters(self) -> dict[str, Any]:
         """The catalog's `labels` and `where` arguments."""

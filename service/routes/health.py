@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.deps import RetrieverDep, SettingsDep
 from service.metrics import EXPOSED, Metrics
@@ -46,6 +47,15 @@ class Info(BaseModel):
     max_k: int
     max_body_bytes: int
     index_search: dict[str, IndexSearch] = {}
+    search_modes: dict[str, str] = Field(
+        default_factory=dict, description="each text search's default mode (text-to-image: "
+                                          "modality image)")
+    fusion: dict[str, Any] = Field(
+        default_factory=dict, description="how hybrid search combines its signals: method "
+                                          "(zscore or rrf) and weights")
+    text_fields: list[str] = Field(
+        default_factory=list, description="metadata fields whose words hybrid search matches "
+                                          "beside each item's caption or text, and its labels")
 
 
 @router.get("/healthz", response_model=Status)
@@ -75,8 +85,8 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/v1/info", response_model=Info, tags=["search"])
 async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
-    """What is served: checkpoint, label levels and values (for filters), counts, limits, and
-    each index's tuned search parameter with its measured recall."""
+    """What is served: checkpoint, label levels and values (for filters), counts, limits,
+    each index's tuned search parameter with its measured recall, and how text is ranked."""
     known = await retriever.label_values()
     counts = {m: await retriever.count(m) for m in ("image", "text")}
     return Info(
@@ -86,4 +96,6 @@ async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
         writable=settings.writable, api_key_required=settings.api_key is not None,
         max_k=settings.max_k, max_body_bytes=settings.max_body_bytes,
         index_search={m: IndexSearch(**t) for m, t in retriever.search_tuning.items()},
+        search_modes={m: await retriever.default_mode(m) for m in ("image", "text")},
+        fusion=retriever.fusion.as_dict(), text_fields=list(retriever.text_fields),
     )

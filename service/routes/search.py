@@ -28,7 +28,7 @@ UploadParams = Annotated[ImageSearchParams, Query()]
              summary="Images for a text")
 async def text_to_image(query: TextQuery, retriever: RetrieverDep, settings: SettingsDep
                         ) -> SearchResponse:
-    asked = text_search(query.text, query.k, query.labels, query.where, query.rerank, settings)
+    asked = text_search(query, settings)
     return await search(retriever, settings, asked, "image")
 
 
@@ -36,7 +36,7 @@ async def text_to_image(query: TextQuery, retriever: RetrieverDep, settings: Set
              summary="Texts for a text")
 async def text_to_text(query: TextQuery, retriever: RetrieverDep, settings: SettingsDep
                        ) -> SearchResponse:
-    asked = text_search(query.text, query.k, query.labels, query.where, query.rerank, settings)
+    asked = text_search(query, settings)
     return await search(retriever, settings, asked, "text")
 
 

@@ -138,3 +138,28 @@ def test_an_index_made_before_hybrid_search_migrates(tmp_path: Path) -> None:
         # the caption vector came from the pair's text item
         assert hits[0].signals["caption"] == pytest.approx(float(vec(1) @ vec(50)))  # type: ignore[index]
         assert catalog.has_words("image")
+
+
+def test_an_index_written_by_the_release_before_hybrid_search_answers_hybrid(
+        tmp_path: Path) -> None:
+    """tests/index/index-before-hybrid.tar.gz: an index directory the release before hybrid
+    search wrote (four image-text pairs, dim 8, the process killed after its last write:
+    WAL not checkpointed). It opens, keeps its ids and vectors, and answers by words."""
+    import tarfile
+
+    with tarfile.open(Path(__file__).with_name("index-before-hybrid.tar.gz")) as archive:
+        archive.extractall(tmp_path, filter="data")
+    root = tmp_path / "oldidx"
+    with Catalog.open(root, checkpoint_id="release-before-hybrid", dim=DIM) as catalog:
+        assert catalog.count("image") == catalog.count("text") == 4
+        assert catalog.has_words("image") and catalog.text_fields == ()
+        record = catalog.get_by_key("k1")
+        assert record is not None and record.text == "slice of pizza"
+        # the query's vector: near the text vector of "slice of pizza" (its pair's, seed 101)
+        query = unit(vec(101)[None] + 0.3 * vec(999)[None])
+        hits = catalog.search(query, 2, "image", texts=["pizza"], mode="hybrid")[0]
+        assert hits[0].id == record.id
+        assert hits[0].signals is not None and hits[0].signals["lexical"] is not None
+        by_vector = catalog.search(vec(1)[None], 1, "image")[0]  # its stored image vector
+        assert by_vector[0].id == record.id and by_vector[0].score == pytest.approx(1.0)
+        assert catalog._gen.stores["caption"].count() == 4  # from the pairs' text vectors

@@ -73,7 +73,7 @@ def test_build_records_the_tuning_and_the_store_opens_with_it(tmp_path: Path) ->
     report = build(tmp_path / "idx", hash_engine(), planned, levels=levels,
                    spec="IVF2,Flat", recall_target=0.9)
     manifest = Manifest.read(report.generation)
-    assert set(manifest.search) == {"image", "text"}
+    assert set(manifest.search) == {"image", "text", "caption"}  # caption: hybrid search
     image = manifest.search["image"]
     assert (image["index"], image["param"], image["target"]) == ("IVF2,Flat", "nprobe", 0.9)
     assert image["query_modality"] == "text" and image["queries"] == 12  # the corpus's texts
