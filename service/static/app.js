@@ -45,6 +45,24 @@ function meta(hit) {
   return el;
 }
 
+// What found a hybrid hit: the picture (vector), its words' meaning (caption), its words
+// themselves (lexical). A signal that did not propose the hit has no score and no badge.
+const SIGNAL_NAMES = { vector: "picture", caption: "meaning", lexical: "words" };
+
+function signalBadges(hit) {
+  const el = document.createElement("div");
+  el.className = "signals";
+  for (const [signal, score] of Object.entries(hit.signals || {})) {
+    if (score === null || (signal === "lexical" && score <= 0)) continue;
+    const badge = document.createElement("span");
+    badge.className = `signal signal-${signal}`;
+    badge.textContent = SIGNAL_NAMES[signal] || signal;
+    badge.title = `${signal} score ${score.toFixed(3)}`;
+    el.append(badge);
+  }
+  return el;
+}
+
 // An image hit's name: its own text where the index stores one, else a "name" in its metadata.
 function hitName(hit) {
   if (hit.text) return hit.text;
@@ -70,6 +88,7 @@ function renderImages(hits) {
       card.append(caption);
     }
     card.append(meta(hit));
+    if (hit.signals) card.append(signalBadges(hit));
     return card;
   }));
   if (!hits.length) grid.textContent = "no results";
@@ -97,7 +116,7 @@ async function searchText(event) {
     const body = await call("/v1/search/text-to-image", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ text, k: k(), labels: filter() }),
+      body: JSON.stringify({ text, k: k(), labels: filter(), mode: "hybrid", explain: true }),
     });
     renderImages(body.results);
   } catch (err) {

@@ -95,30 +95,43 @@ CARDS = """return [...document.querySelectorAll('#results-images figure.result')
 })"""
 
 
-def cat_images(corpus: Path) -> set[str]:
+def named_images(corpus: Path, word: str) -> set[str]:
     """Content hashes of the corpus images (OpenMoji and their Twemoji views) whose emoji name
-    has the word "cat"; keyword rows (`HEX~n`) carry a keyword, not the name, and are skipped."""
+    has `word`; keyword rows (`HEX~n`) carry a keyword, not the name, and are skipped."""
     rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
     return {hashlib.sha256((corpus / row["image"]).read_bytes()).hexdigest()
-            for row in rows if re.search(r"\bcat\b", row["text"])
+            for row in rows if re.search(rf"\b{word}\b", row["text"])
             and not re.search(r"~\d+$", row["id"])}
+
+
+def type_and_search(browser: webdriver.Chrome, wait: WebDriverWait, text: str) -> None:
+    query = browser.find_element(By.ID, "query")
+    query.clear()
+    query.send_keys(text)
+    before = browser.execute_script(
+        "return [...document.querySelectorAll('#results-images img')].map(i => i.src)")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    wait.until(lambda d: len(loaded_images(d)) > 0 and all(i["ok"] for i in loaded_images(d))
+               and [i["src"] for i in loaded_images(d)] != before)
 
 
 @pytest.mark.skipif(not all(p.exists() for p in DEMO.values()),
                     reason="demo artifacts missing (make demo-artifacts)")
-def test_demo_typing_cat_shows_a_cat_first_in_cards_wide_enough(browser: webdriver.Chrome,
-                                                                   tmp_path: Path) -> None:
+def test_demo_typing_cat_or_pizza_shows_it_first_in_cards_wide_enough(
+        browser: webdriver.Chrome, tmp_path: Path) -> None:
     server = start_server(DEMO["index"], DEMO["checkpoint"], tmp_path / "server.log")
     try:
         browser.set_window_size(1280, 900)
         wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
         browser.get(server.url + "/")
         wait.until(lambda d: "images and" in d.find_element(By.ID, "served").text)
-        browser.find_element(By.ID, "query").send_keys("cat")
-        browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
-        wait.until(lambda d: len(loaded_images(d)) > 0 and all(i["ok"] for i in loaded_images(d)))
-        first = httpx.get(server.url + str(loaded_images(browser)[0]["src"]), timeout=30)
-        assert hashlib.sha256(first.content).hexdigest() in cat_images(DEMO["corpus"])
+        for word in ("pizza", "cat"):  # hybrid: what an image shows and the words it carries
+            type_and_search(browser, wait, word)
+            first = httpx.get(server.url + str(loaded_images(browser)[0]["src"]), timeout=30)
+            assert hashlib.sha256(first.content).hexdigest() in named_images(DEMO["corpus"],
+                                                                              word), word
+            badges = browser.find_element(By.CSS_SELECTOR, "#results-images .signals").text
+            assert "words" in badges, badges  # the first hit's name holds the word typed
         cards = browser.execute_script(CARDS)
         assert len(cards) >= 6
         for card in cards:
