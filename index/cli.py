@@ -116,14 +116,14 @@ def _engine(args: argparse.Namespace, encoder: Any) -> Engine | None:
 def _settings(args: argparse.Namespace) -> BuildSettings:
     from pydantic import ValidationError
 
-    from index.settings import BuildSettings
+    from index.settings import BuildSettings, setting_problems
 
+    given = {key: getattr(args, key) for key in ("device", "recall_target")
+             if getattr(args, key) is not None}
     try:
-        given = {"device": args.device, "recall_target": args.recall_target}
-        return BuildSettings(**{k: v for k, v in given.items() if v is not None})
+        return BuildSettings(**given)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise SystemExit(f"xmr index build: {problems}") from err
+        raise SystemExit(f"xmr index build: {'; '.join(setting_problems(err, given))}") from err
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,9 +8,10 @@ The service's settings (service.settings) extend `StoreSettings`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.backends import BackendSettings
@@ -64,3 +65,17 @@ class BuildSettings(StoreSettings):
 
     device: Device = "auto"
     recall_target: float = Field(DEFAULT_TARGET, gt=0, le=1)
+
+
+def setting_problems(err: ValidationError, flags: Collection[str] = ()) -> list[str]:
+    """Each problem named as the user set it: `--flag` for a field given as a command-line flag
+    (`flags`), its `XMR_*` variable otherwise; a problem of several fields names none."""
+    problems = []
+    for error in err.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if not field:
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = f"--{field.replace('_', '-')}" if field in flags else f"XMR_{field.upper()}"
+        problems.append(f"{name}={error['input']}: {error['msg']}")
+    return problems
