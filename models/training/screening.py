@@ -41,15 +41,18 @@ def image_problems(corpus: Corpus, cache: FeatureCache, backbone_id: str) -> dic
     for image in dict.fromkeys(item.image for item in corpus.items):
         try:
             keys[image] = content_key((corpus.root / image).read_bytes())
+        except FileNotFoundError:
+            problems[image] = "no such file"
         except OSError as err:
-            problems[image] = f"cannot read {corpus.root / image} ({err.strerror or err})"
+            problems[image] = f"cannot read it ({err.strerror or err})"
     cached = cache.known(backbone_id, sorted(set(keys.values())))
     for image, key in keys.items():
         if key not in cached:
+            path = corpus.root / image
             try:
-                open_image(corpus.root / image)
-            except ImageError as err:
-                problems[image] = str(err)
+                open_image(path)
+            except ImageError as err:  # its message starts with the path, already named
+                problems[image] = str(err).removeprefix(f"{path}: ")
     return problems
 
 
