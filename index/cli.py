@@ -85,8 +85,11 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
                 texts[digest] = NewItem("text", digest, entry.labels, text=entry.text,
                                         key=text_key(entry.id))
                 items.append(texts[digest])
-        except ValueError as err:
-            raise ValueError(f"{data}: row {entry.id!r}: {err}") from err
+        except FileNotFoundError as err:
+            raise ValueError(f"{data}: row {entry.id!r}: image {entry.image!r}: no such file"
+                             ) from err
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{data}: row {entry.id!r}: image {entry.image!r}: {err}") from err
     keys = Counter(item.key for item in items)
     if twice := [key for key, n in keys.items() if n > 1]:
         raise ValueError(f"{data}: keys used by two items: {twice[:5]} (a row id equals "
@@ -135,10 +138,13 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     started = time.perf_counter()
     try:
+        planned, levels = corpus_items(args.data)  # CorpusError, or an image it cannot read
+    except ValueError as err:
+        raise SystemExit(f"xmr index build: {err}") from err
+    try:
         encoder = Encoder.load(args.checkpoint, settings.device)
     except ValueError as err:  # e.g. cuda asked for on a machine without one
         raise SystemExit(f"xmr index build: {err}") from err
-    planned, levels = corpus_items(args.data)
     report = build(args.out, encoder, planned, open_image, levels=levels, spec=args.index_type,
                    batch_size=args.batch_size, progress=not args.no_progress, fresh=args.fresh,
                    engine=_engine(args, encoder), backend=settings.backend(),

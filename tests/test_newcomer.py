@@ -174,6 +174,17 @@ def test_skip_invalid_trains_without_the_bad_images(labelled: Path, tmp_path: Pa
     assert metrics["n_train"] + metrics["n_val"] == len(read_corpus(corpus).split("train")) - 2
 
 
+def test_index_build_names_a_missing_image_before_loading_anything(
+    labelled: Path, tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    corpus, lines = corpus_with_bad_images(labelled, tmp_path)
+    done = xmr("index", "build", "--checkpoint", str(tiny_run[1]), "--data", str(corpus),
+               "--out", str(tmp_path / "index"), "--no-progress")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(f"{lines[0].split(': ')[1]}: no such file")
+    assert not (tmp_path / "index").exists()
+
+
 # -- 4 and 5. the served side: /docs offline in Chromium, a quiet log, named settings ----------
 
 @pytest.fixture(scope="module")
