@@ -32,10 +32,10 @@ import torch
 import yaml
 
 from bench import harness
-from bench.harness import ROOT, arguments, command, machine, mean_std, relative, timed
+from bench.harness import arguments, command, machine, mean_std, relative, timed
 from bench.quality_report import ablations, figure, keyword_references, markdown
 from models.backbones.cache import FeatureCache
-from models.config import TrainConfig, check_levels
+from models.config import TrainConfig, check_levels, packaged_config
 from models.data.corpus import Corpus, read_corpus
 from models.data.keywords import read_keywords
 from models.evaluation.keyword_eval import evaluate_keywords
@@ -71,7 +71,7 @@ COMMAND = command("bench.quality")
 
 def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) -> TrainConfig:
     method, overrides = ABLATIONS.get(name, (name, {}))
-    raw = yaml.safe_load((ROOT / "configs" / f"{method}.yaml").read_text()) or {}
+    raw = yaml.safe_load(packaged_config(method).read_text()) or {}
     for source in (overrides, extra):
         for key, value in source.items():
             if key == "options":

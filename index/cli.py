@@ -95,8 +95,11 @@ def corpus_items(data: Path) -> tuple[list[NewItem], tuple[str, ...]]:
                 texts[digest] = NewItem("text", digest, entry.labels, text=entry.text,
                                         key=text_key(entry.id))
                 items.append(texts[digest])
-        except ValueError as err:
-            raise ValueError(f"{data}: row {entry.id!r}: {err}") from err
+        except FileNotFoundError as err:
+            raise ValueError(f"{data}: row {entry.id!r}: image {entry.image!r}: no such file"
+                             ) from err
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{data}: row {entry.id!r}: image {entry.image!r}: {err}") from err
     keys = Counter(item.key for item in items)
     if twice := [key for key, n in keys.items() if n > 1]:
         raise ValueError(f"{data}: keys used by two items: {twice[:5]} (a row id equals "
@@ -130,15 +133,14 @@ def _engine(args: argparse.Namespace, device: str) -> Engine:
 def _settings(args: argparse.Namespace) -> BuildSettings:
     from pydantic import ValidationError
 
-    from index.settings import BuildSettings
+    from index.settings import BuildSettings, setting_problems
 
+    given = {key: getattr(args, key) for key in ("device", "recall_target", "text_fields")
+             if getattr(args, key) is not None}
     try:
-        given = {"device": args.device, "recall_target": args.recall_target,
-                 "text_fields": args.text_fields}
-        return BuildSettings(**{k: v for k, v in given.items() if v is not None})
+        return BuildSettings(**given)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise SystemExit(f"xmr index build: {problems}") from err
+        raise SystemExit(f"xmr index build: {'; '.join(setting_problems(err, given))}") from err
 
 
 @contextmanager
@@ -169,8 +171,11 @@ def run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     started = time.perf_counter()
+    try:
+        planned, levels = corpus_items(args.data)  # CorpusError, or an image it cannot read
+    except ValueError as err:
+        raise SystemExit(f"xmr index build: {err}") from err
     engine = _engine(args, settings.device)
-    planned, levels = corpus_items(args.data)
     with _progress(args) as progress:
         report = build(args.out, engine, planned, levels=levels, spec=args.index_type,
                        fresh=args.fresh, backend=settings.backend(),

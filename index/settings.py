@@ -8,9 +8,10 @@ The service's settings (service.settings) extend `StoreSettings`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from index.backends import BackendSettings
@@ -75,3 +76,17 @@ class BuildSettings(StoreSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+
+def setting_problems(err: ValidationError, flags: Collection[str] = ()) -> list[str]:
+    """Each problem named as the user set it: `--flag` for a field given as a command-line flag
+    (`flags`), its `XMR_*` variable otherwise; a problem of several fields names none."""
+    problems = []
+    for error in err.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if not field:
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = f"--{field.replace('_', '-')}" if field in flags else f"XMR_{field.upper()}"
+        problems.append(f"{name}={error['input']}: {error['msg']}")
+    return problems

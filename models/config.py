@@ -1,15 +1,24 @@
 """Training configuration: data, not code. Loaded from YAML; unknown keys are rejected.
 
 Its own module (not under training/) because every method and the encoder read it too, and
-they must not import the trainer."""
+they must not import the trainer.
+
+Each method's tuned settings ship inside the package, in models/configs/NAME.yaml (the
+repository's configs/ links there), so an installed `xmr train --method NAME` finds them;
+default.yaml is what `xmr train` trains without --method or --config."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+TextBackboneName = Literal["minilm", "char-ngram"]
+TEXT_BACKBONES: tuple[str, ...] = get_args(TextBackboneName)
+CONFIGS = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = "default"
 
 
 class ConfigError(ValueError):
@@ -20,7 +29,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: str = "linear"
-    text_backbone: Literal["minilm", "char-ngram"] = "minilm"
+    text_backbone: TextBackboneName = "minilm"
     # The frozen image extractor (models.backbones.image); the checkpoint carries it, so the
     # encoder, the index job and the service build the one the heads were trained on.
     image_backbone: Literal["efficientnet-lite0", "efficientnet-lite2"] = "efficientnet-lite0"
@@ -66,6 +75,24 @@ def load_config(path: Path | None, **overrides: Any) -> TrainConfig:
         return TrainConfig(**raw)
     except ValidationError as err:
         raise ConfigError(f"invalid config{f' {path}' if path else ''}:\n{err}") from err
+
+
+def packaged_methods() -> list[str]:
+    """The methods with settings shipped in the package."""
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != DEFAULT_CONFIG)
+
+
+def packaged_config(method: str | None) -> Path:
+    """The shipped settings of `method`; None: the default config."""
+    path = CONFIGS / f"{method or DEFAULT_CONFIG}.yaml"
+    if method == DEFAULT_CONFIG or not path.is_file():
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(packaged_methods())}")
+    return path
+
+
+def default_method() -> str:
+    """The method of the default config (what `xmr train` trains without --method)."""
+    return load_config(packaged_config(None)).method
 
 
 def check_levels(config: TrainConfig, corpus_levels: tuple[str, ...]) -> list[int]:

@@ -16,9 +16,8 @@ from models.backbones.cache import FeatureCache
 from models.backbones.extract import image_features, text_features
 from models.backbones.image import DEFAULT_IMAGE_BACKBONE, EfficientNetLite
 from models.backbones.text import CharNgram, MiniLM, TextBackbone
+from models.config import TEXT_BACKBONES
 from models.data.corpus import Corpus, Item
-
-TEXT_BACKBONES = ("minilm", "char-ngram")
 
 
 @dataclass

