@@ -21,9 +21,12 @@ else fail "neither docker-compose nor the docker compose plugin is installed"; f
 # The demo image seeds the empty named volumes with the OpenMoji corpus, run and index.
 export XMR_IMAGE=${IMAGE}-demo
 export XMR_API_KEY=smoke-$RANDOM$RANDOM
-XMR_PUBLISH_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+XMR_PUBLISH_PORT=$(python3 docker/free_port.py)
 export XMR_PUBLISH_PORT XMR_BIND=127.0.0.1
-compose() { "${COMPOSE[@]}" -p "$PROJECT" "$@"; }
+FILES=(-f docker-compose.yml)
+# An engine with no default bridge (docker/smoke.sh says which): the services on the host's network.
+[ "${HOST_NETWORK:-0}" = 1 ] && FILES+=(-f docker/compose.host-network.yml)
+compose() { "${COMPOSE[@]}" "${FILES[@]}" -p "$PROJECT" "$@"; }
 cleanup() { compose --profile jobs down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
