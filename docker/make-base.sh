@@ -33,7 +33,7 @@ nice -n 10 debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR"
 awk '{ print "deb " $1 " " $2 " main" }' <<<"$SOURCES" > "$ROOTFS"/etc/apt/sources.list
 cp /etc/resolv.conf /etc/hosts "$ROOTFS"/etc/
 mount -t proc proc "$ROOTFS"/proc
-trap 'umount "$ROOTFS"/proc 2>/dev/null; rm -rf "$ROOTFS"' EXIT
+trap 'umount "$ROOTFS"/proc 2>/dev/null || true; rm -rf "$ROOTFS"' EXIT
 nice -n 10 chroot "$ROOTFS" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null"
 umount "$ROOTFS"/proc
