@@ -82,7 +82,7 @@ lint: $(STAMP) ## ruff on everything, mypy on models/, index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
+docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; as root it starts dockerd if none runs)
 	docker/smoke.sh
 
 bench: bench-features bench-index bench-scale bench-service bench-quality bench-peers ## every benchmark (results in bench/results/)
