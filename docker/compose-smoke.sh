@@ -25,10 +25,9 @@ export XMR_IMAGE=${IMAGE}-demo
 export XMR_API_KEY=smoke-$RANDOM$RANDOM
 XMR_PUBLISH_PORT=$(python3 docker/free_port.py)
 export XMR_PUBLISH_PORT XMR_BIND=127.0.0.1
-FILES=(-f docker-compose.yml)
-# An engine with no default bridge (docker/smoke.sh says which): the services on the host's network.
-[ "${HOST_NETWORK:-0}" = 1 ] && FILES+=(-f docker/compose.host-network.yml)
-compose() { "${COMPOSE[@]}" "${FILES[@]}" -p "$PROJECT" "$@"; }
+# The project gets a network of its own, which an engine without its default bridge
+# (docker/smoke.sh's) can still create and publish ports from, so nothing differs here.
+compose() { "${COMPOSE[@]}" -p "$PROJECT" "$@"; }
 cleanup() { compose --profile jobs down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 

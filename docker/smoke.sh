@@ -41,8 +41,8 @@ if ! docker info >/dev/null 2>&1; then
   fi
   docker info >/dev/null 2>&1 || fail "no Docker engine (apt-get install docker.io; start dockerd)"
 fi
-# An engine without its default bridge cannot publish ports: the containers then share the
-# host's network, the service listening on 127.0.0.1 only.
+# On an engine without its default bridge, `docker run` has no network to publish a port from:
+# the container then shares the host's network, the service listening on 127.0.0.1 only.
 if docker network inspect bridge >/dev/null 2>&1; then HOST_NETWORK=0; else HOST_NETWORK=1; fi
 export HOST_NETWORK
 
