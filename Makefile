@@ -11,8 +11,8 @@ CORPUS := $(ART)/data/openmoji
 RUN := $(ART)/runs/default
 INDEX := $(ART)/indexes/default
 # Twemoji's SVGs (npm `@twemoji/svg`, graphics CC BY 4.0): a second view of the train emoji,
-# fetched once at install time. docker/twemoji.py pins the version and npm's integrity for the
-# Docker demo bake and for this file alike.
+# fetched once by `npm pack` from the registry npm is configured with. docker/twemoji.py pins
+# the version and npm's integrity for the Docker demo bake and for this file alike.
 TWEMOJI := $(ART)/vendor/twemoji-svg-$(shell $(PYTHON) docker/twemoji.py --version)
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -82,7 +82,7 @@ lint: $(STAMP) ## ruff on everything, mypy on models/, index/ and service/
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; not in `test`)
+docker-smoke: ## build the CPU image, run it, search + ingest, compose jobs (needs docker; as root it starts dockerd if none runs)
 	docker/smoke.sh
 
 bench: bench-features bench-index bench-scale bench-service bench-quality bench-peers ## every benchmark (results in bench/results/)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness import arguments, command, machine, pyplot, relative, timed, write_results
+from bench.report import render
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import IMAGE_BATCH, image_features, text_features
 from models.backbones.image import IMAGE_BACKBONES, EfficientNetLite
@@ -75,16 +76,6 @@ def measure_char_ngram(repeats: int) -> dict:
         "dim": model.dim, "repeats": repeats, "texts_per_s": ENCODE_TEXTS / batched}
 
 
-def char_ngram_markdown(ngram: dict) -> str:
-    return (
-        "\n## Char n-gram on news-length texts\n\n"
-        f"Fitted on {ngram['fit_texts']} generated news-length texts (vocabulary "
-        f"{ngram['vocabulary']:,} n-grams, {ngram['dim']}-d); {ngram['texts']} texts it was not "
-        f"fitted on, {ngram['mean_chars']:.0f} characters on average, pooled and token vectors "
-        f"into an empty cache (`CharNgram.encode`, batched): {ngram['texts_per_s']:.0f} texts/s, "
-        f"median of {ngram['repeats']} passes.\n")
-
-
 def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -> dict:
     """Images/s of each image backbone (resize to its side, then its network) on the same
     decoded images, in batches of IMAGE_BATCH (the index job) and of 1 (a query, on the first
@@ -105,19 +96,6 @@ def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -
     return {"images": len(images), "repeats": repeats, **{name: {
         f"batch_{batch}_images_per_s": statistics.median(runs[name, batch])
         for batch in (IMAGE_BATCH, 1)} for name in IMAGE_BACKBONES}}
-
-
-def image_backbones_markdown(speed: dict) -> str:
-    rows = "".join(f"| {name} ({IMAGE_BACKBONES[name].size} px) | "
-                   + " | ".join(f"{v:.1f}" for v in speed[name].values()) + " |\n"
-                   for name in IMAGE_BACKBONES)
-    lite0, lite2 = (speed[f"efficientnet-lite{n}"].values() for n in (0, 2))
-    slower = [a / b for a, b in zip(lite0, lite2, strict=True)]
-    return (f"\n## Image backbones\n\n{speed['images']} images decoded once, each backbone "
-            f"resizing to its side; medians of {speed['repeats']} passes taken in turn.\n\n"
-            f"| backbone | images/s, batch {IMAGE_BATCH} | images/s, batch 1 |\n|---|---|---|\n"
-            f"{rows}\nLite2 is {slower[0]:.2f}x slower than Lite0 at batch {IMAGE_BATCH}, "
-            f"{slower[1]:.2f}x at batch 1.\n")
 
 
 def measure(data: Path, limit: int | None, repeats: int) -> dict:
@@ -148,22 +126,11 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    cold, warm = result["cold"], result["warm"]
-    return (
-        "# Feature extraction throughput\n\n"
-        f"`{result['command']}` on {result['machine']}; {result['items']} OpenMoji items; "
-        f"warm = median of {result['repeats']} passes.\n\n"
-        "| pass | images/s | texts/s | seconds (both) |\n|---|---|---|---|\n"
-        f"| cold (empty cache) | {cold['images_per_s']:.1f} | {cold['texts_per_s']:.0f} "
-        f"| {cold['seconds']:.1f} |\n"
-        f"| warm (cached) | {warm['images_per_s']:.0f} | {warm['texts_per_s']:.0f} "
-        f"| {warm['seconds']:.2f} |\n\n"
-        f"Second pass speed-up: images {result['speedup_images']:.0f}x, texts "
-        f"{result['speedup_texts']:.1f}x, both {result['speedup_total']:.0f}x.\n"
-        + char_ngram_markdown(result["char_ngram"])
-        + (image_backbones_markdown(result["image_backbones"])
-           if "image_backbones" in result else "")
-    )
+    speed = result.get("image_backbones")
+    slower = ([a / b for a, b in zip(*(speed[f"efficientnet-lite{n}"].values() for n in (0, 2)),
+                                     strict=True)] if speed else [])
+    return render("features", **{"image_backbones": None, **result}, batch=IMAGE_BATCH,
+                  slower=slower, backbones={n: b.size for n, b in IMAGE_BACKBONES.items()})
 
 
 def figure(result: dict) -> Any:

@@ -5,10 +5,10 @@ of bench/results/quality.png."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from bench.harness import pyplot
+from bench.report import render
 
 BASELINES = ["cca", "linear", "triplet", "acmr", "dscmr"]
 
@@ -104,89 +104,8 @@ def figure(result: dict, rows: list[dict]) -> Any:
 
 
 def markdown(result: dict) -> str:
-    levels = result["levels"]
-    lines = [
-        "# Retrieval quality on OpenMoji (test split, mAP@all, mean ± std over seeds "
-        f"{result['seeds']})", "", f"Command: `{result['command']}`  ",
-        f"Wall time: {result['wall_seconds'] / 60:.1f} min on {result['machine']}."
-        + ("" if result["complete"] else " **Incomplete: cut short by the session clock; the "
-           "seeds column says how many seeds each row has.**"),
-        "",
-        f"| method | avg mAP ({levels[-1]}) | i2t | t2i | "
-        + " | ".join(f"{lv} avg" for lv in levels)
-        + " | hierarchy-weighted | R@1 i2t / t2i | modality-clf acc | epochs to 95% | train s"
-        " | seeds |",
-        "|---" * (10 + len(levels)) + "|",
-    ]
-    for name, s in {**result["methods"], **result["ablation_runs"]}.items():
-        lvl = " | ".join(f"{s['levels'][lv]['mean']:.3f} ± {s['levels'][lv]['std']:.3f}"
-                         for lv in levels)
-        lines.append(
-            f"| {name} | **{s['avg_map_mean']:.3f} ± {s['avg_map_std']:.3f}** | "
-            f"{s['i2t_map']['mean']:.3f} | {s['t2i_map']['mean']:.3f} | {lvl} | "
-            f"{s['hierarchical_map']['mean']:.3f} | {s['recall']['i2t']['R@1']['mean']:.3f} / "
-            f"{s['recall']['t2i']['R@1']['mean']:.3f} | {s['modality_classifier_acc']['mean']:.3f}"
-            f" | {s['epochs_to_95']['mean']:.1f} | {s['train_seconds']['mean']:.0f} | "
-            f"{len(s['seeds'])} |")
-    lines += [*keyword_table(result), "", "## Ablations (thesis claims)", "",
-              "| claim | method | measure | with | without | delta | seed spread | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
-    for claim, per_method in result["ablations"].items():
-        for method, measures in per_method.items():
-            for measure, v in measures.items():
-                if isinstance(v, dict) and "verdict" in v:
-                    lines.append(f"| {claim} | {method} | {measure} | {v['with']} | {v['without']}"
-                                 f" | {v['delta']} | {v['spread']} | {v['verdict']} |")
-                else:
-                    lines.append(f"| {claim} | {method} | {measure} | {json.dumps(v)} | | | | |")
-    return "\n".join(lines) + "\n"
-
-
-def keyword_table(result: dict) -> list[str]:
-    """What people type: keyword queries and the exact item, beside chance and caption search."""
-    refs = result.get("keyword_references")
-    if not refs:
-        return []
-    lines = [
-        "", f"## What people type: {refs['n_queries']} keyword queries on the {refs['n_images']} "
-        "test images", "",
-        "An image is relevant when CLDR lists the keyword for its emoji; success@10 = share of "
-        "queries with a relevant image in the top 10; exact item = paired R@1 / R@10 (the name "
-        "finds its own image and back, mean of both directions).", "",
-        "| method | keyword mAP | success@10 | mAP seen / unseen queries | paired R@1 "
-        "| paired R@10 | subgroup avg mAP | seeds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in {**result["methods"], **result["ablation_runs"]}.items():
-        if "keyword_map" not in s:
-            continue
-        by = s.get("keyword_by_query")
-        split = f"{by['seen']['map']:.3f} / {by['unseen']['map']:.3f}" if by else ""
-        lines.append(
-            f"| {name} | **{s['keyword_map']:.3f} ± {s['keyword_map_std']:.3f}** | "
-            f"{s['keyword_success_at_10']:.3f} ± {s['keyword_success_at_10_std']:.3f} | {split} | "
-            f"{s['paired_r1']['mean']:.3f} | {s['paired_r10']['mean']:.3f} | "
-            f"{s['avg_map_mean']:.3f} ± {s['avg_map_std']:.3f} | {len(s['seeds'])} |")
-    for name, key in (("chance", "chance"), ("caption search (raw MiniLM, query vs name)",
-                                             "caption_search")):
-        ref = refs[key]
-        lines.append(f"| {name} | {ref['map']:.3f} | {ref['success_at_10']:.3f} | | | | | |")
-    seen = refs.get("seen")
-    if seen:
-        unseen = refs["unseen"]
-        lines += [
-            "", f"Seen queries ({seen['n_queries']}) were a training caption (a train emoji's name "
-            f"or keyword); unseen ones ({unseen['n_queries']}) were not. Caption search gets "
-            f"{seen['caption_search']['map']:.3f} / {unseen['caption_search']['map']:.3f} mAP "
-            "on them.",
-        ]
-    if "dhaml-test-items-trained" in result["ablation_runs"]:
-        lines += [
-            "", "dhaml-test-items-trained is a diagnostic, not a method (in both tables): the "
-            "default config trained with the test images added, each with its name and never its "
-            "keywords. The queries are the same, so its gap to dhaml is what new items cost.",
-        ]
-    return lines
+    return render("quality", **{"keyword_references": None, **result},
+                  summary={**result["methods"], **result["ablation_runs"]})
 
 
 def keyword_references(rows: list[dict]) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness import ROOT, arguments, command, machine, pyplot, relative, timed, write_results
+from bench.report import render
 from bench.search_parity import run_search
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
@@ -157,38 +158,9 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
 
 # -- report ----------------------------------------------------------------------------------
 def markdown(result: dict) -> str:
-    lines = [
-        "# Past one machine: Ray engine vs local engine, FAISS vs Milvus\n",
-        f"Engines: `{result.get('command')}`; search: `{result.get('search_command')}`; on "
-        f"{result.get('machine')}.\n",
-        "## Embedding engines (end to end, medians)\n",
-        "| corpus | rows | local s | Ray (2 workers) s | ray.init s | Ray/local throughput "
-        "| max abs diff |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, e in result["engines"].items():
-        lines.append(
-            f"| {name} | {e['rows']} | {e['local_seconds']:.1f} | {e['ray_seconds']:.1f} "
-            f"| {e['ray_init_seconds']:.1f} | {e['throughput_ratio_ray_over_local']:.2f}x "
-            f"| {e['max_abs_diff']:.1e} |")
-    job = result.get("job")
-    if job:
-        lines += ["", f"## `xmr index build` itself, once per engine on {job['corpus']}\n",
-                  f"`{result.get('job_command')}`; no feature cache (the job's own path: every "
-                  "image decoded and run through the backbone).\n",
-                  "| engine | seconds |", "|---|---|"]
-        lines += [f"| {name} | {e['seconds']:.1f} |" for name, e in job["engines"].items()]
-        lines += ["", f"Ray/local throughput {job['throughput_ratio_ray_over_local']:.2f}x. "
-                  + "; ".join(f"{m}: {job[m]['items']} items, ids and records equal: "
-                              f"{job[m]['ids_and_records_equal']}, max abs diff "
-                              f"{job[m]['max_abs_diff']}" for m in ("image", "text")) + "."]
-    lines += ["", "## Search parity: recall@10 against exact search on the same vectors\n",
-              "| vectors | configuration | recall@10 | build + search s |", "|---|---|---|---|"]
-    for name, s in result["search"].items():
-        for label, c in s["configs"].items():
-            lines.append(f"| {name} ({s['database']} db, {s['queries']} queries) | {label} "
-                         f"| {c['recall_at_10']:.4f} | {c['seconds_build_and_search']:.1f} |")
-    return "\n".join([*lines, ""])
+    """The tables; `notes` in the result, written after a run, closes the report."""
+    return render("scale", **{"command": None, "search_command": None, "machine": None,
+                              "job": None, "job_command": None, "notes": "", **result})
 
 
 def figure(result: dict) -> Any:

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness import ROOT, arguments, command, machine, timed, write_results
+from bench.report import render
 
 CAT_TOP_K = 5
 
@@ -81,22 +82,9 @@ def content_hashes(port: int, results: list[dict]) -> list[str]:
             .json()["content_hash"] for hit in results]
 
 
-def write_report(report: dict, out: Path) -> None:
-    t = report["seconds"]
-    lines = [
-        "# The two commands, timed", "", f"`{report['command']}` on {report['machine']}.", "",
-        "| | cold (fresh clone) | warm (second run) |", "|---|---|---|",
-        f"| `make test` | {t['test_cold']:.0f} s | {t['test_warm']:.0f} s |",
-        f"| `make demo` until \"cat\" is answered | {t['demo_cold']:.0f} s "
-        f"| {t['demo_warm']:.0f} s |",
-        "",
-        f"Top {CAT_TOP_K} images for \"cat\" (warm run): "
-        + ", ".join(f"{h['id']} ({h['labels'][-1] if h['labels'] else '-'}"
-                    f"{', a cat' if h['is_cat'] else ''})" for h in report["cat_results"])
-        + f" - {report['cats_in_top']} of {CAT_TOP_K} are cat emoji.",
-        "",
-    ]
-    write_results(out, "two_commands", report, "\n".join(lines))
+def markdown(report: dict) -> str:
+    """The table and the demo's answer; `notes` in the report, written after a run, close it."""
+    return render("two_commands", **{"notes": "", **report}, top=CAT_TOP_K)
 
 
 def main() -> int:
@@ -116,7 +104,7 @@ def main() -> int:
               "cat_results": [{k: h.get(k) for k in ("id", "score", "labels")}
                               | {"is_cat": h["content_hash"] in cats} for h in results],
               "cats_in_top": sum(h["content_hash"] in cats for h in results)}
-    write_report(report, args.out)
+    write_results(args.out, "two_commands", report, markdown(report))
     print(json.dumps(report, indent=2))
     return 0 if report["cats_in_top"] else 1
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Validate docker-compose.yml and run each of its CPU services' commands once, in a throwaway
 # project (its own named volumes, removed at the end). Called by docker/smoke.sh after the
-# images are built; by itself it needs $XMR_IMAGE and ${XMR_IMAGE}-demo to exist.
+# images are built; by itself it needs $XMR_IMAGE and ${XMR_IMAGE}-demo to exist. Given
+# SMOKE_PARTS (a folder), its figures and answers go there as compose.json and
+# compose-answers.json.
 #
 #   trainer  (profile jobs)  xmr train ... --out /data/runs/default   on the seeded volumes
 #   reindex  (profile jobs)  xmr index build ... with the checkpoint the trainer just wrote
@@ -21,8 +23,10 @@ else fail "neither docker-compose nor the docker compose plugin is installed"; f
 # The demo image seeds the empty named volumes with the OpenMoji corpus, run and index.
 export XMR_IMAGE=${IMAGE}-demo
 export XMR_API_KEY=smoke-$RANDOM$RANDOM
-XMR_PUBLISH_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+XMR_PUBLISH_PORT=$(python3 docker/free_port.py)
 export XMR_PUBLISH_PORT XMR_BIND=127.0.0.1
+# The project gets a network of its own, which an engine without its default bridge
+# (docker/smoke.sh's) can still create and publish ports from, so nothing differs here.
 compose() { "${COMPOSE[@]}" -p "$PROJECT" "$@"; }
 cleanup() { compose --profile jobs down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -40,13 +44,16 @@ job() {  # run a one-shot service, print the command line its container ran, rem
   code=$(docker inspect -f '{{.State.ExitCode}}' "$PROJECT-$service")
   echo "ran: $(docker inspect -f '{{.Path}} {{join .Args " "}}' "$PROJECT-$service")"
   echo "exit code $code after $((SECONDS - t0))s"
+  SECONDS_OF[$service]=$((SECONDS - t0))
   docker rm "$PROJECT-$service" >/dev/null
   [ "$code" = 0 ] || fail "compose service $service exited with $code"
 }
+declare -A SECONDS_OF
 job trainer
 job reindex
 
 log "api on 127.0.0.1:$XMR_PUBLISH_PORT"
+t0=$SECONDS
 compose up -d api
 URL=http://127.0.0.1:$XMR_PUBLISH_PORT
 ok=
@@ -55,6 +62,13 @@ for _ in $(seq 600); do
   sleep 0.5
 done
 [ -n "$ok" ] || { compose logs --tail 40 api; fail "compose api: /readyz not 200 within 300 s"; }
-SMOKE_URL=$URL SMOKE_API_KEY=$XMR_API_KEY python3 docker/smoke_api.py
+READY_S=$((SECONDS - t0))
+echo "ready ${READY_S}s after compose up"
+PARTS=${SMOKE_PARTS:-$(mktemp -d)}
+SMOKE_URL=$URL SMOKE_API_KEY=$XMR_API_KEY SMOKE_ANSWERS=$PARTS/compose-answers.json \
+  python3 docker/smoke_api.py
+printf '{"compose": "%s", "trainer_s": %s, "reindex_s": %s, "up_to_ready_s": %s}\n' \
+  "$("${COMPOSE[@]}" version --short)" "${SECONDS_OF[trainer]}" "${SECONDS_OF[reindex]}" \
+  "$READY_S" > "$PARTS/compose.json"
 compose stop api >/dev/null 2>&1
 log "compose: PASS"

@@ -9,7 +9,9 @@
 #
 # Environment: XMR_BASE_IMAGE (skip the base detection), XMR_PIP_NO_INDEX=0 (let pip inside
 # the build use PyPI instead of the wheelhouse), SMOKE_NO_CACHE=1 (docker build --no-cache),
-# SMOKE_SKIP_COMPOSE=1, SMOKE_RESULTS=FILE (figures as JSON; default artifacts/docker-smoke.json).
+# SMOKE_SKIP_COMPOSE=1, SMOKE_RESULTS=FILE (figures and answers as JSON, default
+# artifacts/docker-smoke.json; with .venv present, the report beside it as FILE.md through
+# bench/report.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${XMR_IMAGE:-xmr:cpu}
@@ -18,6 +20,8 @@ API_KEY=smoke-$RANDOM$RANDOM
 NAME=xmr-smoke-$$
 RESULTS=${SMOKE_RESULTS:-artifacts/docker-smoke.json}
 PY=python3
+PARTS=$(mktemp -d)   # each stage's figures and answers, merged into $RESULTS at the end
+trap 'rm -rf "$PARTS"' EXIT
 
 log() { printf '\n== %s\n' "$*"; }
 now() { date +%s.%N; }
@@ -25,14 +29,22 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # --- the engine ---------------------------------------------------------------------------
+# Started here only when none answers and this runs as root. Its settings are the ones that work
+# inside a VM or container as well: vfs needs no overlay support from the kernel, and with no
+# bridge and no iptables rules the containers use the host's network (see publish() below).
 if ! docker info >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
-    log "starting dockerd (log: /tmp/dockerd.log)"
-    nohup dockerd >/tmp/dockerd.log 2>&1 &
+    DOCKERD_LOG=${TMPDIR:-/tmp}/dockerd.log
+    log "starting dockerd --storage-driver=vfs --iptables=false --bridge=none (log: $DOCKERD_LOG)"
+    nohup dockerd --storage-driver=vfs --iptables=false --bridge=none >"$DOCKERD_LOG" 2>&1 &
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   fi
   docker info >/dev/null 2>&1 || fail "no Docker engine (apt-get install docker.io; start dockerd)"
 fi
+# On an engine without its default bridge, `docker run` has no network to publish a port from:
+# the container then shares the host's network, the service listening on 127.0.0.1 only.
+if docker network inspect bridge >/dev/null 2>&1; then HOST_NETWORK=0; else HOST_NETWORK=1; fi
+export HOST_NETWORK
 
 # --- the base image -----------------------------------------------------------------------
 BASE=${XMR_BASE_IMAGE:-}
@@ -74,11 +86,18 @@ echo "built in ${BUILD_S}s + ${BUILD_DEMO_S}s; $IMAGE $((SIZE / 1000000)) MB, $D
 
 # --- run ----------------------------------------------------------------------------------
 cleanup() { docker rm -f "$NAME" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-log "docker run $DEMO_IMAGE (published on 127.0.0.1 only)"
+trap 'cleanup; rm -rf "$PARTS"' EXIT
 t0=$(now)
-docker run -d --name "$NAME" -p 127.0.0.1::8000 -e XMR_API_KEY="$API_KEY" "$DEMO_IMAGE" >/dev/null
-PORT=$(docker port "$NAME" 8000/tcp | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -1)
+if [ "$HOST_NETWORK" = 1 ]; then
+  log "docker run $DEMO_IMAGE (host network, listening on 127.0.0.1 only)"
+  PORT=$($PY docker/free_port.py)
+  docker run -d --name "$NAME" --network host -e XMR_HOST=127.0.0.1 -e XMR_PORT="$PORT" \
+    -e XMR_API_KEY="$API_KEY" "$DEMO_IMAGE" >/dev/null
+else
+  log "docker run $DEMO_IMAGE (published on 127.0.0.1 only)"
+  docker run -d --name "$NAME" -p 127.0.0.1::8000 -e XMR_API_KEY="$API_KEY" "$DEMO_IMAGE" >/dev/null
+  PORT=$(docker port "$NAME" 8000/tcp | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -1)
+fi
 [ -n "$PORT" ] || fail "no 127.0.0.1 port published"
 URL=http://127.0.0.1:$PORT
 READY_S=
@@ -98,7 +117,7 @@ USER_ID=$(docker exec "$NAME" id -u)
 echo "runs as uid $USER_ID"
 
 log "search and ingestion against $URL"
-SMOKE_URL=$URL SMOKE_API_KEY=$API_KEY $PY docker/smoke_api.py
+SMOKE_URL=$URL SMOKE_API_KEY=$API_KEY SMOKE_ANSWERS=$PARTS/run.json $PY docker/smoke_api.py
 
 log "healthcheck (HEALTHCHECK on /readyz)"
 HEALTH=
@@ -120,16 +139,33 @@ docker logs "$NAME" 2>&1 | grep -q 'Application shutdown complete' \
   || { docker logs "$NAME" | tail -20; fail "no graceful shutdown in the log"; }
 cleanup
 
-mkdir -p "$(dirname "$RESULTS")"
-cat > "$RESULTS" <<EOF
+cat > "$PARTS/figures.json" <<EOF
 {"base_image": "$BASE", "pip_no_index": $NO_INDEX, "no_cache": ${SMOKE_NO_CACHE:-0},
+ "engine": "Docker $(docker version -f '{{.Server.Version}}'), $(docker info -f '{{.Driver}}') storage",
+ "host_network": $HOST_NETWORK, "machine": "$(nproc) CPU cores, $(uname -m)",
  "build_s": $BUILD_S, "build_demo_s": $BUILD_DEMO_S,
  "image_bytes": $SIZE, "demo_image_bytes": $SIZE_DEMO,
- "start_to_ready_s": $READY_S, "stop_s": $STOP_S}
+ "start_to_ready_s": $READY_S, "uid": $USER_ID, "health": "$HEALTH",
+ "stop_s": $STOP_S, "exit_code": $EXIT_CODE}
 EOF
-echo "figures: $RESULTS"; cat "$RESULTS"
 
 if [ -z "${SMOKE_SKIP_COMPOSE:-}" ]; then
-  XMR_IMAGE=$IMAGE docker/compose-smoke.sh
+  XMR_IMAGE=$IMAGE SMOKE_PARTS=$PARTS docker/compose-smoke.sh
+fi
+mkdir -p "$(dirname "$RESULTS")"
+$PY - "$PARTS" "$RESULTS" <<'EOF'
+import json, sys
+from pathlib import Path
+parts, out = Path(sys.argv[1]), Path(sys.argv[2])
+read = lambda name: json.loads((parts / name).read_text()) if (parts / name).exists() else None
+result = {"command": "make docker-smoke", **read("figures.json"), "run": read("run.json"),
+          "compose": read("compose.json")}
+if result["compose"] is not None:
+    result["compose"]["answers"] = read("compose-answers.json")
+out.write_text(json.dumps(result, indent=1) + "\n")
+EOF
+echo "figures and answers: $RESULTS"
+if [ -x .venv/bin/python ]; then
+  .venv/bin/python -m bench.report docker "$RESULTS" && echo "report: ${RESULTS%.json}.md"
 fi
 log "docker-smoke: PASS"

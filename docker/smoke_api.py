@@ -1,8 +1,9 @@
 """The requests docker/smoke.sh and docker/compose-smoke.sh make against a running container.
 
 Standard library only (it runs on the host, outside any venv). SMOKE_URL is the service's
-127.0.0.1 base URL, SMOKE_API_KEY the key the container was started with. Exits non-zero,
-with the failing request, on the first unexpected answer.
+127.0.0.1 base URL, SMOKE_API_KEY the key the container was started with; given SMOKE_ANSWERS,
+the answers are written there as JSON. Exits non-zero, with the failing request, on the first
+unexpected answer.
 
   1. text-to-image search for "cat": hits best first, each with a fetchable image URL;
   2. image-to-text search with the top hit's own bytes (the encoder's other half);
@@ -45,7 +46,7 @@ def call(method: str, path: str, body: dict | None = None, *, key: bool = False,
     return status, (json.loads(raw) if kind.endswith("json") and raw else raw)
 
 
-def search() -> tuple[dict, bytes]:
+def search(answers: dict) -> tuple[dict, bytes]:
     _, answer = call("POST", "/v1/search/text-to-image", {"text": "cat", "k": 5})
     hits = answer["results"]
     assert 0 < len(hits) <= 5, hits
@@ -57,36 +58,54 @@ def search() -> tuple[dict, bytes]:
     assert isinstance(image, bytes) and image[:8] == b"\x89PNG\r\n\x1a\n", image[:16]
     print(f"text-to-image 'cat': {len(hits)} hits; top id {top['id']} {top['labels']} "
           f"score {scores[0]:.3f}, image {len(image)} bytes")
+    answers["text_to_image"] = {"query": "cat", "hits": [
+        {k: hit[k] for k in ("id", "labels", "score")} for hit in hits]}
 
     _, answer = call("POST", "/v1/search/image-to-text",
                      {"image_base64": base64.b64encode(image).decode(), "k": 3})
     texts = [hit["text"] for hit in answer["results"]]
     assert texts and all(isinstance(t, str) for t in texts), answer
     print(f"image-to-text with that image: {texts}")
+    answers["image_to_text"] = {"query": f"the image of item {top['id']}", "texts": texts}
     return top, image
 
 
-def ingest(top: dict, image: bytes) -> None:
+def ingest(answers: dict, top: dict, image: bytes) -> None:
+    """Each request's status lands in answers["ingest"] as it came, in order."""
+    steps: list[list] = []
+    answers["ingest"] = steps
+
+    def step(name: str, *args, **kwargs) -> dict | bytes:
+        status, body = call(*args, **kwargs)
+        steps.append([name, status])
+        return body
+
     text = "docker smoke test: a purple unicorn riding a bicycle"
-    call("POST", "/v1/items", {"text": text}, expect=(401,))
-    _, created = call("POST", "/v1/items", {"text": text, "labels": []}, key=True,
-                      expect=(201,))
+    step("text without the key", "POST", "/v1/items", {"text": text}, expect=(401,))
+    created = step("text", "POST", "/v1/items", {"text": text, "labels": []}, key=True,
+                   expect=(201,))
     (item,) = created["items"]
     assert item["created"] is True and item["modality"] == "text", item
-    _, fetched = call("GET", f"/v1/items/{item['id']}")
+    fetched = step("fetch it", "GET", f"/v1/items/{item['id']}")
     assert fetched["text"] == text, fetched
-    _, again = call("POST", "/v1/items", {"text": text}, key=True, expect=(200,))
+    again = step("the same text again", "POST", "/v1/items", {"text": text}, key=True,
+                 expect=(200,))
     assert again["items"][0]["id"] == item["id"] and not again["items"][0]["created"], again
-    call("DELETE", f"/v1/items/{item['id']}", key=True, expect=(204,))
-    call("GET", f"/v1/items/{item['id']}", expect=(404,))
+    step("delete it", "DELETE", f"/v1/items/{item['id']}", key=True, expect=(204,))
+    step("fetch it again", "GET", f"/v1/items/{item['id']}", expect=(404,))
     print(f"ingested text item {item['id']} (refused without the key), fetched, "
           "re-sent (same id), deleted, gone")
 
-    _, same = call("POST", "/v1/items", {"image_base64": base64.b64encode(image).decode()},
-                   key=True, expect=(200,))
+    same = step("the top hit's image", "POST", "/v1/items",
+                {"image_base64": base64.b64encode(image).decode()}, key=True, expect=(200,))
     assert same["items"][0]["id"] == top["id"] and not same["items"][0]["created"], same
+    steps[-1].append(f"existing id {top['id']}, created false")
     print(f"re-ingested the top image: existing id {top['id']}, nothing duplicated")
 
 
 if __name__ == "__main__":
-    ingest(*search())
+    found: dict = {}
+    ingest(found, *search(found))
+    if os.environ.get("SMOKE_ANSWERS"):
+        with open(os.environ["SMOKE_ANSWERS"], "w") as out:
+            json.dump(found, out, indent=1)

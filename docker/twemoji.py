@@ -6,9 +6,11 @@ Makefile (`make twemoji`) and by the Dockerfiles' demo bake alike.
     python docker/twemoji.py --cache DIR         only put the checked tarball into DIR
     python docker/twemoji.py --version           print the pinned version
 
-Nothing is unpacked before the tarball's sha512 matches the pin. With --cache, a tarball
-already there is used instead of the network (docker/wheelhouse.sh leaves one in the wheelhouse
-for offline image builds). Standard library only: it runs before any venv exists.
+The tarball comes from `npm pack`, so the registry, proxy and certificates the user's npm is
+configured with are the ones used; nothing is unpacked before its sha512 matches the pin. With
+--cache, a tarball already there is used instead of npm (docker/wheelhouse.sh leaves one in the
+wheelhouse, so an image build needs no npm). Standard library only: it runs before any venv
+exists.
 """
 
 from __future__ import annotations
@@ -17,21 +19,37 @@ import argparse
 import hashlib
 import io
 import shutil
+import subprocess
 import sys
 import tarfile
-import urllib.request
+import tempfile
 from pathlib import Path, PurePosixPath
 
 VERSION = "15.0.0"
 # npm's `dist.integrity` of the tarball ("sha512-" + base64), written in hex.
 SHA512 = ("6523de7f607a9c16989df81d4db032e23816f79a3ba62db13c6c06094f96313c"
           "68ec9e81d6530f4d6c12abfc13ba232af8dd24850f7409cbd8a75c05a10a68ff")
-URL = f"https://registry.npmjs.org/@twemoji/svg/-/svg-{VERSION}.tgz"
+PACKAGE = f"@twemoji/svg@{VERSION}"
 TARBALL = f"twemoji-svg-{VERSION}.tgz"
 
 
 def pinned(data: bytes) -> bool:
     return hashlib.sha512(data).hexdigest() == SHA512
+
+
+def npm_pack() -> bytes:
+    """The package's tarball as the user's npm fetches it (its registry and its own integrity
+    check against that registry's metadata)."""
+    if shutil.which("npm") is None:
+        sys.exit(f"fetching {PACKAGE} needs npm, or its tarball in --cache "
+                 "(docker/wheelhouse.sh puts it in the wheelhouse)")
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(["npm", "pack", PACKAGE, "--pack-destination", folder, "--silent"],
+                       check=True, stdout=subprocess.DEVNULL)
+        packed = list(Path(folder).glob("*.tgz"))
+        if len(packed) != 1:
+            sys.exit(f"npm pack {PACKAGE} left {len(packed)} tarballs, not one")
+        return packed[0].read_bytes()
 
 
 def tarball(cache: Path | None) -> bytes:
@@ -42,10 +60,10 @@ def tarball(cache: Path | None) -> bytes:
         if not pinned(data):
             sys.exit(f"{kept}: not the pinned tarball (its sha512 differs); delete it")
         return data
-    with urllib.request.urlopen(URL, timeout=120) as response:
-        data = response.read()
+    data = npm_pack()
     if not pinned(data):
-        sys.exit(f"{URL}: its sha512 is not the pinned {SHA512[:16]}...; nothing unpacked")
+        sys.exit(f"npm pack {PACKAGE}: its sha512 is not the pinned {SHA512[:16]}...; "
+                 "nothing unpacked")
     if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         part = kept.with_name(kept.name + ".part")
@@ -66,7 +84,7 @@ def unpack(data: bytes, out: Path) -> int:
             if not member.isfile() or len(path.parts) < 2:
                 continue
             if path.is_absolute() or ".." in path.parts:
-                sys.exit(f"{URL}: unsafe path {member.name!r} in the tarball")
+                sys.exit(f"{PACKAGE}: unsafe path {member.name!r} in the tarball")
             target = part.joinpath(*path.parts[1:])
             target.parent.mkdir(parents=True, exist_ok=True)
             source = tar.extractfile(member)

@@ -4,10 +4,17 @@ the images themselves is `make docker-smoke`, which needs a Docker engine.)"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.server
 import importlib.util
 import io
+import json
+import shutil
 import subprocess
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +81,53 @@ def test_a_cached_tarball_that_is_not_the_pinned_one_is_refused(tmp_path: Path) 
     (tmp_path / twemoji.TARBALL).write_bytes(tgz({"package/1f431.svg": b"<svg/>"}))
     with pytest.raises(SystemExit, match="not the pinned tarball"):
         twemoji.tarball(tmp_path)
+
+
+def test_no_registry_or_mirror_is_written_into_the_fetchers() -> None:
+    for name in ("twemoji.py", "make-base.sh"):
+        assert "://" not in (ROOT / "docker" / name).read_text(), name
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
+    """An npm registry on 127.0.0.1 serving one `@twemoji/svg` at the pinned version, whose
+    tarball is not the pinned one: (its URL, that tarball)."""
+    data = tgz({"package/1f431.svg": b"<svg/>"})
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            if self.path.endswith(".tgz"):
+                body, kind = data, "application/octet-stream"
+            else:
+                dist = {"tarball": f"{base}/svg.tgz", "integrity":
+                        "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()}
+                version = {"name": "@twemoji/svg", "version": twemoji.VERSION, "dist": dist}
+                body = json.dumps({"name": "@twemoji/svg", "versions": {twemoji.VERSION: version},
+                                   "dist-tags": {"latest": twemoji.VERSION}}).encode()
+                kind = "application/json"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", data
+    server.shutdown()
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
+def test_the_tarball_comes_from_the_users_npm_registry_and_is_still_checked(
+        registry: tuple[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, data = registry
+    monkeypatch.setenv("npm_config_registry", url)
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    assert twemoji.npm_pack() == data  # what the configured registry served
+    with pytest.raises(SystemExit, match="sha512 is not the pinned"):
+        twemoji.tarball(tmp_path / "kept")
+    assert not (tmp_path / "kept").exists()

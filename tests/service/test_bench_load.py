@@ -5,15 +5,13 @@ themselves are not installed here: `make bench-peers` does that."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from bench import harness, peers, peers_report, service_bench, service_report
-from bench.harness import RESULTS
+from bench import harness, peers, report, service_bench
 from tests.service.conftest import Server
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None,
@@ -57,24 +55,5 @@ def test_a_service_run_reads_the_encoder_inside_the_server(server: Server, tmp_p
     assert run["bad"] == 0 and run["errors"] == 0 and run["wrk_cpu_ms"] > 0
     # four connections keep the encoder's queue fed: batches of one to four texts
     assert 1 <= run["mean_batch"] <= 4 and run["server_encode_ms"] > 0
-    assert service_report.load_generator([run], {"load_generator": harness.load_generator()}) \
-        .startswith("Load generator: wrk ")
-
-
-@pytest.mark.skipif(not (RESULTS / "peers.json").exists(), reason="no committed peer results")
-def test_committed_peer_results_hold_every_system_and_render_as_committed() -> None:
-    result = json.loads((RESULTS / "peers.json").read_text())
-    assert {(r["system"], r["clients"]) for r in result["runs"]} == {
-        (s, c) for s in ("xmr", "txtai", "infinity-emb") for c in (1, 8, 32)}
-    assert all(set(r) >= {"qps", "p50_ms", "p99_ms", "rss_mb"} for r in result["runs"])
-    assert peers_report.markdown(result) == (RESULTS / "peers.md").read_text()
-
-
-def test_committed_service_results_render_as_committed() -> None:
-    result = json.loads((RESULTS / "service.json").read_text())
-    assert {r["clients"] for r in result["runs"]} == set(service_report.CLIENTS)
-    assert result["load_generator"].startswith("wrk ")
-    assert service_report.markdown(result) == (RESULTS / "service.md").read_text()
-    runtimes = json.loads((RESULTS / "runtimes.json").read_text())
-    assert runtimes["load_generator"].startswith("wrk ")
-    assert service_report.runtimes_markdown(runtimes) == (RESULTS / "runtimes.md").read_text()
+    prose = report.ENV.get_template("macros.j2").module.load_generator  # type: ignore[attr-defined]
+    assert prose([run], harness.load_generator()).startswith("Load generator: wrk ")

@@ -1,0 +1,43 @@
+"""The one renderer of every benchmark's markdown: bench/templates/NAME.md.j2 (Jinja2), filled
+with a run's JSON and what its report module derives from it. The templates hold the prose and
+the tables; the modules compute figures and plots.
+
+In a template, `x | f(".1f")` formats a number as format() does, `json` is json.dumps and `loads`
+formats load averages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+TEMPLATES = Path(__file__).with_name("templates")
+ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                  autoescape=False)
+ENV.filters["f"] = format
+ENV.filters["json"] = json.dumps
+ENV.filters["loads"] = lambda values: ", ".join(f"{v:.2f}" for v in values)
+
+
+def render(name: str, **context: Any) -> str:
+    """bench/templates/NAME.md.j2 with `context`."""
+    return ENV.get_template(f"{name}.md.j2").render(**context)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.report NAME RESULT.json`: RESULT.md from NAME.md.j2 and that JSON alone,
+    for the reports that derive nothing from their figures (docker/smoke.sh's)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("name", help="the template, bench/templates/NAME.md.j2")
+    parser.add_argument("result", type=Path, help="the JSON; the markdown goes beside it")
+    args = parser.parse_args(argv)
+    result = json.loads(args.result.read_text())
+    args.result.with_suffix(".md").write_text(render(args.name, **result))
+
+
+if __name__ == "__main__":
+    main()
