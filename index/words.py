@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from index.records import text_hash
+from index.records import NewItem, text_hash
 from models.lexical import create_table, document, match_expression
 
 TABLE = "words"
@@ -45,6 +45,12 @@ def words_of(text: str | None, metadata: Mapping[str, Any], fields: Sequence[str
         elif isinstance(value, list):
             parts.extend(v for v in value if isinstance(v, str))
     return "\n".join(parts)
+
+
+def captions_of(items: Sequence[NewItem], fields: Sequence[str]) -> list[str]:
+    """Per item, the words its caption vector embeds: an image's words, "" for a text item
+    (its own vector is its text's) or an image without words."""
+    return [words_of(i.text, i.metadata, fields) if i.modality == "image" else "" for i in items]
 
 
 def write(db: sqlite3.Connection, item_id: int, words: str, labels: Sequence[str]) -> None:

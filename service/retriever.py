@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from index.words import words_of
+from index.words import captions_of
 from service.batching import name_os_thread
 from service.lifecycle import EncoderLifecycle, load_encoder
 from service.pipeline import OnBatch, SearchPipeline
@@ -107,8 +107,7 @@ class Retriever:
         return self._catalog.search_tuning
 
     @property
-    def fusion(self) -> Fusion:
-        """How hybrid search combines its signals in the live generation (models.fusion)."""
+    def fusion(self) -> Fusion:  # how hybrid search combines its signals (models.fusion)
         return self._catalog.fusion
 
     @property
@@ -116,8 +115,7 @@ class Retriever:
         return self._catalog.text_fields
 
     async def default_mode(self, modality: str) -> SearchMode:
-        """hybrid where the index holds words for items of `modality`, else vector (asked
-        again while it has none: the first captioned item turns hybrid on)."""
+        """hybrid where the index holds words for items of `modality`, else vector."""
         key = (self._catalog.generation, modality)
         if not self._worded.get(key):
             self._worded[key] = await self.run(self._catalog.has_words, modality)
@@ -187,9 +185,7 @@ class Retriever:
         write itself, once started, runs to its end (it is short), so an answer never says
         failed for an item that was stored."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        fields = self._catalog.text_fields
-        captions = [words_of(i.text, i.metadata, fields) if i.modality == "image" else ""
-                    for i in items]
+        captions = captions_of(items, self._catalog.text_fields)
         texts = [*queries, *(w for w in dict.fromkeys(captions) if w and w not in queries)]
         while True:
             async with asyncio.timeout_at(deadline):
@@ -205,8 +201,7 @@ class Retriever:
 
     def _store(self, items: Sequence[NewItem], vectors: Sequence[Vector],
                captions: Sequence[Vector | None]) -> list[tuple[int, bool]]:
-        """Items with their vectors, and each image's caption vector (its words embedded:
-        index.words), all of one checkpoint."""
+        """Items, their vectors and caption vectors (index.words), all of one checkpoint."""
         from index.catalog import StaleCheckpoint
 
         made_by = {v.checkpoint_id for v in [*vectors, *captions] if v is not None}
