@@ -91,9 +91,8 @@ class Retriever:
         return self._encoders.checkpoint_path
 
     async def label_values(self, refresh: bool = False) -> dict[str, frozenset[str]]:
-        """Per label level of the index, coarse to fine, the values it knows: those the
-        checkpoint was trained on and those stored items carry. Kept per generation;
-        `refresh` reads the stored ones again."""
+        """Per label level, coarse to fine, the values the checkpoint was trained on and those
+        stored items carry; kept per generation (`refresh` reads the stored ones again)."""
         generation = self._catalog.generation
         if refresh or self._labels is None or self._labels[0] != generation:
             stored = await self.run(self._catalog.label_values)
