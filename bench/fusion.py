@@ -97,21 +97,9 @@ def measure(found: dict[str, np.ndarray], relevance: np.ndarray) -> list[dict[st
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    lines = ["# Hybrid fusion, chosen on validation", "",
-             f"Command: `{doc['command']}`", "",
-             f"{doc['n_queries']} keyword queries against {doc['n_images']} validation images "
-             "(the checkpoint's own validation carve of train). Each family's best:", "",
-             "| family | weights (vector / caption / lexical) | mAP | success@10 |",
-             "|---|---|---|---|"]
-    for row in doc["best_per_family"]:
-        w = row["weights"]
-        lines.append(f"| {row['family']} | {w['vector']:.2f} / {w['caption']:.2f} / "
-                     f"{w['lexical']:.2f} | {row['map']:.3f} | {row['success_at_10']:.3f} |")
-    lines += ["", "Each signal alone: " + ", ".join(
-        f"{name} {s['map']:.3f} / {s['success_at_10']:.3f}" for name, s in doc["alone"].items())
-        + " (mAP / success@10).", "",
-        f"Chosen: `{doc['chosen']['method']}` with weights {doc['chosen']['weights']}.", ""]
-    return "\n".join(lines)
+    from bench.report import render
+
+    return render("fusion", **doc)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -232,6 +232,10 @@ def keyword_summary(rows: list[dict], at) -> dict[str, Any]:
     for key in ("map", "success_at_10"):
         stats = at("keywords", key)
         out[f"keyword_{key}"], out[f"keyword_{key}_std"] = stats["mean"], stats["std"]
+    if all("hybrid" in r["keywords"] for r in rows):
+        out["keyword_hybrid"] = {key: at("keywords", "hybrid", key)["mean"]
+                                 for key in ("map", "success_at_10", "exact_r1")}
+        out["keyword_exact_r1"] = at("keywords", "exact_r1")["mean"]
     if all("seen" in r["keywords"] for r in rows):
         out["keyword_by_query"] = {part: {
             "n_queries": rows[0]["keywords"][part]["n_queries"],

@@ -113,7 +113,8 @@ def keyword_references(rows: list[dict]) -> dict[str, Any] | None:
     found = next((r["keywords"] for r in rows if r.get("keywords")), None)
     if found is None:
         return None
-    refs = {key: found[key] for key in ("n_queries", "n_images", "chance", "caption_search")}
+    refs = {key: found[key] for key in ("n_queries", "n_images", "chance", "caption_search",
+                                        "lexical") if key in found}
     for part in ("seen", "unseen"):
         if part in found:
             refs[part] = {k: found[part][k] for k in ("n_queries", "caption_search")}

@@ -10,6 +10,7 @@ import pytest
 
 from bench import (
     features,
+    fusion,
     index_report,
     peers_report,
     quality_report,
@@ -23,7 +24,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "features": features.markdown, "index": index_report.markdown, "scale": scale_bench.markdown,
     "quality": quality_report.markdown, "peers": peers_report.markdown,
     "service": service_report.markdown, "runtimes": service_report.runtimes_markdown,
-    "two_commands": two_commands.markdown,
+    "two_commands": two_commands.markdown, "fusion": fusion.markdown,
 }
 
 
