@@ -77,3 +77,28 @@ def test_prepare_splits_cjk_runs_only() -> None:
     assert prepare("猫 cat").split() == ["猫", "cat"]
     assert prepare("plain words") == "plain words"
     assert np.array_equal(bm25_matrix(["x"], []), np.zeros((1, 0)))
+
+
+@pytest.mark.parametrize("chinese", [False, True])
+def test_words_find_their_category_in_an_imported_wikipedia_corpus(tmp_path, chinese: bool
+                                                                    ) -> None:
+    """The Wikipedia-layout importer's corpus, English and Chinese: a word of a category's
+    texts (two characters of Chinese, no spaces anywhere) ranks that category's rows first."""
+    from models.data.corpus import read_corpus
+    from tests.fixtures import CHINESE, ENGLISH, make_wikipedia_layout
+    from xmr.cli import main as xmr
+
+    out = tmp_path / "corpus"
+    src = make_wikipedia_layout(tmp_path / "src", chinese=chinese)
+    assert xmr(["data", "wikipedia", str(src), str(out)]) == 0
+    items = read_corpus(out).items
+    docs = [document(item.text, item.labels) for item in items]
+    words = {"art": "油画" if chinese else "painting",
+             "biology": "细胞" if chinese else "tissue",
+             "geography": "河流" if chinese else "river"}
+    texts = CHINESE if chinese else ENGLISH
+    for category, word in words.items():
+        assert word in texts[category]
+        scores = bm25_matrix([word], docs)[0]
+        hits = [i for i in np.argsort(-scores) if scores[i] > 0]
+        assert hits and all(texts[category] in items[i].text for i in hits), (category, word)
