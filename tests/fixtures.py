@@ -1,11 +1,25 @@
-"""Builders of tiny raw corpora for tests (importable by every test package)."""
+"""Builders of tiny raw corpora and seeded unit vectors for tests (importable by every test
+package)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as float32 (what encoders and indexes take)."""
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def random_unit(n: int, dim: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """n seeded random unit rows of `dim`."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return unit(rng.standard_normal((n, dim)))
+
 
 CATEGORIES = ["art", "biology", "geography"]
 COLOURS = {"art": (200, 30, 30), "biology": (30, 160, 60), "geography": (40, 60, 200)}

@@ -83,11 +83,11 @@ def models_part(name: str) -> str | None:
 
 def module_of(found: dict[str, set[str]]) -> Callable[[str], str | None]:
     """A name -> the project module it is (`from index.engines import X` is index.engines)."""
-    def unit(name: str) -> str | None:
+    def module(name: str) -> str | None:
         while name and name not in found:
             name = name.rpartition(".")[0]
         return name or None
-    return unit
+    return module
 
 
 FOUND = imports()

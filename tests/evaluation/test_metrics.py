@@ -13,11 +13,7 @@ from models.evaluation.metrics import (
     recall_at_k,
     recall_at_k_relevant,
 )
-
-
-def unit(rng: np.random.Generator, n: int, d: int = 8) -> np.ndarray:
-    x = rng.normal(size=(n, d))
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+from tests.fixtures import random_unit
 
 
 def naive_graded_ap(scores: list[float], relevance: list[float]) -> float:
@@ -35,7 +31,7 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     coarse = rng.integers(0, 3, size=40)
     fine = coarse * 4 + rng.integers(0, 4, size=40)
     labels = np.stack([coarse, fine], axis=1)
-    return unit(rng, 40), unit(rng, 40), labels, rng.integers(0, 50, size=40)
+    return random_unit(40, 8, rng), random_unit(40, 8, rng), labels, rng.integers(0, 50, size=40)
 
 
 def test_average_precision_matches_loop(data) -> None:
@@ -110,7 +106,7 @@ def test_recall_with_several_relevant_items_matches_a_loop() -> None:
     """Each query hits at k when its best-ranked relevant item is in the top k; a query with
     no relevant item is a miss; one relevant item per row on the diagonal is recall_at_k."""
     rng = np.random.default_rng(3)
-    queries, database = unit(rng, 30), unit(rng, 50)
+    queries, database = random_unit(30, 8, rng), random_unit(50, 8, rng)
     relevant = rng.random((30, 50)) < 0.05
     relevant[0] = False
     found = recall_at_k_relevant(queries, database, relevant)
@@ -121,6 +117,6 @@ def test_recall_with_several_relevant_items_matches_a_loop() -> None:
             top = sorted(range(50), key=lambda j: -scores[q, j])[:k]
             hits += any(relevant[q, j] for j in top)
         assert found[f"R@{k}"] == pytest.approx(hits / 30)
-    square = unit(rng, 50)
+    square = random_unit(50, 8, rng)
     assert recall_at_k_relevant(square, database, np.eye(50, dtype=bool)) == recall_at_k(
         square, database)

@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from models.evaluation.modality_gap import modality_gap
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+from tests.fixtures import unit
 
 
 def test_cosine_and_centroid_match_loops() -> None:

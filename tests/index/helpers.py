@@ -11,10 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from index.engines import LocalEngine
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+from tests.fixtures import unit
 
 
 def clustered(n: int, dim: int = 32, centres: int = 20, spread: float = 0.3,

@@ -28,15 +28,11 @@ from index.backends import (
 )
 from index.settings import StoreSettings
 from index.store import VectorStore
+from tests.fixtures import random_unit
 from tests.index.conftest import Server
 
 DIM = 16
 BACKENDS = ["faiss", "milvus", "milvus-server"]
-
-
-def unit(n: int, seed: int) -> np.ndarray:
-    rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def exact(base: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -78,12 +74,12 @@ def store(settings: BackendSettings, generation: Path) -> Iterator[VectorStore]:
 
 
 IDS = np.arange(200, dtype=np.int64) * 5 + 11  # ids are not row positions
-BASE = unit(200, seed=0)
+BASE = random_unit(200, DIM, seed=0)
 
 
 def test_search_matches_exact_search(store: VectorStore) -> None:
     store.add(IDS, BASE)
-    queries = unit(12, seed=1)
+    queries = random_unit(12, DIM, seed=1)
     scores, ids = store.search(queries, 10)
     assert scores.dtype == np.float32 and ids.dtype == np.int64 and ids.shape == (12, 10)
     assert np.array_equal(ids, exact(BASE, IDS, queries, 10))
@@ -102,7 +98,7 @@ def test_a_stored_vector_finds_itself_first(store: VectorStore) -> None:
 def test_allow_restricts_results_to_the_given_ids(store: VectorStore) -> None:
     store.add(IDS, BASE)
     allow = IDS[::3]
-    queries = unit(5, seed=2)
+    queries = random_unit(5, DIM, seed=2)
     _, ids = store.search(queries, 10, allow=allow)
     assert np.isin(ids, allow).all()
     assert np.array_equal(ids, exact(BASE[::3], allow, queries, 10))
@@ -110,16 +106,16 @@ def test_allow_restricts_results_to_the_given_ids(store: VectorStore) -> None:
 
 def test_allow_smaller_than_k_pads_with_minus_one(store: VectorStore) -> None:
     store.add(IDS, BASE)
-    scores, ids = store.search(unit(2, seed=3), 5, allow=IDS[:2])
+    scores, ids = store.search(random_unit(2, DIM, seed=3), 5, allow=IDS[:2])
     assert sorted(ids[0, :2].tolist()) == sorted(IDS[:2].tolist())
     assert (ids[:, 2:] == -1).all() and np.isneginf(scores[:, 2:]).all()
-    _, none = store.search(unit(2, seed=3), 5, allow=np.zeros(0, dtype=np.int64))
+    _, none = store.search(random_unit(2, DIM, seed=3), 5, allow=np.zeros(0, dtype=np.int64))
     assert (none == -1).all()
 
 
 def test_k_beyond_the_count_pads(store: VectorStore) -> None:
     store.add(IDS[:3], BASE[:3])
-    scores, ids = store.search(unit(1, seed=4), 6)
+    scores, ids = store.search(random_unit(1, DIM, seed=4), 6)
     assert sorted(ids[0, :3].tolist()) == sorted(IDS[:3].tolist())
     assert ids[0, 3:].tolist() == [-1, -1, -1] and np.isneginf(scores[0, 3:]).all()
 
@@ -137,7 +133,7 @@ def test_remove_is_never_returned_again_and_counts_only_present_ids(store: Vecto
 
 def test_add_of_a_present_id_replaces_its_vector(store: VectorStore) -> None:
     store.add(IDS, BASE)
-    moved = unit(1, seed=5)
+    moved = random_unit(1, DIM, seed=5)
     store.add(IDS[:1], moved)
     assert store.count() == 200
     scores, ids = store.search(moved, 1)
@@ -148,17 +144,17 @@ def test_add_of_a_present_id_replaces_its_vector(store: VectorStore) -> None:
 
 def test_boundary_checks_are_the_same(store: VectorStore) -> None:
     with pytest.raises(ValueError, match="shape"):
-        store.add(IDS[:2], unit(2, seed=6)[:, :4])
+        store.add(IDS[:2], random_unit(2, DIM, seed=6)[:, :4])
     with pytest.raises(ValueError, match="ids for"):
-        store.add(IDS[:3], unit(2, seed=6))
+        store.add(IDS[:3], random_unit(2, DIM, seed=6))
     with pytest.raises(ValueError, match="duplicate"):
-        store.add(np.array([1, 1]), unit(2, seed=6))
+        store.add(np.array([1, 1]), random_unit(2, DIM, seed=6))
     with pytest.raises(ValueError, match="non-negative"):
-        store.add(np.array([-1]), unit(1, seed=6))
+        store.add(np.array([-1]), random_unit(1, DIM, seed=6))
     with pytest.raises(ValueError, match="NaN"):
         store.add(np.array([1]), np.full((1, DIM), np.nan, dtype=np.float32))
     with pytest.raises(ValueError, match="k must be"):
-        store.search(unit(1, seed=6), 0)
+        store.search(random_unit(1, DIM, seed=6), 0)
     assert store.count() == 0
 
 
@@ -188,7 +184,7 @@ def test_save_and_load_keep_everything(settings: BackendSettings, generation: Pa
 
 def test_backends_agree_with_each_other(tmp_path: Path) -> None:
     pytest.importorskip("milvus_lite")
-    queries = unit(20, seed=7)
+    queries = random_unit(20, DIM, seed=7)
     found = {}
     for name in ("faiss", "milvus"):
         directory = tmp_path / name / "gen-0001"
@@ -246,8 +242,8 @@ def _catalog_session(root: Path, settings: BackendSettings | None) -> dict[str, 
     `settings` None: the library default (FAISS)."""
     from index.catalog import Catalog
 
-    vectors = unit(120, seed=11)
-    queries = unit(6, seed=12)
+    vectors = random_unit(120, DIM, seed=11)
+    queries = random_unit(6, DIM, seed=12)
     seen: dict[str, object] = {}
     cat = Catalog.open(root, checkpoint_id="ck", dim=DIM, levels=("group", "sub"),
                        backend=settings)
