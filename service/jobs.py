@@ -43,7 +43,7 @@ FEATURE_CACHE = "feature-cache"  # in the index directory, when its manifest nam
 
 
 @dataclass
-class Job:
+class ReindexJob:
     id: str
     data: str
     checkpoint: str
@@ -78,11 +78,11 @@ class JobManager:
     def __init__(self, settings: Settings, retriever: Callable[[], Retriever | None]) -> None:
         self.settings = settings
         self._retriever = retriever
-        self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self.jobs: collections.OrderedDict[str, ReindexJob] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._process: asyncio.subprocess.Process | None = None
 
-    def start(self, data: str, checkpoint: str | None) -> Job:
+    def start(self, data: str, checkpoint: str | None) -> ReindexJob:
         if any(job.state in ("queued", "running") for job in self.jobs.values()):
             raise Problem(409, "a re-index job is already running; watch it under /v1/jobs")
         corpus = Path(data)
@@ -94,7 +94,7 @@ class JobManager:
         ckpt = checkpoint or served
         if not Path(ckpt).is_file():
             raise Problem(422, f"checkpoint {ckpt!r} does not exist")
-        job = Job(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()),
+        job = ReindexJob(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()),
                   str(feature_cache(Path(self.settings.index))))
         self.jobs[job.id] = job
         while len(self.jobs) > KEEP:
@@ -104,7 +104,7 @@ class JobManager:
         task.add_done_callback(self._tasks.discard)
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> ReindexJob | None:
         return self.jobs.get(job_id)
 
     async def close(self) -> None:
@@ -115,7 +115,7 @@ class JobManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- the job -------------------------------------------------------------------------------
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: ReindexJob) -> None:
         job.state = "running"
         job.message = "building the new generation"
         command = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", job.checkpoint,
@@ -153,7 +153,7 @@ class JobManager:
             if preload is not None and not preload.done():
                 preload.cancel()
 
-    async def _follow(self, job: Job, process: asyncio.subprocess.Process) -> None:
+    async def _follow(self, job: ReindexJob, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         buffer = b""
         while chunk := await process.stdout.read(4096):
@@ -163,7 +163,7 @@ class JobManager:
                 self._note(job, raw.decode("utf-8", "replace").strip())
         self._note(job, buffer.decode("utf-8", "replace").strip())
 
-    def _note(self, job: Job, line: str) -> None:
+    def _note(self, job: ReindexJob, line: str) -> None:
         """A progress line (index.cli's --progress-json) updates the numbers; any other line
         (a log line, the build's summary) goes to the tail."""
         if not line:
@@ -177,18 +177,18 @@ class JobManager:
                 pass
         job.lines.append(line[:500])
 
-    async def _preload(self, job: Job) -> str | None:
+    async def _preload(self, job: ReindexJob) -> str | None:
         """The checkpoint id of the job's encoder, loaded by the retriever while the build
         runs, when it is not the one being served."""
         retriever = self._retriever()
         return None if retriever is None else await retriever.preload(job.checkpoint)
 
-    async def _adopt(self, job: Job, preloaded: str | None) -> None:
+    async def _adopt(self, job: ReindexJob, preloaded: str | None) -> None:
         retriever = self._retriever()
         if retriever is not None:
             job.message = await retriever.adopt(job.checkpoint, preloaded)
 
-    def _fail(self, job: Job, message: str) -> None:
+    def _fail(self, job: ReindexJob, message: str) -> None:
         job.state, job.finished_at = "failed", time.time()
         job.message = message
         log.warning("job %s failed: %s", job.id, message)
