@@ -89,9 +89,10 @@ def build(root: Path, engine: Engine, planned: Sequence[NewItem], *,
             raise RuntimeError(f"another `xmr index build` is running on {root}") from err
         sources = {name: str(path.resolve()) for name, path in
                    (("checkpoint", checkpoint_path), ("feature_cache", cache_dir)) if path}
-        job = _BuildRun(root, engine, progress, backend or BackendSettings(), sources, recall_target)
-        return job.run(planned, tuple(levels), spec, fresh, _Words(tuple(text_fields),
-                                                                   fusion or Fusion()))
+        run = _BuildRun(root, engine, progress, backend or BackendSettings(), sources,
+                        recall_target)
+        return run.run(planned, tuple(levels), spec, fresh,
+                       _Words(tuple(text_fields), fusion or Fusion()))
 
 
 class _BuildRun:
