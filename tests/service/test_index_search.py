@@ -30,7 +30,7 @@ def test_info_shows_the_tuned_search_parameter(tiny_run: tuple[Path, Path],
     finally:
         server.stop()
     shown = info["index_search"]
-    assert set(shown) == {"image", "text"} and shown == recorded
+    assert set(shown) == {"image", "text", "caption"} and shown == recorded  # caption: hybrid
     assert shown["image"]["param"] == "nprobe" and shown["image"]["target"] == 0.9
     assert shown["image"]["query_modality"] == "text" and shown["image"]["recall_at_10"] >= 0.9
     assert info["items"] == {"image": 12, "text": 12}  # the existing fields stay
