@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from bench import (
     index_report,
     peers_report,
     quality_report,
+    report,
     scale_bench,
     service_report,
     two_commands,
@@ -51,6 +53,29 @@ def test_the_committed_runs_hold_what_the_reports_read() -> None:
     service = read("service")
     assert {r["clients"] for r in service["runs"]} == set(service_report.CLIENTS)
     assert all(read(n)["load_generator"].startswith("wrk ") for n in ("service", "runtimes"))
+
+
+def test_the_command_line_renders_docker_smokes_report_beside_its_json(tmp_path: Path) -> None:
+    answers = {"text_to_image": {"query": "cat", "hits": [
+                   {"id": 7, "labels": ["animal", "animal-mammal"], "score": 0.61}]},
+               "image_to_text": {"query": "the image of item 7", "texts": ["cat face"]},
+               "ingest": [["text without the key", 401], ["text", 201],
+                          ["the top hit's image", 200, "existing id 7, created false"]]}
+    result = {"command": "make docker-smoke", "base_image": "xmr-base:bookworm",
+              "pip_no_index": 1, "no_cache": 0, "engine": "Docker 20.10, vfs storage",
+              "host_network": 1, "machine": "2 CPU cores, x86_64", "build_s": 600.0,
+              "build_demo_s": 900.0, "image_bytes": 1_402_000_000,
+              "demo_image_bytes": 1_441_000_000, "start_to_ready_s": 9.6, "uid": 10001,
+              "health": "healthy", "stop_s": 0.7, "exit_code": 143, "run": answers,
+              "compose": None}
+    (tmp_path / "docker-smoke.json").write_text(json.dumps(result))
+    report.main(["docker", str(tmp_path / "docker-smoke.json")])
+    text = (tmp_path / "docker-smoke.md").read_text()
+    assert "| `xmr:cpu` (the service, no data) | 1,402 MB, built in 600 s |" in text
+    assert "| `docker run` to `GET /readyz` 200 | 9.6 s |" in text
+    assert '- text-to-image "cat": 7 (animal-mammal, 0.610)\n' in text
+    assert "the top hit's image 200 (existing id 7, created false)" in text
+    assert "## docker-compose.yml" not in text and "GPU image" in text
 
 
 def test_a_changed_figure_changes_the_report() -> None:
