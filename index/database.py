@@ -199,7 +199,7 @@ class ItemDatabase:
                             [(item_id, level, v) for level, v in enumerate(item.labels)])
         self.db.executemany("INSERT INTO fields VALUES (?, ?, ?)",
                             [(item_id, name, v) for name, v in filterable(item.metadata)])
-        lexical.write(self.db, item_id,
+        lexical.write(self.db, item_id, item.modality,
                       lexical.words_of(item.text, item.metadata, self.text_fields), item.labels)
 
     def _journal(self, op: str, item_id: int, modality: str) -> None:
@@ -348,7 +348,7 @@ class ItemDatabase:
                        where: Mapping[str, str]) -> list[tuple[int, float]]:
         """The `k` items of `modality` (filtered as ids_matching) whose words best match
         `text`: (id, BM25) best first (index.words)."""
-        among, args = _filters(labels, where)
+        among, args = _filters(labels, where, "rowid")
         return lexical.search(self.db, text, modality, k, among, args)
 
     def uncaptioned(self) -> list[tuple[int, str]]:
@@ -356,20 +356,20 @@ class ItemDatabase:
         return lexical.uncaptioned(self.db, self.text_fields)
 
     def has_words(self, modality: str) -> bool:
-        return self.db.execute(
-            f"SELECT 1 FROM {lexical.TABLE} JOIN items ON items.id = {lexical.TABLE}.rowid"
-            " WHERE items.modality = ? LIMIT 1", (modality,)).fetchone() is not None
+        return lexical.has_words(self.db, modality)
 
 
-def _filters(labels: Mapping[int, str], where: Mapping[str, str]) -> tuple[str, list[object]]:
-    """An SQL condition on `items.id` (and its arguments) for label and metadata filters."""
+def _filters(labels: Mapping[int, str], where: Mapping[str, str],
+             column: str = "items.id") -> tuple[str, list[object]]:
+    """An SQL condition on an item id `column` (and its arguments) for label and metadata
+    filters."""
     sql = ""
     args: list[object] = []
     for level, value in labels.items():
-        sql += " AND items.id IN (SELECT item_id FROM labels WHERE level = ? AND value = ?)"
+        sql += f" AND {column} IN (SELECT item_id FROM labels WHERE level = ? AND value = ?)"
         args += [level, value]
     for name, canonical in where.items():
-        sql += " AND items.id IN (SELECT item_id FROM fields WHERE name = ? AND value = ?)"
+        sql += f" AND {column} IN (SELECT item_id FROM fields WHERE name = ? AND value = ?)"
         args += [name, canonical]
     return sql, args
 

@@ -1,16 +1,17 @@
 """An item's words in the item database: what hybrid search (models.fusion) matches a text
 query against besides the item's own vector.
 
-- The lexical table: each item's words (its text, or an image's caption, and the metadata
-  fields the index was told to use) in SQLite FTS5, rowid = item id, tokenized as
-  models.lexical says.
+- The lexical tables, one per modality: each item's words (its text, or an image's caption,
+  and the metadata fields the index was told to use) in SQLite FTS5, rowid = item id,
+  tokenized as models.lexical says. A search reads its modality's table alone, with no join to
+  the items (a join lets SQLite's planner walk every item of the modality).
 - The caption vectors: an image's words embedded by the text encoder, in the shared space
   (`captions`, one row per image that has words); the catalog keeps a vector store of them.
 
 Both are written by the same statements, in the same transaction, as the item row
 (index.database), so an ingest, an upsert, a delete, a generation swap or a crash never leaves
-the words of an item apart from the item. `ensure` builds the lexical table from the stored
-items when it is missing or was built with other fields, and gives each captioned image
+the words of an item apart from the item. `ensure` builds the lexical tables from the stored
+items when they are missing or was built with other fields, and gives each captioned image
 without a caption vector the vector of the text item of the same words, where there is one
 (a pair's text): databases made before hybrid search migrate on open, vectors and journal kept.
 """
@@ -22,15 +23,16 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from index.records import NewItem, text_hash
-from models.lexical import create_table, document, match_expression
+from index.records import MODALITIES, NewItem, text_hash
+from models.lexical import create_table, document, ranked
 
-TABLE = "words"
+TABLES = {modality: f"words_{modality}" for modality in MODALITIES}
+_RETIRED = ("words",)  # the one table of both modalities, from before VERSION 2
 CAPTIONS = """CREATE TABLE IF NOT EXISTS captions (
     item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
     vector BLOB NOT NULL
 )"""
-VERSION = 1  # bump when what goes into a row changes: every table is then rebuilt on open
+VERSION = 2  # bump when what goes into a row changes: every table is then rebuilt on open
 _STATE = "lexical"
 
 
@@ -53,16 +55,18 @@ def captions_of(items: Sequence[NewItem], fields: Sequence[str]) -> list[str]:
     return [words_of(i.text, i.metadata, fields) if i.modality == "image" else "" for i in items]
 
 
-def write(db: sqlite3.Connection, item_id: int, words: str, labels: Sequence[str]) -> None:
+def write(db: sqlite3.Connection, item_id: int, modality: str, words: str,
+          labels: Sequence[str]) -> None:
     """Set an item's lexical row: its words and labels (inside the item's write transaction)."""
-    db.execute(f"DELETE FROM {TABLE} WHERE rowid = ?", (item_id,))
+    delete(db, item_id)  # from every table: an upsert may change the item's modality
     body = document(words, labels)
     if body:
-        db.execute(f"INSERT INTO {TABLE} (rowid, body) VALUES (?, ?)", (item_id, body))
+        db.execute(f"INSERT INTO {TABLES[modality]} (rowid, body) VALUES (?, ?)", (item_id, body))
 
 
 def delete(db: sqlite3.Connection, item_id: int) -> None:
-    db.execute(f"DELETE FROM {TABLE} WHERE rowid = ?", (item_id,))
+    for table in TABLES.values():
+        db.execute(f"DELETE FROM {table} WHERE rowid = ?", (item_id,))
 
 
 def ensure(db: sqlite3.Connection, fields: Sequence[str]) -> None:
@@ -74,11 +78,13 @@ def ensure(db: sqlite3.Connection, fields: Sequence[str]) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         if _built_for(db) != wanted:  # another process may have built it while we waited
-            db.execute(f"DROP TABLE IF EXISTS {TABLE}")
-            create_table(db, TABLE)
-            for item_id, text, metadata, labels in db.execute(
-                    "SELECT id, text, metadata, labels FROM items").fetchall():
-                write(db, int(item_id), words_of(text, json.loads(metadata), fields),
+            for table in (*_RETIRED, *TABLES.values()):
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+            for table in TABLES.values():
+                create_table(db, table)
+            for item_id, modality, text, metadata, labels in db.execute(
+                    "SELECT id, modality, text, metadata, labels FROM items").fetchall():
+                write(db, int(item_id), modality, words_of(text, json.loads(metadata), fields),
                       json.loads(labels))
             caption_from_pairs(db, fields)
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (_STATE, wanted))
@@ -135,14 +141,16 @@ def _words(rows: Iterable[tuple[int, str | None, str]],
 def search(db: sqlite3.Connection, text: str, modality: str, k: int,
            among: str = "", args: Sequence[object] = ()) -> list[tuple[int, float]]:
     """The `k` items of `modality` whose words best match `text` (BM25, higher is better):
-    (id, score) best first; none when `text` has no word. `among`/`args`: an SQL condition on
-    `items.id` that filters them further (index.database's label and field filters)."""
-    expression = match_expression(text)
-    if expression is None:
-        return []
-    found = db.execute(
-        f"SELECT {TABLE}.rowid, -bm25({TABLE}) AS score FROM {TABLE}"
-        f" JOIN items ON items.id = {TABLE}.rowid"
-        f" WHERE {TABLE} MATCH ? AND items.modality = ? {among}"
-        " ORDER BY score DESC, items.id LIMIT ?", (expression, modality, *args, k))
-    return [(int(i), float(s)) for i, s in found]
+    (id, score) best first (models.lexical.ranked). `among`/`args`: an SQL condition on
+    `rowid` that filters them further (index.database's label and field filters)."""
+    return ranked(db, TABLES[modality], text, k, among, args)
+
+
+def ids(db: sqlite3.Connection) -> set[int]:
+    """The ids of the items that have a lexical row."""
+    return {int(row[0]) for table in TABLES.values()
+            for row in db.execute(f"SELECT rowid FROM {table}")}
+
+
+def has_words(db: sqlite3.Connection, modality: str) -> bool:
+    return db.execute(f"SELECT 1 FROM {TABLES[modality]} LIMIT 1").fetchone() is not None

@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 import pytest
 
+from index import words
 from index.catalog import Catalog
 from tests.index.fault_worker import CHECKPOINT, DIM, vector
 
@@ -45,7 +46,7 @@ def _check(root: Path, alive: dict[int, tuple[str, str | None]], deleted: set[in
         store = gen.stores["text"]
         faiss_ids = set(faiss.vector_to_array(store.index.id_map).tolist())  # type: ignore[attr-defined]
         assert faiss_ids == meta_ids, "index and metadata disagree (a half-item)"
-        words_ids = {int(r[0]) for r in gen.meta.db.execute("SELECT rowid FROM words")}
+        words_ids = words.ids(gen.meta.db)
         assert words_ids == meta_ids, "lexical table and metadata disagree"
         assert catalog.count("text") == gen.meta.count("text") == len(meta_ids)
         assert set(alive) <= meta_ids, "an acknowledged item was lost"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import layout
+from index import layout, words
 from index.catalog import Catalog, NewItem
 from index.database import DATABASE
 from index.records import bytes_hash, text_hash
@@ -99,7 +99,7 @@ def test_upsert_and_delete_keep_words_with_the_item(catalog: Catalog) -> None:
     assert catalog.delete_by_key("k3") is not None
     assert search(catalog, "whale", vec(9), "lexical") == []
     gen = catalog._gen
-    rows = {int(r[0]) for r in gen.meta.db.execute("SELECT rowid FROM words")}
+    rows = words.ids(gen.meta.db)
     assert rows == {int(r[0]) for r in gen.meta.db.execute("SELECT id FROM items")}
     assert gen.stores["caption"].count() == gen.meta.count("caption") == len(WORDS) - 1
 
@@ -130,7 +130,8 @@ def test_an_index_made_before_hybrid_search_migrates(tmp_path: Path) -> None:
         live = layout.current(root)
     assert live is not None
     db = sqlite3.connect(live / DATABASE)  # as the release before hybrid search left it
-    db.executescript("DROP TABLE words; DROP TABLE captions; DELETE FROM state;")
+    db.executescript("".join(f"DROP TABLE {t};" for t in words.TABLES.values())
+                     + "DROP TABLE captions; DELETE FROM state;")
     db.close()
     with Catalog.open(root, checkpoint_id="c", dim=DIM) as catalog:
         hits = search(catalog, "pizza", vec(1), "hybrid", k=2)
