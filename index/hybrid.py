@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from index.generation import Generation
-from index.records import Hit
+from index.records import Hit, Record
 from models.fusion import DEPTH, Fusion, fuse_proposals
 
 Mode = Literal["hybrid", "vector", "lexical"]
@@ -31,11 +31,10 @@ def search(gen: Generation, queries: np.ndarray, texts: Sequence[str], k: int, m
     `signals` holds every signal's score of it (None where that signal did not propose it).
     `allow`: the ids the filters leave (None: no filter), resolved by the caller."""
     depth = k if mode == "lexical" else max(k, DEPTH)
-    out = []
-    for row, text in zip(queries, texts, strict=True):
-        proposals: Proposals = {}
-        if mode != "lexical":
-            _vector_proposals(gen, row, modality, depth, allow, proposals)
+    rows = [{} for _ in texts] if mode == "lexical" else \
+        _vector_proposals(gen, queries, modality, depth, allow)
+    ranked = []
+    for proposals, text in zip(rows, texts, strict=True):
         if mode != "vector":
             found = gen.meta.lexical_search(text, modality, depth, labels, where)
             proposals["lexical"] = (np.array([i for i, _ in found], np.int64),
@@ -45,23 +44,28 @@ def search(gen: Generation, queries: np.ndarray, texts: Sequence[str], k: int, m
         else:
             (ids, scores), = proposals.values()
             signals = {next(iter(proposals)): scores}
-        out.append(_hits(gen, ids[:k], scores[:k], {s: v[:k] for s, v in signals.items()}))
-    return out
+        ranked.append((ids[:k], scores[:k], {s: v[:k] for s, v in signals.items()}))
+    records = gen.meta.get_many(sorted({int(i) for ids, _, _ in ranked for i in ids}))
+    return [_hits(records, *row) for row in ranked]
 
 
-def _vector_proposals(gen: Generation, row: np.ndarray, modality: str, depth: int,
-                      allow: np.ndarray | None, proposals: Proposals) -> None:
+def _vector_proposals(gen: Generation, queries: np.ndarray, modality: str, depth: int,
+                      allow: np.ndarray | None) -> list[Proposals]:
+    """Per query row, what the vector stores propose: one search of each store for all rows."""
     spaces = {"vector": "image", "caption": "caption"} if modality == "image" else \
         {"caption": "text"}
+    rows: list[Proposals] = [{} for _ in queries]
     for signal, space in spaces.items():
-        scores, ids = gen.stores[space].search(row[None, :], depth, allow)
-        keep = ids[0] >= 0
-        proposals[signal] = (ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float64))
+        scores, ids = gen.stores[space].search(queries, depth, allow)
+        for proposals, row_scores, row_ids in zip(rows, scores, ids, strict=True):
+            keep = row_ids >= 0
+            proposals[signal] = (row_ids[keep].astype(np.int64),
+                                 row_scores[keep].astype(np.float64))
+    return rows
 
 
-def _hits(gen: Generation, ids: np.ndarray, scores: np.ndarray,
+def _hits(records: Mapping[int, Record], ids: np.ndarray, scores: np.ndarray,
           signals: Mapping[str, np.ndarray]) -> list[Hit]:
-    records = gen.meta.get_many([int(i) for i in ids])
     hits = []
     for n, item_id in enumerate(ids.tolist()):
         if item_id in records:
