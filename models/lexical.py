@@ -1,6 +1,6 @@
 """Words as SQLite FTS5 sees them: one tokenizer, one way to turn user text into a safe query,
 and BM25 over a small in-memory table for evaluation. The item database (index.database) keeps
-its lexical table with the same tokenizer and queries it with the same `match_expression`, so
+its lexical table with the same tokenizer and ranks it with the same `ranked`, so
 what `xmr eval` measures is what the service ranks by.
 
 Latin text: FTS5's `unicode61` tokenizer with `remove_diacritics 2` (`café` matches `cafe`)
@@ -11,6 +11,13 @@ engines: `北京大学` is `北京 京大 大学`); a run of one character stays
 
 User text is never FTS5's query language: each word becomes a quoted string and the words are
 OR-ed, so quotes, `NEAR`, `*`, `^`, `:`, `AND`/`OR`/`NOT`, `-` and parentheses are only text.
+
+Common words: BM25 costs time for every row a query word holds, and a word held by thousands of
+rows (a category name every item of a large catalogue carries) cannot single items out. A word
+held by more than COMMON rows therefore finds no row by itself: it adds its BM25 to the rows
+the query's rarer words find (the scores of those rows stay exact), as Elasticsearch's
+common-terms query did. A query of common words only finds nothing lexically; the learned
+signals rank it. Below COMMON rows a table is ranked by plain BM25 over all the query's words.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 MAX_QUERY_TERMS = 64  # a 10,000-character query is still one bounded FTS5 call
+COMMON = 1000  # rows a word may hold and still find rows by itself (see above)
 _CJK = (r"\u2e80-\u2fdf\u3005-\u3007\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31f0-\u31ff"
         r"\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f")
 _CJK_RUN = re.compile(f"[{_CJK}]+")
@@ -57,11 +65,41 @@ def terms(text: str) -> list[str]:
     return list(seen)
 
 
-def match_expression(text: str) -> str | None:
-    """A MATCH expression that finds rows holding any word of `text` (None: no word at all,
-    as for only punctuation or only emoji)."""
+def match_expression(words: Sequence[str]) -> str:
+    """A MATCH expression that finds rows holding any of `words` (`terms` of user text)."""
+    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+def ranked(db: sqlite3.Connection, table: str, text: str, k: int, among: str = "",
+           args: Sequence[object] = ()) -> list[tuple[int, float]]:
+    """The `k` rows of lexical `table` whose words best match `text`: (rowid, BM25) best
+    first, higher is better; none when `text` has no word or only common ones. `among`/`args`:
+    an SQL condition on `rowid` that filters them further."""
     words = terms(text)
-    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words) or None
+    rare = [w for w in words if _rows_holding(db, table, w) <= COMMON]
+    if not rare:
+        return []
+    select = f"SELECT rowid, -bm25({table}) AS score FROM {table} WHERE {table} MATCH ? {among}"
+    if len(rare) == len(words):
+        found = db.execute(f"{select} ORDER BY score DESC, rowid LIMIT ?",
+                           (match_expression(words), *args, k))
+        return [(int(row), float(score)) for row, score in found]
+    # BM25 sums one term per query phrase. Matching `(rare) AND (all)` scores the rare words
+    # twice and the common ones once; the rare words' own score, taken away, leaves the
+    # exact score over all words, computed for the rows the rare words find and no others.
+    twice = db.execute(f"{select} ORDER BY rowid", (
+        f"({match_expression(rare)}) AND ({match_expression(words)})", *args)).fetchall()
+    once = db.execute(f"{select} ORDER BY rowid", (match_expression(rare), *args)).fetchall()
+    rows = np.array([row for row, _ in twice], dtype=np.int64)
+    scores = np.array([score for _, score in twice]) - np.array([score for _, score in once])
+    best = np.lexsort((rows, -scores))[:k]
+    return list(zip(rows[best].tolist(), scores[best].tolist(), strict=True))
+
+
+def _rows_holding(db: sqlite3.Connection, table: str, word: str) -> int:
+    """How many rows hold `word`, counted up to COMMON + 1 (enough to tell)."""
+    return int(db.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ?"
+                          " LIMIT ?)", (match_expression([word]), COMMON + 1)).fetchone()[0])
 
 
 def create_table(db: sqlite3.Connection, name: str) -> None:
@@ -80,12 +118,8 @@ def bm25_matrix(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
                        [(row, text) for row, text in enumerate(documents)])
         scores = np.zeros((len(queries), len(documents)), dtype=np.float32)
         for row, query in enumerate(queries):
-            expression = match_expression(query)
-            if expression is None:
-                continue
-            for doc, score in db.execute(
-                    "SELECT rowid, bm25(docs) FROM docs WHERE docs MATCH ?", (expression,)):
-                scores[row, int(doc)] = -float(score)  # FTS5's bm25 is lower-is-better
+            for doc, score in ranked(db, "docs", query, len(documents)):
+                scores[row, doc] = score
         return scores
     finally:
         db.close()
