@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STEP = 0.1
+STEP = 0.05
 
 
 def validation_signals(checkpoint: Path, data: Path, cache: Path
@@ -110,11 +110,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, family in zip(axes, ("zscore", "rrf"), strict=True):
-        cells = np.full((11, 11), np.nan)
+        cells = np.full((round(1 / STEP) + 1,) * 2, np.nan)
         for r in (r for r in rows if r["family"] == family):
             w = r["weights"]
             cells[round(w["caption"] / STEP), round(w["vector"] / STEP)] = r["map"]
-        shown = ax.imshow(cells, origin="lower", extent=(-0.05, 1.05, -0.05, 1.05))
+        shown = ax.imshow(cells, origin="lower", extent=(-STEP / 2, 1 + STEP / 2) * 2)
         ax.set(title=f"{family}: validation mAP", xlabel="vector weight",
                ylabel="caption weight (lexical = the rest)")
         fig.colorbar(shown, ax=ax)

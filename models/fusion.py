@@ -35,7 +35,7 @@ class Fusion:
     method: Literal["zscore", "rrf"] = "zscore"
     # The default: the best of bench.fusion's side-by-side on validation (bench/results/fusion.md).
     weights: Mapping[str, float] = field(
-        default_factory=lambda: {"vector": 0.1, "caption": 0.6, "lexical": 0.3})
+        default_factory=lambda: {"vector": 0.05, "caption": 0.3, "lexical": 0.65})
 
     def __post_init__(self) -> None:
         if self.method not in ("zscore", "rrf"):
