@@ -141,17 +141,20 @@ def test_an_index_made_before_hybrid_search_migrates(tmp_path: Path) -> None:
         assert catalog.has_words("image")
 
 
-def test_an_index_written_by_the_release_before_hybrid_search_answers_hybrid(
-        tmp_path: Path) -> None:
-    """tests/index/index-before-hybrid.tar.gz: an index directory the release before hybrid
-    search wrote (four image-text pairs, dim 8, the process killed after its last write:
-    WAL not checkpointed). It opens, keeps its ids and vectors, and answers by words."""
+@pytest.mark.parametrize("release", ["before-hybrid", "release-hybrid-1"])
+def test_an_index_written_by_an_earlier_release_answers_hybrid(tmp_path: Path,
+                                                               release: str) -> None:
+    """tests/index/index-*.tar.gz: index directories that earlier releases wrote (four
+    image-text pairs, dim 8, the process killed after its last write: WAL not checkpointed),
+    the release before hybrid search and the first with it (one lexical table for both
+    modalities). Each opens, keeps its ids and vectors, and answers by words."""
     import tarfile
 
-    with tarfile.open(Path(__file__).with_name("index-before-hybrid.tar.gz")) as archive:
+    with tarfile.open(Path(__file__).with_name(f"index-{release}.tar.gz")) as archive:
         archive.extractall(tmp_path, filter="data")
-    root = tmp_path / "oldidx"
-    with Catalog.open(root, checkpoint_id="release-before-hybrid", dim=DIM) as catalog:
+    root = tmp_path / ("oldidx" if release == "before-hybrid" else release)
+    checkpoint = "release-before-hybrid" if release == "before-hybrid" else release
+    with Catalog.open(root, checkpoint_id=checkpoint, dim=DIM) as catalog:
         assert catalog.count("image") == catalog.count("text") == 4
         assert catalog.has_words("image") and catalog.text_fields == ()
         record = catalog.get_by_key("k1")
@@ -164,3 +167,4 @@ def test_an_index_written_by_the_release_before_hybrid_search_answers_hybrid(
         by_vector = catalog.search(vec(1)[None], 1, "image")[0]  # its stored image vector
         assert by_vector[0].id == record.id and by_vector[0].score == pytest.approx(1.0)
         assert catalog._gen.stores["caption"].count() == 4  # from the pairs' text vectors
+        assert words.ids(catalog._gen.meta.db) == set(range(1, 9))  # both modalities' words
