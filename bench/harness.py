@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +77,14 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return time.perf_counter() - start, result
+
+
+def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
+    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
+    runtime, and a process that has used both (one that built indexes, say)
+    measures either several times too slow; the service keeps them on separate threads."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measurement, *args).result()
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -201,9 +211,11 @@ class Target:
 
     @classmethod
     def searches(cls, name: str, server: Process, queries: list[str], k: int, work: Path,
-                 engine: str = "") -> Target:
-        """xmr's text-to-image search for each query; a good answer holds k scored hits."""
-        lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': k})}"
+                 engine: str = "", mode: str | None = None) -> Target:
+        """xmr's text-to-image search for each query (in `mode`, else the service's default);
+        a good answer holds k scored hits."""
+        extra = {} if mode is None else {"mode": mode}
+        lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': k, **extra})}"
                  for q in queries]
         return cls.of(name, server, lines, '"score"', k, work, engine)
 

@@ -1,6 +1,8 @@
 """The corpora the service benchmark serves: the OpenMoji index, and a synthetic corpus of
 clustered random vectors indexed by the re-index job itself (with the default index type for
-its size, and Flat), with the OpenMoji texts as queries."""
+its size, and Flat), with the OpenMoji texts as queries. Each synthetic image carries a caption
+of three terms drawn from the OpenMoji texts (emoji names and CLDR keywords), so hybrid search
+has words and caption vectors to rank it by."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from bench.harness import measured_apart
 
 
 def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
@@ -33,43 +37,74 @@ def synthetic_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+SEPARATOR = "; "  # between a caption's terms (no OpenMoji text holds it)
+
+
+def vocabulary(data: Path) -> list[str]:
+    """The OpenMoji texts: emoji names and CLDR keywords."""
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    return sorted({row["text"] for row in rows if SEPARATOR not in row["text"]})
+
+
+def term_vectors(checkpoint: Path, terms: list[str]) -> np.ndarray:
+    """Each term through the text encoder (run apart from FAISS: bench.service_bench)."""
+    from models.inference import Encoder
+
+    encoder = Encoder.load(checkpoint, "cpu")
+    return np.concatenate([encoder.encode_texts(terms[i:i + 256])
+                           for i in range(0, len(terms), 256)])
+
+
 class GivenVectors:
     """An embedding engine for index.build that hands back vectors made beforehand, so the
     synthetic index is built by the re-index job itself: same planning, training and files as
-    `xmr index build`, only the vectors are not an encoder's."""
+    `xmr index build`, only the vectors are not an encoder's. A caption's vector (the build
+    asks for one per captioned image) is the normalised sum of its terms' encoder vectors."""
 
-    def __init__(self, vectors: np.ndarray, checkpoint_id: str) -> None:
-        self.vectors = vectors
+    def __init__(self, vectors: np.ndarray, checkpoint_id: str,
+                 terms: dict[str, np.ndarray]) -> None:
+        self.vectors, self.terms = vectors, terms
         self.checkpoint_id = checkpoint_id  # names the space only
         self.dim = int(vectors.shape[1])
 
     def stream(self, modalities: list[str], payloads: list[str]
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        assert len(payloads) == len(self.vectors), "a fresh build embeds every planned item"
+        captions = all(m == "text" for m in modalities)
+        assert captions or len(payloads) == len(self.vectors), \
+            "a fresh build embeds every planned item"
         for start in range(0, len(payloads), 5000):
             rows = np.arange(start, min(start + 5000, len(payloads)))
-            yield rows, self.vectors[rows]
+            yield rows, (np.stack([self.caption(payloads[r]) for r in rows]) if captions
+                         else self.vectors[rows])
+
+    def caption(self, words: str) -> np.ndarray:
+        vector = sum(self.terms[term] for term in words.split(SEPARATOR))
+        return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
-def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
+def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str, np.ndarray],
                     levels: tuple[str, ...], n: int, spec: str) -> Path:
-    """n image items with `synthetic_vectors`, real OpenMoji files as their sources, indexed
-    as `spec` ("auto": the type `xmr index build` picks by size). Every spec gets the same
-    items, ids and vectors, so their answers can be compared id for id."""
+    """n image items with `synthetic_vectors`, real OpenMoji files as their sources, each
+    captioned with three of `terms` (term: its encoder vector), indexed as `spec` ("auto": the
+    type `xmr index build` picks by size). Every spec gets the same items, ids, captions and
+    vectors, so their answers can be compared id for id."""
     from index.build import build
     from index.catalog import NewItem
 
-    marker = path / f"READY-{checkpoint_id}-{n}-{spec}"
+    marker = path / f"READY-{checkpoint_id}-{n}-{spec}-captioned"
     if marker.exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
     rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    draw, vocabulary = random.Random(0), sorted(terms)
     items = [NewItem("image", f"b:synthetic-{i}", tuple(rows[i % len(rows)]["labels"]),
+                     text=SEPARATOR.join(draw.sample(vocabulary, 3)),
                      source=str((data / rows[i % len(rows)]["image"]).resolve()))
              for i in range(n)]
     started = time.perf_counter()
-    build(path, GivenVectors(synthetic_vectors(n, dim), checkpoint_id), items, levels=levels,
-          spec=spec)
+    dim = len(next(iter(terms.values())))
+    build(path, GivenVectors(synthetic_vectors(n, dim), checkpoint_id, terms), items,
+          levels=levels, spec=spec)
     print(f"synthetic index of {n} items ({spec}) in {time.perf_counter() - started:.0f} s",
           flush=True)
     marker.touch()
@@ -118,9 +153,11 @@ def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus
     assert live is not None
     manifest = Manifest.read(live)
     dim, levels, n = manifest.dim, manifest.levels, args.synthetic
+    words = vocabulary(args.data)
+    terms = dict(zip(words, measured_apart(term_vectors, args.checkpoint, words), strict=True))
 
     def synthetic(spec: str) -> Path:
-        return synthetic_index(args.work / f"synthetic-{n}-{spec}", args.data, ckpt_id, dim,
+        return synthetic_index(args.work / f"synthetic-{n}-{spec}", args.data, ckpt_id, terms,
                                levels, n, spec)
 
     picked = auto_spec(n, dim)
