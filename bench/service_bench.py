@@ -33,13 +33,11 @@ import httpx
 import numpy as np
 
 from bench import harness, service_report
-from bench.harness import ROOT, Server, Target, arguments, measured_apart, timed
+from bench.harness import CLIENTS, ROOT, K, Server, Target, arguments, measured_apart, timed
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
     from models.inference import Encoder
-
-K = 10
 
 
 # -- measurements in this process ---------------------------------------------------------------
@@ -318,7 +316,7 @@ def main() -> int:
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
         runs, result["memory"][corpus.name], result["signals"][corpus.name] = serve_and_load(
-            corpus.index, args.checkpoint, args, queries_of(args.data), service_report.CLIENTS,
+            corpus.index, args.checkpoint, args, queries_of(args.data), CLIENTS,
             corpus.name, {"corpus": corpus.name, "index_type": corpus.index_type, **raw},
             modes=tuple(args.modes), repeats=args.repeats)
         result["runs"] += runs

@@ -10,6 +10,8 @@ import argparse
 import json
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,33 +19,30 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import measured_apart
-
-
-def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
-    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
-    texts = sorted({row["text"] for row in rows})
-    return random.Random(seed).sample(texts, min(n, len(texts)))
-
-
-def synthetic_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    """n clustered random unit vectors: a seeded Gaussian mixture (2000 centres, fixed whatever
-    the seed), like learned embeddings rather than uniform noise. Another seed draws other
-    rows of the same mixture (queries that have near neighbours in the corpus)."""
-    centres = np.random.default_rng(0).standard_normal((2000, dim)).astype(np.float32)
-    rng = np.random.default_rng(1000 + seed)
-    vectors = centres[rng.integers(0, len(centres), n)] + \
-        0.8 * rng.standard_normal((n, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
+from bench.harness import ROOT, measured_apart, mixture
 
 SEPARATOR = "; "  # between a caption's terms (no OpenMoji text holds it)
 
 
-def vocabulary(data: Path) -> list[str]:
-    """The OpenMoji texts: emoji names and CLDR keywords."""
-    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
-    return sorted({row["text"] for row in rows if SEPARATOR not in row["text"]})
+def manifest(data: Path) -> list[dict]:
+    """The corpus's rows (manifest.jsonl)."""
+    return [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+
+
+def texts_of(data: Path) -> list[str]:
+    """The OpenMoji texts, each once: emoji names and CLDR keywords."""
+    return sorted({row["text"] for row in manifest(data)})
+
+
+def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
+    texts = texts_of(data)
+    return random.Random(seed).sample(texts, min(n, len(texts)))
+
+
+def synthetic_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """n clustered random unit vectors (`bench.harness.mixture`, 2000 centres). Another seed
+    draws other rows of the same mixture (queries that have near neighbours in the corpus)."""
+    return mixture(n, dim, centres=2000, spread=0.8, seed=1000 + seed)
 
 
 def term_vectors(checkpoint: Path, terms: list[str]) -> np.ndarray:
@@ -95,7 +94,7 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str,
     if marker.exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
-    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    rows = manifest(data)
     draw, vocabulary = random.Random(0), sorted(terms)
     items = [NewItem("image", f"b:synthetic-{i}", tuple(rows[i % len(rows)]["labels"]),
                      text=SEPARATOR.join(draw.sample(vocabulary, 3)),
@@ -112,25 +111,14 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str,
 
 
 def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> None:
-    """Build the OpenMoji index unless there is one (what `xmr index build` does, with the
-    backbone features read from the feature cache)."""
+    """Build the OpenMoji index with `xmr index build`, backbone features read from the feature
+    cache, unless there is one."""
     from index import layout
 
-    if layout.current(index) is not None:
-        return
-    from index.build import build
-    from index.cli import corpus_items
-    from index.engines import LocalEngine
-    from models.embedder import CheckpointEmbedder, EncoderSpec
-    from models.inference import Encoder
-
-    encoder = Encoder.load(checkpoint, "cpu")
-    planned, levels = corpus_items(data)
-    engine = LocalEngine(EncoderSpec(checkpoint, cache),
-                         embedder=CheckpointEmbedder(encoder, cache))
-    report = build(index, engine, planned, levels=levels, checkpoint_path=checkpoint,
-                   cache_dir=cache)
-    print(f"built {index}: {report.counts}", flush=True)
+    if layout.current(index) is None:
+        subprocess.run([sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
+                        str(checkpoint), "--data", str(data), "--cache", str(cache), "--out",
+                        str(index), "--no-progress"], check=True, cwd=ROOT)
 
 
 @dataclass(frozen=True)
@@ -153,7 +141,7 @@ def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus
     assert live is not None
     manifest = Manifest.read(live)
     dim, levels, n = manifest.dim, manifest.levels, args.synthetic
-    words = vocabulary(args.data)
+    words = [text for text in texts_of(args.data) if SEPARATOR not in text]
     terms = dict(zip(words, measured_apart(term_vectors, args.checkpoint, words), strict=True))
 
     def synthetic(spec: str) -> Path:

@@ -6,21 +6,16 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.harness import pyplot
+from bench import harness
+from bench.harness import CLIENTS, pyplot
 from bench.report import render
 
-CLIENTS = (1, 8, 32)
-MEDIANS = ("qps", "p50_ms", "p99_ms", "mean_batch", "server_encode_ms", "server_cpu_ms")
+FIGURES = ("qps", "p50_ms", "p99_ms", "mean_batch", "server_encode_ms", "server_cpu_ms")
 
 
 def medians(runs: list[dict]) -> list[dict]:
-    """One row per corpus, search mode and client count: the first run's labels, with the
-    median over the repeats of each measured figure."""
-    groups: dict[tuple, list[dict]] = {}
-    for run in runs:
-        groups.setdefault((run["corpus"], run.get("mode"), run["clients"]), []).append(run)
-    return [{**group[0], **{name: statistics.median(r[name] for r in group) for name in MEDIANS}}
-            for group in groups.values()]
+    """One row per corpus, search mode and client count: medians over the repeats."""
+    return harness.medians(runs, ("corpus", "mode", "clients"), FIGURES)
 
 
 def ratios(rows: list[dict]) -> dict[str, tuple[float, float]]:
