@@ -44,9 +44,8 @@ if TYPE_CHECKING:
 def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, threads: int,
                     seconds: float = 8) -> dict[str, float]:
     """Raw encoder on the service's device and text runtime, on `threads` threads (0: the
-    library's default): texts/s at the service's batch size and one query's time (medians);
-    with `workers` > 1, the texts/s of that many threads encoding at once (as the service's
-    encoder workers do)."""
+    library's default): the texts/s of `workers` threads encoding batches of the service's
+    size at once (as the service's encoder workers do), and one query's time (median)."""
     from models.inference import Encoder
     from service.settings import Settings
 
@@ -54,17 +53,10 @@ def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, thre
     queries = queries_of(data)
     encoder = Encoder.load(checkpoint, settings.device, threads or None, settings.encoder_runtime)
     encoder.encode_texts(queries[:batch])  # warm-up
-    batches, single = [], []
-    deadline, i = time.perf_counter() + seconds, 0
-    while time.perf_counter() < deadline or len(batches) < 3:
-        batches.append(timed(encoder.encode_texts,
-                             [queries[(i + j) % len(queries)] for j in range(batch)])[0])
-        single.append(timed(encoder.encode_texts, [queries[i % len(queries)]])[0])
-        i += batch
-    qps = batch / statistics.median(batches)
-    if workers > 1:
-        qps = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)[0]
-    return {"encoder_batched_qps": qps, "encoder_single_ms": 1000 * statistics.median(single)}
+    single = [timed(encoder.encode_texts, [query])[0] for query in queries[:200]]
+    return {"encoder_batched_qps": concurrent_texts_per_s(encoder, queries, batch, seconds,
+                                                          workers)[0],
+            "encoder_single_ms": 1000 * statistics.median(single)}
 
 
 def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, seconds: float,
