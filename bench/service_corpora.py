@@ -7,7 +7,6 @@ has words and caption vectors to rank it by."""
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import subprocess
@@ -20,18 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import ROOT, measured_apart, mixture
+from models.data.corpus import read_corpus
 
 SEPARATOR = "; "  # between a caption's terms (no OpenMoji text holds it)
 
 
-def manifest(data: Path) -> list[dict]:
-    """The corpus's rows (manifest.jsonl)."""
-    return [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
-
-
 def texts_of(data: Path) -> list[str]:
     """The OpenMoji texts, each once: emoji names and CLDR keywords."""
-    return sorted({row["text"] for row in manifest(data)})
+    return sorted({item.text for item in read_corpus(data).items})
 
 
 def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
@@ -94,11 +89,11 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str,
     if marker.exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
-    rows = manifest(data)
-    draw, vocabulary = random.Random(0), sorted(terms)
-    items = [NewItem("image", f"b:synthetic-{i}", tuple(rows[i % len(rows)]["labels"]),
+    corpus = read_corpus(data)
+    rows, draw, vocabulary = corpus.items, random.Random(0), sorted(terms)
+    items = [NewItem("image", f"b:synthetic-{i}", rows[i % len(rows)].labels,
                      text=SEPARATOR.join(draw.sample(vocabulary, 3)),
-                     source=str((data / rows[i % len(rows)]["image"]).resolve()))
+                     source=str(corpus.image_path(rows[i % len(rows)]).resolve()))
              for i in range(n)]
     started = time.perf_counter()
     dim = len(next(iter(terms.values())))
