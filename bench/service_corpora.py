@@ -85,7 +85,7 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str,
     from index.build import build
     from index.catalog import NewItem
 
-    marker = path / f"READY-{checkpoint_id}-{n}-{spec}-captioned"
+    marker = path / f"READY-{checkpoint_id}-{n}-{spec}-captioned-mixture"  # what made it
     if marker.exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
