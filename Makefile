@@ -100,7 +100,7 @@ bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 10
 NEED_WRK = @command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
-bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients under wrk, OpenMoji + 100k synthetic (default index and Flat): QPS, p50/p99, recall, memory (~15 min)
+bench-service: $(STAMP) $(RUN)/checkpoint.pt ## HTTP search at 1/8/32 clients under wrk, vector and hybrid side by side, OpenMoji + 100k captioned synthetic (default index and Flat): QPS, p50/p99, recall, memory (~40 min)
 	$(NEED_WRK)
 	$(HEAVY) $(PY) -m bench.service_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS) --index $(INDEX) --cache $(ART)/cache
 

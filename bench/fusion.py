@@ -9,21 +9,20 @@ a learned combiner (logistic regression on the z-scored signals of every query-i
 its non-negative coefficients used as weights). The best by the mean of mAP and success@10 is
 the default fusion (models.fusion.Fusion) that `xmr index build` writes into each manifest.
 
-    python -m bench.fusion --checkpoint artifacts/runs/default/checkpoint.pt \
-        --data artifacts/data/openmoji --cache artifacts/cache
+    python -m bench.fusion   (the demo checkpoint, corpus and feature cache by default)
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench import harness
+from bench.report import render
+
 STEP = 0.05
 
 
@@ -97,18 +96,12 @@ def measure(found: dict[str, np.ndarray], relevance: np.ndarray) -> list[dict[st
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    from bench.report import render
-
     return render("fusion", **doc)
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+def figure(rows: list[dict[str, Any]]) -> Any:
+    """Validation mAP over the weight grid, per family."""
+    fig, axes = harness.pyplot().subplots(1, 2, figsize=(9, 4))
     for ax, family in zip(axes, ("zscore", "rrf"), strict=True):
         cells = np.full((round(1 / STEP) + 1,) * 2, np.nan)
         for r in (r for r in rows if r["family"] == family):
@@ -118,18 +111,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set(title=f"{family}: validation mAP", xlabel="vector weight",
                ylabel="caption weight (lexical = the rest)")
         fig.colorbar(shown, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, default=Path("artifacts/cache"))
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = harness.arguments(__doc__, "checkpoint", "data", "cache").parse_args()
     from models.evaluation.keywords import ranking_metrics
 
     found, relevance = validation_signals(args.checkpoint, args.data, args.cache)
@@ -137,16 +123,12 @@ def main() -> None:
     best = {f: max((r for r in rows if r["family"] == f), key=lambda r: r["score"])
             for f in ("zscore", "rrf", "learned")}
     chosen = max(best.values(), key=lambda r: r["score"])
-    doc = {"command": "python -m bench.fusion --checkpoint artifacts/runs/default/checkpoint.pt"
-                      " --data artifacts/data/openmoji --cache artifacts/cache",
+    doc = {"command": harness.command("bench.fusion"),
            "n_queries": int(relevance.shape[0]), "n_images": int(relevance.shape[1]),
            "alone": {n: ranking_metrics(s, relevance) for n, s in found.items()},
            "best_per_family": list(best.values()),
            "chosen": {"method": chosen["method"], "weights": chosen["weights"]}, "tried": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fusion.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (args.out / "fusion.md").write_text(markdown(doc))
-    plot(rows, args.out / "fusion.png")
+    harness.write_results(args.out, "fusion", doc, markdown(doc), figure(rows))
     print(markdown(doc))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -17,11 +18,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,6 +34,8 @@ RESULTS = ROOT / "bench" / "results"
 # where `make demo-artifacts` puts each artifact, under artifacts/
 DEMO = {"checkpoint": "runs/default/checkpoint.pt", "data": "data/openmoji", "cache": "cache",
         "index": "indexes/default"}
+K = 10  # hits per search in the served benchmarks
+CLIENTS = (1, 8, 32)  # their concurrent clients
 
 
 # -- describing a run ---------------------------------------------------------------------------
@@ -77,9 +82,51 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any
     return time.perf_counter() - start, result
 
 
+def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
+    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
+    runtime, and a process that has used both (one that built indexes, say)
+    measures either several times too slow; the service keeps them on separate threads."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measurement, *args).result()
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def medians(runs: list[dict], by: Sequence[str], figures: Sequence[str]) -> list[dict]:
+    """One row per distinct value of the `by` labels, in the order they first come: the first
+    run's labels, with the median over its repeats of each of `figures`."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run.get(key) for key in by), []).append(run)
+    return [{**group[0], **{name: statistics.median(r[name] for r in group) for name in figures}}
+            for group in groups.values()]
+
+
+def mixture(n: int, dim: int, centres: int, spread: float, seed: int, offset: float = 0.0
+            ) -> np.ndarray:
+    """n unit vectors: a random unit centre each (of `centres`, the same for every seed) plus
+    isotropic noise of total norm ~spread, renormalised; clustered like learned embeddings,
+    not uniform noise, whose neighbours are all nearly equidistant. `offset` adds a direction
+    shared by all centres (learned embeddings live in a cone: random pairs have cosine
+    ~offset^2 / (1 + offset^2), not 0). Generated in chunks (1M x 256 x 4 B)."""
+    gen = np.random.default_rng(0)
+    shared = unit(gen.standard_normal((1, dim)))
+    means = unit(gen.standard_normal((centres, dim)) / np.sqrt(dim) + offset * shared)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        rows = means[rng.integers(0, centres, m)]
+        noise = rng.standard_normal((m, dim), dtype=np.float32) * (spread / np.sqrt(dim))
+        out[start:start + m] = unit(rows + noise)
+    return out
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def arguments(doc: str, *artifacts: str) -> argparse.ArgumentParser:
@@ -201,9 +248,11 @@ class Target:
 
     @classmethod
     def searches(cls, name: str, server: Process, queries: list[str], k: int, work: Path,
-                 engine: str = "") -> Target:
-        """xmr's text-to-image search for each query; a good answer holds k scored hits."""
-        lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': k})}"
+                 engine: str = "", mode: str | None = None) -> Target:
+        """xmr's text-to-image search for each query (in `mode`, else the service's default);
+        a good answer holds k scored hits."""
+        extra = {} if mode is None else {"mode": mode}
+        lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': k, **extra})}"
                  for q in queries]
         return cls.of(name, server, lines, '"score"', k, work, engine)
 

@@ -25,36 +25,13 @@ import faiss
 import numpy as np
 
 from bench import index_report
-from bench.harness import arguments, command, machine, relative, timed, write_results
+from bench.harness import arguments, command, machine, mixture, relative, timed, write_results
 from index.store import FaissStore, _hnsw, auto_spec
 from index.tuning import K, recall_at, tune
 
 DIM = 256  # the synthetic mixture's
 NPROBES = (1, 2, 4, 8, 16, 32, 64)
 EF_SEARCH = (16, 32, 64, 128, 256)
-
-
-# -- data ---------------------------------------------------------------------------------------
-def mixture(n: int, centres: int, spread: float, seed: int, offset: float = 0.0) -> np.ndarray:
-    """n unit vectors: a random unit centre each (of `centres`, the same for every seed) plus
-    isotropic noise of total norm ~spread, renormalised. `offset` adds a direction shared by
-    all centres (learned embeddings live in a cone: random pairs have cosine
-    ~offset^2 / (1 + offset^2), not 0). Generated in chunks (1M x 256 x 4 B)."""
-    gen = np.random.default_rng(0)
-    shared = _unit(gen.standard_normal((1, DIM)))
-    means = _unit(gen.standard_normal((centres, DIM)) / np.sqrt(DIM) + offset * shared)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, DIM), dtype=np.float32)
-    for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
-        rows = means[rng.integers(0, centres, m)]
-        noise = rng.standard_normal((m, DIM), dtype=np.float32) * (spread / np.sqrt(DIM))
-        out[start:start + m] = _unit(rows + noise)
-    return out
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 # -- measuring one index -------------------------------------------------------------------------
@@ -306,7 +283,8 @@ def same_distribution(args: argparse.Namespace, doc: dict) -> None:
         job = doc["batch_job"] = bench_job(args)
         doc["batch_job_vs_encoder"] = round(
             job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3)
-    draw = partial(mixture, centres=args.centres, spread=args.spread, offset=args.offset)
+    draw = partial(mixture, dim=DIM, centres=args.centres, spread=args.spread,
+                   offset=args.offset)
     profiles = doc["profiles"]  # beside the real OpenMoji images' and texts' (cross-modal set)
     profiles["synthetic, n=1,870"] = profile(draw(1870, seed=3))
     for n in args.sizes:

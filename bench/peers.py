@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -34,13 +33,11 @@ from typing import Any
 import httpx
 
 from bench import harness, peers_report
-from bench.harness import ROOT, Process, Server, Target, arguments, usage
-from bench.service_corpora import queries_of
+from bench.harness import CLIENTS, ROOT, K, Process, Server, Target, arguments, usage
+from bench.peers_report import SYSTEMS
+from bench.service_corpora import queries_of, texts_of
 from service.settings import Settings
 
-K = 10
-CLIENTS = (1, 8, 32)
-SYSTEMS = ("xmr", "txtai", "infinity-emb")
 TORCH = "torch==2.13.0"  # the project's pin; a looser one pulls a multi-GB CUDA build
 PINS = {"txtai": ["txtai[api]==9.14.0"],
         "infinity-emb": ["infinity-emb[server,torch,optimum]==0.0.78"]}
@@ -149,21 +146,15 @@ def measure(system: Target, clients: int, args: Any, repeat: int) -> dict:
 
 
 def medians(raw: list[dict], names: list[str]) -> list[dict]:
-    rows = []
-    for name in names:
-        for clients in sorted({r["clients"] for r in raw}):
-            mine = [r for r in raw if r["system"] == name and r["clients"] == clients]
-            if mine:
-                rows.append({"system": name, "clients": clients, **{
-                    key: round(statistics.median(r[key] for r in mine), 2) for key in
-                    ("qps", "p50_ms", "p99_ms", "rss_mb", "server_cpu_ms", "wrk_cpu_ms")}})
-    return rows
+    """Per system of `names` and client count, the medians over the repeats."""
+    rows = harness.medians([r for r in raw if r["system"] in names], ("system", "clients"),
+                           ("qps", "p50_ms", "p99_ms", "rss_mb", "server_cpu_ms", "wrk_cpu_ms"))
+    return sorted(rows, key=lambda r: (names.index(r["system"]), r["clients"]))
 
 
 def run(args: Any) -> dict:
     queries = queries_of(args.data)
-    rows = [json.loads(line) for line in (args.data / "manifest.jsonl").read_text().splitlines()]
-    texts = sorted({row["text"] for row in rows})
+    texts = texts_of(args.data)
     systems: list[Target] = []
     result: dict = {"command": harness.command("bench.peers"), "machine": harness.machine(),
                     "load_average_before": harness.load_average(), "seconds": args.seconds,

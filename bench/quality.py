@@ -44,8 +44,7 @@ from models.evaluation.modality_gap import modality_gap
 from models.evaluation.report import evaluate_embeddings
 from models.features import Backbones, FeatureSet
 from models.methods import build_method
-from models.methods.base import MethodDims
-from models.training.data import Split, carve_validation
+from models.training.data import Prepared, Split, carve_validation
 from models.training.trainer import as_tensors, embed, fit, transformed
 
 TEST_ITEMS_TRAINED = "dhaml-test-items-trained"
@@ -151,8 +150,7 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     if name == TEST_ITEMS_TRAINED:
         train = data.with_test_items(train, levels)
     torch.manual_seed(seed)
-    dims = MethodDims(data.backbones.image.dim, data.backbones.text.dim,
-                      tuple(len(data.corpus.label_sets[data.corpus.levels[i]]) for i in levels))
+    dims = Prepared(data.backbones, levels, train, val).dims(data.corpus)
     method = build_method(config, dims).to(data.device)
     seconds, (state, history) = timed(fit, method, train, val, config, data.device, quiet=True)
     method.load_state_dict(state)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import timed
+from bench.harness import K, timed
 from index.store import FaissStore, auto_spec
 
-K = 10
 TIE = 1e-5
 
 

@@ -1,7 +1,9 @@
 """Service benchmark: text-to-image search over HTTP at 1, 8 and 32 concurrent clients, on the
-OpenMoji index and on a 100k synthetic corpus (indexed with the default index type for its
-size, and Flat), beside the encoder's raw batched throughput, the bare search time and the
-default index's recall against exact search, all measured in the same run.
+OpenMoji index and on a 100k synthetic corpus of captioned images (indexed with the default
+index type for its size, and Flat), in vector-only and hybrid mode side by side (`--modes`;
+the modes interleaved at each client count in each of `--repeats`, medians reported), beside
+the encoder's raw batched throughput, the bare search time and the default index's recall
+against exact search, all measured in the same run.
 
     python -m bench.service_bench   (the demo checkpoint, corpus and index by default)
 
@@ -18,37 +20,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
 
 from bench import harness, service_report
-from bench.harness import ROOT, Server, Target, arguments, timed
+from bench.harness import CLIENTS, ROOT, K, Server, Target, arguments, measured_apart, timed
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
     from models.inference import Encoder
-
-K = 10
 
 
 # -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, threads: int,
                     seconds: float = 8) -> dict[str, float]:
     """Raw encoder on the service's device and text runtime, on `threads` threads (0: the
-    library's default): texts/s at the service's batch size and one query's time (medians);
-    with `workers` > 1, the texts/s of that many threads encoding at once (as the service's
-    encoder workers do)."""
+    library's default): the texts/s of `workers` threads encoding batches of the service's
+    size at once (as the service's encoder workers do), and one query's time (median)."""
     from models.inference import Encoder
     from service.settings import Settings
 
@@ -56,17 +53,10 @@ def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, thre
     queries = queries_of(data)
     encoder = Encoder.load(checkpoint, settings.device, threads or None, settings.encoder_runtime)
     encoder.encode_texts(queries[:batch])  # warm-up
-    batches, single = [], []
-    deadline, i = time.perf_counter() + seconds, 0
-    while time.perf_counter() < deadline or len(batches) < 3:
-        batches.append(timed(encoder.encode_texts,
-                             [queries[(i + j) % len(queries)] for j in range(batch)])[0])
-        single.append(timed(encoder.encode_texts, [queries[i % len(queries)]])[0])
-        i += batch
-    qps = batch / statistics.median(batches)
-    if workers > 1:
-        qps = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)[0]
-    return {"encoder_batched_qps": qps, "encoder_single_ms": 1000 * statistics.median(single)}
+    single = [timed(encoder.encode_texts, [query])[0] for query in queries[:200]]
+    return {"encoder_batched_qps": concurrent_texts_per_s(encoder, queries, batch, seconds,
+                                                          workers)[0],
+            "encoder_single_ms": 1000 * statistics.median(single)}
 
 
 def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, seconds: float,
@@ -146,14 +136,6 @@ def device_name(device: str) -> str:
     return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
 
 
-def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
-    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
-    runtime, and a process that has used both (like this one, after building the indexes)
-    measures either several times too slow; the service keeps them on separate threads."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measurement, *args).result()
-
-
 def encoder_counters(url: str) -> np.ndarray:
     """The server's text encoder histograms so far: summed batch sizes (rows encoded), batches
     and seconds spent encoding them."""
@@ -187,17 +169,39 @@ def reference(corpus: Corpus, args: argparse.Namespace, ckpt_id: str, dim: int, 
 
 def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, queries: list[str],
                    clients: tuple[int, ...], name: str, labels: dict,
-                   settings: dict[str, str] | None = None) -> tuple[list[dict], dict[str, float]]:
+                   settings: dict[str, str] | None = None, modes: tuple[str | None, ...] = (None,),
+                   repeats: int = 1) -> tuple[list[dict], dict[str, float], dict[str, float]]:
     """The runs at each client count against one fresh server (XMR_* `settings` on top of
-    this environment, log server-NAME.log), each labelled with `labels`; and its memory after."""
+    this environment, log server-NAME.log), each labelled with `labels`: in each search mode
+    (None: the service's default) side by side at each client count, in each of `repeats`;
+    its memory after; and with hybrid among the modes, `signals_found` before them."""
     server = Server(index, checkpoint, args.work / f"server-{name}.log", settings)
     try:
         items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
-        target = Target.searches(name, server, queries, K, args.work)
-        runs = [load_run(target, n, args, {**labels, "items": items}) for n in clients]
-        return runs, server.memory_mb()
+        signals = signals_found(server.url, queries, name) if "hybrid" in modes else {}
+        targets = {mode: Target.searches(f"{name}-{mode}", server, queries, K, args.work,
+                                         mode=mode) for mode in modes}
+        runs = [load_run(targets[mode], n, args,
+                         {"mode": mode, "repeat": repeat, **labels, "items": items})
+                for repeat in range(repeats) for n in clients for mode in modes]
+        return runs, server.memory_mb(), signals
     finally:
         server.stop()
+
+
+def signals_found(url: str, queries: list[str], name: str) -> dict[str, float]:
+    """Per signal, the share of hybrid hits it scored (explain) for the first 50 queries: what
+    hybrid answers on this corpus draw on. The signals hybrid adds must each score some hit;
+    the item vectors may score none where they are far from every query (the synthetic rows
+    against the OpenMoji texts, ranked exactly)."""
+    hits = [hit["signals"] for q in queries[:50] for hit in httpx.post(
+        f"{url}/v1/search/text-to-image",
+        json={"text": q, "k": K, "mode": "hybrid", "explain": True}).json()["results"]]
+    found = {signal: sum(h.get(signal) is not None for h in hits) / len(hits)
+             for signal in ("vector", "caption", "lexical")}
+    if not (found["caption"] and found["lexical"]):
+        raise RuntimeError(f"{name}: a signal scored no hybrid hit: {found}")
+    return found
 
 
 def load_run(target: Target, clients: int, args: argparse.Namespace, labels: dict) -> dict:
@@ -272,7 +276,10 @@ def main() -> int:
     parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"),
                         help="instead: the text encoder on these runtimes, side by side "
                              "(bench/results/runtimes.*)")
-    parser.add_argument("--repeats", type=int, default=3, help="with --runtimes")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="of each run, the modes (or runtimes) interleaved in each")
+    parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
+                        default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.runtimes:
@@ -295,13 +302,15 @@ def main() -> int:
                    f" {device_name(str(resolve_device(Settings().device)))}, text queries on"
                    f" {Settings().encoder_runtime} (XMR_ENCODER_RUNTIME)",
         "load_generator": harness.load_generator(), "seconds": args.seconds,
-        "warmup": args.warmup, "runs": [], "memory": {}, "recall": {},
+        "warmup": args.warmup, "repeats": args.repeats, "runs": [], "memory": {},
+        "recall": {}, "signals": {},
     }
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
-        runs, result["memory"][corpus.name] = serve_and_load(
-            corpus.index, args.checkpoint, args, queries_of(args.data), service_report.CLIENTS,
-            corpus.name, {"corpus": corpus.name, "index_type": corpus.index_type, **raw})
+        runs, result["memory"][corpus.name], result["signals"][corpus.name] = serve_and_load(
+            corpus.index, args.checkpoint, args, queries_of(args.data), CLIENTS,
+            corpus.name, {"corpus": corpus.name, "index_type": corpus.index_type, **raw},
+            modes=tuple(args.modes), repeats=args.repeats)
         result["runs"] += runs
         if corpus.exact is not None:
             result["recall"][corpus.name] = measured_apart(

@@ -1,13 +1,16 @@
 """The corpora the service benchmark serves: the OpenMoji index, and a synthetic corpus of
 clustered random vectors indexed by the re-index job itself (with the default index type for
-its size, and Flat), with the OpenMoji texts as queries."""
+its size, and Flat), with the OpenMoji texts as queries. Each synthetic image carries a caption
+of three terms drawn from the OpenMoji texts (emoji names and CLDR keywords), so hybrid search
+has words and caption vectors to rank it by."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,61 +18,87 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.harness import ROOT, measured_apart, mixture
+from models.data.corpus import read_corpus
+
+SEPARATOR = "; "  # between a caption's terms (no OpenMoji text holds it)
+
+
+def texts_of(data: Path) -> list[str]:
+    """The OpenMoji texts, each once: emoji names and CLDR keywords."""
+    return sorted({item.text for item in read_corpus(data).items})
+
 
 def queries_of(data: Path, n: int = 500, seed: int = 0) -> list[str]:
-    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
-    texts = sorted({row["text"] for row in rows})
+    texts = texts_of(data)
     return random.Random(seed).sample(texts, min(n, len(texts)))
 
 
 def synthetic_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    """n clustered random unit vectors: a seeded Gaussian mixture (2000 centres, fixed whatever
-    the seed), like learned embeddings rather than uniform noise. Another seed draws other
-    rows of the same mixture (queries that have near neighbours in the corpus)."""
-    centres = np.random.default_rng(0).standard_normal((2000, dim)).astype(np.float32)
-    rng = np.random.default_rng(1000 + seed)
-    vectors = centres[rng.integers(0, len(centres), n)] + \
-        0.8 * rng.standard_normal((n, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """n clustered random unit vectors (`bench.harness.mixture`, 2000 centres). Another seed
+    draws other rows of the same mixture (queries that have near neighbours in the corpus)."""
+    return mixture(n, dim, centres=2000, spread=0.8, seed=1000 + seed)
+
+
+def term_vectors(checkpoint: Path, terms: list[str]) -> np.ndarray:
+    """Each term through the text encoder (run apart from FAISS: bench.service_bench)."""
+    from models.inference import Encoder
+
+    encoder = Encoder.load(checkpoint, "cpu")
+    return np.concatenate([encoder.encode_texts(terms[i:i + 256])
+                           for i in range(0, len(terms), 256)])
 
 
 class GivenVectors:
     """An embedding engine for index.build that hands back vectors made beforehand, so the
     synthetic index is built by the re-index job itself: same planning, training and files as
-    `xmr index build`, only the vectors are not an encoder's."""
+    `xmr index build`, only the vectors are not an encoder's. A caption's vector (the build
+    asks for one per captioned image) is the normalised sum of its terms' encoder vectors."""
 
-    def __init__(self, vectors: np.ndarray, checkpoint_id: str) -> None:
-        self.vectors = vectors
+    def __init__(self, vectors: np.ndarray, checkpoint_id: str,
+                 terms: dict[str, np.ndarray]) -> None:
+        self.vectors, self.terms = vectors, terms
         self.checkpoint_id = checkpoint_id  # names the space only
         self.dim = int(vectors.shape[1])
 
     def stream(self, modalities: list[str], payloads: list[str]
                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        assert len(payloads) == len(self.vectors), "a fresh build embeds every planned item"
+        captions = all(m == "text" for m in modalities)
+        assert captions or len(payloads) == len(self.vectors), \
+            "a fresh build embeds every planned item"
         for start in range(0, len(payloads), 5000):
             rows = np.arange(start, min(start + 5000, len(payloads)))
-            yield rows, self.vectors[rows]
+            yield rows, (np.stack([self.caption(payloads[r]) for r in rows]) if captions
+                         else self.vectors[rows])
+
+    def caption(self, words: str) -> np.ndarray:
+        vector = sum(self.terms[term] for term in words.split(SEPARATOR))
+        return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
-def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
+def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str, np.ndarray],
                     levels: tuple[str, ...], n: int, spec: str) -> Path:
-    """n image items with `synthetic_vectors`, real OpenMoji files as their sources, indexed
-    as `spec` ("auto": the type `xmr index build` picks by size). Every spec gets the same
-    items, ids and vectors, so their answers can be compared id for id."""
+    """n image items with `synthetic_vectors`, real OpenMoji files as their sources, each
+    captioned with three of `terms` (term: its encoder vector), indexed as `spec` ("auto": the
+    type `xmr index build` picks by size). Every spec gets the same items, ids, captions and
+    vectors, so their answers can be compared id for id."""
     from index.build import build
     from index.catalog import NewItem
 
-    marker = path / f"READY-{checkpoint_id}-{n}-{spec}"
+    marker = path / f"READY-{checkpoint_id}-{n}-{spec}-captioned-mixture"  # what made it
     if marker.exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
-    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
-    items = [NewItem("image", f"b:synthetic-{i}", tuple(rows[i % len(rows)]["labels"]),
-                     source=str((data / rows[i % len(rows)]["image"]).resolve()))
+    corpus = read_corpus(data)
+    rows, draw, vocabulary = corpus.items, random.Random(0), sorted(terms)
+    items = [NewItem("image", f"b:synthetic-{i}", rows[i % len(rows)].labels,
+                     text=SEPARATOR.join(draw.sample(vocabulary, 3)),
+                     source=str(corpus.image_path(rows[i % len(rows)]).resolve()))
              for i in range(n)]
     started = time.perf_counter()
-    build(path, GivenVectors(synthetic_vectors(n, dim), checkpoint_id), items, levels=levels,
-          spec=spec)
+    dim = len(next(iter(terms.values())))
+    build(path, GivenVectors(synthetic_vectors(n, dim), checkpoint_id, terms), items,
+          levels=levels, spec=spec)
     print(f"synthetic index of {n} items ({spec}) in {time.perf_counter() - started:.0f} s",
           flush=True)
     marker.touch()
@@ -77,25 +106,14 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, dim: int,
 
 
 def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> None:
-    """Build the OpenMoji index unless there is one (what `xmr index build` does, with the
-    backbone features read from the feature cache)."""
+    """Build the OpenMoji index with `xmr index build`, backbone features read from the feature
+    cache, unless there is one."""
     from index import layout
 
-    if layout.current(index) is not None:
-        return
-    from index.build import build
-    from index.cli import corpus_items
-    from index.engines import LocalEngine
-    from models.embedder import CheckpointEmbedder, EncoderSpec
-    from models.inference import Encoder
-
-    encoder = Encoder.load(checkpoint, "cpu")
-    planned, levels = corpus_items(data)
-    engine = LocalEngine(EncoderSpec(checkpoint, cache),
-                         embedder=CheckpointEmbedder(encoder, cache))
-    report = build(index, engine, planned, levels=levels, checkpoint_path=checkpoint,
-                   cache_dir=cache)
-    print(f"built {index}: {report.counts}", flush=True)
+    if layout.current(index) is None:
+        subprocess.run([sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
+                        str(checkpoint), "--data", str(data), "--cache", str(cache), "--out",
+                        str(index), "--no-progress"], check=True, cwd=ROOT)
 
 
 @dataclass(frozen=True)
@@ -118,9 +136,11 @@ def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus
     assert live is not None
     manifest = Manifest.read(live)
     dim, levels, n = manifest.dim, manifest.levels, args.synthetic
+    words = [text for text in texts_of(args.data) if SEPARATOR not in text]
+    terms = dict(zip(words, measured_apart(term_vectors, args.checkpoint, words), strict=True))
 
     def synthetic(spec: str) -> Path:
-        return synthetic_index(args.work / f"synthetic-{n}-{spec}", args.data, ckpt_id, dim,
+        return synthetic_index(args.work / f"synthetic-{n}-{spec}", args.data, ckpt_id, terms,
                                levels, n, spec)
 
     picked = auto_spec(n, dim)

@@ -6,28 +6,52 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.harness import pyplot
+from bench import harness
+from bench.harness import CLIENTS, pyplot
 from bench.report import render
 
-CLIENTS = (1, 8, 32)
+FIGURES = ("qps", "p50_ms", "p99_ms", "mean_batch", "server_encode_ms", "server_cpu_ms")
+
+
+def medians(runs: list[dict]) -> list[dict]:
+    """One row per corpus, search mode and client count: medians over the repeats."""
+    return harness.medians(runs, ("corpus", "mode", "clients"), FIGURES)
+
+
+def ratios(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """Per corpus measured in both modes: hybrid / vector of the 1-client p50 and of the QPS at
+    the most clients (medians)."""
+    at = {(r["corpus"], r.get("mode"), r["clients"]): r for r in rows}
+    top = max(CLIENTS)
+    return {corpus: (at[corpus, "hybrid", 1]["p50_ms"] / at[corpus, "vector", 1]["p50_ms"],
+                     at[corpus, "hybrid", top]["qps"] / at[corpus, "vector", top]["qps"])
+            for corpus in dict.fromkeys(r["corpus"] for r in rows)
+            if (corpus, "hybrid", 1) in at and (corpus, "vector", 1) in at}
+
 
 def markdown(result: dict) -> str:
-    """The table of runs, the default index's recall, the goals and the server's memory."""
-    return render("service", **result)
+    """The table of runs (medians; a mode column where the run named the modes), the modes'
+    ratios, the default index's recall, the goals and the server's memory."""
+    rows = medians(result["runs"])
+    return render("service", **result, rows=rows,
+                  modes=any(row.get("mode") for row in rows), ratios=ratios(rows))
 
 
 def figure(result: dict) -> Any:
-    """Throughput and latency against the client count, the raw encoder beside the service."""
+    """Throughput and latency against the client count per corpus and mode (medians), the raw
+    encoder's batched throughput as a line beside them."""
     fig, axes = pyplot().subplots(1, 2, figsize=(11, 4))
-    for corpus in dict.fromkeys(run["corpus"] for run in result["runs"]):
-        runs = [run for run in result["runs"] if run["corpus"] == corpus]
-        xs = [run["clients"] for run in runs]
-        axes[0].plot(xs, [run["qps"] for run in runs], marker="o", label=f"{corpus}: service")
-        axes[0].plot(xs, [run["encoder_batched_qps"] for run in runs], linestyle="--",
-                     label=f"{corpus}: raw encoder, batch 32")
-        axes[1].plot(xs, [run["p50_ms"] for run in runs], marker="o", label=f"{corpus} p50")
+    rows = medians(result["runs"])
+    for corpus, mode in dict.fromkeys((row["corpus"], row.get("mode")) for row in rows):
+        runs = [row for row in rows if (row["corpus"], row.get("mode")) == (corpus, mode)]
+        xs, name = [run["clients"] for run in runs], f"{corpus}, {mode or 'default'}"
+        axes[0].plot(xs, [run["qps"] for run in runs], marker="o", label=name)
+        axes[1].plot(xs, [run["p50_ms"] for run in runs], marker="o", label=f"{name} p50")
         axes[1].plot(xs, [run["p99_ms"] for run in runs], marker="x", linestyle=":",
-                     label=f"{corpus} p99")
+                     label=f"{name} p99")
+    for corpus in dict.fromkeys(row["corpus"] for row in rows):
+        axes[0].axhline(next(r for r in rows if r["corpus"] == corpus)["encoder_batched_qps"],
+                        linestyle="--", linewidth=0.8, label=f"{corpus}: raw encoder, batch 32")
     for ax, title in zip(axes, ("throughput (queries/s)", "latency (ms)"), strict=True):
         ax.set_xscale("log", base=2)
         ax.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
@@ -86,9 +110,13 @@ def runtimes_figure(result: dict) -> Any:
 
 
 def goals(result: dict) -> list[dict[str, object]]:
+    """Each goal, met or not, with its figures (medians over the repeats)."""
     out = []
-    for corpus in dict.fromkeys(run["corpus"] for run in result["runs"]):
-        runs = {run["clients"]: run for run in result["runs"] if run["corpus"] == corpus}
+    rows = medians(result["runs"])
+    # against the raw encoder and search: vector-only; hybrid has its own goals, its ratios
+    for corpus in dict.fromkeys(row["corpus"] for row in rows):
+        runs = {row["clients"]: row for row in rows
+                if row["corpus"] == corpus and row.get("mode") in (None, "vector")}
         top, one = runs[max(runs)], runs[min(runs)]
         ratio = top["qps"] / top["encoder_batched_qps"]
         out.append({"goal": f"{corpus}: QPS at {top['clients']} clients >= 0.8x raw batched "
@@ -102,6 +130,11 @@ def goals(result: dict) -> list[dict[str, object]]:
                                 f" + {one['search_ms']:.2f} + 3 = {budget:.1f} ms (the "
                                 "server's own encoder took "
                                 f"{one['server_encode_ms']:.1f} ms per query, mean)"})
+    for corpus, (p50, qps) in ratios(rows).items():
+        out.append({"goal": f"{corpus}: hybrid p50 at 1 client <= 1.3x vector-only",
+                    "met": p50 <= 1.3, "measured": f"{p50:.2f}x"})
+        out.append({"goal": f"{corpus}: hybrid QPS at {max(CLIENTS)} clients >= 0.8x "
+                            "vector-only", "met": qps >= 0.8, "measured": f"{qps:.2f}x"})
     for corpus, memory in result["memory"].items():
         if corpus.startswith("synthetic"):
             out.append({"goal": f"{corpus}: resident memory of the server < 1.5 GB",

@@ -82,3 +82,24 @@ def test_a_changed_figure_changes_the_report() -> None:
     result = read("features")
     result["cold"]["images_per_s"] += 1
     assert features.markdown(result) != (RESULTS / "features.md").read_text()
+
+
+def test_two_modes_render_their_medians_and_ratios() -> None:
+    result = read("service")
+    runs = []
+    for repeat, scale in enumerate((1.0, 1.5, 0.5)):
+        for run in result["runs"]:
+            runs += [{**run, "mode": "vector", "repeat": repeat, "qps": run["qps"] * scale},
+                     {**run, "mode": "hybrid", "repeat": repeat, "qps": run["qps"] * scale / 2,
+                      "p50_ms": run["p50_ms"] * 1.25}]
+    result.update(runs=runs, repeats=3, signals={
+        "openmoji": {"vector": 0.5, "caption": 1.0, "lexical": 0.25}})
+    text = service_report.markdown(result)
+    assert "| openmoji | default (the demo index) | 3,347 | vector | 32 | 455.3 |" in text
+    assert "3 repeat(s) of the whole sequence" in text
+    assert "openmoji: vector 50%, caption 100%, lexical 25%." in text
+    assert "| synthetic-100k-flat | 1.25x | 0.50x |\n" in text
+    met = {g["goal"]: g["met"] for g in service_report.goals(result)}
+    assert met["openmoji: hybrid p50 at 1 client <= 1.3x vector-only"]
+    assert not met["openmoji: hybrid QPS at 32 clients >= 0.8x vector-only"]
+    assert met["synthetic-100k: p50 at 1 client <= encoder + search + 3 ms"]
