@@ -85,15 +85,21 @@ fi
 BUILD_LOG=artifacts/docker-build.log
 mkdir -p artifacts && : > "$BUILD_LOG"
 build() {  # build TAG [extra docker build args...]; the full output goes to $BUILD_LOG
-  local tag=$1; shift
+  local tag=$1 from; shift
+  from=$(( $(wc -l < "$BUILD_LOG") + 1 ))
   nice -n 10 docker build ${SMOKE_NO_CACHE:+--no-cache} -f docker/Dockerfile \
     --build-arg BASE_IMAGE="$BASE" --build-arg PIP_NO_INDEX="$NO_INDEX" "$@" -t "$tag" . \
     >>"$BUILD_LOG" 2>&1 || { tail -40 "$BUILD_LOG"; fail "docker build $tag (see $BUILD_LOG)"; }
+  # [steps taken from the build cache, steps]: the legacy builder's "Step i/n" and
+  # "Using cache" lines (BuildKit prints neither: [0, 0])
+  CACHED=$(tail -n +"$from" "$BUILD_LOG" \
+           | awk '/^Step [0-9]+\/[0-9]+ :/ {n++} /^ ---> Using cache/ {c++} END {printf "[%d, %d]", c, n}')
 }
 log "docker build $IMAGE"
-t0=$(now); build "$IMAGE"; BUILD_S=$(secs "$t0" "$(now)")
+t0=$(now); build "$IMAGE"; BUILD_S=$(secs "$t0" "$(now)"); BUILD_CACHED=$CACHED
 log "docker build $DEMO_IMAGE (BAKE_DEMO=1: xmr data openmoji --twemoji, xmr train, xmr index build)"
-t0=$(now); build "$DEMO_IMAGE" --build-arg BAKE_DEMO=1 --build-arg BAKE_THREADS="$THREADS"; BUILD_DEMO_S=$(secs "$t0" "$(now)")
+t0=$(now); build "$DEMO_IMAGE" --build-arg BAKE_DEMO=1 --build-arg BAKE_THREADS="$THREADS"
+BUILD_DEMO_S=$(secs "$t0" "$(now)"); BUILD_DEMO_CACHED=$CACHED
 SIZE=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 SIZE_DEMO=$(docker image inspect -f '{{.Size}}' "$DEMO_IMAGE")
 echo "built in ${BUILD_S}s + ${BUILD_DEMO_S}s; $IMAGE $((SIZE / 1000000)) MB, $DEMO_IMAGE $((SIZE_DEMO / 1000000)) MB"
@@ -158,6 +164,7 @@ cat > "$PARTS/figures.json" <<EOF
  "engine": "Docker $(docker version -f '{{.Server.Version}}'), $(docker info -f '{{.Driver}}') storage",
  "host_network": $HOST_NETWORK, "machine": "$(nproc) CPU cores, $(uname -m)",
  "build_s": $BUILD_S, "build_demo_s": $BUILD_DEMO_S,
+ "build_cached_steps": $BUILD_CACHED, "build_demo_cached_steps": $BUILD_DEMO_CACHED,
  "image_bytes": $SIZE, "demo_image_bytes": $SIZE_DEMO,
  "start_to_ready_s": $READY_S, "uid": $USER_ID, "health": "$HEALTH",
  "stop_s": $STOP_S, "exit_code": $EXIT_CODE}
