@@ -9,8 +9,8 @@
 #
 # Environment: XMR_BASE_IMAGE (skip the base detection), XMR_PIP_NO_INDEX=0 (let pip inside
 # the build use PyPI instead of the wheelhouse), SMOKE_NO_CACHE=1 (docker build --no-cache),
-# SMOKE_THREADS=N (the CPU threads of training and indexing in the demo bake and the compose
-# jobs; default 1, leaving the other cores to other work), SMOKE_SKIP_COMPOSE=1,
+# SMOKE_THREADS=N (OMP_NUM_THREADS of the training and indexing in the demo bake and the
+# compose jobs; default 1, leaving the other cores to other work), SMOKE_SKIP_COMPOSE=1,
 # SMOKE_RESULTS=FILE (figures and answers as JSON, default artifacts/docker-smoke.json; with
 # .venv present, the report beside it as FILE.md through bench/report.py).
 set -euo pipefail
