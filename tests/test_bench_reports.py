@@ -62,7 +62,7 @@ def test_the_command_line_renders_docker_smokes_report_beside_its_json(tmp_path:
                "ingest": [["text without the key", 401], ["text", 201],
                           ["the top hit's image", 200, "existing id 7, created false"]]}
     result = {"command": "make docker-smoke", "base_image": "xmr-base:bookworm",
-              "pip_no_index": 1, "no_cache": 0, "engine": "Docker 20.10, vfs storage",
+              "pip_no_index": 1, "no_cache": 0, "threads": 1, "engine": "Docker 20.10, vfs storage",
               "host_network": 1, "machine": "2 CPU cores, x86_64", "build_s": 600.0,
               "build_demo_s": 900.0, "build_cached_steps": [0, 0],
               "build_demo_cached_steps": [31, 39], "image_bytes": 1_402_000_000,
