@@ -152,11 +152,14 @@ echo "docker reports: $HEALTH"
 log "docker stop"
 t0=$(now); docker stop -t 30 "$NAME" >/dev/null; STOP_S=$(secs "$t0" "$(now)")
 EXIT_CODE=$(docker inspect -f '{{.State.ExitCode}}' "$NAME")
-echo "stopped in ${STOP_S}s, exit code $EXIT_CODE, graceful shutdown logged"
 # uvicorn re-raises SIGTERM after its graceful shutdown, so 143 (128 + 15) is a clean stop too.
 case $EXIT_CODE in 0|143) ;; *) docker logs "$NAME" | tail -20; fail "exit code $EXIT_CODE on SIGTERM";; esac
-docker logs "$NAME" 2>&1 | grep -q 'Application shutdown complete' \
-  || { docker logs "$NAME" | tail -20; fail "no graceful shutdown in the log"; }
+# The log is read whole before grep: `docker logs | grep -q` fails under pipefail whenever grep's
+# early exit cuts docker logs off with SIGPIPE.
+STOP_LOG=$(docker logs "$NAME" 2>&1)
+grep -q 'Application shutdown complete' <<<"$STOP_LOG" \
+  || { tail -20 <<<"$STOP_LOG"; fail "no graceful shutdown in the log"; }
+echo "stopped in ${STOP_S}s, exit code $EXIT_CODE, graceful shutdown logged"
 cleanup
 
 cat > "$PARTS/figures.json" <<EOF
