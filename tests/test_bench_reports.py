@@ -27,6 +27,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "quality": quality_report.markdown, "peers": peers_report.markdown,
     "service": service_report.markdown, "runtimes": service_report.runtimes_markdown,
     "two_commands": two_commands.markdown, "fusion": fusion.markdown,
+    "docker": lambda result: report.render("docker", **result),
 }
 
 
