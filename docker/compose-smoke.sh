@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${XMR_IMAGE:-xmr:cpu}
+THREADS=${SMOKE_THREADS:-1}   # torch's threads in the jobs, leaving other cores to other work
 PROJECT=xmr-smoke-$$
 log() { printf '\n== %s\n' "$*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -38,7 +39,7 @@ echo "services: $(compose --profile gpu --profile jobs --profile milvus config -
 job() {  # run a one-shot service, print the command line its container ran, remove it
   local service=$1 t0=$SECONDS
   log "$service"
-  compose --profile jobs run -T --name "$PROJECT-$service" "$service" 2>&1 \
+  compose --profile jobs run -T --name "$PROJECT-$service" -e OMP_NUM_THREADS="$THREADS" "$service" 2>&1 \
     | tr '\r' '\n' | grep -v -e '%|' -e '^ *$' | tail -5 || true
   local code
   code=$(docker inspect -f '{{.State.ExitCode}}' "$PROJECT-$service")

@@ -27,6 +27,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "quality": quality_report.markdown, "peers": peers_report.markdown,
     "service": service_report.markdown, "runtimes": service_report.runtimes_markdown,
     "two_commands": two_commands.markdown, "fusion": fusion.markdown,
+    "docker": lambda result: report.render("docker", **result),
 }
 
 
@@ -62,9 +63,10 @@ def test_the_command_line_renders_docker_smokes_report_beside_its_json(tmp_path:
                "ingest": [["text without the key", 401], ["text", 201],
                           ["the top hit's image", 200, "existing id 7, created false"]]}
     result = {"command": "make docker-smoke", "base_image": "xmr-base:bookworm",
-              "pip_no_index": 1, "no_cache": 0, "engine": "Docker 20.10, vfs storage",
+              "pip_no_index": 1, "no_cache": 0, "threads": 1, "engine": "Docker 20.10, vfs storage",
               "host_network": 1, "machine": "2 CPU cores, x86_64", "build_s": 600.0,
-              "build_demo_s": 900.0, "image_bytes": 1_402_000_000,
+              "build_demo_s": 900.0, "build_cached_steps": [0, 0],
+              "build_demo_cached_steps": [31, 39], "image_bytes": 1_402_000_000,
               "demo_image_bytes": 1_441_000_000, "start_to_ready_s": 9.6, "uid": 10001,
               "health": "healthy", "stop_s": 0.7, "exit_code": 143, "run": answers,
               "compose": None}
@@ -72,6 +74,7 @@ def test_the_command_line_renders_docker_smokes_report_beside_its_json(tmp_path:
     report.main(["docker", str(tmp_path / "docker-smoke.json")])
     text = (tmp_path / "docker-smoke.md").read_text()
     assert "| `xmr:cpu` (the service, no data) | 1,402 MB, built in 600 s |" in text
+    assert "1,441 MB, built in 900 s more (31 of its 39 steps from the build cache) |" in text
     assert "| `docker run` to `GET /readyz` 200 | 9.6 s |" in text
     assert '- text-to-image "cat": 7 (animal-mammal, 0.610)\n' in text
     assert "the top hit's image 200 (existing id 7, created false)" in text
