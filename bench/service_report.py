@@ -30,11 +30,10 @@ def ratios(rows: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def markdown(result: dict) -> str:
-    """The table of runs (medians; a mode column where the run named the modes), the modes'
-    ratios, the default index's recall, the goals and the server's memory."""
+    """The table of runs (medians per corpus, mode and client count), the modes' ratios, the
+    default index's recall, the goals and the server's memory."""
     rows = medians(result["runs"])
-    return render("service", **result, rows=rows,
-                  modes=any(row.get("mode") for row in rows), ratios=ratios(rows))
+    return render("service", **result, rows=rows, ratios=ratios(rows))
 
 
 def figure(result: dict) -> Any:
