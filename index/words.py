@@ -11,7 +11,7 @@ query against besides the item's own vector.
 Both are written by the same statements, in the same transaction, as the item row
 (index.database), so an ingest, an upsert, a delete, a generation swap or a crash never leaves
 the words of an item apart from the item. `ensure` builds the lexical tables from the stored
-items when they are missing or was built with other fields, and gives each captioned image
+items when they are missing or were built with other fields, and gives each captioned image
 without a caption vector the vector of the text item of the same words, where there is one
 (a pair's text): databases made before hybrid search migrate on open, vectors and journal kept.
 """
