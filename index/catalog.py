@@ -364,8 +364,7 @@ class Catalog:
         allow = gen.meta.ids_matching(modality, levels, where) if labels or where else None
         if allow is not None and not len(allow):
             return [[] for _ in range(len(queries))]
-        return hybrid.search(gen, queries, texts, k, modality, levels, where, allow, mode,
-                             fusion or self.fusion)
+        return hybrid.search(gen, queries, texts, k, modality, allow, mode, fusion or self.fusion)
 
     def _catch_up(self, gen: Generation) -> None:
         applied = catch_up(gen)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from index import words as lexical
 from index.migrations import migrate_keys
 from index.payload import dump_metadata, filterable
 from index.records import NewItem, Record
+from models.bm25 import Postings
 
 DATABASE = "meta.sqlite"
 ITEMS = """
@@ -344,12 +345,12 @@ class ItemDatabase:
             f"SELECT id FROM items WHERE modality = ? {among}", [modality, *args])],
             dtype=np.int64)
 
-    def lexical_search(self, text: str, modality: str, k: int, labels: Mapping[int, str],
-                       where: Mapping[str, str]) -> list[tuple[int, float]]:
-        """The `k` items of `modality` (filtered as ids_matching) whose words best match
-        `text`: (id, BM25) best first (index.words)."""
-        among, args = _filters(labels, where, "rowid")
-        return lexical.search(self.db, text, modality, k, among, args)
+    def lexicon(self, modality: str) -> Postings:
+        """BM25's view of the words of `modality`'s items (index.words)."""
+        return lexical.postings(self.db, modality)
+
+    def refresh_lexicon(self, postings: Postings, modality: str, ids: Iterable[int]) -> None:
+        lexical.refresh(self.db, postings, modality, ids)
 
     def uncaptioned(self) -> list[tuple[int, str]]:
         """(id, words) of the images with words and no caption vector (index.words)."""
@@ -359,17 +360,15 @@ class ItemDatabase:
         return lexical.has_words(self.db, modality)
 
 
-def _filters(labels: Mapping[int, str], where: Mapping[str, str],
-             column: str = "items.id") -> tuple[str, list[object]]:
-    """An SQL condition on an item id `column` (and its arguments) for label and metadata
-    filters."""
+def _filters(labels: Mapping[int, str], where: Mapping[str, str]) -> tuple[str, list[object]]:
+    """An SQL condition on `items.id` (and its arguments) for label and metadata filters."""
     sql = ""
     args: list[object] = []
     for level, value in labels.items():
-        sql += f" AND {column} IN (SELECT item_id FROM labels WHERE level = ? AND value = ?)"
+        sql += " AND items.id IN (SELECT item_id FROM labels WHERE level = ? AND value = ?)"
         args += [level, value]
     for name, canonical in where.items():
-        sql += f" AND {column} IN (SELECT item_id FROM fields WHERE name = ? AND value = ?)"
+        sql += " AND items.id IN (SELECT item_id FROM fields WHERE name = ? AND value = ?)"
         args += [name, canonical]
     return sql, args
 

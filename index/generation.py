@@ -10,7 +10,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from index.database import DATABASE, SPACES, ItemDatabase
 from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
 from index.manifest import Manifest
 from index.store import VectorStore
+from models.bm25 import Postings
 
 log = logging.getLogger(__name__)
 SNAPSHOTS = "snapshots"
@@ -35,7 +36,16 @@ class Generation:
     manifest: Manifest
     meta: ItemDatabase
     stores: dict[str, VectorStore]
-    applied: int  # journal sequence the stores reflect
+    applied: int  # journal sequence the stores (and lexicons) reflect
+    lexicons: dict[str, Postings] = field(default_factory=dict)  # by modality, see lexicon()
+
+    def lexicon(self, modality: str) -> Postings:
+        """BM25 over the words of `modality`'s items (models.bm25), read from the database
+        on first use and caught up from the journal with the stores after that."""
+        if modality not in self.lexicons:
+            with self.meta.read():  # the table as it is now, maybe past `applied`: catching
+                self.lexicons[modality] = self.meta.lexicon(modality)  # up again is harmless
+        return self.lexicons[modality]
 
     def close(self) -> None:
         for store in self.stores.values():
@@ -85,8 +95,9 @@ def open_generation(path: Path, gpu: bool = False,
 
 
 def catch_up(gen: Generation) -> int:
-    """Apply journal entries after gen.applied to the stores; idempotent (each touched id ends
-    as the metadata has it: present with its vector, or absent). Returns entries applied."""
+    """Apply journal entries after gen.applied to the stores and lexicons; idempotent (each
+    touched id ends as the metadata has it: present with its vector and words, or absent).
+    Returns entries applied."""
     with gen.meta.read():
         entries = gen.meta.journal_since(gen.applied)
         if not entries:
@@ -98,6 +109,8 @@ def catch_up(gen: Generation) -> int:
                 touched["caption"].add(item_id)
         present = {m: gen.meta.vectors(sorted(ids), gen.manifest.dim, m)
                    for m, ids in touched.items() if ids}
+        for modality, lexicon in gen.lexicons.items():  # an upsert may move an item across
+            gen.meta.refresh_lexicon(lexicon, modality, (e[2] for e in entries))
     for modality, (ids, vectors) in present.items():
         store = gen.stores[modality]
         gone = np.array(sorted(touched[modality] - set(ids.tolist())), dtype=np.int64)

@@ -18,6 +18,7 @@ import numpy as np
 from index.generation import Generation
 from index.records import Hit, Record
 from models.fusion import DEPTH, Fusion, fuse_proposals
+from models.lexical import query_tokens
 
 Mode = Literal["hybrid", "vector", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "lexical")
@@ -25,8 +26,7 @@ Proposals = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def search(gen: Generation, queries: np.ndarray, texts: Sequence[str], k: int, modality: str,
-           labels: Mapping[int, str], where: Mapping[str, str], allow: np.ndarray | None,
-           mode: Mode, fusion: Fusion) -> list[list[Hit]]:
+           allow: np.ndarray | None, mode: Mode, fusion: Fusion) -> list[list[Hit]]:
     """Per query row (its text beside it), the best `k` items of `modality`; each hit's
     `signals` holds every signal's score of it (None where that signal did not propose it).
     `allow`: the ids the filters leave (None: no filter), resolved by the caller."""
@@ -36,9 +36,7 @@ def search(gen: Generation, queries: np.ndarray, texts: Sequence[str], k: int, m
     ranked = []
     for proposals, text in zip(rows, texts, strict=True):
         if mode != "vector":
-            found = gen.meta.lexical_search(text, modality, depth, labels, where)
-            proposals["lexical"] = (np.array([i for i, _ in found], np.int64),
-                                    np.array([s for _, s in found]))
+            proposals["lexical"] = gen.lexicon(modality).best(query_tokens(text), depth, allow)
         if mode == "hybrid":
             ids, scores, signals = fuse_proposals(fusion, proposals, depth)
         else:

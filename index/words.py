@@ -23,8 +23,11 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from index.records import MODALITIES, NewItem, text_hash
-from models.lexical import create_table, document, ranked
+from models.bm25 import Postings
+from models.lexical import create_table, document, tokenize
 
 TABLES = {modality: f"words_{modality}" for modality in MODALITIES}
 _RETIRED = ("words",)  # the one table of both modalities, from before VERSION 2
@@ -138,12 +141,32 @@ def _words(rows: Iterable[tuple[int, str | None, str]],
         yield int(item_id), words_of(text, json.loads(metadata), fields)
 
 
-def search(db: sqlite3.Connection, text: str, modality: str, k: int,
-           among: str = "", args: Sequence[object] = ()) -> list[tuple[int, float]]:
-    """The `k` items of `modality` whose words best match `text` (BM25, higher is better):
-    (id, score) best first (models.lexical.ranked). `among`/`args`: an SQL condition on
-    `rowid` that filters them further (index.database's label and field filters)."""
-    return ranked(db, TABLES[modality], text, k, among, args)
+def postings(db: sqlite3.Connection, modality: str) -> Postings:
+    """BM25's view (models.bm25) of `modality`'s lexical table as it is now: every row, and
+    each token's rows with how often each holds it, read from FTS5's own `fts5vocab` view."""
+    table = TABLES[modality]
+    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{table}_tokens USING "
+               f"fts5vocab(main, {table}, instance)")
+    by_token = {}
+    for token, holding in db.execute(
+            f"SELECT term, group_concat(doc) FROM temp.{table}_tokens GROUP BY term"):
+        rowids, tf = np.unique(np.array(holding.split(","), np.int64), return_counts=True)
+        by_token[token] = (rowids, tf)
+    rowids = np.array([row for row, in db.execute(f"SELECT rowid FROM {table}")], np.int64)
+    return Postings.load(rowids, by_token)
+
+
+def refresh(db: sqlite3.Connection, postings: Postings, modality: str,
+            ids: Iterable[int]) -> None:
+    """Bring `postings` of `modality` up to date for these items (written, changed or gone)."""
+    ids = sorted(set(ids))
+    postings.remove(ids)
+    for start in range(0, len(ids), 500):  # SQLite caps the parameters of one statement
+        chunk = ids[start:start + 500]
+        rows = db.execute(f"SELECT rowid, body FROM {TABLES[modality]} WHERE rowid IN "
+                          f"({','.join('?' * len(chunk))})", chunk).fetchall()
+        postings.set(zip([row for row, _ in rows], tokenize([body for _, body in rows]),
+                         strict=True))
 
 
 def ids(db: sqlite3.Connection) -> set[int]:

@@ -77,10 +77,10 @@ class Fusion:
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
-    scores = np.asarray(scores, dtype=np.float64)
-    mean = scores.mean(axis=-1, keepdims=True)
-    std = scores.std(axis=-1, keepdims=True)
-    return np.where(std > 1e-12, (scores - mean) / np.where(std > 1e-12, std, 1.0), 0.0)
+    centred = np.asarray(scores, dtype=np.float64)
+    centred = centred - centred.mean(axis=-1, keepdims=True)
+    std = np.sqrt((centred * centred).mean(axis=-1, keepdims=True))
+    return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
 def _reciprocal_rank(scores: np.ndarray, lexical: bool) -> np.ndarray:

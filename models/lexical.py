@@ -1,7 +1,7 @@
-"""Words as SQLite FTS5 sees them: one tokenizer, one way to turn user text into a safe query,
-and BM25 over a small in-memory table for evaluation. The item database (index.database) keeps
-its lexical table with the same tokenizer and ranks it with the same `ranked`, so
-what `xmr eval` measures is what the service ranks by.
+"""Words as SQLite FTS5 sees them: one tokenizer, the tokens of a document or of user text,
+and BM25 over them (models.bm25). The item database (index.words) keeps each item's words in an
+FTS5 table with this tokenizer and ranks them with the same models.bm25, so what `xmr eval`
+measures is what the service ranks by.
 
 Latin text: FTS5's `unicode61` tokenizer with `remove_diacritics 2` (`café` matches `cafe`)
 behind the Porter stemmer (`cats` matches `cat`). Chinese, Japanese and Korean text has no
@@ -9,32 +9,32 @@ spaces: `unicode61` would make a whole sentence one token, so runs of those scri
 as overlapping character bigrams before they reach FTS5 (the classic CJK analyzer of full-text
 engines: `北京大学` is `北京 京大 大学`); a run of one character stays itself.
 
-User text is never FTS5's query language: each word becomes a quoted string and the words are
-OR-ed, so quotes, `NEAR`, `*`, `^`, `:`, `AND`/`OR`/`NOT`, `-` and parentheses are only text.
-
-Common words: BM25 costs time for every row a query word holds, and a word held by thousands of
-rows (a category name every item of a large catalogue carries) cannot single items out. A word
-held by more than COMMON rows therefore finds no row by itself: it adds its BM25 to the rows
-the query's rarer words find (the scores of those rows stay exact), as Elasticsearch's
-common-terms query did. A query of common words only finds nothing lexically; the learned
-signals rank it. Below COMMON rows a table is ranked by plain BM25 over all the query's words.
+User text is never FTS5's query language: it is cut into words (letters and digits), and each
+word is tokenized as a document would be, so quotes, `NEAR`, `*`, `^`, `:`, `AND`/`OR`/`NOT`,
+`-` and parentheses are only text. Tokens come from FTS5 itself (its `fts5vocab` view of a
+scratch in-memory table), so a query word and a stored word always agree.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+import threading
+from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
+from models.bm25 import Postings
+
 TOKENIZER = "porter unicode61 remove_diacritics 2"
-MAX_QUERY_TERMS = 64  # a 10,000-character query is still one bounded FTS5 call
-COMMON = 1000  # rows a word may hold and still find rows by itself (see above)
+MAX_QUERY_TERMS = 64  # a 10,000-character query is still a bounded amount of work
 _CJK = (r"\u2e80-\u2fdf\u3005-\u3007\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31f0-\u31ff"
         r"\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f")
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 _WORD = re.compile(r"[^\W_]+")
+_WORD_TOKENS: dict[str, tuple[str, ...]] = {}  # a query word's tokens, by word
+_SCRATCH = threading.local()  # per thread: an in-memory lexical table that tokenizes
 
 
 def _bigrams(match: re.Match[str]) -> str:
@@ -65,41 +65,34 @@ def terms(text: str) -> list[str]:
     return list(seen)
 
 
-def match_expression(words: Sequence[str]) -> str:
-    """A MATCH expression that finds rows holding any of `words` (`terms` of user text)."""
-    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
-
-
-def ranked(db: sqlite3.Connection, table: str, text: str, k: int, among: str = "",
-           args: Sequence[object] = ()) -> list[tuple[int, float]]:
-    """The `k` rows of lexical `table` whose words best match `text`: (rowid, BM25) best
-    first, higher is better; none when `text` has no word or only common ones. `among`/`args`:
-    an SQL condition on `rowid` that filters them further."""
+def query_tokens(text: str) -> list[str]:
+    """The tokens BM25 matches user text by: each word's, in order (models.bm25)."""
     words = terms(text)
-    rare = [w for w in words if _rows_holding(db, table, w) <= COMMON]
-    if not rare:
-        return []
-    select = f"SELECT rowid, -bm25({table}) AS score FROM {table} WHERE {table} MATCH ? {among}"
-    if len(rare) == len(words):
-        found = db.execute(f"{select} ORDER BY score DESC, rowid LIMIT ?",
-                           (match_expression(words), *args, k))
-        return [(int(row), float(score)) for row, score in found]
-    # BM25 sums one term per query phrase. Matching `(rare) AND (all)` scores the rare words
-    # twice and the common ones once; the rare words' own score, taken away, leaves the
-    # exact score over all words, computed for the rows the rare words find and no others.
-    twice = db.execute(f"{select} ORDER BY rowid", (
-        f"({match_expression(rare)}) AND ({match_expression(words)})", *args)).fetchall()
-    once = db.execute(f"{select} ORDER BY rowid", (match_expression(rare), *args)).fetchall()
-    rows = np.array([row for row, _ in twice], dtype=np.int64)
-    scores = np.array([score for _, score in twice]) - np.array([score for _, score in once])
-    best = np.lexsort((rows, -scores))[:k]
-    return list(zip(rows[best].tolist(), scores[best].tolist(), strict=True))
+    missing = [word for word in words if word not in _WORD_TOKENS]
+    if missing:
+        if len(_WORD_TOKENS) > 65536:  # words people type repeat: a bounded memo suffices
+            _WORD_TOKENS.clear()
+        _WORD_TOKENS.update(zip(missing, map(tuple, tokenize(missing)), strict=True))
+    return [token for word in words for token in _WORD_TOKENS[word]]
 
 
-def _rows_holding(db: sqlite3.Connection, table: str, word: str) -> int:
-    """How many rows hold `word`, counted up to COMMON + 1 (enough to tell)."""
-    return int(db.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ?"
-                          " LIMIT ?)", (match_expression([word]), COMMON + 1)).fetchone()[0])
+def tokenize(bodies: Sequence[str]) -> list[list[str]]:
+    """Each text's tokens as a lexical table stores them (order not kept), read back from a
+    scratch table of this thread's."""
+    db = getattr(_SCRATCH, "db", None)
+    if db is None:
+        db = _SCRATCH.db = sqlite3.connect(":memory:", isolation_level=None)
+        create_table(db, "scratch")
+        db.execute("CREATE VIRTUAL TABLE tokens USING fts5vocab(scratch, instance)")
+    found: dict[int, list[str]] = defaultdict(list)
+    db.execute("BEGIN")
+    try:
+        db.executemany("INSERT INTO scratch (rowid, body) VALUES (?, ?)", enumerate(bodies))
+        for row, token in db.execute("SELECT doc, term FROM tokens"):
+            found[row].append(token)
+    finally:
+        db.execute("ROLLBACK")  # the scratch table is empty again
+    return [found.get(row, []) for row in range(len(bodies))]
 
 
 def create_table(db: sqlite3.Connection, name: str) -> None:
@@ -110,16 +103,11 @@ def create_table(db: sqlite3.Connection, name: str) -> None:
 
 def bm25_matrix(queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
     """(queries, documents) BM25 scores, higher is better, 0 where nothing matches: the lexical
-    signal of an evaluation, over an in-memory table of `documents` (`document`s)."""
-    db = sqlite3.connect(":memory:")
-    try:
-        create_table(db, "docs")
-        db.executemany("INSERT INTO docs (rowid, body) VALUES (?, ?)",
-                       [(row, text) for row, text in enumerate(documents)])
-        scores = np.zeros((len(queries), len(documents)), dtype=np.float32)
-        for row, query in enumerate(queries):
-            for doc, score in ranked(db, "docs", query, len(documents)):
-                scores[row, doc] = score
-        return scores
-    finally:
-        db.close()
+    signal of an evaluation, over `documents` (`document`s) as an index ranks its rows."""
+    postings = Postings()
+    postings.set(enumerate(tokenize(documents)))
+    scores = np.zeros((len(queries), len(documents)), dtype=np.float32)
+    for row, query in enumerate(queries):
+        found, score = postings.scores(query_tokens(query))
+        scores[row, found] = score
+    return scores

@@ -104,6 +104,24 @@ def test_upsert_and_delete_keep_words_with_the_item(catalog: Catalog) -> None:
     assert gen.stores["caption"].count() == gen.meta.count("caption") == len(WORDS) - 1
 
 
+def test_lexical_ranking_follows_writes_of_another_catalog(catalog: Catalog,
+                                                         tmp_path: Path) -> None:
+    """The words in memory (BM25's postings) catch up from the journal, as the vector stores
+    do, and then rank as postings read afresh from the database."""
+    assert ids(search(catalog, "pizza", vec(0), "lexical")) == [3]  # its postings are built
+    other = Catalog.open(tmp_path / "idx", checkpoint_id="c", dim=DIM, levels=("kind",))
+    other.ingest([image(20, "pizza margherita"), image(2, "pizza slice", key="k0")],
+                 np.stack([vec(20), vec(2)]), captions=[vec(120), vec(102)])
+    other.delete_by_key("k2")  # "slice of pizza"
+    other.close()
+    found = search(catalog, "pizza slice", vec(0), "lexical", k=10)
+    assert [h.record.text for h in found] == ["pizza slice", "pizza margherita"]
+    gen = catalog._gen
+    rowids, scores = gen.meta.lexicon("image").best(["pizza", "slice"], 10)
+    assert ids(found) == rowids.tolist()
+    assert [h.signals["lexical"] for h in found] == scores.tolist()  # type: ignore[index]
+
+
 def test_text_fields_are_matched_when_the_index_names_them(tmp_path: Path) -> None:
     from dataclasses import replace
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import lexical
 from models.lexical import (
     MAX_QUERY_TERMS,
     bm25_matrix,
@@ -56,17 +55,6 @@ def test_user_text_is_never_query_syntax(query: str) -> None:
 def test_no_words_finds_nothing() -> None:
     assert terms("🍕 !!! ...") == [] and terms("") == []
     assert not bm25_matrix(["🍕"], DOCS).any()
-
-
-def test_common_words_score_but_find_nothing_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    docs = [document(w) for w in ("grinning face", "smiling face", "sad face face", "cat")]
-    plain = bm25_matrix(["grinning face", "face"], docs)
-    monkeypatch.setattr(lexical, "COMMON", 2)  # "face" is in 3 rows: common
-    pruned = bm25_matrix(["grinning face", "face"], docs)
-    assert pruned[0, 0] == pytest.approx(plain[0, 0])  # the rare word's row keeps its full score
-    assert plain[0, 0] > bm25_matrix(["grinning"], docs)[0, 0]  # ... which counts "face" too
-    assert not pruned[0, 1:].any() and plain[0, 1:3].all()  # rows of "face" alone: not found
-    assert not pruned[1].any()  # a query of common words only finds nothing lexically
 
 
 def test_terms_are_bounded_and_distinct() -> None:
