@@ -78,8 +78,9 @@ class Fusion:
 
 def zscore(scores: np.ndarray) -> np.ndarray:
     centred = np.asarray(scores, dtype=np.float64)
-    centred = centred - centred.mean(axis=-1, keepdims=True)
-    std = np.sqrt((centred * centred).mean(axis=-1, keepdims=True))
+    count = max(centred.shape[-1], 1)
+    centred = centred - centred.sum(axis=-1, keepdims=True) / count
+    std = np.sqrt((centred * centred).sum(axis=-1, keepdims=True) / count)
     return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
@@ -102,19 +103,22 @@ def fuse_proposals(fusion: Fusion, proposals: Mapping[str, tuple[np.ndarray, np.
     proposed score (its score is at most that), or 0 for a lexical list that was not full (the
     candidate holds none of the query's words). Returns (ids, fused scores) best first, and each
     signal's score per returned id, NaN where the signal did not propose it."""
-    given = {name: (np.asarray(i, np.int64), np.asarray(s, np.float64))
-             for name, (i, s) in proposals.items() if len(i)}
+    given = [(name, np.asarray(i, np.int64), np.asarray(s, np.float64))
+             for name, (i, s) in proposals.items() if len(i)]
     if not given:
         return np.zeros(0, np.int64), np.zeros(0), {}
-    ids = np.unique(np.concatenate([i for i, _ in given.values()]))
+    ids, where = np.unique(np.concatenate([i for _, i, _ in given]), return_inverse=True)
     found: dict[str, np.ndarray] = {}
     filled: dict[str, np.ndarray] = {}
-    for name, (own_ids, own_scores) in given.items():
-        column = np.full(len(ids), np.nan)
-        column[np.searchsorted(ids, own_ids)] = own_scores
-        found[name] = column
+    start = 0
+    for name, own_ids, own_scores in given:
+        rows = where[start:start + len(own_ids)]
+        start += len(own_ids)
+        found[name] = np.full(len(ids), np.nan)
+        found[name][rows] = own_scores
         floor = 0.0 if name == "lexical" and len(own_ids) < depth else own_scores.min()
-        filled[name] = np.where(np.isnan(column), floor, column)
+        filled[name] = np.full(len(ids), floor)
+        filled[name][rows] = own_scores
     fused = fusion.fuse(filled)
     order = np.lexsort((ids, -fused))
     return ids[order], fused[order], {name: c[order] for name, c in found.items()}
