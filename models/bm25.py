@@ -125,8 +125,13 @@ class Postings:
             return np.zeros(0, np.int64), np.zeros(0)
         if len(slots) == 1:
             return self._rowid[slots[0]], gains[0]
-        found, where = np.unique(np.concatenate(slots), return_inverse=True)
-        return self._rowid[found], np.bincount(where, np.concatenate(gains))
+        held, gain = np.concatenate(slots), np.concatenate(gains)
+        if len(held) * 16 < len(self._rowid):  # few postings: sort them, else sum by slot
+            found, where = np.unique(held, return_inverse=True)
+            return self._rowid[found], np.bincount(where, gain)
+        total = np.bincount(held, gain, minlength=len(self._rowid))
+        found = np.flatnonzero(np.bincount(held, minlength=len(self._rowid)))
+        return self._rowid[found], total[found]
 
     def best(self, phrases: Sequence[str], k: int, allow: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray]:

@@ -47,9 +47,11 @@ def test_scores_are_fts5_bm25_through_adds_replacements_and_removals() -> None:
     create_table(db, "t")
     postings = Postings()
     queries = ["cat", "cats face", "the with a", "cafe", "北京", "nothing", "cat cats",
+               "zebra quokkas",
                *(text(3) for _ in range(60))]
     first = {rowid: document(text(rng.randint(1, 9))) for rowid in range(5, 400)}
     first |= {400: document("🍕"), 401: document("!!!")}  # rows holding no token count too
+    first |= {402: document("zebra quokka"), 403: document("quokka")}  # rare: few postings
     write(db, first)
     postings.set(zip(first, tokenize(list(first.values())), strict=True))
     assert_same(db, postings, queries)
