@@ -9,7 +9,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,14 +83,13 @@ def open_generation(path: Path, gpu: bool = False,
     stores = {m: _load_or_create(snap / m, manifest.dim, path, backend, gpu) for m in SPACES}
     gen = Generation(path, manifest, meta, stores, seq)
     replayed = catch_up(gen)
-    for modality in SPACES:
-        if stores[modality].count() != meta.count(modality):
-            log.warning("%s: %s index disagrees with metadata (%d vs %d): rebuilding it",
-                        path.name, modality, stores[modality].count(), meta.count(modality))
-            rebuild_store(gen, modality)
-            replayed += 1
-    if replayed and meta.sealed() is None:
-        write_snapshot(gen)
+    rebuilt = [m for m in SPACES if stores[m].count() != meta.count(m)]
+    for modality in rebuilt:
+        log.warning("%s: %s index disagrees with metadata (%d vs %d): rebuilding it",
+                    path.name, modality, stores[modality].count(), meta.count(modality))
+        rebuild_store(gen, modality)
+    if (replayed or rebuilt) and meta.sealed() is None:
+        write_snapshot(gen, replace=rebuilt)
     return gen
 
 
@@ -143,12 +142,16 @@ def snapshot_seq(path: Path) -> int:
     return int((path / SNAPSHOTS / POINTER).read_text().strip())
 
 
-def write_snapshot(gen: Generation) -> None:
+def write_snapshot(gen: Generation, replace: Sequence[str] = ()) -> None:
     """Save the stores as of gen.applied: write a new directory, fsync it, then point at it.
     The pointer moves only forward, under the database's write lock, because several processes
-    may snapshot one generation."""
+    may snapshot one generation. `replace`: stores rebuilt from the database, written over
+    their copies in a snapshot of the same sequence (which would otherwise be kept as is,
+    and the store rebuilt again at every open)."""
     catch_up(gen)
     _write_stores(gen.path, gen.stores, gen.applied)
+    for name in replace:
+        _replace_store(gen.path / SNAPSHOTS / f"snap-{gen.applied:012d}", name, gen.stores[name])
     with gen.meta.write(allow_sealed=True):
         if snapshot_seq(gen.path) < gen.applied:
             _point_at(gen.path, gen.applied)
@@ -173,6 +176,20 @@ def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> No
     fsync_dir(base)
     if not (base / POINTER).exists():
         _point_at(path, seq)
+
+
+def _replace_store(snapshot: Path, name: str, store: VectorStore) -> None:
+    """Write `store` over the snapshot's copy: saved beside it, then renamed into place."""
+    tmp = snapshot / f".tmp-{name}-{os.getpid()}-{threading.get_ident()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    store.save(tmp)
+    fsync_tree(tmp)
+    old = snapshot / f".old-{tmp.name[5:]}"
+    if (snapshot / name).exists():
+        (snapshot / name).rename(old)
+    tmp.rename(snapshot / name)
+    shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(snapshot)
 
 
 def _point_at(path: Path, seq: int) -> None:

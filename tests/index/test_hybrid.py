@@ -4,6 +4,7 @@ index made before hybrid search migrates on open."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -140,7 +141,8 @@ def test_text_fields_are_matched_when_the_index_names_them(tmp_path: Path) -> No
         assert ids(search(catalog, "golden", vec(0), "lexical")) == [1]  # brand is not named
 
 
-def test_an_index_made_before_hybrid_search_migrates(tmp_path: Path) -> None:
+def test_an_index_made_before_hybrid_search_migrates(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "idx"
     with Catalog.open(root, checkpoint_id="c", dim=DIM) as catalog:
         pair_text = NewItem("text", text_hash("slice of pizza"), (), text="slice of pizza")
@@ -157,6 +159,10 @@ def test_an_index_made_before_hybrid_search_migrates(tmp_path: Path) -> None:
         # the caption vector came from the pair's text item
         assert hits[0].signals["caption"] == pytest.approx(float(vec(1) @ vec(50)))  # type: ignore[index]
         assert catalog.has_words("image")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="index.generation"):
+        Catalog.open(root, checkpoint_id="c", dim=DIM).close()
+    assert "rebuilding" not in caplog.text  # the rebuilt caption store was snapshotted
 
 
 @pytest.mark.parametrize("release", ["before-hybrid", "release-hybrid-1"])
