@@ -8,8 +8,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import numpy as np
-
 from models.data.keywords import cldr_keywords
 from models.inference import Encoder
 from service.settings import Settings
