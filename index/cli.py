@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from index.payload import TEXT_KEY, text_key
 from index.records import NewItem, bytes_hash, text_hash
+from models.device import HELP as DEVICE_HELP
 
 if TYPE_CHECKING:
     from index.engines import Engine
@@ -51,9 +52,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--cache", type=Path, default=None,
                        help="backbone feature cache directory (the one `xmr train` filled): "
                             "corpus items already there are not run through the backbones again")
-    build.add_argument("--device", default=None,
-                       help="auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when "
-                            "present)")
+    build.add_argument("--device", default=None, help=DEVICE_HELP)
     build.add_argument("--recall-target", type=float, default=None,
                        help="recall@10 to tune the index's nprobe / efSearch to, on the "
                             "corpus's vectors of the other modality (XMR_RECALL_TARGET; "

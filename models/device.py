@@ -2,8 +2,8 @@
 the `--device` flag, else the XMR_DEVICE environment variable, else `auto`; resolved by
 `resolve_device`, which refuses a device torch cannot use before any work starts.
 
-torch is imported when a device is resolved, not with this module: the settings of the index
-and service layers validate XMR_DEVICE against `PATTERN` without loading torch."""
+torch is imported when a device is resolved, not with this module: the settings and command
+lines of the index and service layers read `PATTERN` and `HELP` without loading torch."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 ENV = "XMR_DEVICE"
 PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # auto: cuda when torch sees a CUDA device, else cpu
+HELP = "auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when present)"  # --device
 
 
 def device_setting(flag: str | None, environ: Mapping[str, str] = os.environ) -> str:

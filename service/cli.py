@@ -7,6 +7,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from models.device import HELP as DEVICE_HELP
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -19,8 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="checkpoint.pt (XMR_CHECKPOINT)")
     p.add_argument("--host", help="address to bind (XMR_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (XMR_PORT, default 8000)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N for the encoder (XMR_DEVICE, "
-                                    "default auto: cuda when present)")
+    p.add_argument("--device", help=f"for the encoder: {DEVICE_HELP}")
     p.set_defaults(run=run)
 
 

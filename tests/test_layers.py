@@ -119,10 +119,10 @@ def test_index_imports_torch_at_most_in_its_cli() -> None:
     assert users <= {"index.cli"}
 
 
-def test_service_imports_from_models_only_the_encoder_module() -> None:
+def test_service_imports_from_models_only_the_encoder_and_device_modules() -> None:
     used = {n for m, names in FOUND.items() if m.startswith("service.") for n in names
             if n.split(".")[0] == "models"}
-    assert {module_of(FOUND)(n) for n in used} <= {"models.inference"}
+    assert {module_of(FOUND)(n) for n in used} <= {"models.inference", "models.device"}
 
 
 def test_checker_finds_a_cycle() -> None:

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from models.device import HELP as DEVICE_HELP
+
 DEFAULT_CACHE = Path("artifacts/cache")
 
 
@@ -20,8 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--json", type=Path, required=True, help="report JSON (markdown and PNG beside)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
-    p.add_argument("--device", default=None,
-                   help="auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when present)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--runtime", default="torch", choices=("torch", "onnx", "onnx-int8"),
                    help="what embeds the texts and keyword queries: torch from cached backbone "
                         "features, or an ONNX runtime from the raw texts, as the service does")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.config import TEXT_BACKBONES, default_method, packaged_methods
+from models.device import HELP as DEVICE_HELP
 
 if TYPE_CHECKING:
     from models.config import TrainConfig
@@ -40,8 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "the train split) (default: the config's)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                    help=f"feature cache directory (default: {DEFAULT_CACHE})")
-    p.add_argument("--device", default=None,
-                   help="auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when present)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--threads", type=thread_count, metavar="N",
                    help="torch's CPU threads (default: torch's own, one per core); beside "
                         "another CPU-heavy process, fewer keep their threads from spinning "
