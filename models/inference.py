@@ -9,6 +9,7 @@ job and `xmr eval` pass backbone features read through a FeatureCache.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,8 +31,9 @@ from models.methods.base import MethodDims
 __all__ = ["CheckpointError", "Encoder", "ImageError", "Runtime", "checkpoint_id", "open_image",
            "resolve_device"]
 log = logging.getLogger(__name__)
-# What runs the text queries (images always run on torch): onnx-int8 is the ONNX graph with
-# its encoder weights quantised to 8 bits (models.onnx_text).
+# What runs the queries: torch, or ONNX Runtime for texts (models.onnx_text) and images
+# (models.onnx_image); onnx-int8 is the text graph with its encoder weights quantised to 8 bits
+# (images stay float).
 Runtime = Literal["torch", "onnx", "onnx-int8"]
 EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
 
@@ -60,6 +62,9 @@ class Encoder:
         self.method.to(device).eval()
         self.onnx_text = None if runtime == "torch" else self._onnx_text(path, threads, runtime)
         self._runtime: Runtime = "torch" if self.onnx_text is None else runtime
+        self._image_graph = (path, threads) if runtime != "torch" else None  # built on first use
+        self._onnx_image: Any = None
+        self._image_lock = threading.Lock()
         self.dim = int(self.encode_texts(["probe"]).shape[1])
 
     @classmethod
@@ -96,6 +101,34 @@ class Encoder:
             return None
 
     @property
+    def onnx_image(self) -> Any:
+        """The ONNX image path (models.onnx_image, float for every ONNX runtime), made on the
+        first image this encoder embeds (a service that answers text only never exports it);
+        None: torch, where it does not apply or the ONNX path failed."""
+        with self._image_lock:
+            if self._image_graph is not None:
+                path, threads = self._image_graph
+                self._image_graph = None
+                self._onnx_image = self._build_onnx_image(path, threads)
+            return self._onnx_image
+
+    def _build_onnx_image(self, path: Path, threads: int | None) -> Any:
+        if self.device.type != "cpu":
+            return None
+        try:
+            from models.onnx_image import OnnxImage
+
+            return OnnxImage.build(path, self.checkpoint_id, self.backbones.image, self.method,
+                                   threads)
+        except Exception as err:  # onnxruntime missing, export failed, outputs differ
+            log.warning("image queries run on torch: the ONNX path failed (%s)", err)
+            return None
+
+    @property
+    def image_runtime(self) -> Literal["torch", "onnx"]:
+        return "torch" if self.onnx_image is None else "onnx"
+
+    @property
     def method_name(self) -> str:
         return self.config.method
 
@@ -113,6 +146,9 @@ class Encoder:
         """RGB images as given by models.data.images.open_image."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
+        graph = self.onnx_image
+        if graph is not None:
+            return np.asarray(graph.encode(self._pixels(images)))
         return self.embed_image_features(self.backbones.image.encode(self._pixels(images)))
 
     def _pixels(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -5,19 +5,13 @@ rebuilds it). `int8` adds a copy with the encoder's matrix weights quantised to 
 (ONNX Runtime's dynamic quantisation, per channel: `checkpoint.text.int8.onnx`), faster on the
 CPU and close to, not equal to, the float graph: it is checked on cosine, not on digits.
 
-ONNX Runtime computes on its own intra-op threads and releases the GIL for the whole call, so
-encoder worker threads and the event loop never wait on each other while a batch runs. Only
-methods whose text embedding reads the pooled vector alone (`Method.reads_tokens` false) can
+Only methods whose text embedding reads the pooled vector alone (`Method.reads_tokens` false) can
 take this path; `OnnxText.build` refuses the others and the encoder stays on torch for them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import onnx_graphs as graphs
 from models.backbones.text import MiniLM, hidden_and_pooled
 from models.methods.base import Method
 
 log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
-OPSET = 17
+KEY = "xmr_text_graph"  # the graph's metadata entry holding its tag (models.onnx_graphs)
 # Bump when the exported graph changes for the same checkpoint, so old caches are rebuilt.
 EXPORT_VERSION = "1"
 TOLERANCE = 1e-4  # max abs difference from the torch path on the probe texts, or no ONNX
@@ -63,16 +58,7 @@ def onnx_path(checkpoint: Path, int8: bool = False) -> Path:
 def export(graph: TextGraph, example: tuple[torch.Tensor, ...], out: Path, tag: str) -> None:
     """`graph` as ONNX at `out`, with dynamic batch and sequence axes."""
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
-    axes["embedding"] = {0: "batch"}
-
-    def write(tmp: str) -> None:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter deprecation and tracer shape notes
-            torch.onnx.export(graph, example, tmp, input_names=list(INPUTS),
-                              output_names=["embedding"], dynamic_axes=axes,
-                              opset_version=OPSET, dynamo=False)
-
-    _write_tagged(out, tag, write)
+    graphs.export(graph, example, out, KEY, tag, INPUTS, {**axes, "embedding": {0: "batch"}})
 
 
 def quantize(source: Path, out: Path, tag: str) -> None:
@@ -88,26 +74,7 @@ def quantize(source: Path, out: Path, tag: str) -> None:
         finally:
             logging.disable(logging.NOTSET)
 
-    _write_tagged(out, tag, write)
-
-
-def _write_tagged(out: Path, tag: str, write: Callable[[str], None]) -> None:
-    """Run `write` on a temporary file beside `out`, put `tag` in the graph's metadata and
-    rename it to `out`: a reader never sees a partial graph."""
-    import onnx
-
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        model = onnx.load(tmp)
-        onnx.helper.set_model_props(model, {"xmr_text_graph": tag})
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the checkpoint beside it is not
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    graphs.write_tagged(out, KEY, tag, write)
 
 
 class OnnxText:
@@ -131,16 +98,16 @@ class OnnxText:
         probe = minilm.inputs(["a photo of a cat", "two dogs running on a long road"])
         tag = f"{checkpoint_id}:{EXPORT_VERSION}"
         wanted, wanted_tag = onnx_path(checkpoint, int8), tag + (":int8" if int8 else "")
-        session = _tagged_session(wanted, wanted_tag, threads)
+        session = graphs.tagged_session(wanted, KEY, wanted_tag, threads)
         if session is None:
             source = onnx_path(checkpoint)  # the float graph, which int8 is quantised from
-            if not int8 or _tagged_session(source, tag, threads) is None:
+            if not int8 or graphs.tagged_session(source, KEY, tag, threads) is None:
                 log.info("exporting the text graph of %s to %s", checkpoint, source)
                 export(graph, probe, source, tag)
             if int8:
                 log.info("quantising %s to 8 bits", source)
                 quantize(source, wanted, wanted_tag)
-            session = _session(wanted, threads)
+            session = graphs.session(wanted, threads)
         text = cls(minilm, session)
         with torch.inference_mode():
             want = graph(*probe).float().numpy()
@@ -159,30 +126,3 @@ class OnnxText:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.run(self.minilm.inputs(texts))
-
-
-def _tagged_session(path: Path, tag: str, threads: int | None) -> Any:
-    """A session of the graph at `path` when it was made for `tag`; None when there is none,
-    it cannot be read (a partial file from another version, say) or it is another
-    checkpoint's: then it is made again."""
-    if not path.is_file():
-        return None
-    try:
-        session = _session(path, threads)
-    except Exception as err:  # ONNX Runtime raises its own kinds for a bad file
-        log.warning("cannot load %s (%s); making it again", path, err)
-        return None
-    if session.get_modelmeta().custom_metadata_map.get("xmr_text_graph") != tag:
-        return None
-    return session
-
-
-def _session(path: Path, threads: int | None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
