@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import ROOT, arguments, command, machine, pyplot, relative, timed, write_results
+from bench.harness import arguments, command, machine, pyplot, timed, write_results
 from bench.report import render
 from bench.search_parity import run_search
 from index.engines import LocalEngine, embed_rows
@@ -160,7 +157,7 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
 def markdown(result: dict) -> str:
     """The tables; `notes` in the result, written after a run, closes the report."""
     return render("scale", **{"command": None, "search_command": None, "machine": None,
-                              "job": None, "job_command": None, "notes": "", **result})
+                              "notes": "", **result})
 
 
 def figure(result: dict) -> Any:
@@ -194,10 +191,9 @@ def main() -> None:
     parser.add_argument("--synthetic-texts", type=int, default=10_000,
                         help="synthetic captions through the full encoder (MiniLM + head)")
     parser.add_argument("--stage", default="all",
-                        choices=("all", "engines", "search", "job", "report"),
+                        choices=("all", "engines", "search", "report"),
                         help="engines: time the engines and keep their vectors in --work; "
                              "search: search parity on the kept vectors (merged into the json); "
-                             "job: xmr index build once per engine; "
                              "report: re-render md/png from the json")
     parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
     args = parser.parse_args()
@@ -209,8 +205,6 @@ def main() -> None:
     if args.stage in ("all", "engines"):
         result |= {"command": run_command, "machine": f"{machine()}, Ray with 2 workers",
                    "engines": run_engines(args)}
-    if args.stage in ("all", "job"):
-        result |= {"job_command": run_command, "job": run_job(args)}
     if args.stage in ("all", "search"):
         result |= {"search_command": run_command, "search": run_search(args.work, args.synthetic)}
     write_results(args.out, "scale", result, markdown(result), figure(result))
@@ -240,43 +234,6 @@ def run_engines(args: argparse.Namespace) -> dict:
             "synthetic texts", EncoderSpec(args.checkpoint, None), ["text"] * len(synthetic),
             synthetic, dim, args.synthetic_repeats)
     return engines
-
-
-def run_job(args: argparse.Namespace) -> dict:
-    """`xmr index build` itself, once per engine, on the same corpus: wall time, and the two
-    indexes compared (ids and records per modality, vectors)."""
-    from index.database import DATABASE, ItemDatabase
-
-    out: dict = {"corpus": relative(str(args.data)), "engines": {}}
-    contents = {}
-    for engine in ("local", "ray"):
-        index_dir = args.work / f"job-{engine}"
-        shutil.rmtree(index_dir, ignore_errors=True)
-        build = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
-                 str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
-                 "--no-progress", "--engine", engine]
-        build += ["--workers", "2"] if engine == "ray" else []
-        out["engines"][engine] = {"seconds": timed(subprocess.run, build, check=True,
-                                                   cwd=ROOT)[0]}
-        print(f"job {engine}: {out['engines'][engine]['seconds']:.1f}s", flush=True)
-        generation = sorted(index_dir.glob("gen-*"))[-1]
-        meta = ItemDatabase(generation / DATABASE)
-        dim = json.loads((generation / "manifest.json").read_text())["dim"]
-        contents[engine] = {}
-        for modality in ("image", "text"):
-            ids, vectors = meta.all_vectors(modality, dim)
-            records = meta.get_many(ids.tolist())
-            keys = [(i, records[i].content_hash, records[i].labels) for i in ids.tolist()]
-            contents[engine][modality] = (keys, vectors)
-        meta.close()
-    for modality in ("image", "text"):
-        a, b = contents["local"][modality], contents["ray"][modality]
-        out[modality] = {"items": len(a[0]), "ids_and_records_equal": a[0] == b[0],
-                         "max_abs_diff": float(np.abs(a[1] - b[1]).max()) if a[0] == b[0]
-                         else None}
-    local_s, ray_s = out["engines"]["local"]["seconds"], out["engines"]["ray"]["seconds"]
-    out["throughput_ratio_ray_over_local"] = local_s / ray_s
-    return out
 
 
 if __name__ == "__main__":
