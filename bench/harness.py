@@ -165,25 +165,22 @@ def write_results(out: Path, name: str, result: dict, markdown: str,
 
 
 # -- a served index -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Process:
     """A server in its own process group on loopback, logging to `log`: `argv` with "{port}"
-    standing for a free port, run in `cwd`, ready once GET `ready` answers 200."""
+    standing for a free port, run in `cwd`, ready once GET `ready` answers 200 (within
+    `limit_s`)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, ready: str,
-                 cwd: Path = ROOT) -> None:
-        self.port = free_port()
+                 cwd: Path = ROOT, limit_s: float = 300) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("wb")
         self.process = subprocess.Popen([arg.replace("{port}", str(self.port)) for arg in argv],
                                         cwd=cwd, env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited {self.process.returncode}: see {log}")
