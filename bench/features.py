@@ -77,11 +77,8 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    speed = result.get("image_backbones")
-    slower = ([a / b for a, b in zip(*(speed[f"efficientnet-lite{n}"].values() for n in (0, 2)),
-                                     strict=True)] if speed else [])
-    return render("features", **{"image_backbones": None, **result}, batch=IMAGE_BATCH,
-                  slower=slower, backbones={n: b.size for n, b in IMAGE_BACKBONES.items()})
+    return render("features", **result, batch=IMAGE_BATCH,
+                  backbones={n: b.size for n, b in IMAGE_BACKBONES.items()})
 
 
 def figure(result: dict) -> Any:
