@@ -16,44 +16,19 @@ QUICK = {"xmr": ("174-195", "19-23"), "txtai": ("29-34", "29-33"),
 
 
 def row(result: dict, system: str, clients: int) -> dict:
-    return next(r for r in everything(result) if r["system"] == system and r["clients"] == clients)
-
-
-def goals(result: dict) -> list[tuple[str, str, bool]]:
-    """(goal, the figures, met) for each of the issue's goals."""
-    qps = {s: row(result, s, 32)["qps"] for s in SYSTEMS}
-    p50 = {s: row(result, s, 1)["p50_ms"] for s in SYSTEMS}
-    return [*((f"32 clients, xmr QPS >= {n}x {peer}'s", f"{qps['xmr']:.0f} vs {qps[peer]:.0f}"
-               f" = {qps['xmr'] / qps[peer]:.2f}x", qps["xmr"] >= n * qps[peer])
-              for peer, n in (("infinity-emb", 3), ("txtai", 8))),
-            *((f"1 client, xmr p50 <= half {peer}'s", f"{p50['xmr']:.1f} vs {p50[peer]:.1f} "
-               f"ms = {p50['xmr'] / p50[peer]:.2f}x", p50["xmr"] <= p50[peer] / 2)
-              for peer in ("infinity-emb", "txtai"))]
+    return next(r for r in result["runs"] + result["reference_runs"]
+                if r["system"] == system and r["clients"] == clients)
 
 
 def markdown(result: dict) -> str:
-    compared = [*SYSTEMS, *dict.fromkeys(r["system"] for r in result["reference_runs"])]
-    return render("peers", **result, everything=everything(result), goals=goals(result),
-                  row=lambda system, clients: row(result, system, clients), quick=QUICK,
-                  compared=compared, busy=busy, ceiling=ceiling, mid=mid)
-
-
-def busy(run: dict) -> float:
-    """Cores the server and wrk kept busy together."""
-    return run["qps"] * (run["server_cpu_ms"] + run["wrk_cpu_ms"]) / 1000
-
-
-def ceiling(run: dict) -> float:
-    return 2000 / (run["server_cpu_ms"] + run["wrk_cpu_ms"])
+    return render("peers", **result, row=lambda system, clients: row(result, system, clients),
+                  systems=SYSTEMS, quick=QUICK, mid=mid)
 
 
 def mid(span: str) -> float:
+    """The middle of a quick-run span ("174-195")."""
     low, _, high = span.partition("-")
     return (float(low) + float(high or low)) / 2
-
-
-def everything(result: dict) -> list[dict]:
-    return result["runs"] + result["reference_runs"]
 
 
 def figure(result: dict) -> Any:
