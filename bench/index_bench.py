@@ -17,13 +17,15 @@ import gc
 import json
 import time
 from functools import partial
+from itertools import product
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
-from bench import index_report
-from bench.harness import arguments, command, machine, mixture, timed, write_results
+from bench.harness import arguments, command, machine, mixture, pyplot, timed, write_results
+from bench.report import render
 from index.store import FaissStore, _hnsw, auto_spec
 from index.tuning import K, recall_at, tune
 
@@ -174,6 +176,39 @@ def neighbours(n: int, top: np.ndarray, random_pair: float) -> dict:
             "nn1": top[:, 0].tolist(), "nn10": top[:, -1].tolist()}
 
 
+# -- report ------------------------------------------------------------------------------------
+def figure(runs: list[dict], profiles: dict) -> Any:
+    """Single-query QPS against recall per size, and the neighbour-cosine profiles."""
+    sizes = sorted({r["n"] for r in runs})
+    fig, axes = pyplot().subplots(1, len(sizes) + 1, figsize=(5.5 * (len(sizes) + 1), 4.5))
+    for ax, n in zip(axes, sizes, strict=False):
+        for (family, marker), (queries, fill) in product(
+                (("IVF", "o-"), ("HNSW", "s-"), ("Flat", "k*")),
+                (("same-distribution", "full"), ("cross-modal", "none"))):
+            rows = [r for r in runs if r["n"] == n and r["index"].startswith(family)
+                    and r["queries"] == queries]
+            if rows:
+                ax.plot([r["recall_at_10"] for r in rows], [r["qps_single"] for r in rows],
+                        marker, fillstyle=fill, label=f"{rows[0]['index'].split(' ')[0]}, "
+                        f"{queries}{' (tuned)' if 'tuned' in rows[-1] else ''}")
+                for r in (r for r in rows if " " in r["index"]):
+                    ax.annotate(r["index"].split("=")[1], (r["recall_at_10"], r["qps_single"]),
+                                fontsize=7)
+        ax.axvline(0.95, color="grey", ls=":")
+        ax.set(yscale="log", xlabel="recall@10 vs exact Flat", ylabel="single-query QPS",
+               title=f"n = {n:,}")
+        ax.legend(fontsize=7)
+    for name, prof in ((k, p) for k, p in profiles.items() if "nn1" in p):  # this run's
+        axes[-1].hist(prof["nn1"], bins=40, histtype="step", density=True, label=f"{name} 1-NN")
+    axes[-1].set(xlabel="cosine to nearest neighbour", title="neighbour profile")
+    axes[-1].legend(fontsize=7)
+    return fig
+
+
+def markdown(doc: dict) -> str:
+    return render("index", **doc)
+
+
 SETS = ("same-distribution", "cross-modal")
 
 
@@ -211,10 +246,10 @@ def main() -> None:
     for name in args.sets:
         {"same-distribution": same_distribution, "cross-modal": cross_modal}[name](args, doc)
     doc["runs"].sort(key=lambda r: (SETS.index(r["queries"]), r["n"]))
-    figure = index_report.figure(doc["runs"], doc["profiles"])
+    plot = figure(doc["runs"], doc["profiles"])
     for p in doc["profiles"].values():  # the plot's per-vector cosines stay out of the results
         p.pop("nn1", None), p.pop("nn10", None)
-    write_results(args.out, "index", doc, index_report.markdown(doc), figure)
+    write_results(args.out, "index", doc, markdown(doc), plot)
 
 
 def same_distribution(args: argparse.Namespace, doc: dict) -> None:

@@ -13,7 +13,7 @@ import pytest
 from bench import (
     features,
     fusion,
-    index_report,
+    index_bench,
     peers_report,
     quality_report,
     report,
@@ -24,7 +24,7 @@ from bench import (
 from bench.harness import RESULTS
 
 RENDERERS: dict[str, Callable[[dict], str]] = {
-    "features": features.markdown, "index": index_report.markdown, "scale": scale_bench.markdown,
+    "features": features.markdown, "index": index_bench.markdown, "scale": scale_bench.markdown,
     "quality": quality_report.markdown, "peers": peers_report.markdown,
     "service": service_report.markdown, "runtimes": service_report.runtimes_markdown,
     "two_commands": two_commands.markdown, "fusion": fusion.markdown,
