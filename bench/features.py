@@ -94,9 +94,8 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = arguments(__doc__, "data")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = arguments(__doc__, "data", repeats=3)
+    parser.add_argument("--limit", type=int, help="only the first N items")
     args = parser.parse_args()
     result = measure(args.data, args.limit, args.repeats)
     result["command"] = command("bench.features")

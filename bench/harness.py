@@ -129,14 +129,24 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def arguments(doc: str, *artifacts: str) -> argparse.ArgumentParser:
-    """A benchmark's parser: its docstring as help, --out (default bench/results/) and, for each
-    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts."""
+def arguments(doc: str, *artifacts: str, work: str | None = None,
+              **numbers: float | tuple[float, str]) -> argparse.ArgumentParser:
+    """A benchmark's parser: its docstring as help, --out (default bench/results/); for each
+    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts; given
+    `work`, --work (artifacts/WORK); and an option for each of `numbers` (`repeats=3`, or with
+    its help, `seconds=(20, "per measured run")`) of its default's type."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in artifacts:
         parser.add_argument(f"--{name}", type=Path, default=ROOT / "artifacts" / DEMO[name],
                             help=f"default: artifacts/{DEMO[name]}")
+    if work is not None:
+        parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / work,
+                            help=f"what the run builds, installs and logs (artifacts/{work})")
+    for name, value in numbers.items():
+        default, about = value if isinstance(value, tuple) else (value, "")
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                            help=f"{about}{'; ' if about else ''}default: {default}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     return parser
 

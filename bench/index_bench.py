@@ -224,18 +224,15 @@ def kept_results(path: Path, sets: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = arguments(__doc__, "checkpoint", "data", "cache")
+    parser = arguments(
+        __doc__, "checkpoint", "data", "cache", centres=4096, spread=0.6, offset=1.3,
+        queries=1000, mix=0.5, noise=0.3, recall_target=0.95, build_threads=2,
+        single_queries=500, flat_single_queries=200, hnsw_max=1_000_000,
+        search_threads=(1, "FAISS OpenMP threads while searching (on 2 shared cores, 2 spin-"
+                           "waiting threads made single queries 6x slower than 1)"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS),
                         help="query sets to run; the others' runs are kept from --out")
-    for name, default in (("centres", 4096), ("spread", 0.6), ("offset", 1.3), ("queries", 1000),
-                          ("mix", 0.5), ("noise", 0.3), ("recall-target", 0.95),
-                          ("build-threads", 2), ("single-queries", 500),
-                          ("flat-single-queries", 200), ("hnsw-max", 1_000_000)):
-        parser.add_argument(f"--{name}", type=type(default), default=default)
-    parser.add_argument("--search-threads", type=int, default=1,
-                        help="FAISS OpenMP threads while searching (on 2 shared cores, 2 spin"
-                             "-waiting threads made single queries 6x slower than 1)")
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
     args = parser.parse_args()
     doc = {"commands": {}, "data": {}, "runs": [], "profiles": {},

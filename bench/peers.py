@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench import harness
-from bench.harness import CLIENTS, ROOT, K, Process, Server, Target, arguments, pyplot, usage
+from bench.harness import CLIENTS, K, Process, Server, Target, arguments, pyplot, usage
 from bench.report import render
 from bench.service_corpora import queries_of, texts_of
 from service.settings import Settings
@@ -230,12 +230,8 @@ def figure(result: dict) -> Any:
 
 
 def main() -> int:
-    parser = arguments(__doc__, "checkpoint", "data", "index")
-    parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "peers",
-                        help="the peers' venvs, server logs and request files")
-    parser.add_argument("--seconds", type=int, default=10, help="per measured run")
-    parser.add_argument("--warmup", type=int, default=2, help="per run, not counted")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = arguments(__doc__, "checkpoint", "data", "index", work="peers", repeats=3,
+                       seconds=(10, "per measured run"), warmup=(2, "per run, not counted"))
     parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8"),
                         default=Settings.model_fields["encoder_runtime"].default,
                         help="what runs xmr's text queries (default: the service's default)")

@@ -284,17 +284,14 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = arguments(__doc__, "checkpoint", "data", "cache")
-    for name, default in (("synthetic", 100_000), ("repeats", 3), ("synthetic-repeats", 1)):
-        parser.add_argument(f"--{name}", type=int, default=default)
-    parser.add_argument("--synthetic-texts", type=int, default=10_000,
-                        help="synthetic captions through the full encoder (MiniLM + head)")
+    parser = arguments(__doc__, "checkpoint", "data", "cache", work="scale-bench",
+                       synthetic=100_000, repeats=3, synthetic_repeats=1, synthetic_texts=(
+                           10_000, "synthetic captions through the full encoder (MiniLM + head)"))
     parser.add_argument("--stage", default="all",
                         choices=("all", "engines", "search", "report"),
                         help="engines: time the engines and keep their vectors in --work; "
                              "search: search parity on the kept vectors (merged into the json); "
                              "report: re-render md/png from the json")
-    parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
     args = parser.parse_args()
     run_command = command("bench.scale_bench")
     args.work.mkdir(parents=True, exist_ok=True)
