@@ -90,7 +90,7 @@ bench: bench-features bench-index bench-scale bench-service bench-quality bench-
 bench-features: $(STAMP) $(CORPUS)/manifest.jsonl ## feature extraction throughput, cold vs cached
 	$(HEAVY) $(PY) -m bench.features --data $(CORPUS)
 
-bench-index: $(STAMP) $(RUN)/checkpoint.pt ## Flat/IVF/HNSW at 100k and 1M, same-distribution and cross-modal queries (recall, QPS, memory) + batch job vs raw encoder (~35 min)
+bench-index: $(STAMP) $(RUN)/checkpoint.pt ## Flat/IVF/HNSW at 100k and 1M, same-distribution and cross-modal queries (recall, QPS, memory) (~35 min)
 	$(HEAVY) $(PY) -m bench.index_bench --checkpoint $(RUN)/checkpoint.pt --data $(CORPUS)
 
 bench-scale: $(STAMP) $(RUN)/checkpoint.pt ## Ray engine vs local (OpenMoji + 100k synthetic texts), FAISS vs Milvus recall@10

@@ -6,10 +6,6 @@ the image backbones' encoding speed side by side (what a larger backbone costs p
 Writes bench/results/features.{json,md,png}. The cold pass fills a fresh cache directory;
 warm passes read the same corpus back. Cold and warm run side by side in one process, so
 their ratio holds even on a shared, noisy machine; warm figures are medians over repeats.
-
-Char n-gram (the language-agnostic text featuriser): fitted on 1,400 generated news-length
-texts (see `news_texts`), then texts it was not fitted on go through the cold path
-(`text_features` into an empty cache).
 """
 
 from __future__ import annotations
@@ -30,50 +26,6 @@ from models.backbones.image import IMAGE_BACKBONES, EfficientNetLite
 from models.backbones.text import MiniLM
 from models.data.corpus import read_corpus
 from models.data.images import open_image, to_array
-
-# --- char n-gram on news-length texts -------------------------------------------------------
-FIT_TEXTS = 1400  # the size of a news corpus's train split
-ENCODE_TEXTS = 1000
-
-
-def news_texts(count: int, seed: int = 0) -> list[str]:
-    """News-length texts (200-800 characters) in a Chinese-like script: sentences of words
-    drawn Zipf-wise from a lexicon of 1-4 common CJK characters, full-width punctuation, and
-    now and then a Latin word and a number, as in real news copy."""
-    rng = np.random.default_rng(seed)
-    common = [chr(c) for c in range(0x4E00, 0x4E00 + 3500)]
-    lexicon = ["".join(rng.choice(common, size=rng.integers(1, 5))) for _ in range(20_000)]
-    cumulative = np.cumsum(1.0 / np.arange(1, len(lexicon) + 1))
-    latin = ["GDP", "AI", "NBA", "COVID-19", "Apple", "Beijing", "WHO", "5G"]
-    texts = []
-    for _ in range(count):
-        sentences, target = [], int(rng.integers(200, 800))
-        while sum(map(len, sentences)) < target:
-            draws = rng.random(int(rng.integers(4, 12))) * cumulative[-1]
-            sentence = "".join(lexicon[i] for i in np.searchsorted(cumulative, draws))
-            if rng.random() < 0.3:
-                sentence += f" {rng.choice(latin)} {rng.integers(1, 2025)}"
-            sentences.append(sentence + rng.choice(["，", "。", "；", "、"]))
-        texts.append("".join(sentences))
-    return texts
-
-
-def measure_char_ngram(repeats: int) -> dict:
-    from models.backbones.text import CharNgram
-
-    texts = news_texts(FIT_TEXTS + ENCODE_TEXTS)
-    fit, unseen = texts[:FIT_TEXTS], texts[FIT_TEXTS:]
-    model = CharNgram.fit(fit)
-
-    def cold() -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            return timed(text_features, unseen, model, FeatureCache(tmp), progress=False)[0]
-
-    batched = statistics.median(cold() for _ in range(repeats))
-    return {
-        "fit_texts": FIT_TEXTS, "texts": ENCODE_TEXTS,
-        "mean_chars": statistics.mean(map(len, unseen)), "vocabulary": len(model.projection),
-        "dim": model.dim, "repeats": repeats, "texts_per_s": ENCODE_TEXTS / batched}
 
 
 def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -> dict:
@@ -121,16 +73,12 @@ def measure(data: Path, limit: int | None, repeats: int) -> dict:
            for name, img, txt in (("cold", cold_img, cold_txt), ("warm", warm_img, warm_txt))},
         "speedup_images": cold_img / warm_img, "speedup_texts": cold_txt / warm_txt,
         "speedup_total": (cold_img + cold_txt) / (warm_img + warm_txt),
-        "char_ngram": measure_char_ngram(repeats),
         "image_backbones": measure_image_backbones(paths, repeats)}
 
 
 def markdown(result: dict) -> str:
-    speed = result.get("image_backbones")
-    slower = ([a / b for a, b in zip(*(speed[f"efficientnet-lite{n}"].values() for n in (0, 2)),
-                                     strict=True)] if speed else [])
-    return render("features", **{"image_backbones": None, **result}, batch=IMAGE_BATCH,
-                  slower=slower, backbones={n: b.size for n, b in IMAGE_BACKBONES.items()})
+    return render("features", **result, batch=IMAGE_BATCH,
+                  backbones={n: b.size for n, b in IMAGE_BACKBONES.items()})
 
 
 def figure(result: dict) -> Any:
@@ -146,9 +94,8 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = arguments(__doc__, "data")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = arguments(__doc__, "data", repeats=3)
+    parser.add_argument("--limit", type=int, help="only the first N items")
     args = parser.parse_args()
     result = measure(args.data, args.limit, args.repeats)
     result["command"] = command("bench.features")

@@ -44,7 +44,8 @@ def validation_signals(checkpoint: Path, data: Path, cache: Path
         raise SystemExit(f"{data} has no keywords.json: nothing to choose a fusion on")
     _, val = carve_validation(corpus.split("train"), encoder.config.val_fraction,
                               encoder.config.seed)
-    items = [item for item in val if item.id == _first_id(item.id)]  # one view per image
+    # one row per image: an emoji's own row, not its views' or keyword rows (`1F431~2`)
+    items = [item for item in val if "~" not in item.id]
     queries = queries_of(items, list(range(len(items))), keywords)
     assert queries is not None
     feats = encoder.backbones.features(corpus, items, FeatureCache(cache))
@@ -54,11 +55,6 @@ def validation_signals(checkpoint: Path, data: Path, cache: Path
     query_vectors = embed_queries(encoder.method, raw, encoder.device)
     found = signals(queries.texts, query_vectors, images, items, texts)
     return found, queries.relevance
-
-
-def _first_id(row_id: str) -> str:
-    """A corpus row's emoji id without its view or keyword suffix (`1F431~2` -> `1F431`)."""
-    return row_id.split("~", 1)[0]
 
 
 def grid() -> list[dict[str, float]]:

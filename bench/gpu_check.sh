@@ -33,7 +33,7 @@ echo "== 1. GPU vs CPU search equality"
 "$PY" -m pytest -q -m gpu tests/index/test_gpu.py -rs 2>&1 | tee "$OUT/test_gpu.log"
 
 echo "== 2. index benchmark, searches on the GPU (synthetic vectors only: no encoder needed)"
-"$PY" -m bench.index_bench --gpu --skip-job --sets same-distribution --out "$OUT" \
+"$PY" -m bench.index_bench --gpu --sets same-distribution --out "$OUT" \
     2>&1 | tee "$OUT/bench.log"
 echo "results: $OUT/index.json $OUT/index.md $OUT/index.png"
 

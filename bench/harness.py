@@ -129,14 +129,24 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def arguments(doc: str, *artifacts: str) -> argparse.ArgumentParser:
-    """A benchmark's parser: its docstring as help, --out (default bench/results/) and, for each
-    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts."""
+def arguments(doc: str, *artifacts: str, work: str | None = None,
+              **numbers: float | tuple[float, str]) -> argparse.ArgumentParser:
+    """A benchmark's parser: its docstring as help, --out (default bench/results/); for each
+    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts; given
+    `work`, --work (artifacts/WORK); and an option for each of `numbers` (`repeats=3`, or with
+    its help, `seconds=(20, "per measured run")`) of its default's type."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in artifacts:
         parser.add_argument(f"--{name}", type=Path, default=ROOT / "artifacts" / DEMO[name],
                             help=f"default: artifacts/{DEMO[name]}")
+    if work is not None:
+        parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / work,
+                            help=f"what the run builds, installs and logs (artifacts/{work})")
+    for name, value in numbers.items():
+        default, about = value if isinstance(value, tuple) else (value, "")
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                            help=f"{about}{'; ' if about else ''}default: {default}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     return parser
 
@@ -165,25 +175,22 @@ def write_results(out: Path, name: str, result: dict, markdown: str,
 
 
 # -- a served index -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Process:
     """A server in its own process group on loopback, logging to `log`: `argv` with "{port}"
-    standing for a free port, run in `cwd`, ready once GET `ready` answers 200."""
+    standing for a free port, run in `cwd`, ready once GET `ready` answers 200 (within
+    `limit_s`)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, ready: str,
-                 cwd: Path = ROOT) -> None:
-        self.port = free_port()
+                 cwd: Path = ROOT, limit_s: float = 300) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("wb")
         self.process = subprocess.Popen([arg.replace("{port}", str(self.port)) for arg in argv],
                                         cwd=cwd, env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited {self.process.returncode}: see {log}")

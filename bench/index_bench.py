@@ -1,6 +1,6 @@
-"""Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets, and the batch
-re-index job against the raw encoder, side by side in one run (`python -m bench.index_bench`;
-the demo artifacts by default; bench/results/index.{json,md,png}; medians, 2 shared cores).
+"""Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets (`python -m
+bench.index_bench`; the demo artifacts by default; bench/results/index.{json,md,png}; per-call
+timings are medians).
 
 - same-distribution: a seeded Gaussian mixture (d=256) with thousands of centres on the unit
   sphere (clustered like real embeddings, not uniform noise, whose neighbours are all nearly
@@ -15,17 +15,17 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import shutil
-import tempfile
 import time
 from functools import partial
+from itertools import product
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
-from bench import index_report
-from bench.harness import arguments, command, machine, mixture, relative, timed, write_results
+from bench.harness import arguments, command, machine, mixture, pyplot, timed, write_results
+from bench.report import render
 from index.store import FaissStore, _hnsw, auto_spec
 from index.tuning import K, recall_at, tune
 
@@ -176,59 +176,37 @@ def neighbours(n: int, top: np.ndarray, random_pair: float) -> dict:
             "nn1": top[:, 0].tolist(), "nn10": top[:, -1].tolist()}
 
 
-# -- batch job vs raw encoder --------------------------------------------------------------------
-def bench_job(args: argparse.Namespace) -> dict:
-    import torch
+# -- report ------------------------------------------------------------------------------------
+def figure(runs: list[dict], profiles: dict) -> Any:
+    """Single-query QPS against recall per size, and the neighbour-cosine profiles."""
+    sizes = sorted({r["n"] for r in runs})
+    fig, axes = pyplot().subplots(1, len(sizes) + 1, figsize=(5.5 * (len(sizes) + 1), 4.5))
+    for ax, n in zip(axes, sizes, strict=False):
+        for (family, marker), (queries, fill) in product(
+                (("IVF", "o-"), ("HNSW", "s-"), ("Flat", "k*")),
+                (("same-distribution", "full"), ("cross-modal", "none"))):
+            rows = [r for r in runs if r["n"] == n and r["index"].startswith(family)
+                    and r["queries"] == queries]
+            if rows:
+                ax.plot([r["recall_at_10"] for r in rows], [r["qps_single"] for r in rows],
+                        marker, fillstyle=fill, label=f"{rows[0]['index'].split(' ')[0]}, "
+                        f"{queries}{' (tuned)' if 'tuned' in rows[-1] else ''}")
+                for r in (r for r in rows if " " in r["index"]):
+                    ax.annotate(r["index"].split("=")[1], (r["recall_at_10"], r["qps_single"]),
+                                fontsize=7)
+        ax.axvline(0.95, color="grey", ls=":")
+        ax.set(yscale="log", xlabel="recall@10 vs exact Flat", ylabel="single-query QPS",
+               title=f"n = {n:,}")
+        ax.legend(fontsize=7)
+    for name, prof in ((k, p) for k, p in profiles.items() if "nn1" in p):  # this run's
+        axes[-1].hist(prof["nn1"], bins=40, histtype="step", density=True, label=f"{name} 1-NN")
+    axes[-1].set(xlabel="cosine to nearest neighbour", title="neighbour profile")
+    axes[-1].legend(fontsize=7)
+    return fig
 
-    from index.build import build
-    from index.cli import corpus_items
-    from index.engines import LocalEngine
-    from models.data.images import open_image
-    from models.embedder import CheckpointEmbedder, EncoderSpec
-    from models.inference import Encoder
 
-    torch.set_num_threads(2)
-    work = Path(tempfile.mkdtemp(prefix="xmr-index-bench-"))
-    corpus = work / "corpus"
-    corpus.mkdir()
-    source = Path(args.data).resolve()
-    lines = (source / "manifest.jsonl").read_text().splitlines()[: args.job_items]
-    (corpus / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    shutil.copy(source / "labels.json", corpus / "labels.json")
-    (corpus / "images").symlink_to(source / "images")
-    encoder = Encoder.load(args.checkpoint, "cpu")
-    engine = LocalEngine(EncoderSpec(args.checkpoint), batch_size=64,
-                         embedder=CheckpointEmbedder(encoder, None))
-    planned, levels = corpus_items(corpus)
-    texts = [i.text or "" for i in planned if i.modality == "text"]
-    sources = [i.source or "" for i in planned if i.modality == "image"]
-    total = len(texts) + len(sources)
-    raw_times, job_times = [], []
-    warm = [open_image(s) for s in sources[:8]]
-    encoder.encode_images(warm), encoder.encode_texts(texts[:8])  # first-call set-up untimed
-    for round_ in range(args.job_rounds):
-        decoded = [open_image(s) for s in sources]  # the raw encoder gets decoded images
-        start = time.perf_counter()
-        for b in range(0, len(texts), 64):
-            encoder.encode_texts(texts[b:b + 64])
-        for b in range(0, len(decoded), 64):
-            encoder.encode_images(decoded[b:b + 64])
-        raw_times.append(time.perf_counter() - start)
-        del decoded
-        out = work / f"index-{round_}"
-        start = time.perf_counter()
-        planned, levels = corpus_items(corpus)  # the job hashes and decodes files itself
-        build(out, engine, planned, levels=levels)
-        job_times.append(time.perf_counter() - start)
-        print(f"  round {round_}: raw encoder {total / raw_times[-1]:.1f} items/s, "
-              f"batch job {total / job_times[-1]:.1f} items/s", flush=True)
-    shutil.rmtree(work, ignore_errors=True)
-    raw, job = float(np.median(raw_times)), float(np.median(job_times))
-    return {"items": total, "images": len(sources), "texts": len(texts),
-            "raw_encoder_items_per_s": round(total / raw, 2),
-            "batch_job_items_per_s": round(total / job, 2),
-            "raw_s": [round(t, 2) for t in raw_times], "job_s": [round(t, 2) for t in job_times],
-            "checkpoint": relative(str(args.checkpoint)), "method": encoder.method_name}
+def markdown(doc: dict) -> str:
+    return render("index", **doc)
 
 
 SETS = ("same-distribution", "cross-modal")
@@ -246,43 +224,32 @@ def kept_results(path: Path, sets: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = arguments(__doc__, "checkpoint", "data", "cache")
+    parser = arguments(
+        __doc__, "checkpoint", "data", "cache", centres=4096, spread=0.6, offset=1.3,
+        queries=1000, mix=0.5, noise=0.3, recall_target=0.95, build_threads=2,
+        single_queries=500, flat_single_queries=200, hnsw_max=1_000_000,
+        search_threads=(1, "FAISS OpenMP threads while searching (on 2 shared cores, 2 spin-"
+                           "waiting threads made single queries 6x slower than 1)"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS),
                         help="query sets to run; the others' runs are kept from --out")
-    for name, default in (("centres", 4096), ("spread", 0.6), ("offset", 1.3), ("queries", 1000),
-                          ("mix", 0.5), ("noise", 0.3), ("recall-target", 0.95),
-                          ("build-threads", 2), ("single-queries", 500),
-                          ("flat-single-queries", 200), ("hnsw-max", 1_000_000),
-                          ("job-items", 256), ("job-rounds", 2)):
-        parser.add_argument(f"--{name}", type=type(default), default=default)
-    parser.add_argument("--search-threads", type=int, default=1,
-                        help="FAISS OpenMP threads while searching (on 2 shared cores, 2 spin"
-                             "-waiting threads made single queries 6x slower than 1)")
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
-    parser.add_argument("--skip-job", action="store_true",
-                        help="synthetic index runs only (no encoder, no corpus)")
     args = parser.parse_args()
-    doc = {"commands": {}, "data": {}, "batch_job_vs_encoder": None, "batch_job": {},
-           "runs": [], "profiles": {}, **kept_results(args.out / "index.json", args.sets),
+    doc = {"commands": {}, "data": {}, "runs": [], "profiles": {},
+           **kept_results(args.out / "index.json", args.sets),
            "machine": machine(), "faiss": faiss.__version__, "search_device": "gpu" if args.gpu
            else "cpu", "threads": {"search": args.search_threads, "build": args.build_threads}}
     doc["commands"] |= dict.fromkeys(args.sets, command("bench.index_bench"))
     for name in args.sets:
         {"same-distribution": same_distribution, "cross-modal": cross_modal}[name](args, doc)
     doc["runs"].sort(key=lambda r: (SETS.index(r["queries"]), r["n"]))
-    figure = index_report.figure(doc["runs"], doc["profiles"])
+    plot = figure(doc["runs"], doc["profiles"])
     for p in doc["profiles"].values():  # the plot's per-vector cosines stay out of the results
         p.pop("nn1", None), p.pop("nn10", None)
-    write_results(args.out, "index", doc, index_report.markdown(doc), figure)
+    write_results(args.out, "index", doc, markdown(doc), plot)
 
 
 def same_distribution(args: argparse.Namespace, doc: dict) -> None:
-    if not args.skip_job:
-        print("== batch job vs raw encoder", flush=True)
-        job = doc["batch_job"] = bench_job(args)
-        doc["batch_job_vs_encoder"] = round(
-            job["batch_job_items_per_s"] / job["raw_encoder_items_per_s"], 3)
     draw = partial(mixture, dim=DIM, centres=args.centres, spread=args.spread,
                    offset=args.offset)
     profiles = doc["profiles"]  # beside the real OpenMoji images' and texts' (cross-modal set)

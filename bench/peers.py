@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
-from bench import harness, peers_report
-from bench.harness import CLIENTS, ROOT, K, Process, Server, Target, arguments, usage
-from bench.peers_report import SYSTEMS
+from bench import harness
+from bench.harness import CLIENTS, K, Process, Server, Target, arguments, pyplot, usage
+from bench.report import render
 from bench.service_corpora import queries_of, texts_of
 from service.settings import Settings
 
@@ -43,6 +43,11 @@ PINS = {"txtai": ["txtai[api]==9.14.0"],
         "infinity-emb": ["infinity-emb[server,torch,optimum]==0.0.78"]}
 PACKAGES = {"txtai": ["txtai", "faiss-cpu", "transformers", "torch"],
             "infinity-emb": ["infinity-emb", "optimum", "onnxruntime", "transformers", "torch"]}
+SYSTEMS = ("xmr", "txtai", "infinity-emb")  # the peers; other systems run as references
+# The quick side-by-side that motivated the benchmark: a thread-per-client Python load
+# generator on the same two cores, 2 repeats of 15 s, infinity-emb on its torch engine.
+QUICK = {"xmr": ("174-195", "19-23"), "txtai": ("29-34", "29-33"),
+         "infinity-emb": ("not run", "not run"), "infinity-emb/torch": ("90-95", "30")}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
            "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
 
@@ -188,13 +193,45 @@ def run(args: Any) -> dict:
             "reference_runs": medians(raw, references), "raw": raw}
 
 
+# -- the report ----------------------------------------------------------------------------------
+def row(result: dict, system: str, clients: int) -> dict:
+    return next(r for r in result["runs"] + result["reference_runs"]
+                if r["system"] == system and r["clients"] == clients)
+
+
+def markdown(result: dict) -> str:
+    return render("peers", **result, row=lambda system, clients: row(result, system, clients),
+                  systems=SYSTEMS, quick=QUICK, mid=mid)
+
+
+def mid(span: str) -> float:
+    """The middle of a quick-run span ("174-195")."""
+    low, _, high = span.partition("-")
+    return (float(low) + float(high or low)) / 2
+
+
+def figure(result: dict) -> Any:
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.27
+    for i, system in enumerate(SYSTEMS):
+        rows = [row(result, system, c) for c in (1, 8, 32)]
+        at = [x + (i - 1) * width for x in range(3)]
+        left.bar(at, [r["qps"] for r in rows], width, label=system)
+        right.bar(at, [r["p50_ms"] for r in rows], width, label=system)
+    for axes, title in ((left, "queries/s (higher is better)"),
+                        (right, "p50 latency, ms, log scale (lower is better)")):
+        axes.set_xticks(range(3), ["1 client", "8 clients", "32 clients"])
+        axes.set_title(title)
+    right.set_yscale("log")
+    left.legend()
+    fig.suptitle("Same MiniLM, same queries, same two cores, one load generator (wrk)")
+    return fig
+
+
 def main() -> int:
-    parser = arguments(__doc__, "checkpoint", "data", "index")
-    parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "peers",
-                        help="the peers' venvs, server logs and request files")
-    parser.add_argument("--seconds", type=int, default=10, help="per measured run")
-    parser.add_argument("--warmup", type=int, default=2, help="per run, not counted")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = arguments(__doc__, "checkpoint", "data", "index", work="peers", repeats=3,
+                       seconds=(10, "per measured run"), warmup=(2, "per run, not counted"))
     parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8"),
                         default=Settings.model_fields["encoder_runtime"].default,
                         help="what runs xmr's text queries (default: the service's default)")
@@ -210,9 +247,9 @@ def main() -> int:
         args.work.mkdir(parents=True, exist_ok=True)
         result = run(args)
         harness.write_results(args.out, "peers", result, "")  # kept if the report fails
-    markdown = peers_report.markdown(result)
-    harness.write_results(args.out, "peers", result, markdown, peers_report.figure(result))
-    print(markdown)
+    report = markdown(result)
+    harness.write_results(args.out, "peers", result, report, figure(result))
+    print(report)
     return 0
 
 

@@ -36,49 +36,48 @@ def verdict(with_part: dict, without_part: dict, key: str = "avg_map", higher: b
     return {**out, "spread": round(spread, 4), "verdict": word}
 
 
+# Each thesis claim as (claim, method, the variant without the part, its measures: (name, the
+# summary's key, whether higher is better)); a measure missing from either summary is left out.
+FINEST, KEYWORDS = ("finest_avg_map", "avg_map", True), ("keyword_map", "keyword_map", True)
+CLAIMS = [
+    *(("1_adversary", m, f"{m}-no-adversary",
+       [FINEST, ("modality_classifier_acc", "modality_classifier_acc", False)])
+      for m in ("dhaml", "aaml")),
+    ("2_hierarchy", "dhaml", "dhaml-single-level",
+     [FINEST, ("hierarchical_map", "hierarchical_map", True)]),
+    ("3_attention", "aaml", "aaml-no-attention",
+     [FINEST, KEYWORDS, ("keyword_success_at_10", "keyword_success_at_10", True)]),
+    ("4_polynomial_loss", "aaml", "aaml-triplet",
+     [("final_avg_map", "avg_map", True), ("epochs_to_95", "epochs_to_95", False)]),
+    ("4_polynomial_loss", "aaml", "aaml-all-informative",
+     [("hardest_vs_all_informative", "avg_map", True)]),
+    ("5_instance_term", "dhaml", "dhaml-no-instance",
+     [FINEST, ("paired_r1", "paired_r1", True), KEYWORDS]),
+]
+
+
 def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, Any]:
+    """A verdict per claim and measure, for the claims whose two variants both ran; beside
+    them, what the hierarchy and attention claims are read with."""
     out: dict[str, Any] = {}
-    adv = {}
-    for m in ("dhaml", "aaml"):
-        if m in summary and f"{m}-no-adversary" in summary:
-            on, off = summary[m], summary[f"{m}-no-adversary"]
-            adv[m] = {"finest_avg_map": verdict(on, off), "modality_classifier_acc": verdict(
-                on, off, "modality_classifier_acc", higher=False)}
-    if adv:
-        out["1_adversary"] = adv
-    if "dhaml" in summary and "dhaml-single-level" in summary:
-        on, off = summary["dhaml"], summary["dhaml-single-level"]
-        hier = {"finest_avg_map": verdict(on, off),
-                "hierarchical_map": verdict(on, off, "hierarchical_map"),
-                f"{levels[0]}_level_map": {"with": on["levels"][levels[0]]["mean"],
-                                           "without": off["levels"][levels[0]]["mean"]}}
+    for claim, method, without, measures in CLAIMS:
+        if method in summary and without in summary:
+            on, off = summary[method], summary[without]
+            out.setdefault(claim, {}).setdefault(method, {}).update(
+                {name: verdict(on, off, key, higher) for name, key, higher in measures
+                 if key == "avg_map" or key in on and key in off})
+    top = levels[0]
+    if "2_hierarchy" in out:
+        on, hier = summary["dhaml"], out["2_hierarchy"]["dhaml"]
+        hier[f"{top}_level_map"] = {"with": on["levels"][top]["mean"],
+                                    "without": summary["dhaml-single-level"]["levels"][top]["mean"]}
         if "concat_retrieval" in on:
             cr = on["concat_retrieval"]
             hier["concat_retrieval"] = {"finest_avg_map": cr["avg_map"]["mean"],
                                         "hierarchical_map": cr["hierarchical_map"]["mean"],
-                                        f"{levels[0]}_level_map": cr["levels"][levels[0]]["mean"]}
-        out["2_hierarchy"] = {"dhaml": hier}
-    if "aaml" in summary and "aaml-no-attention" in summary:
-        att = {"finest_avg_map": verdict(summary["aaml"], summary["aaml-no-attention"])}
-        if "keyword_map" in summary["aaml"] and "keyword_map" in summary["aaml-no-attention"]:
-            for key in ("keyword_map", "keyword_success_at_10"):
-                att[key] = verdict(summary["aaml"], summary["aaml-no-attention"], key)
-        if "rerank_top20_avg_map" in summary["aaml"]:
-            att["rerank_top20_avg_map"] = summary["aaml"]["rerank_top20_avg_map"]
-        out["3_attention"] = {"aaml": att}
-    if "aaml" in summary and "aaml-triplet" in summary:
-        poly, trip = summary["aaml"], summary["aaml-triplet"]
-        loss = {"final_avg_map": verdict(poly, trip),
-                "epochs_to_95": verdict(poly, trip, "epochs_to_95", higher=False)}
-        if "aaml-all-informative" in summary:
-            loss["hardest_vs_all_informative"] = verdict(poly, summary["aaml-all-informative"])
-        out["4_polynomial_loss"] = {"aaml": loss}
-    if "dhaml" in summary and "dhaml-no-instance" in summary:
-        on, off = summary["dhaml"], summary["dhaml-no-instance"]
-        instance = {"finest_avg_map": verdict(on, off), "paired_r1": verdict(on, off, "paired_r1")}
-        if "keyword_map" in on and "keyword_map" in off:
-            instance["keyword_map"] = verdict(on, off, "keyword_map")
-        out["5_instance_term"] = {"dhaml": instance}
+                                        f"{top}_level_map": cr["levels"][top]["mean"]}
+    if "3_attention" in out and "rerank_top20_avg_map" in summary["aaml"]:
+        out["3_attention"]["aaml"]["rerank_top20_avg_map"] = summary["aaml"]["rerank_top20_avg_map"]
     return out
 
 

@@ -2,13 +2,14 @@
 with a run's JSON and what its report module derives from it. The templates hold the prose and
 the tables; the modules compute figures and plots.
 
-In a template, `x | f(".1f")` formats a number as format() does, `json` is json.dumps and `loads`
-formats load averages."""
+In a template, `x | f(".1f")` formats a number as format() does, `json` is json.dumps, `loads`
+formats load averages and `median` is statistics.median."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
 ENV.filters["f"] = format
 ENV.filters["json"] = json.dumps
 ENV.filters["loads"] = lambda values: ", ".join(f"{v:.2f}" for v in values)
+ENV.filters["median"] = statistics.median
 
 
 def render(name: str, **context: Any) -> str:

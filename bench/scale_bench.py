@@ -18,31 +18,37 @@ Writes bench/results/scale.{json,md,png}. What is measured, exactly:
    encoder; for Ray also starting it (`ray.init`, reported alone too), the actors and the
    shutdown. Medians over --repeats (OpenMoji) / --synthetic-repeats. Equality: max |local -
    ray| over every element, rows in order (the job assigns ids in row order).
-2. Search parity (`bench.search_parity`): recall@10 of the FAISS store and the Milvus store
-   against exact search, on the vectors just computed.
+2. Search parity, on the vectors the engines computed (OpenMoji images as the database and
+   texts as queries; the synthetic vectors split into database and queries): recall@10 of the
+   FAISS store and the Milvus store (milvus-lite) against exact search (numpy, float64). A
+   returned id counts as a hit when its exact score is within 1e-5 of the 10th exact score
+   (ties between near-duplicate captions are not misses). Default configurations of each
+   (exact FLAT), and the same approximate index types on each (IVF with the nlist
+   `--index-type auto` picks for that size, nprobe 16; HNSW M 32, ef 128: the FAISS store's
+   defaults), with build + search seconds (milvus-lite runs as a local server process, so its
+   seconds include the RPCs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.harness import ROOT, arguments, command, machine, pyplot, relative, timed, write_results
+from bench.harness import K, arguments, command, machine, pyplot, timed, write_results
 from bench.report import render
-from bench.search_parity import run_search
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
+from index.store import FaissStore, auto_spec
 from models.embedder import EncoderSpec
 
 
@@ -156,11 +162,101 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
         "all_seconds": {"local": local_s, "ray": ray_s, "ray_init": init_s}}, local
 
 
+# -- search parity ---------------------------------------------------------------------------
+TIE = 1e-5
+
+
+def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores = queries.astype(np.float64) @ base.astype(np.float64).T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return top, scores
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> float:
+    """found holds ids; a hit is any id whose exact score ties or beats the k-th exact one."""
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    total = 0
+    for q in range(len(found)):
+        kth = scores[q, exact[q, -1]]
+        total += sum(1 for i in found[q] if i >= 0 and scores[q, row_of[int(i)]] >= kth - TIE)
+    return total / (len(found) * exact.shape[1])
+
+
+def faiss_search(spec: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int
+                 ) -> np.ndarray:
+    """The project's FAISS store (index.store.FaissStore), as `xmr index build` makes it."""
+    store = FaissStore.create(base.shape[1], spec, n_hint=len(base), gpu=False)
+    if not store.is_trained:
+        store.train(base)
+    store.add(ids, base)
+    return store.search(queries, k)[1]
+
+
+def milvus_search(kind: str, params: dict, ids: np.ndarray, base: np.ndarray,
+                  queries: np.ndarray, k: int) -> np.ndarray:
+    """The project's Milvus store (index.milvus_store.MilvusStore) on milvus-lite."""
+    from index.milvus_store import MilvusStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MilvusStore(Path(tmp) / "milvus.db", "bench", base.shape[1], index_type=kind,
+                            index_params=params)
+        store.add(ids, base)
+        store.flush()
+        found = np.concatenate([store.search(queries[s : s + 100], k)[1]
+                                for s in range(0, len(queries), 100)])
+        store.close()
+    return found
+
+
+def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
+    ids = np.arange(len(base), dtype=np.int64) * 7 + 3  # ids are not row positions
+    exact, scores = exact_topk(base, queries, K)
+    result: dict = {"database": len(base), "queries": len(queries), "configs": {}}
+    auto = auto_spec(len(base), base.shape[1])
+    if auto.startswith("IVF"):
+        nlist = int(auto[3:].split(",")[0])
+    else:  # small: the same rule (about 4 sqrt(n) lists), without auto's floor of 256
+        nlist = max(16, 2 ** round(np.log2(4 * np.sqrt(len(base)))))
+    configs = {
+        "FAISS Flat (exact)": partial(faiss_search, "Flat"),
+        "Milvus FLAT (exact; default)": partial(milvus_search, "FLAT", {}),
+        f"FAISS IVF{nlist},Flat nprobe 16": partial(faiss_search, f"IVF{nlist},Flat"),
+        f"Milvus IVF_FLAT nlist {nlist} nprobe 16": partial(milvus_search, "IVF_FLAT",
+                                                            {"nlist": nlist}),
+        "FAISS HNSW32 efSearch 128": partial(faiss_search, "HNSW32"),
+        "Milvus HNSW M 32 ef 128": partial(milvus_search, "HNSW", {"M": 32, "efConstruction": 80}),
+    }
+    result["faiss_auto_spec"] = auto
+    for label, run in configs.items():
+        seconds, found = timed(run, ids, base, queries, K)
+        recall = recall_at_k(found, exact, scores, ids)
+        result["configs"][label] = {"recall_at_10": recall, "seconds_build_and_search": seconds}
+        print(f"{name} {label}: recall@10 {recall:.4f} ({seconds:.1f}s)", flush=True)
+    return result
+
+
+def run_search(work: Path, synthetic_rows: int) -> dict:
+    """Search parity on the vectors the engines stage kept in `work`."""
+    search = {}
+    vectors = np.load(work / "openmoji.npy")
+    half = len(vectors) // 2  # texts first, then their images
+    search["openmoji text->image"] = search_parity("openmoji", vectors[half:], vectors[:half])
+    synthetic = work / "synthetic.npy"
+    if synthetic_rows and synthetic.exists():
+        vectors = np.load(synthetic)
+        rng = np.random.default_rng(1)
+        queries = rng.choice(len(vectors), size=1000, replace=False)
+        base = np.setdiff1d(np.arange(len(vectors)), queries)
+        search[f"synthetic {len(vectors) // 1000}k"] = search_parity(
+            "synthetic", vectors[base], vectors[queries])
+    return search
+
+
 # -- report ----------------------------------------------------------------------------------
 def markdown(result: dict) -> str:
     """The tables; `notes` in the result, written after a run, closes the report."""
     return render("scale", **{"command": None, "search_command": None, "machine": None,
-                              "job": None, "job_command": None, "notes": "", **result})
+                              "notes": "", **result})
 
 
 def figure(result: dict) -> Any:
@@ -188,18 +284,14 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = arguments(__doc__, "checkpoint", "data", "cache")
-    for name, default in (("synthetic", 100_000), ("repeats", 3), ("synthetic-repeats", 1)):
-        parser.add_argument(f"--{name}", type=int, default=default)
-    parser.add_argument("--synthetic-texts", type=int, default=10_000,
-                        help="synthetic captions through the full encoder (MiniLM + head)")
+    parser = arguments(__doc__, "checkpoint", "data", "cache", work="scale-bench",
+                       synthetic=100_000, repeats=3, synthetic_repeats=1, synthetic_texts=(
+                           10_000, "synthetic captions through the full encoder (MiniLM + head)"))
     parser.add_argument("--stage", default="all",
-                        choices=("all", "engines", "search", "job", "report"),
+                        choices=("all", "engines", "search", "report"),
                         help="engines: time the engines and keep their vectors in --work; "
                              "search: search parity on the kept vectors (merged into the json); "
-                             "job: xmr index build once per engine; "
                              "report: re-render md/png from the json")
-    parser.add_argument("--work", type=Path, default=Path("artifacts/scale-bench"))
     args = parser.parse_args()
     run_command = command("bench.scale_bench")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -209,8 +301,6 @@ def main() -> None:
     if args.stage in ("all", "engines"):
         result |= {"command": run_command, "machine": f"{machine()}, Ray with 2 workers",
                    "engines": run_engines(args)}
-    if args.stage in ("all", "job"):
-        result |= {"job_command": run_command, "job": run_job(args)}
     if args.stage in ("all", "search"):
         result |= {"search_command": run_command, "search": run_search(args.work, args.synthetic)}
     write_results(args.out, "scale", result, markdown(result), figure(result))
@@ -240,43 +330,6 @@ def run_engines(args: argparse.Namespace) -> dict:
             "synthetic texts", EncoderSpec(args.checkpoint, None), ["text"] * len(synthetic),
             synthetic, dim, args.synthetic_repeats)
     return engines
-
-
-def run_job(args: argparse.Namespace) -> dict:
-    """`xmr index build` itself, once per engine, on the same corpus: wall time, and the two
-    indexes compared (ids and records per modality, vectors)."""
-    from index.database import DATABASE, ItemDatabase
-
-    out: dict = {"corpus": relative(str(args.data)), "engines": {}}
-    contents = {}
-    for engine in ("local", "ray"):
-        index_dir = args.work / f"job-{engine}"
-        shutil.rmtree(index_dir, ignore_errors=True)
-        build = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint",
-                 str(args.checkpoint), "--data", str(args.data), "--out", str(index_dir),
-                 "--no-progress", "--engine", engine]
-        build += ["--workers", "2"] if engine == "ray" else []
-        out["engines"][engine] = {"seconds": timed(subprocess.run, build, check=True,
-                                                   cwd=ROOT)[0]}
-        print(f"job {engine}: {out['engines'][engine]['seconds']:.1f}s", flush=True)
-        generation = sorted(index_dir.glob("gen-*"))[-1]
-        meta = ItemDatabase(generation / DATABASE)
-        dim = json.loads((generation / "manifest.json").read_text())["dim"]
-        contents[engine] = {}
-        for modality in ("image", "text"):
-            ids, vectors = meta.all_vectors(modality, dim)
-            records = meta.get_many(ids.tolist())
-            keys = [(i, records[i].content_hash, records[i].labels) for i in ids.tolist()]
-            contents[engine][modality] = (keys, vectors)
-        meta.close()
-    for modality in ("image", "text"):
-        a, b = contents["local"][modality], contents["ray"][modality]
-        out[modality] = {"items": len(a[0]), "ids_and_records_equal": a[0] == b[0],
-                         "max_abs_diff": float(np.abs(a[1] - b[1]).max()) if a[0] == b[0]
-                         else None}
-    local_s, ray_s = out["engines"]["local"]["seconds"], out["engines"]["ray"]["seconds"]
-    out["throughput_ratio_ray_over_local"] = local_s / ray_s
-    return out
 
 
 if __name__ == "__main__":

@@ -267,17 +267,13 @@ def ranking_quality(checkpoint: Path, args: argparse.Namespace, runtime: str) ->
 
 def main() -> int:
     # --index: the OpenMoji index (built from --data, reading --cache, when there is none)
-    parser = arguments(__doc__, "checkpoint", "data", "index", "cache")
-    parser.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-service",
-                        help="server logs and the synthetic indexes")
-    parser.add_argument("--seconds", type=int, default=20, help="per measured run")
-    parser.add_argument("--warmup", type=int, default=3, help="per run, not counted")
-    parser.add_argument("--synthetic", type=int, default=100_000)
+    parser = arguments(__doc__, "checkpoint", "data", "index", "cache", work="bench-service",
+                       seconds=(20, "per measured run"), warmup=(3, "per run, not counted"),
+                       synthetic=100_000, repeats=(
+                           3, "of each run, the modes (or runtimes) interleaved in each"))
     parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"),
                         help="instead: the text encoder on these runtimes, side by side "
                              "(bench/results/runtimes.*)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="of each run, the modes (or runtimes) interleaved in each")
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
                         default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()

@@ -62,10 +62,6 @@ def figure(result: dict) -> Any:
     return fig
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
-
-
 def runtime_rows(result: dict) -> list[tuple[str, dict[str, list[float]]]]:
     """(setting, {runtime: its figure in each repeat}) for the encoder and service rows."""
     rows: dict[str, dict[str, list[float]]] = {}
@@ -82,10 +78,7 @@ def runtime_rows(result: dict) -> list[tuple[str, dict[str, list[float]]]]:
 def runtimes_markdown(result: dict) -> str:
     """Each setting's median (min-max) over the repeats per runtime, and their ratio."""
     runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
-    table = [(key, [spread(values[r]) for r in runtimes],
-              [f"{statistics.median(values[r]) / statistics.median(values[runtimes[0]]):.2f}x"
-               for r in runtimes[1:]]) for key, values in runtime_rows(result)]
-    return render("runtimes", **{"quality": {}, **result}, runtimes=runtimes, table=table)
+    return render("runtimes", **result, runtimes=runtimes, rows=runtime_rows(result))
 
 
 def runtimes_figure(result: dict) -> Any:

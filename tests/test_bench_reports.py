@@ -13,8 +13,8 @@ import pytest
 from bench import (
     features,
     fusion,
-    index_report,
-    peers_report,
+    index_bench,
+    peers,
     quality_report,
     report,
     scale_bench,
@@ -24,8 +24,8 @@ from bench import (
 from bench.harness import RESULTS
 
 RENDERERS: dict[str, Callable[[dict], str]] = {
-    "features": features.markdown, "index": index_report.markdown, "scale": scale_bench.markdown,
-    "quality": quality_report.markdown, "peers": peers_report.markdown,
+    "features": features.markdown, "index": index_bench.markdown, "scale": scale_bench.markdown,
+    "quality": quality_report.markdown, "peers": peers.markdown,
     "service": service_report.markdown, "runtimes": service_report.runtimes_markdown,
     "two_commands": two_commands.markdown, "fusion": fusion.markdown,
     "docker": lambda result: report.render("docker", **result),
@@ -48,10 +48,10 @@ def test_every_committed_result_with_a_report_is_rendered_here() -> None:
 
 
 def test_the_committed_runs_hold_what_the_reports_read() -> None:
-    peers = read("peers")
-    assert {(r["system"], r["clients"]) for r in peers["runs"]} == {
-        (s, c) for s in peers_report.SYSTEMS for c in (1, 8, 32)}
-    assert all(set(r) >= {"qps", "p50_ms", "p99_ms", "rss_mb"} for r in peers["runs"])
+    result = read("peers")
+    assert {(r["system"], r["clients"]) for r in result["runs"]} == {
+        (s, c) for s in peers.SYSTEMS for c in (1, 8, 32)}
+    assert all(set(r) >= {"qps", "p50_ms", "p99_ms", "rss_mb"} for r in result["runs"])
     service = read("service")
     assert {r["clients"] for r in service["runs"]} == set(service_report.CLIENTS)
     assert all(read(n)["load_generator"].startswith("wrk ") for n in ("service", "runtimes"))

@@ -34,7 +34,7 @@ class HashEmbedder:
     """A deterministic stand-in for models.embedder.CheckpointEmbedder at the index layer's
     boundary: equal content -> equal unit vector, `salt` plays the role of another checkpoint.
     The job's logic (ids, generations, replay, resume) does not depend on what the vectors
-    mean; the real encoder runs in the slow CLI tests and in bench/index_bench.py.
+    mean; the real encoder runs in the slow CLI tests.
     `encode_texts` / `encode_images` make query vectors (and are what a test overrides to act
     while the job embeds); `calls` counts them."""
 
