@@ -87,7 +87,9 @@ class Settings(StoreSettings):
     # bench/results/runtimes.md, but its activations are quantised per batch, so a query's
     # scores move slightly with the queries batched beside it); or torch. The ONNX
     # runtimes stay on torch, with a log line, for methods that read token vectors, on a GPU,
-    # where onnxruntime is missing or the export fails. Image queries always run on torch.
+    # where onnxruntime is missing or the export fails. Image queries and ingested images run
+    # on ONNX Runtime too (the image backbone and the method's image head as one float graph,
+    # equal to torch within 1e-4, exported on the first image) under either ONNX runtime.
     encoder_runtime: Literal["torch", "onnx", "onnx-int8"] = "onnx"
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
