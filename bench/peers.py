@@ -194,9 +194,11 @@ def run(args: Any) -> dict:
 
 
 # -- the report ----------------------------------------------------------------------------------
-def row(result: dict, system: str, clients: int) -> dict:
-    return next(r for r in result["runs"] + result["reference_runs"]
-                if r["system"] == system and r["clients"] == clients)
+def row(result: dict, system: str, clients: int) -> dict | None:
+    """The medians of `system` at `clients`; None for a system the run left out (a reference
+    engine of infinity-emb's that `--infinity` did not name)."""
+    return next((r for r in result["runs"] + result["reference_runs"]
+                 if r["system"] == system and r["clients"] == clients), None)
 
 
 def markdown(result: dict) -> str:

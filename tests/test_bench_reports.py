@@ -57,6 +57,17 @@ def test_the_committed_runs_hold_what_the_reports_read() -> None:
     assert all(read(n)["load_generator"].startswith("wrk ") for n in ("service", "runtimes"))
 
 
+def test_the_peers_report_renders_without_infinity_emb_s_reference_engine() -> None:
+    """`--infinity optimum` alone: no torch reference rows to compare with."""
+    result = read("peers")
+    result = {**result, "reference_runs": [],
+              "raw": [r for r in result["raw"] if r["system"] in peers.SYSTEMS],
+              **{key: {name: v for name, v in result[key].items() if name in peers.SYSTEMS}
+                 for key in ("engines", "idle_cpu_percent")}}
+    text = peers.markdown(result)
+    assert "infinity-emb/torch" not in text and "| xmr | 32 |" in text
+
+
 def test_the_command_line_renders_docker_smokes_report_beside_its_json(tmp_path: Path) -> None:
     answers = {"text_to_image": {"query": "cat", "hits": [
                    {"id": 7, "labels": ["animal", "animal-mammal"], "score": 0.61}]},
