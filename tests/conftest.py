@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,14 +10,13 @@ import pytest
 from tests.fixtures import make_wikipedia_layout, train_tiny_run
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread() -> None:
-    """torch on one thread in the test process: its models and batches are tiny, so a second
-    thread only waits on the first, or spins against the other processes of a shared machine
-    (the servers and commands the tests start). A child process keeps its own default."""
-    import torch
-
-    torch.set_num_threads(1)
+def pytest_configure(config: pytest.Config) -> None:
+    """OpenMP (torch, FAISS, BLAS) on one thread, in the test process and in every command and
+    server it starts (set before any of them loads): their models and batches are tiny, so a
+    second thread only waits at each barrier, and on a machine whose cores the tests' own
+    processes share it spins against them (as `xmr train --threads` says of training). An
+    OMP_NUM_THREADS already set is kept."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
