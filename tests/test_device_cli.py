@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import make_wikipedia_layout, tiny_cache
+from tests.fixtures import tiny_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,17 +23,16 @@ def xmr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           capture_output=True, timeout=600, env={**environ, **(env or {})})
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("device")
-    out = root / "corpus"
-    done = xmr("data", "wikipedia", str(make_wikipedia_layout(root / "src")), str(out))
-    assert done.returncode == 0, done.stderr
-    return out
+@pytest.fixture
+def corpus(tiny_run: tuple[Path, Path]) -> Path:
+    """The session's tiny corpus; its backbone features are in `tiny_cache`, so the commands
+    here spend their time on what they are asked, not on extracting them again."""
+    return tiny_run[0]
 
 
-def test_train_and_eval_take_device_auto(corpus: Path, tmp_path: Path) -> None:
-    cache = str(tmp_path / "cache")
+def test_train_and_eval_take_device_auto(corpus: Path, tiny_run: tuple[Path, Path],
+                                         tmp_path: Path) -> None:
+    cache = str(tiny_cache(tiny_run[1]))
     trained = xmr("train", "--data", str(corpus), "--method", "linear", "--out",
                   str(tmp_path / "run"), "--epochs", "1", "--cache", cache, "--device", "auto")
     assert trained.returncode == 0, trained.stderr

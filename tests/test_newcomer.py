@@ -1,8 +1,8 @@
-"""What a new user meets, through the real CLI and a real server: `--method` trains the shipped
-settings (found inside the package), the README documents labels.json, a bad image stops
-`xmr train` with its manifest line (or is skipped), /docs renders in Chromium with the network
-blocked, and the smaller points: help texts, quiet logs, settings named as the user set them.
-The README's own command lines run in tests/test_readme_recipes.py."""
+"""What a new user meets, through the real CLI: `--method` trains the shipped settings (found
+inside the package), the README documents labels.json, a bad image stops `xmr train` with its
+manifest line (or is skipped), and the smaller points: help texts, settings named as the user
+set them. The served side (/docs offline, a quiet log) is in tests/service/test_newcomer_api.py,
+the README's own command lines in tests/test_readme_recipes.py."""
 
 from __future__ import annotations
 
@@ -12,26 +12,18 @@ import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from models.config import CONFIGS, default_method
 from models.data.corpus import read_corpus
 from tests.fixtures import make_wikipedia_layout
-from tests.service.conftest import Server, start_server
 from xmr.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 def xmr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -185,63 +177,7 @@ def test_index_build_names_a_missing_image_before_loading_anything(
     assert not (tmp_path / "index").exists()
 
 
-# -- 4 and 5. the served side: /docs offline in Chromium, a quiet log, named settings ----------
-
-@pytest.fixture(scope="module")
-def quiet_server(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[Server]:
-    corpus, checkpoint = tiny_run
-    root = tmp_path_factory.mktemp("newcomer-server")
-    server = start_server(root / "index", checkpoint, root / "server.log", corpus,
-                          env={"XMR_LOG_LEVEL": "warning"})
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def blocked_browser() -> webdriver.Chrome:
-    """Headless Chromium that reaches loopback only: every other host resolves to nothing and
-    every other request goes to a proxy that is not there."""
-    if not (CHROMIUM.exists() and DRIVER.exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver: `make system-deps`")
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1200,900", "--proxy-server=http://127.0.0.1:9",
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(DRIVER)))
-    driver.set_page_load_timeout(60)
-    return driver
-
-
-def test_docs_render_with_the_network_blocked(quiet_server: Server) -> None:
-    driver = blocked_browser()
-    try:
-        with pytest.raises(WebDriverException):
-            driver.get("http://example.org/")
-        driver.get(quiet_server.url + "/docs")
-        WebDriverWait(driver, 60).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock"))
-        assert len(driver.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock")) >= 10
-        title = driver.find_element(By.CSS_SELECTOR, ".swagger-ui .title").text
-        assert "cross-modal retrieval" in title
-        fetched = driver.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name)")
-        assert fetched and all(url.startswith(quiet_server.url) for url in fetched)
-    finally:
-        driver.quit()
-
-
-def test_warning_log_level_prints_no_progress_bars(quiet_server: Server) -> None:
-    with quiet_server.client() as client:
-        assert client.post("/v1/search/text-to-image", json={"text": "a river", "k": 3}
-                           ).status_code == 200
-    log = quiet_server.log_text()
-    assert "it/s]" not in log and "%|" not in log and "Loading weights" not in log
-
+# -- 4. the smaller points: settings named as the user set them, help texts ------------------
 
 @pytest.mark.parametrize(("env", "flags", "named"), [
     ({"XMR_MAX_K": "0"}, [], "XMR_MAX_K=0"),

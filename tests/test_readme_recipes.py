@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures import make_karpathy_layout
+from xmr.cli import main as xmr
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -110,7 +111,8 @@ def test_your_own_data_recipe_runs_as_written(tmp_path: Path) -> None:
     assert [line.split()[:2] for line in lines] == [
         ["xmr", "train"], ["xmr", "eval"], ["xmr", "index"], ["xmr", "serve"]]
     shell = Shell(tmp_path, free_port())
-    shell.run(f"xmr data captions {make_karpathy_layout(tmp_path / 'src')} corpora/mine")
+    assert xmr(["data", "captions", str(make_karpathy_layout(tmp_path / "src")),
+                str(tmp_path / "corpora/mine")]) == 0  # the corpus the recipe starts from
     for line in lines[:-1]:
         shell.run(line)
     assert json.loads((tmp_path / "runs/mine/eval.json").read_text())["recall"]["i2t"]
@@ -189,12 +191,17 @@ def make_demo_shaped_corpus(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
+    """The server the curl lines talk to. Its checkpoint and index are made in this process
+    (they are no README line; a child process each would only load the backbones again);
+    `xmr serve` runs as a user starts it."""
     folder = tmp_path_factory.mktemp("readme-rest")
     shell = Shell(folder, free_port())
-    make_demo_shaped_corpus(folder / "artifacts/data/openmoji")
-    shell.run("xmr train --data artifacts/data/openmoji --method linear --epochs 3 --out run")
-    shell.run("xmr index build --checkpoint run/checkpoint.pt --data artifacts/data/openmoji "
-              "--out index --no-progress")
+    corpus = make_demo_shaped_corpus(folder / "artifacts/data/openmoji")
+    run = folder / "run"
+    assert xmr(["train", "--data", str(corpus), "--method", "linear", "--epochs", "3",
+                "--out", str(run), "--cache", str(folder / "artifacts/cache")]) == 0
+    assert xmr(["index", "build", "--checkpoint", str(run / "checkpoint.pt"), "--data",
+                str(corpus), "--out", str(folder / "index"), "--no-progress"]) == 0
     Image.new("RGB", (80, 60), (200, 120, 60)).save(folder / "photo.jpg")
     Image.new("RGB", (80, 60), (40, 60, 200)).save(folder / "shoe.jpg")
     for _ in shell.serve("xmr serve --index index --checkpoint run/checkpoint.pt"):

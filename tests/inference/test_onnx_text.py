@@ -25,8 +25,17 @@ TEXTS = ["a", "grinning face", "a red apple on a wooden kitchen table beside a k
 
 @pytest.fixture
 def checkpoint(tiny_run: tuple[Path, Path], tmp_path: Path) -> Path:
-    """A copy of the tiny checkpoint, so each test makes its own export beside it."""
+    """A copy of the tiny checkpoint, so a test that changes the checkpoint or its export
+    makes its own export beside it."""
     return Path(shutil.copy(tiny_run[1], tmp_path / "checkpoint.pt"))
+
+
+@pytest.fixture(scope="module")
+def shared(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny checkpoint for the tests that only read its export: whichever runs
+    first exports the graph beside it (each of them checks what it needs either way), the
+    others reuse it."""
+    return Path(shutil.copy(tiny_run[1], tmp_path_factory.mktemp("onnx") / "checkpoint.pt"))
 
 
 def graph_tag(path: Path) -> str:
@@ -36,9 +45,9 @@ def graph_tag(path: Path) -> str:
     return props["xmr_text_graph"]
 
 
-def test_onnx_equals_torch_over_batch_sizes_and_lengths(checkpoint: Path) -> None:
-    on_torch = Encoder.load(checkpoint, "cpu")
-    on_onnx = Encoder.load(checkpoint, "cpu", runtime="onnx")
+def test_onnx_equals_torch_over_batch_sizes_and_lengths(shared: Path) -> None:
+    on_torch = Encoder.load(shared, "cpu")
+    on_onnx = Encoder.load(shared, "cpu", runtime="onnx")
     assert (on_torch.text_runtime, on_onnx.text_runtime) == ("torch", "onnx")
     assert on_onnx.dim == on_torch.dim
     rng = np.random.default_rng(0)
@@ -95,34 +104,34 @@ def test_without_onnxruntime_text_queries_stay_on_torch(
 
 
 def test_int8_is_close_to_torch_and_cached_beside_the_float_graph(
-        checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
-    on_torch = Encoder.load(checkpoint, "cpu")
-    on_int8 = Encoder.load(checkpoint, "cpu", runtime="onnx-int8")
+        shared: Path, caplog: pytest.LogCaptureFixture) -> None:
+    on_torch = Encoder.load(shared, "cpu")
+    on_int8 = Encoder.load(shared, "cpu", runtime="onnx-int8")
     assert on_int8.text_runtime == "onnx-int8"
-    int8_file = onnx_path(checkpoint, int8=True)
+    int8_file = onnx_path(shared, int8=True)
     assert graph_tag(int8_file).startswith(on_int8.checkpoint_id)
     # 8-bit matrices; the token embedding table, a third of the graph, stays float
-    assert int8_file.stat().st_size < 0.75 * onnx_path(checkpoint).stat().st_size
+    assert int8_file.stat().st_size < 0.75 * onnx_path(shared).stat().st_size
     want, got = on_torch.encode_texts(TEXTS), on_int8.encode_texts(TEXTS)
     assert got.shape == want.shape and got.dtype == np.float32
     assert (got * want).sum(1).min() >= 0.9  # close in direction ...
     assert np.abs(got - want).max() > 1e-4  # ... but not the float graph's numbers
 
     caplog.set_level(logging.INFO, logger="models.onnx_text")
-    again = Encoder.load(checkpoint, "cpu", runtime="onnx-int8")  # both graphs reused
+    again = Encoder.load(shared, "cpu", runtime="onnx-int8")  # both graphs reused
     assert "exporting" not in caplog.text and "quantising" not in caplog.text
     np.testing.assert_array_equal(again.encode_texts(TEXTS), got)
 
 
 def test_eval_embeds_the_texts_with_the_runtime_asked_for(
-        tiny_run: tuple[Path, Path], checkpoint: Path, tmp_path: Path) -> None:
+        tiny_run: tuple[Path, Path], shared: Path, tmp_path: Path) -> None:
     from tests.fixtures import tiny_cache
     from xmr.cli import main
 
     reports = {}
     for runtime in ("torch", "onnx", "onnx-int8"):
         out = tmp_path / f"{runtime}.json"
-        assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tiny_run[0]),
+        assert main(["eval", "--checkpoint", str(shared), "--data", str(tiny_run[0]),
                      "--json", str(out), "--cache", str(tiny_cache(tiny_run[1])),
                      "--device", "cpu", "--runtime", runtime]) == 0
         reports[runtime] = json.loads(out.read_text())

@@ -18,10 +18,11 @@ from models.checkpoint import checkpoint_id, load_checkpoint, save_checkpoint
 from tests.service.conftest import Server
 
 
-def variant(checkpoint: Path, out: Path) -> Path:
-    """Another checkpoint of the same method: the weights nudged by 1% seeded noise."""
+def variant(checkpoint: Path, out: Path, seed: int = 1) -> Path:
+    """Another checkpoint of the same method: the weights nudged by 1% noise of `seed` (one
+    checkpoint id per seed)."""
     saved = load_checkpoint(checkpoint)
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     weights = {
         name: value + 0.01 * value.std().nan_to_num() * torch.randn(value.shape,
                                                                       generator=generator)

@@ -1,7 +1,9 @@
-"""What a new user meets at the REST API, on a real server whose largest k is 5: a misspelt
-multipart field is refused as a misspelt JSON one is; labels are checked against the index's
-levels and values, on ingest and in filters; every message about k names the limit the server
-enforces, and the search page never asks for more; messages say what is wrong in words."""
+"""What a new user meets at the REST API, on a real server whose largest k is 5 and whose log
+level is `warning`: a misspelt multipart field is refused as a misspelt JSON one is; labels are
+checked against the index's levels and values, on ingest and in filters; every message about k
+names the limit the server enforces, and the search page never asks for more; messages say what
+is wrong in words; /docs renders in Chromium with the network blocked; the log has no progress
+bars."""
 
 from __future__ import annotations
 
@@ -13,11 +15,18 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.service.conftest import Server, png, serving
-from tests.service.test_page import browser, loaded_images  # noqa: F401  (a fixture)
+from tests.service.test_page import (
+    CHROMIUM,
+    DRIVER,
+    browser,  # noqa: F401  (a fixture)
+    loaded_images,
+)
 
 MAX_K = 5
 KNOWN = ("art", "biology", "geography")
@@ -29,7 +38,7 @@ T2I, I2T = "/v1/search/text-to-image", "/v1/search/image-to-text"
 def small_k(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Server]:
     with serving(*tiny_run, tmp_path_factory.mktemp("newcomer"),
-                 env={"XMR_MAX_K": str(MAX_K)}) as server:
+                 env={"XMR_MAX_K": str(MAX_K), "XMR_LOG_LEVEL": "warning"}) as server:
         yield server
 
 
@@ -142,3 +151,48 @@ def test_the_page_never_asks_for_more_than_the_served_k(
     browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
     wait.until(lambda d: len(loaded_images(d)) == MAX_K)
     assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+# -- /docs offline in Chromium; a quiet log -------------------------------------------------
+
+def blocked_browser() -> webdriver.Chrome:
+    """Headless Chromium that reaches loopback only: every other host resolves to nothing and
+    every other request goes to a proxy that is not there."""
+    if not (CHROMIUM.exists() and DRIVER.exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver: `make system-deps`")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1200,900", "--proxy-server=http://127.0.0.1:9",
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(DRIVER)))
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def test_docs_render_with_the_network_blocked(small_k: Server) -> None:
+    driver = blocked_browser()
+    try:
+        with pytest.raises(WebDriverException):
+            driver.get("http://example.org/")
+        driver.get(small_k.url + "/docs")
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock")) >= 10
+        title = driver.find_element(By.CSS_SELECTOR, ".swagger-ui .title").text
+        assert "cross-modal retrieval" in title
+        fetched = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        assert fetched and all(url.startswith(small_k.url) for url in fetched)
+    finally:
+        driver.quit()
+
+
+def test_warning_log_level_prints_no_progress_bars(small_k: Server) -> None:
+    with small_k.client() as client:
+        assert client.post("/v1/search/text-to-image", json={"text": "a river", "k": 3}
+                           ).status_code == 200
+    log = small_k.log_text()
+    assert "it/s]" not in log and "%|" not in log and "Loading weights" not in log

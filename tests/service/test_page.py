@@ -108,8 +108,7 @@ def type_and_search(browser: webdriver.Chrome, wait: WebDriverWait, text: str) -
     query = browser.find_element(By.ID, "query")
     query.clear()
     query.send_keys(text)
-    before = browser.execute_script(
-        "return [...document.querySelectorAll('#results-images img')].map(i => i.src)")
+    before = [i["src"] for i in loaded_images(browser)]  # as the wait below reads them
     browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
     wait.until(lambda d: len(loaded_images(d)) > 0 and all(i["ok"] for i in loaded_images(d))
                and [i["src"] for i in loaded_images(d)] != before)

@@ -23,10 +23,15 @@ SWAP_WAIT_S = 3.0
 BOUND_S = 30.0  # no answer may take longer (the client gives up after this: a hang fails)
 
 
-@pytest.fixture
-def served(tiny_run: tuple[Path, Path], tmp_path: Path) -> Iterator[Server]:
-    with serving(*tiny_run, tmp_path, env={"XMR_SWAP_WAIT_S": str(SWAP_WAIT_S),
-                                           "XMR_REQUEST_TIMEOUT_S": "20"}) as running:
+@pytest.fixture(scope="module")
+def served(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    """One server for the module: each test first rebuilds the index it serves with a
+    checkpoint of its own (a variant of its own seed), so neither depends on what the other
+    left."""
+    with serving(*tiny_run, tmp_path_factory.mktemp("rebuild"),
+                 env={"XMR_SWAP_WAIT_S": str(SWAP_WAIT_S),
+                      "XMR_REQUEST_TIMEOUT_S": "20"}) as running:
         yield running
 
 
@@ -79,7 +84,7 @@ def test_the_service_follows_an_index_rebuilt_with_another_checkpoint(
 
 def test_a_rebuild_with_a_checkpoint_the_service_cannot_load_is_refused_not_hung(
         served: Server, tmp_path: Path) -> None:
-    gone = variant(served.checkpoint, tmp_path / "gone" / "checkpoint.pt")
+    gone = variant(served.checkpoint, tmp_path / "gone" / "checkpoint.pt", seed=2)
     rebuild(served, gone)
     gone.unlink()  # the run directory was removed after the build
     with httpx.Client(base_url=served.url, timeout=BOUND_S) as client:
