@@ -149,33 +149,38 @@ def write_snapshot(gen: Generation, replace: Sequence[str] = ()) -> None:
     their copies in a snapshot of the same sequence (which would otherwise be kept as is,
     and the store rebuilt again at every open)."""
     catch_up(gen)
-    _write_stores(gen.path, gen.stores, gen.applied)
-    for name in replace:
-        _replace_store(gen.path / SNAPSHOTS / f"snap-{gen.applied:012d}", name, gen.stores[name])
+    if not _write_stores(gen.path, gen.stores, gen.applied):  # a snapshot made before
+        for name in replace:
+            _replace_store(gen.path / SNAPSHOTS / f"snap-{gen.applied:012d}", name,
+                           gen.stores[name])
     with gen.meta.write(allow_sealed=True):
         if snapshot_seq(gen.path) < gen.applied:
             _point_at(gen.path, gen.applied)
 
 
-def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> None:
+def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> bool:
+    """True when this call wrote snapshot `seq`; False when one was there already."""
     base = path / SNAPSHOTS
     base.mkdir(exist_ok=True)
     final = base / f"snap-{seq:012d}"
     if final.exists():
-        return
+        return False
     tmp = base / f".tmp-{seq:012d}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for modality, store in stores.items():
         store.save(tmp / modality)
         fsync_tree(tmp / modality)
     fsync_tree(tmp)
+    wrote = True
     try:
         tmp.rename(final)
     except OSError:  # another process wrote the same snapshot first
         shutil.rmtree(tmp, ignore_errors=True)
+        wrote = False
     fsync_dir(base)
     if not (base / POINTER).exists():
         _point_at(path, seq)
+    return wrote
 
 
 def _replace_store(snapshot: Path, name: str, store: VectorStore) -> None:
