@@ -130,7 +130,7 @@ class Postings:
             found, where = np.unique(held, return_inverse=True)
             return self._rowid[found], np.bincount(where, gain)
         total = np.bincount(held, gain, minlength=len(self._rowid))
-        found = np.flatnonzero(np.bincount(held, minlength=len(self._rowid)))
+        found = np.flatnonzero(total)  # every gain is above 0: a matched slot sums above 0
         return self._rowid[found], total[found]
 
     def best(self, phrases: Sequence[str], k: int, allow: np.ndarray | None = None
