@@ -148,7 +148,7 @@ class Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         graph = self.onnx_image
         if graph is not None:
-            return np.asarray(graph.encode(self._pixels(images)))
+            return graph.encode(self._pixels(images))
         return self.embed_image_features(self.backbones.image.encode(self._pixels(images)))
 
     def _pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
