@@ -4,9 +4,9 @@ tokens (models.lexical tokenizes).
 FTS5 stays the store: the words of an item are written in the item's transaction, and the
 tokenizer is FTS5's. Scoring happens here because FTS5 computes `bm25()` one matching row at a
 time through its auxiliary-function interface, and counts the rows holding each query word by
-walking that word's whole posting list, on every query: a few milliseconds a query once a
-corpus holds many thousand rows. Here each token's postings are arrays, and a query is a few
-vectorised operations over the postings of its tokens, however common they are.
+walking that word's whole posting list, on every query: a cost that grows with every row a
+query's words hold. Here each token's postings are arrays, and a query is a few vectorised
+operations over the postings of its tokens, however common they are.
 
 The score is FTS5's, with its defaults (k1 = 1.2, b = 0.75, one column of weight 1): for each
 query phrase (a query word's token; a token given twice counts twice, as two FTS5 phrases do)
