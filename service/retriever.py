@@ -116,7 +116,7 @@ class Retriever:
     async def default_mode(self, modality: str) -> SearchMode:
         """hybrid where the index holds words for items of `modality`, else vector."""
         key = (self._catalog.generation, modality)
-        if not self._worded.get(key):
+        if not self._worded.get(key):  # asked again while False: an ingest may bring words
             self._worded[key] = await self.run(self._catalog.has_words, modality)
         return "hybrid" if self._worded[key] else "vector"
 
