@@ -10,7 +10,6 @@ their ratio holds even on a shared, noisy machine; warm figures are medians over
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import arguments, command, machine, pyplot, relative, timed, write_results
+from bench.harness import arguments, bars, command, machine, publish, pyplot, relative, timed
 from bench.report import render
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import IMAGE_BATCH, image_features, text_features
@@ -83,13 +82,9 @@ def markdown(result: dict) -> str:
 
 def figure(result: dict) -> Any:
     fig, ax = pyplot().subplots(figsize=(6, 4))
-    kinds = ["images_per_s", "texts_per_s"]
-    for offset, name in ((-0.2, "cold"), (0.2, "warm")):
-        ax.bar([i + offset for i in range(2)], [result[name][k] for k in kinds], 0.4, label=name)
-    ax.set_xticks(range(2), ["images/s", "texts/s"])
-    ax.set_yscale("log")
-    ax.set_title(f"feature extraction, {result['items']} items (log scale)")
-    ax.legend()
+    kinds = ("images_per_s", "texts_per_s")
+    bars(ax, ["images/s", "texts/s"], {p: [result[p][k] for k in kinds] for p in ("cold", "warm")},
+         yscale="log", title=f"feature extraction, {result['items']} items (log scale)")
     return fig
 
 
@@ -97,10 +92,9 @@ def main() -> None:
     parser = arguments(__doc__, "data", repeats=3)
     parser.add_argument("--limit", type=int, help="only the first N items")
     args = parser.parse_args()
-    result = measure(args.data, args.limit, args.repeats)
-    result["command"] = command("bench.features")
-    write_results(args.out, "features", result, markdown(result), figure(result))
-    print(json.dumps(result, indent=1))
+    publish(args, "features", lambda: {**measure(args.data, args.limit, args.repeats),
+                                       "command": command("bench.features")},
+            markdown, figure)
 
 
 if __name__ == "__main__":

@@ -95,12 +95,12 @@ def markdown(doc: dict[str, Any]) -> str:
     return render("fusion", **doc)
 
 
-def figure(rows: list[dict[str, Any]]) -> Any:
+def figure(doc: dict[str, Any]) -> Any:
     """Validation mAP over the weight grid, per family."""
     fig, axes = harness.pyplot().subplots(1, 2, figsize=(9, 4))
     for ax, family in zip(axes, ("zscore", "rrf"), strict=True):
         cells = np.full((round(1 / STEP) + 1,) * 2, np.nan)
-        for r in (r for r in rows if r["family"] == family):
+        for r in (r for r in doc["tried"] if r["family"] == family):
             w = r["weights"]
             cells[round(w["caption"] / STEP), round(w["vector"] / STEP)] = r["map"]
         shown = ax.imshow(cells, origin="lower", extent=(-STEP / 2, 1 + STEP / 2) * 2)
@@ -110,8 +110,7 @@ def figure(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def main() -> None:
-    args = harness.arguments(__doc__, "checkpoint", "data", "cache").parse_args()
+def run(args: Any) -> dict[str, Any]:
     from models.evaluation.keywords import ranking_metrics
 
     found, relevance = validation_signals(args.checkpoint, args.data, args.cache)
@@ -119,13 +118,16 @@ def main() -> None:
     best = {f: max((r for r in rows if r["family"] == f), key=lambda r: r["score"])
             for f in ("zscore", "rrf", "learned")}
     chosen = max(best.values(), key=lambda r: r["score"])
-    doc = {"command": harness.command("bench.fusion"),
-           "n_queries": int(relevance.shape[0]), "n_images": int(relevance.shape[1]),
-           "alone": {n: ranking_metrics(s, relevance) for n, s in found.items()},
-           "best_per_family": list(best.values()),
-           "chosen": {"method": chosen["method"], "weights": chosen["weights"]}, "tried": rows}
-    harness.write_results(args.out, "fusion", doc, markdown(doc), figure(rows))
-    print(markdown(doc))
+    return {"command": harness.command("bench.fusion"),
+            "n_queries": int(relevance.shape[0]), "n_images": int(relevance.shape[1]),
+            "alone": {n: ranking_metrics(s, relevance) for n, s in found.items()},
+            "best_per_family": list(best.values()),
+            "chosen": {"method": chosen["method"], "weights": chosen["weights"]}, "tried": rows}
+
+
+def main() -> None:
+    args = harness.arguments(__doc__, "checkpoint", "data", "cache").parse_args()
+    harness.publish(args, "fusion", lambda: run(args), markdown, figure)
 
 
 if __name__ == "__main__":

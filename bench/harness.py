@@ -129,12 +129,13 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def arguments(doc: str, *artifacts: str, work: str | None = None,
+def arguments(doc: str, *artifacts: str, work: str | None = None, renders: bool = True,
               **numbers: float | tuple[float, str]) -> argparse.ArgumentParser:
     """A benchmark's parser: its docstring as help, --out (default bench/results/); for each
     name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts; given
-    `work`, --work (artifacts/WORK); and an option for each of `numbers` (`repeats=3`, or with
-    its help, `seconds=(20, "per measured run")`) of its default's type."""
+    `work`, --work (artifacts/WORK); an option for each of `numbers` (`repeats=3`, or with its
+    help, `seconds=(20, "per measured run")`) of its default's type; where it `renders`,
+    --render-only (see `publish`)."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in artifacts:
@@ -148,6 +149,9 @@ def arguments(doc: str, *artifacts: str, work: str | None = None,
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                             help=f"{about}{'; ' if about else ''}default: {default}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    if renders:
+        parser.add_argument("--render-only", action="store_true", help="measure nothing: "
+                            "write the markdown and plot again from the JSON under --out")
     return parser
 
 
@@ -162,16 +166,52 @@ def pyplot() -> Any:
     return plt
 
 
-def write_results(out: Path, name: str, result: dict, markdown: str,
+def write_results(out: Path, name: str, result: dict | None, markdown: str,
                   figure: Figure | None = None) -> None:
-    """OUT/NAME.json, OUT/NAME.md and, given a figure, OUT/NAME.png."""
+    """OUT/NAME.json (given a result), OUT/NAME.md and, given a figure, OUT/NAME.png."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    if result is not None:
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / f"{name}.md").write_text(markdown)
     if figure is not None:
         figure.tight_layout()
         figure.savefig(out / f"{name}.png", dpi=110)
         pyplot().close(figure)
+
+
+def publish(args: argparse.Namespace, name: str, measure: Callable[[], dict],
+            markdown: Callable[[dict], str], figure: Callable[[dict], Figure] | None = None
+            ) -> dict:
+    """`measure()` written to OUT/NAME.json (before the report, which then cannot lose it),
+    or with --render-only that file read back; then its report, OUT/NAME.md (printed too) and
+    OUT/NAME.png."""
+    if args.render_only:
+        result = json.loads((args.out / f"{name}.json").read_text())
+    else:
+        result = measure()
+        write_results(args.out, name, result, "")
+    report = markdown(result)
+    write_results(args.out, name, None, report, figure(result) if figure else None)
+    print(report)
+    return result
+
+
+def bars(ax: Any, groups: Sequence[str], series: dict[str, Sequence[float]],
+         horizontal: bool = False, ticks: dict | None = None, bar: dict | None = None,
+         **style: Any) -> None:
+    """Grouped bars on `ax`: a group per name in `groups`, in it a bar per series (from the top
+    when `horizontal`); `ticks` and `bar` style the group names and the bars, `style` goes to
+    ax.set (title, labels, scales, limits); a legend when there are several series."""
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        at = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        (ax.barh if horizontal else ax.bar)(at, values, width, label=label, **(bar or {}))
+    (ax.set_yticks if horizontal else ax.set_xticks)(range(len(groups)), groups, **(ticks or {}))
+    ax.set(**style)
+    if horizontal:
+        ax.invert_yaxis()
+    if len(series) > 1:
+        ax.legend()
 
 
 # -- a served index -------------------------------------------------------------------------------

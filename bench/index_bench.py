@@ -224,8 +224,8 @@ def kept_results(path: Path, sets: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = arguments(
-        __doc__, "checkpoint", "data", "cache", centres=4096, spread=0.6, offset=1.3,
+    parser = arguments(  # no --render-only: the plot needs the per-vector cosines of a run
+        __doc__, "checkpoint", "data", "cache", renders=False, centres=4096, spread=0.6, offset=1.3,
         queries=1000, mix=0.5, noise=0.3, recall_target=0.95, build_threads=2,
         single_queries=500, flat_single_queries=200, hnsw_max=1_000_000,
         search_threads=(1, "FAISS OpenMP threads while searching (on 2 shared cores, 2 spin-"

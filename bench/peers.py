@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench import harness
-from bench.harness import CLIENTS, K, Process, Server, Target, arguments, pyplot, usage
+from bench.harness import CLIENTS, K, Process, Server, Target, arguments, bars, pyplot, usage
 from bench.report import render
 from bench.service_corpora import queries_of, texts_of
 from service.settings import Settings
@@ -213,20 +213,12 @@ def mid(span: str) -> float:
 
 
 def figure(result: dict) -> Any:
-    plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    width = 0.27
-    for i, system in enumerate(SYSTEMS):
-        rows = [row(result, system, c) for c in (1, 8, 32)]
-        at = [x + (i - 1) * width for x in range(3)]
-        left.bar(at, [r["qps"] for r in rows], width, label=system)
-        right.bar(at, [r["p50_ms"] for r in rows], width, label=system)
-    for axes, title in ((left, "queries/s (higher is better)"),
-                        (right, "p50 latency, ms, log scale (lower is better)")):
-        axes.set_xticks(range(3), ["1 client", "8 clients", "32 clients"])
-        axes.set_title(title)
-    right.set_yscale("log")
-    left.legend()
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "qps", "queries/s (higher is better)"),
+                           (axes[1], "p50_ms", "p50 latency, ms, log scale (lower is better)")):
+        bars(ax, [f"{c} client{'s' * (c > 1)}" for c in CLIENTS],
+             {s: [row(result, s, c)[key] for c in CLIENTS] for s in SYSTEMS}, title=title)
+    axes[1].set_yscale("log")
     fig.suptitle("Same MiniLM, same queries, same two cores, one load generator (wrk)")
     return fig
 
@@ -237,21 +229,11 @@ def main() -> int:
     parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8"),
                         default=Settings.model_fields["encoder_runtime"].default,
                         help="what runs xmr's text queries (default: the service's default)")
-    parser.add_argument("--render", action="store_true",
-                        help="only render OUT/peers.md and .png again from OUT/peers.json")
     parser.add_argument("--infinity", nargs="+", default=["optimum", "torch"],
                         choices=("optimum", "torch"), help="infinity-emb's engines: the first "
                         "is `infinity-emb`, the others references beside it")
     args = parser.parse_args()
-    if args.render:
-        result = json.loads((args.out / "peers.json").read_text())
-    else:
-        args.work.mkdir(parents=True, exist_ok=True)
-        result = run(args)
-        harness.write_results(args.out, "peers", result, "")  # kept if the report fails
-    report = markdown(result)
-    harness.write_results(args.out, "peers", result, report, figure(result))
-    print(report)
+    harness.publish(args, "peers", lambda: run(args), markdown, figure)
     return 0
 
 

@@ -25,6 +25,7 @@ import operator
 import statistics
 import time
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
 RERANK_K = 20
 VAL_KEYS = ("val_avg_map", "val_keyword_map", "val_keyword_success_at_10")
 COMMAND = command("bench.quality")
+# what describes a run in its result, before what is derived from its runs
+RUN_KEYS = ("corpus", "split", "seeds", "levels", "complete", "command", "machine")
 
 
 def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) -> TrainConfig:
@@ -244,20 +247,19 @@ def keyword_summary(rows: list[dict], at) -> dict[str, Any]:
     return out
 
 
-def write_results(args, corpus: Corpus, seeds: list[int], variants: list[str], rows: list[dict],
-                  started: float, final: bool, command: str) -> None:
-    summary = {n: summarize([r for r in rows if r["variant"] == n], corpus.levels)
-               for n in variants}
-    result = {"corpus": relative(str(args.data)), "split": "test", "seeds": seeds,
-              "levels": list(corpus.levels), "complete": final, "command": command,
-              "machine": machine(), "methods": {n: s for n, s in summary.items() if n in METHODS},
+def write_results(out: Path, run: dict, rows: list[dict], wall_seconds: float) -> dict:
+    """OUT/quality.*: `run` (what describes the run, from corpus to machine), each variant's
+    summary, the ablations' verdicts and the keyword references, all derived from `rows`."""
+    levels = tuple(run["levels"])
+    summary = {n: summarize([r for r in rows if r["variant"] == n], levels)
+               for n in dict.fromkeys(r["variant"] for r in rows)}
+    result = {**run, "methods": {n: s for n, s in summary.items() if n in METHODS},
               "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
-              "ablations": ablations(summary, corpus.levels),
+              "ablations": ablations(summary, levels),
               "keyword_references": keyword_references(rows),
-              "wall_seconds": round(time.perf_counter() - started, 1), "runs": rows}
-    harness.write_results(args.out, "quality", result, markdown(result), figure(result, rows))
-    if final:
-        print(markdown(result))
+              "wall_seconds": round(wall_seconds, 1), "runs": rows}
+    harness.write_results(out, "quality", result, markdown(result), figure(result))
+    return result
 
 
 def main() -> int:
@@ -269,16 +271,11 @@ def main() -> int:
                         help='tuning: JSON {"name": ["method", {overrides}]} added to the variants')
     parser.add_argument("--val-only", action="store_true",
                         help="tuning: report validation mAP only, never touch test")
-    parser.add_argument("--resummarize", action="store_true", help="recompute the summary, "
-                        "ablations, markdown and plot from OUT/quality.json's runs")
     args = parser.parse_args()
-    if args.resummarize:
-        previous = json.loads((args.out / "quality.json").read_text())
-        rows = previous["runs"]
-        write_results(args, read_corpus(args.data), previous["seeds"],
-                      list(dict.fromkeys(r["variant"] for r in rows)), rows,
-                      time.perf_counter() - previous["wall_seconds"], previous["complete"],
-                      previous["command"])
+    if args.render_only:  # the summaries, derived from the runs, are derived again
+        old = json.loads((args.out / "quality.json").read_text())
+        run = {k: v for k, v in old.items() if k in RUN_KEYS}
+        print(markdown(write_results(args.out, run, old["runs"], old["wall_seconds"])))
         return 0
     # One thread: on a shared, oversubscribed 2-core box, two OpenMP threads spin-wait on each
     # other and run several times slower than one (measured: 6x on the dhaml step).
@@ -291,7 +288,14 @@ def main() -> int:
     extra = json.loads(args.override)
     for name, (method, overrides) in json.loads(args.extra_variants).items():
         ABLATIONS[name] = (method, overrides)
-    rows = []
+    rows: list[dict] = []
+
+    def save(complete: bool) -> dict:
+        run = {"corpus": relative(str(args.data)), "split": "test", "seeds": seeds,
+               "levels": list(corpus.levels), "complete": complete, "command": COMMAND,
+               "machine": machine()}
+        return write_results(args.out, run, rows, time.perf_counter() - started)
+
     # seed-major: every variant gets its first seed before any gets its last, so a run cut
     # short by the clock still covers every variant (results are rewritten after each run)
     for seed in seeds:
@@ -302,8 +306,7 @@ def main() -> int:
             print(f"{name:24s} seed {seed} val {row['val_avg_map']:.4f} test {shown:.4f} "
                   f"epochs {row['epochs_run']} ({row['train_seconds']:.0f}s)", flush=True)
             if not args.val_only:
-                done = [v for v in variants if any(r["variant"] == v for r in rows)]
-                write_results(args, corpus, seeds, done, rows, started, False, COMMAND)
+                save(complete=False)
     if args.val_only:
         for name in variants:
             picked = [r for r in rows if r["variant"] == name]
@@ -311,9 +314,8 @@ def main() -> int:
             print(f"VAL {name:24s} {json.dumps(extra)} "
                   + " ".join(f"{k[4:]} {v:.4f}" for k, v in means.items()))
         return 0
-    write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
+    print(markdown(save(complete=True)))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

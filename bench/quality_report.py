@@ -81,7 +81,7 @@ def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, An
     return out
 
 
-def figure(result: dict, rows: list[dict]) -> Any:
+def figure(result: dict) -> Any:
     """Test mAP of every method and ablation, and the validation curves of the first seed."""
     fig, (bars, curves) = pyplot().subplots(1, 2, figsize=(13, 4.5))
     summary = {**result["methods"], **result["ablation_runs"]}
@@ -94,7 +94,7 @@ def figure(result: dict, rows: list[dict]) -> Any:
     bars.set(ylabel="test avg mAP@all (finest level)",
              title="methods (blue), baselines (gray), ablations (orange)")
     for name in ("aaml", "aaml-triplet", "dhaml"):
-        for r in rows:
+        for r in result["runs"]:
             if r["variant"] == name and r["seed"] == result["seeds"][0]:
                 curves.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], label=name)
     curves.set(xlabel="epoch", ylabel="validation avg mAP", title="convergence (first seed)")

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import K, arguments, command, machine, pyplot, timed, write_results
+from bench.harness import K, arguments, bars, command, machine, publish, pyplot, timed
 from bench.report import render
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
@@ -262,24 +262,17 @@ def markdown(result: dict) -> str:
 def figure(result: dict) -> Any:
     """Rows/s of each engine per corpus, and recall@10 of each search configuration."""
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
-    names = list(result["engines"])
-    for offset, key, label in ((-0.2, "local_rows_per_s", "local"),
-                               (0.2, "ray_rows_per_s", "Ray, 2 workers")):
-        left.bar([i + offset for i in range(len(names))],
-                 [result["engines"][n][key] for n in names], 0.4, label=label)
-    left.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7)
-    left.set(yscale="log", ylabel="rows / s, end to end (log)", title="embedding engines")
-    left.legend()
-    configs = {f"{name}: {label}": c["recall_at_10"]
-               for name, s in result["search"].items() for label, c in s["configs"].items()}
-    labels, values = list(configs), list(configs.values())
-    if not values:  # search stage not run yet
-        right.set_axis_off()
-        return fig
-    right.barh(range(len(values)), values)
-    right.set_yticks(range(len(values)), labels, fontsize=7)
-    right.set(xlim=(min(0.8, min(values) - 0.02), 1.0), xlabel="recall@10 vs exact")
-    right.invert_yaxis()
+    engines = result["engines"]
+    bars(left, [n.replace(" (", "\n(") for n in engines], {label: [e[key] for e in engines.values()]
+         for key, label in (("local_rows_per_s", "local"), ("ray_rows_per_s", "Ray, 2 workers"))},
+         ticks={"fontsize": 7}, yscale="log", ylabel="rows / s, end to end (log)",
+         title="embedding engines")
+    recall = {f"{name}: {label}": c["recall_at_10"]
+              for name, s in result["search"].items() for label, c in s["configs"].items()}
+    if recall:  # else the search stage has not run yet
+        bars(right, list(recall), {"recall@10": list(recall.values())}, horizontal=True,
+             ticks={"fontsize": 7}, xlim=(min(0.8, min(recall.values()) - 0.02), 1.0),
+             xlabel="recall@10 vs exact")
     return fig
 
 
@@ -287,12 +280,15 @@ def main() -> None:
     parser = arguments(__doc__, "checkpoint", "data", "cache", work="scale-bench",
                        synthetic=100_000, repeats=3, synthetic_repeats=1, synthetic_texts=(
                            10_000, "synthetic captions through the full encoder (MiniLM + head)"))
-    parser.add_argument("--stage", default="all",
-                        choices=("all", "engines", "search", "report"),
+    parser.add_argument("--stage", default="all", choices=("all", "engines", "search"),
                         help="engines: time the engines and keep their vectors in --work; "
-                             "search: search parity on the kept vectors (merged into the json); "
-                             "report: re-render md/png from the json")
+                             "search: search parity on the kept vectors (merged into the json)")
     args = parser.parse_args()
+    publish(args, "scale", lambda: run(args), markdown, figure)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The stages `--stage` names, merged into the last results."""
     run_command = command("bench.scale_bench")
     args.work.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "scale.json"
@@ -303,8 +299,7 @@ def main() -> None:
                    "engines": run_engines(args)}
     if args.stage in ("all", "search"):
         result |= {"search_command": run_command, "search": run_search(args.work, args.synthetic)}
-    write_results(args.out, "scale", result, markdown(result), figure(result))
-    print(json.dumps({k: v for k, v in result.items() if "command" not in k}, indent=1))
+    return result
 
 
 def run_engines(args: argparse.Namespace) -> dict:

@@ -227,6 +227,7 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     from models.inference import Encoder
     from service.settings import Settings
 
+    args.work.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "checkpoint.pt"))
     workers = Settings().encoder_worker_count
     encoders = {name: Encoder.load(checkpoint, "cpu", 1, name) for name in args.runtimes}
@@ -277,18 +278,23 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
                         default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
     if args.runtimes:
-        result = runtime_ab(args, queries_of(args.data))
-        harness.write_results(args.out, "runtimes", result,
-                              service_report.runtimes_markdown(result),
-                              service_report.runtimes_figure(result))
-        return 0
+        harness.publish(args, "runtimes", lambda: runtime_ab(args, queries_of(args.data)),
+                        service_report.runtimes_markdown, service_report.runtimes_figure)
+    else:
+        harness.publish(args, "service", lambda: run(args), service_report.markdown,
+                        service_report.figure)
+    return 0
 
+
+def run(args: argparse.Namespace) -> dict:
+    """Each corpus served in each mode beside its raw figures, its default index's recall
+    against Flat, and the goals."""
     from models.checkpoint import checkpoint_id
     from models.inference import resolve_device
     from service.settings import Settings
 
+    args.work.mkdir(parents=True, exist_ok=True)
     ckpt_id = checkpoint_id(args.checkpoint)
     corpora, dim = prepare_corpora(args, ckpt_id)
     result: dict = {
@@ -312,11 +318,7 @@ def main() -> int:
             result["recall"][corpus.name] = measured_apart(
                 recall_figures, args.checkpoint, args.data, corpus.exact, corpus.index)
     result["load_average_after"] = harness.load_average()
-    result["goals"] = service_report.goals(result)
-    markdown = service_report.markdown(result)
-    harness.write_results(args.out, "service", result, markdown, service_report.figure(result))
-    print(markdown)
-    return 0
+    return {**result, "goals": service_report.goals(result)}
 
 
 if __name__ == "__main__":
