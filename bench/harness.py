@@ -198,10 +198,10 @@ def publish(args: argparse.Namespace, name: str, measure: Callable[[], dict],
 
 def bars(ax: Any, groups: Sequence[str], series: dict[str, Sequence[float]],
          horizontal: bool = False, ticks: dict | None = None, bar: dict | None = None,
-         **style: Any) -> None:
+         legend: bool = True, **style: Any) -> None:
     """Grouped bars on `ax`: a group per name in `groups`, in it a bar per series (from the top
     when `horizontal`); `ticks` and `bar` style the group names and the bars, `style` goes to
-    ax.set (title, labels, scales, limits); a legend when there are several series."""
+    ax.set (title, labels, scales, limits); a legend where there are several series."""
     width = 0.8 / len(series)
     for i, (label, values) in enumerate(series.items()):
         at = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
@@ -210,7 +210,7 @@ def bars(ax: Any, groups: Sequence[str], series: dict[str, Sequence[float]],
     ax.set(**style)
     if horizontal:
         ax.invert_yaxis()
-    if len(series) > 1:
+    if legend and len(series) > 1:
         ax.legend()
 
 

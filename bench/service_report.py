@@ -7,7 +7,7 @@ import statistics
 from typing import Any
 
 from bench import harness
-from bench.harness import CLIENTS, pyplot
+from bench.harness import CLIENTS, bars, pyplot
 from bench.report import render
 
 FIGURES = ("qps", "p50_ms", "p99_ms", "mean_batch", "server_encode_ms", "server_cpu_ms")
@@ -37,28 +37,21 @@ def markdown(result: dict) -> str:
 
 
 def figure(result: dict) -> Any:
-    """Throughput and latency against the client count per corpus and mode (medians), the raw
-    encoder's batched throughput as a line beside them."""
-    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4))
-    rows = medians(result["runs"])
-    for corpus, mode in dict.fromkeys((row["corpus"], row.get("mode")) for row in rows):
-        runs = [row for row in rows if (row["corpus"], row.get("mode")) == (corpus, mode)]
-        xs, name = [run["clients"] for run in runs], f"{corpus}, {mode or 'default'}"
-        axes[0].plot(xs, [run["qps"] for run in runs], marker="o", label=name)
-        axes[1].plot(xs, [run["p50_ms"] for run in runs], marker="o", label=f"{name} p50")
-        axes[1].plot(xs, [run["p99_ms"] for run in runs], marker="x", linestyle=":",
-                     label=f"{name} p99")
-    for corpus in dict.fromkeys(row["corpus"] for row in rows):
-        axes[0].axhline(next(r for r in rows if r["corpus"] == corpus)["encoder_batched_qps"],
-                        linestyle="--", linewidth=0.8, label=f"{corpus}: raw encoder, batch 32")
-    for ax, title in zip(axes, ("throughput (queries/s)", "latency (ms)"), strict=True):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
-        ax.set_xlabel("concurrent clients")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[1].set_yscale("log")
+    """QPS, p50 and p99 at each client count per corpus and mode (medians), the raw encoder's
+    batched throughput as a line per corpus."""
+    fig, axes = pyplot().subplots(1, 3, figsize=(16, 4.5))
+    rows = {(f"{r['corpus']}, {r.get('mode') or 'default'}", r["clients"]): r
+            for r in medians(result["runs"])}
+    for i, (corpus, row) in enumerate({r["corpus"]: r for r in rows.values()}.items()):
+        axes[0].axhline(row["encoder_batched_qps"], color=f"C{2 * i}", linestyle="--",
+                        linewidth=0.8, label=f"{corpus}: raw encoder, batch 32")
+    for ax, key, title in zip(axes, ("qps", "p50_ms", "p99_ms"),
+                              ("queries/s", "p50 ms (log)", "p99 ms (log)"), strict=True):
+        bars(ax, [f"{c} client(s)" for c in CLIENTS], {s: [rows[s, c][key] for c in CLIENTS]
+             for s in dict.fromkeys(s for s, _ in rows)}, legend=False, title=title,
+             yscale="linear" if key == "qps" else "log")
+    axes[2].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper left",
+                   bbox_to_anchor=(1, 1))
     return fig
 
 
@@ -83,21 +76,13 @@ def runtimes_markdown(result: dict) -> str:
 
 def runtimes_figure(result: dict) -> Any:
     """Medians per setting, one bar per runtime: throughputs left, latencies right."""
-    rows = runtime_rows(result)
     runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
     fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
-    for ax, part in zip(axes, ([r for r in rows if "ms" not in r[0]],
-                               [r for r in rows if "ms" in r[0]]), strict=True):
-        for i, runtime in enumerate(runtimes):
-            ax.barh([j + 0.8 * i / len(runtimes) for j in range(len(part))],
-                    [statistics.median(v[runtime]) for _, v in part], height=0.8 / len(runtimes),
-                    label=runtime)
-        ax.set_yticks([j + 0.4 - 0.4 / len(runtimes) for j in range(len(part))],
-                      [k for k, _ in part], fontsize=7)
-        ax.grid(alpha=0.3, axis="x")
-        ax.legend()
-    axes[0].set_title("throughput (median)")
-    axes[1].set_title("latency, ms (median)")
+    for ax, latency, title in zip(axes, (False, True), ("throughput (median)",
+                                                        "latency, ms (median)"), strict=True):
+        part = [(key, v) for key, v in runtime_rows(result) if ("ms" in key) == latency]
+        bars(ax, [key for key, _ in part], {r: [statistics.median(v[r]) for _, v in part]
+             for r in runtimes}, horizontal=True, ticks={"fontsize": 7}, title=title)
     return fig
 
 
