@@ -1,12 +1,6 @@
-"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji, and
-the image backbones' encoding speed side by side (what a larger backbone costs per image).
-
-    python -m bench.features [--limit N] [--repeats 3]   (the demo corpus by default)
-
-Writes bench/results/features.{json,md,png}. The cold pass fills a fresh cache directory;
-warm passes read the same corpus back. Cold and warm run side by side in one process, so
-their ratio holds even on a shared, noisy machine; warm figures are medians over repeats.
-"""
+"""Feature extraction throughput on OpenMoji, cold (an empty cache) against warm (the same
+corpus read back), side by side in one process so that their ratio holds on a shared, noisy
+machine; and each image backbone's encoding speed (what a larger backbone costs per image)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,9 @@
-"""How hybrid search combines its signals (models.fusion), chosen on validation, never on test.
-
-The checkpoint's own validation carve of train (its config's seed and fraction: images the
-head never trained on) gives the queries: the corpus's keywords of those images, against the
-images with their captions, as `xmr eval` asks them of the test split. Three families are
-measured side by side, each as a served query is ranked (models.fusion.hybrid_scores):
-z-scored weighted sums over a grid of weights, reciprocal rank fusion over the same grid, and
-a learned combiner (logistic regression on the z-scored signals of every query-image pair,
-its non-negative coefficients used as weights). The best by the mean of mAP and success@10 is
-the default fusion (models.fusion.Fusion) that `xmr index build` writes into each manifest.
-
-    python -m bench.fusion   (the demo checkpoint, corpus and feature cache by default)
-"""
+"""How hybrid search combines its signals (models.fusion), chosen on validation, never on test:
+the corpus's keywords of the checkpoint's own validation images (its carve of train) as
+queries, ranked as a served query is (models.fusion.hybrid_scores) by z-scored weighted sums
+and by reciprocal rank fusion over a grid of weights, and by a learned combiner (logistic
+regression's non-negative coefficients as weights). The best by the mean of mAP and
+success@10 is the default fusion that `xmr index build` writes into each manifest."""
 
 from __future__ import annotations
 

@@ -90,11 +90,6 @@ def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
         return pool.submit(measurement, *args).result()
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def medians(runs: list[dict], by: Sequence[str], figures: Sequence[str]) -> list[dict]:
     """One row per distinct value of the `by` labels, in the order they first come: the first
     run's labels, with the median over its repeats of each of `figures`."""
@@ -108,10 +103,9 @@ def medians(runs: list[dict], by: Sequence[str], figures: Sequence[str]) -> list
 def mixture(n: int, dim: int, centres: int, spread: float, seed: int, offset: float = 0.0
             ) -> np.ndarray:
     """n unit vectors: a random unit centre each (of `centres`, the same for every seed) plus
-    isotropic noise of total norm ~spread, renormalised; clustered like learned embeddings,
-    not uniform noise, whose neighbours are all nearly equidistant. `offset` adds a direction
-    shared by all centres (learned embeddings live in a cone: random pairs have cosine
-    ~offset^2 / (1 + offset^2), not 0). Generated in chunks (1M x 256 x 4 B)."""
+    isotropic noise of norm ~spread, renormalised: clustered like learned embeddings. `offset`
+    adds a direction shared by all centres (learned embeddings live in a cone: random pairs
+    have cosine ~offset^2 / (1 + offset^2), not 0)."""
     gen = np.random.default_rng(0)
     shared = unit(gen.standard_normal((1, dim)))
     means = unit(gen.standard_normal((centres, dim)) / np.sqrt(dim) + offset * shared)
@@ -259,18 +253,15 @@ class Process:
         self.log.close()
 
 
-class Server(Process):
+def server(index: Path, checkpoint: Path, log: Path, settings: dict[str, str] | None = None
+           ) -> Process:
     """`xmr serve` on `index` and `checkpoint`, read-only; `settings`: XMR_* variables on top
     of this process's environment."""
-
-    def __init__(self, index: Path, checkpoint: Path, log: Path,
-                 settings: dict[str, str] | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
-               "XMR_LOG_LEVEL": "warning", **(settings or {})}
-        env.pop("XMR_API_KEY", None)
-        super().__init__([sys.executable, "-m", "xmr", "serve", "--index", str(index),
-                          "--checkpoint", str(checkpoint), "--port", "{port}"], env, log,
-                         "/readyz")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
+           "XMR_LOG_LEVEL": "warning", **(settings or {})}
+    env.pop("XMR_API_KEY", None)
+    return Process([sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
+                    str(checkpoint), "--port", "{port}"], env, log, "/readyz")
 
 
 @dataclass

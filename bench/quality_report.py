@@ -1,7 +1,5 @@
 """The quality benchmark's report: the thesis claims as verdicts (each ablation's summary
-against its full method's, the seed spread deciding between confirmed, refuted and no
-measurable difference), the markdown tables (label mAP, what people type, ablations) and the plot
-of bench/results/quality.png."""
+against its full method's, the seed spread deciding), the markdown and the plot."""
 
 from __future__ import annotations
 

@@ -1,32 +1,18 @@
 """Past one machine: the Ray engine against the local engine, FAISS against Milvus.
 
-    python -m bench.scale_bench [--synthetic 100000]   (demo artifacts by default)
-
-Writes bench/results/scale.{json,md,png}. What is measured, exactly:
-
-1. Embedding engines, side by side in one process, on the same payloads and checkpoint:
-   - OpenMoji: every item's text and image, backbone features read from the feature cache (as
-     `xmr index build --cache` does): the checkpoint's heads plus cache reads, the fixed-cost
-     (start-up dominated) end of the range.
-   - Synthetic, 100k: the OpenMoji texts' real MiniLM sentence vectors drawn at random with 5%
-     noise, through the checkpoint's text head (payload = row number; actors memory-map the
-     .npy): tiny per-row work, so what the engines cost per row at scale.
-   - Synthetic texts, 10k: seeded unique captions (3-6 words of the OpenMoji names'
-     vocabulary), no cache: MiniLM + head for every text, the compute-bound end.
-   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with 2
-   encoder actors (`map_batches`, 1 CPU and 1 torch thread each). Both end to end: loading the
-   encoder; for Ray also starting it (`ray.init`, reported alone too), the actors and the
-   shutdown. Medians over --repeats (OpenMoji) / --synthetic-repeats. Equality: max |local -
-   ray| over every element, rows in order (the job assigns ids in row order).
-2. Search parity, on the vectors the engines computed (OpenMoji images as the database and
-   texts as queries; the synthetic vectors split into database and queries): recall@10 of the
-   FAISS store and the Milvus store (milvus-lite) against exact search (numpy, float64). A
-   returned id counts as a hit when its exact score is within 1e-5 of the 10th exact score
-   (ties between near-duplicate captions are not misses). Default configurations of each
-   (exact FLAT), and the same approximate index types on each (IVF with the nlist
-   `--index-type auto` picks for that size, nprobe 16; HNSW M 32, ef 128: the FAISS store's
-   defaults), with build + search seconds (milvus-lite runs as a local server process, so its
-   seconds include the RPCs).
+1. Embedding engines, side by side in one process on the same payloads and checkpoint, end to
+   end (loading the encoder; for Ray also `ray.init`, reported alone too, the actors and the
+   shutdown; medians over the repeats), their outputs compared element by element:
+   - OpenMoji: every item's text and image, backbone features from the feature cache, through
+     the checkpoint's heads: the fixed-cost (start-up dominated) end of the range;
+   - synthetic, 100k: noisy draws of the OpenMoji texts' MiniLM vectors (`synthetic_features`)
+     through the text head alone: what the engines cost per row at scale;
+   - synthetic texts, 10k: seeded unique captions, MiniLM + head for each: the compute-bound end.
+   Local: one process, torch's default threads; Ray: 2 encoder actors (`map_batches`, 1 CPU and
+   1 torch thread each).
+2. Search parity on the vectors the engines computed: recall@10 of the FAISS store and the
+   Milvus store (milvus-lite, a local server process: its seconds include the RPCs) against
+   exact search (`recall_at_k`), exact and with the same IVF and HNSW settings on each.
 """
 
 from __future__ import annotations
@@ -49,13 +35,12 @@ from bench.report import render
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
 from index.store import FaissStore, auto_spec
+from models.data.corpus import read_corpus
 from models.embedder import EncoderSpec
 
 
 # -- corpora ---------------------------------------------------------------------------------
 def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
-    from models.data.corpus import read_corpus
-
     corpus = read_corpus(data)
     return (["text"] * len(corpus.items) + ["image"] * len(corpus.items),
             [i.text for i in corpus.items] + [str(corpus.image_path(i)) for i in corpus.items])
@@ -67,7 +52,6 @@ def synthetic_features(data: Path, cache: Path, n: int, out: Path, seed: int = 0
     from models.backbones.cache import FeatureCache
     from models.backbones.extract import text_features
     from models.backbones.text import MiniLM
-    from models.data.corpus import read_corpus
 
     texts = [i.text for i in read_corpus(data).items]
     real = text_features(texts, MiniLM(), FeatureCache(cache), progress=False).pooled
@@ -93,13 +77,9 @@ class FeatureSpec:
 
 class FeatureEmbedder:
     def __init__(self, spec: FeatureSpec, device: str, threads: int | None) -> None:
-        import torch
-
         from models.inference import Encoder
 
-        if threads is not None:
-            torch.set_num_threads(threads)
-        self.encoder = Encoder.load(spec.checkpoint, device)
+        self.encoder = Encoder.load(spec.checkpoint, device, threads)
         self.features = np.load(spec.features, mmap_mode="r")
         self.dim = self.encoder.dim
 
@@ -114,8 +94,6 @@ class FeatureEmbedder:
 
 
 def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
-    from models.data.corpus import read_corpus
-
     words = sorted({w.lower() for i in read_corpus(data).items for w in i.text.split()})
     rng = np.random.default_rng(seed)
     texts: dict[str, None] = {}  # unique, in the order drawn

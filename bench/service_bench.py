@@ -1,20 +1,9 @@
-"""Service benchmark: text-to-image search over HTTP at 1, 8 and 32 concurrent clients, on the
-OpenMoji index and on a 100k synthetic corpus of captioned images (indexed with the default
-index type for its size, and Flat), in vector-only and hybrid mode side by side (`--modes`;
-the modes interleaved at each client count in each of `--repeats`, medians reported), beside
-the encoder's raw batched throughput, the bare search time and the default index's recall
-against exact search, all measured in the same run.
-
-    python -m bench.service_bench   (the demo checkpoint, corpus and index by default)
-
-writes bench/results/service.json, service.md and service.png; with `--runtimes torch onnx`
-instead, the text encoder on each runtime side by side (XMR_ENCODER_RUNTIME), raw and served,
-in bench/results/runtimes.*. The server is `xmr serve` in its own process on loopback; the
-load generator is wrk on one thread (`bench.harness.wrk`, as in bench.peers): one keep-alive
-connection per client, each sending its next query when the last one is answered. Both share
-this machine's cores, as they would on a one-box deployment. Timings are what the machine gave
-during the run.
-"""
+"""Service benchmark: text-to-image search over HTTP (`xmr serve` in its own process, wrk as the
+load, both on this machine's cores as on a one-box deployment) at 1, 8 and 32 clients on the
+OpenMoji index and a 100k synthetic captioned corpus (bench.service_corpora), vector-only and
+hybrid side by side, beside the raw encoder's throughput, the bare search time and the default
+index's recall, all in the same run. With `--runtimes`, the text encoder on each runtime
+instead, raw and served (runtimes.*)."""
 
 from __future__ import annotations
 
@@ -33,7 +22,7 @@ import httpx
 import numpy as np
 
 from bench import harness, service_report
-from bench.harness import CLIENTS, ROOT, K, Server, Target, arguments, measured_apart, timed
+from bench.harness import CLIENTS, ROOT, K, Target, arguments, measured_apart, server, timed
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
@@ -175,18 +164,18 @@ def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, quer
     this environment, log server-NAME.log), each labelled with `labels`: in each search mode
     (None: the service's default) side by side at each client count, in each of `repeats`;
     its memory after; and with hybrid among the modes, `signals_found` before them."""
-    server = Server(index, checkpoint, args.work / f"server-{name}.log", settings)
+    served = server(index, checkpoint, args.work / f"server-{name}.log", settings)
     try:
-        items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
-        signals = signals_found(server.url, queries, name) if "hybrid" in modes else {}
-        targets = {mode: Target.searches(f"{name}-{mode}", server, queries, K, args.work,
+        items = httpx.get(f"{served.url}/v1/info").json()["items"]["image"]
+        signals = signals_found(served.url, queries, name) if "hybrid" in modes else {}
+        targets = {mode: Target.searches(f"{name}-{mode}", served, queries, K, args.work,
                                          mode=mode) for mode in modes}
         runs = [load_run(targets[mode], n, args,
                          {"mode": mode, "repeat": repeat, **labels, "items": items})
                 for repeat in range(repeats) for n in clients for mode in modes]
-        return runs, server.memory_mb(), signals
+        return runs, served.memory_mb(), signals
     finally:
-        server.stop()
+        served.stop()
 
 
 def signals_found(url: str, queries: list[str], name: str) -> dict[str, float]:

@@ -1,13 +1,6 @@
-"""Time the README's two commands, cold (a fresh clone) and warm (the same clone again).
-
-    python -m bench.two_commands [--source .]
-
-`make test` is timed to its exit; `make demo` (on a free port) until it answers a text-to-image
-search for "cat" (the command keeps serving, so it is stopped once the answer is in). The demo
-check is the README's promise: the text "cat" returns cat emoji among the first results.
-Writes bench/results/two_commands.{json,md}. Run it on an otherwise idle machine: the cold
-figures are dominated by pip and by EfficientNet on two cores, and contention inflates both.
-"""
+"""Time the README's two commands from a fresh clone, cold and then warm: `make test` to its
+exit, `make demo` (on a free port) until it answers a text-to-image search for "cat" with cat
+emoji among the first results, the README's promise. Run it on an otherwise idle machine."""
 
 from __future__ import annotations
 
@@ -81,9 +74,7 @@ def run(source: str) -> dict:
 
 
 def main() -> int:
-    parser = arguments(__doc__)
-    parser.add_argument("--source", default=str(ROOT))
-    args = parser.parse_args()
+    args = arguments(__doc__, source=(str(ROOT), "the repository to clone")).parse_args()
     result = publish(args, "two_commands", lambda: run(args.source), markdown)
     return 0 if result["cats_in_top"] else 1
 
