@@ -15,6 +15,8 @@ import numpy as np
 
 from bench import harness
 from bench.report import render
+from models.evaluation.keywords import ranking_metrics
+from models.fusion import Fusion, hybrid_scores, zscore
 
 STEP = 0.05
 
@@ -60,8 +62,6 @@ def learned_weights(found: dict[str, np.ndarray], relevance: np.ndarray) -> dict
     """Logistic regression of relevance on each signal z-scored per query."""
     from sklearn.linear_model import LogisticRegression
 
-    from models.fusion import zscore
-
     x = np.stack([zscore(found[s]).ravel() for s in ("vector", "caption", "lexical")], axis=1)
     model = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x, relevance.ravel())
     coef = np.clip(model.coef_[0], 0, None)
@@ -70,9 +70,6 @@ def learned_weights(found: dict[str, np.ndarray], relevance: np.ndarray) -> dict
 
 
 def measure(found: dict[str, np.ndarray], relevance: np.ndarray) -> list[dict[str, Any]]:
-    from models.evaluation.keywords import ranking_metrics
-    from models.fusion import Fusion, hybrid_scores
-
     tried = [("zscore", w) for w in grid()] + [("rrf", w) for w in grid()]
     tried.append(("learned", learned_weights(found, relevance)))
     rows = []
@@ -104,8 +101,6 @@ def figure(doc: dict[str, Any]) -> Any:
 
 
 def run(args: Any) -> dict[str, Any]:
-    from models.evaluation.keywords import ranking_metrics
-
     found, relevance = validation_signals(args.checkpoint, args.data, args.cache)
     rows = measure(found, relevance)
     best = {f: max((r for r in rows if r["family"] == f), key=lambda r: r["score"])

@@ -35,8 +35,12 @@ from bench.report import render
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
 from index.store import FaissStore, auto_spec
+from models.backbones.cache import FeatureCache
+from models.backbones.extract import text_features
+from models.backbones.text import MAX_TOKENS, MiniLM, TextFeatures
 from models.data.corpus import read_corpus
 from models.embedder import EncoderSpec
+from models.inference import Encoder
 
 
 # -- corpora ---------------------------------------------------------------------------------
@@ -49,10 +53,6 @@ def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
 def synthetic_features(data: Path, cache: Path, n: int, out: Path, seed: int = 0) -> Path:
     """n synthetic MiniLM sentence vectors: the OpenMoji texts' real ones (from the feature
     cache), each drawn at random plus 5% Gaussian noise, renormalised. Saved as .npy."""
-    from models.backbones.cache import FeatureCache
-    from models.backbones.extract import text_features
-    from models.backbones.text import MiniLM
-
     texts = [i.text for i in read_corpus(data).items]
     real = text_features(texts, MiniLM(), FeatureCache(cache), progress=False).pooled
     rng = np.random.default_rng(seed)
@@ -77,15 +77,11 @@ class FeatureSpec:
 
 class FeatureEmbedder:
     def __init__(self, spec: FeatureSpec, device: str, threads: int | None) -> None:
-        from models.inference import Encoder
-
         self.encoder = Encoder.load(spec.checkpoint, device, threads)
         self.features = np.load(spec.features, mmap_mode="r")
         self.dim = self.encoder.dim
 
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        from models.backbones.text import MAX_TOKENS, TextFeatures
-
         pooled = np.ascontiguousarray(self.features[np.asarray(payloads, dtype=np.int64)])
         tokens = np.zeros((len(pooled), MAX_TOKENS, pooled.shape[1]), np.float32)
         tokens[:, 0] = pooled

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -211,8 +212,6 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     workers (one 1-thread worker per core), in this process; then a fresh server per runtime
     and repeat at 1 and 32 clients. The checkpoint is copied into --work, so its ONNX export
     is written there, not beside yours."""
-    import shutil
-
     from models.inference import Encoder
     from service.settings import Settings
 
