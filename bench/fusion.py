@@ -45,8 +45,7 @@ def validation_signals(checkpoint: Path, data: Path, cache: Path
     assert queries is not None
     feats = encoder.backbones.features(corpus, items, FeatureCache(cache))
     images, texts = encoder.embed_features(feats)
-    raw = text_features(queries.texts, encoder.backbones.text, FeatureCache(cache),
-                        progress=False)
+    raw = text_features(queries.texts, encoder.backbones.text, FeatureCache(cache), progress=False)
     query_vectors = embed_queries(encoder.method, raw, encoder.device)
     found = signals(queries.texts, query_vectors, images, items, texts)
     return found, queries.relevance

@@ -222,8 +222,8 @@ class Process:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("wb")
         self.process = subprocess.Popen([arg.replace("{port}", str(self.port)) for arg in argv],
-                                        cwd=cwd, env=env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -340,8 +340,7 @@ def wrk(target: Target, clients: int, seconds: int, start: int) -> tuple[dict, f
     out = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "60s", "-s", str(LUA),
          target.server.url, "--", str(target.requests), target.marker, str(target.least),
-         str(start)],
-        check=True, capture_output=True, text=True).stdout
+         str(start)], check=True, capture_output=True, text=True).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return json.loads(out.strip().splitlines()[-1]), cpu

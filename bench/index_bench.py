@@ -93,8 +93,7 @@ def bench_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Nam
     runs = [measure(flat, "Flat", n, q_single[: args.flat_single_queries], queries, truth,
                     build_s, mem)]
     del flat  # build_store collects it before the next build
-    families = [(auto_spec(n, data.shape[1]) if n >= 20_000 else "IVF256,Flat", "nprobe",
-                 NPROBES)]
+    families = [(auto_spec(n, data.shape[1]) if n >= 20_000 else "IVF256,Flat", "nprobe", NPROBES)]
     if n <= args.hnsw_max:
         families.append(("HNSW32", "efSearch", EF_SEARCH))
     for spec, label, values in families:
@@ -226,17 +225,16 @@ def main() -> None:
         __doc__, "checkpoint", "data", "cache", renders=False, centres=4096, spread=0.6, offset=1.3,
         queries=1000, mix=0.5, noise=0.3, recall_target=0.95, build_threads=2,
         single_queries=500, flat_single_queries=200, hnsw_max=1_000_000,
-        search_threads=(1, "FAISS OpenMP threads while searching (on 2 shared cores, 2 spin-"
-                           "waiting threads made single queries 6x slower than 1)"))
+        search_threads=(1, "FAISS OpenMP threads while searching (more spin-wait on shared cores)"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS),
                         help="query sets to run; the others' runs are kept from --out")
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
     args = parser.parse_args()
     doc = {"commands": {}, "data": {}, "runs": [], "profiles": {},
-           **kept_results(args.out / "index.json", args.sets),
-           "machine": machine(), "faiss": faiss.__version__, "search_device": "gpu" if args.gpu
-           else "cpu", "threads": {"search": args.search_threads, "build": args.build_threads}}
+           **kept_results(args.out / "index.json", args.sets), "machine": machine(),
+           "faiss": faiss.__version__, "search_device": "gpu" if args.gpu else "cpu",
+           "threads": {"search": args.search_threads, "build": args.build_threads}}
     doc["commands"] |= dict.fromkeys(args.sets, command("bench.index_bench"))
     for name in args.sets:
         {"same-distribution": same_distribution, "cross-modal": cross_modal}[name](args, doc)
@@ -248,8 +246,7 @@ def main() -> None:
 
 
 def same_distribution(args: argparse.Namespace, doc: dict) -> None:
-    draw = partial(mixture, dim=DIM, centres=args.centres, spread=args.spread,
-                   offset=args.offset)
+    draw = partial(mixture, dim=DIM, centres=args.centres, spread=args.spread, offset=args.offset)
     profiles = doc["profiles"]  # beside the real OpenMoji images' and texts' (cross-modal set)
     profiles["synthetic, n=1,870"] = profile(draw(1870, seed=3))
     for n in args.sizes:

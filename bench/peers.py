@@ -80,10 +80,9 @@ def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
     config = args.work / "txtai" / "config.yml"  # JSON is YAML
     config.write_text(json.dumps({"writable": True, "embeddings": {
         "path": str(minilm()), "content": True, "backend": "faiss"}}))
-    server = Process([str(bin_dir / "uvicorn"), "txtai.api:app", "--host", "127.0.0.1",
-                      "--port", "{port}", "--log-level", "warning"],
-                     {**os.environ, **OFFLINE, "CONFIG": str(config)},
-                     args.work / "txtai.log", "/count")
+    env = {**os.environ, **OFFLINE, "CONFIG": str(config)}
+    server = Process([str(bin_dir / "uvicorn"), "txtai.api:app", "--host", "127.0.0.1", "--port",
+                      "{port}", "--log-level", "warning"], env, args.work / "txtai.log", "/count")
     try:
         with httpx.Client(base_url=server.url, timeout=600) as client:
             client.post("/add", json=[{"id": i, "text": t} for i, t in enumerate(texts)]
@@ -93,8 +92,7 @@ def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
     except BaseException:
         server.stop()
         raise
-    lines = [f"GET\t/search?{urllib.parse.urlencode({'query': q, 'limit': K})}\t"
-             for q in queries]
+    lines = [f"GET\t/search?{urllib.parse.urlencode({'query': q, 'limit': K})}\t" for q in queries]
     return Target.of("txtai", server, lines, '"score"', K, args.work,
                      "transformers (torch), FAISS backend (txtai's defaults)")
 
@@ -121,8 +119,7 @@ def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Tar
                      {**os.environ, **OFFLINE, "INFINITY_HOME": str(home)},
                      args.work / f"infinity-emb-{engine}.log", "/health",
                      cwd=model if engine == "optimum" else home)
-    lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}"
-             for q in queries]
+    lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}" for q in queries]
     onnx = " (ONNX Runtime)" * (engine == "optimum")
     return Target.of(name, server, lines, '"embedding"', 1, args.work,
                      f"{engine}{onnx}, mean pooling as MiniLM's")

@@ -159,9 +159,8 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     row["gap"] = modality_gap(images, texts)
     if data.keywords is not None:
         row["keywords"] = evaluate_keywords(
-            method, data.backbones, data.test_items, data.test, images, data.keywords,
-            data.cache, data.device, {item.text for item in data.train_items},
-            text_vectors=texts)
+            method, data.backbones, data.test_items, data.test, images, data.keywords, data.cache,
+            data.device, {item.text for item in data.train_items}, text_vectors=texts)
     if config.method == "dhaml" and len(levels) > 1:
         method.retrieval = "concat"
         row["test_concat"] = evaluate_embeddings(*embed(method, data.test, data.device),
@@ -262,8 +261,7 @@ def main() -> int:
         run = {k: v for k, v in old.items() if k in RUN_KEYS}
         print(markdown(write_results(args.out, run, old["runs"], old["wall_seconds"])))
         return 0
-    # One thread: on a shared, oversubscribed 2-core box, two OpenMP threads spin-wait on each
-    # other and run several times slower than one (measured: 6x on the dhaml step).
+    # one thread: on shared, oversubscribed cores OpenMP threads spin-wait on each other
     torch.set_num_threads(1)
     started = time.perf_counter()
     corpus = read_corpus(args.data)

@@ -16,9 +16,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 TEMPLATES = Path(__file__).with_name("templates")
-ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
-                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                  autoescape=False)
+ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
+                  lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 ENV.filters["f"] = format
 ENV.filters["json"] = json.dumps
 ENV.filters["loads"] = lambda values: ", ".join(f"{v:.2f}" for v in values)

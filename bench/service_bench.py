@@ -44,9 +44,8 @@ def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, thre
     encoder = Encoder.load(checkpoint, settings.device, threads or None, settings.encoder_runtime)
     encoder.encode_texts(queries[:batch])  # warm-up
     single = [timed(encoder.encode_texts, [query])[0] for query in queries[:200]]
-    return {"encoder_batched_qps": concurrent_texts_per_s(encoder, queries, batch, seconds,
-                                                          workers)[0],
-            "encoder_single_ms": 1000 * statistics.median(single)}
+    batched = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)[0]
+    return {"encoder_batched_qps": batched, "encoder_single_ms": 1000 * statistics.median(single)}
 
 
 def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, seconds: float,
@@ -224,10 +223,9 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     for repeat in range(args.repeats):
         for name, encoder in encoders.items():
             for batch, n in ((1, 1), (32, 1), (1, workers), (32, workers)):
-                texts_per_s, cpu = concurrent_texts_per_s(encoder, queries, batch,
-                                                          args.seconds / 4, n)
+                rate, cpu = concurrent_texts_per_s(encoder, queries, batch, args.seconds / 4, n)
                 encoder_runs.append({"runtime": name, "repeat": repeat, "batch": batch,
-                                     "workers": n, "texts_per_s": texts_per_s,
+                                     "workers": n, "texts_per_s": rate,
                                      "cpu_ms_per_text": 1000 * cpu})
                 print(json.dumps(encoder_runs[-1]), flush=True)
     for repeat in range(args.repeats):
@@ -238,9 +236,8 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     quality = {name: ranking_quality(checkpoint, args, name) for name in args.runtimes}
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
             "load_average": harness.load_average(), "load_generator": harness.load_generator(),
-            "seconds": args.seconds, "warmup": args.warmup,
-            "repeats": args.repeats, "encoder": encoder_runs, "service": server_runs,
-            "quality": quality}
+            "seconds": args.seconds, "warmup": args.warmup, "repeats": args.repeats,
+            "encoder": encoder_runs, "service": server_runs, "quality": quality}
 
 
 def ranking_quality(checkpoint: Path, args: argparse.Namespace, runtime: str) -> dict:
@@ -260,9 +257,8 @@ def main() -> int:
                        seconds=(20, "per measured run"), warmup=(3, "per run, not counted"),
                        synthetic=100_000, repeats=(
                            3, "of each run, the modes (or runtimes) interleaved in each"))
-    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"),
-                        help="instead: the text encoder on these runtimes, side by side "
-                             "(bench/results/runtimes.*)")
+    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"), help=
+                        "instead: the text encoder on these runtimes, side by side (runtimes.*)")
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
                         default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()
@@ -285,16 +281,15 @@ def run(args: argparse.Namespace) -> dict:
     args.work.mkdir(parents=True, exist_ok=True)
     ckpt_id = checkpoint_id(args.checkpoint)
     corpora, dim = prepare_corpora(args, ckpt_id)
+    device = device_name(str(resolve_device(Settings().device)))
     result: dict = {
         "command": harness.command("bench.service_bench"),
         "load_average_before": harness.load_average(),
-        "machine": f"{harness.machine()}; the encoder on"
-                   f" {device_name(str(resolve_device(Settings().device)))}, text queries on"
+        "machine": f"{harness.machine()}; the encoder on {device}, text queries on"
                    f" {Settings().encoder_runtime} (XMR_ENCODER_RUNTIME)",
         "load_generator": harness.load_generator(), "seconds": args.seconds,
-        "warmup": args.warmup, "repeats": args.repeats, "runs": [], "memory": {},
-        "recall": {}, "signals": {},
-    }
+        "warmup": args.warmup, "repeats": args.repeats, "runs": [], "memory": {}, "recall": {},
+        "signals": {}}
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
         runs, result["memory"][corpus.name], result["signals"][corpus.name] = serve_and_load(

@@ -1,5 +1,5 @@
-"""The service benchmark's report: its goals, checked against the figures of the same run,
-and the markdown table and plot of bench/results/service.*."""
+"""The service and runtimes reports: the service's goals, checked against the figures of the
+same run, and each report's markdown and plot."""
 
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ def ratios(rows: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def markdown(result: dict) -> str:
-    """The table of runs (medians per corpus, mode and client count), the modes' ratios, the
-    default index's recall, the goals and the server's memory."""
     rows = medians(result["runs"])
     return render("service", **result, rows=rows, ratios=ratios(rows))
 
@@ -69,7 +67,6 @@ def runtime_rows(result: dict) -> list[tuple[str, dict[str, list[float]]]]:
 
 
 def runtimes_markdown(result: dict) -> str:
-    """Each setting's median (min-max) over the repeats per runtime, and their ratio."""
     runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
     return render("runtimes", **result, runtimes=runtimes, rows=runtime_rows(result))
 
@@ -88,35 +85,32 @@ def runtimes_figure(result: dict) -> Any:
 
 def goals(result: dict) -> list[dict[str, object]]:
     """Each goal, met or not, with its figures (medians over the repeats)."""
-    out = []
+    out: list[dict[str, object]] = []
     rows = medians(result["runs"])
+
+    def goal(text: str, met: bool, measured: str) -> None:
+        out.append({"goal": text, "met": met, "measured": measured})
+
     # against the raw encoder and search: vector-only; hybrid has its own goals, its ratios
     for corpus in dict.fromkeys(row["corpus"] for row in rows):
         runs = {row["clients"]: row for row in rows
                 if row["corpus"] == corpus and row.get("mode") in (None, "vector")}
         top, one = runs[max(runs)], runs[min(runs)]
         ratio = top["qps"] / top["encoder_batched_qps"]
-        out.append({"goal": f"{corpus}: QPS at {top['clients']} clients >= 0.8x raw batched "
-                            "encoder throughput", "met": ratio >= 0.8,
-                    "measured": f"{top['qps']:.1f} vs {top['encoder_batched_qps']:.1f} "
-                                f"({ratio:.2f}x)"})
+        goal(f"{corpus}: QPS at {top['clients']} clients >= 0.8x raw batched encoder throughput",
+             ratio >= 0.8, f"{top['qps']:.1f} vs {top['encoder_batched_qps']:.1f} ({ratio:.2f}x)")
         budget = one["encoder_single_ms"] + one["search_ms"] + 3
-        out.append({"goal": f"{corpus}: p50 at 1 client <= encoder + search + 3 ms",
-                    "met": one["p50_ms"] <= budget,
-                    "measured": f"p50 {one['p50_ms']:.1f} ms vs {one['encoder_single_ms']:.1f}"
-                                f" + {one['search_ms']:.2f} + 3 = {budget:.1f} ms (the "
-                                "server's own encoder took "
-                                f"{one['server_encode_ms']:.1f} ms per query, mean)"})
+        goal(f"{corpus}: p50 at 1 client <= encoder + search + 3 ms", one["p50_ms"] <= budget,
+             f"p50 {one['p50_ms']:.1f} ms vs {one['encoder_single_ms']:.1f} + "
+             f"{one['search_ms']:.2f} + 3 = {budget:.1f} ms (the server's own encoder took "
+             f"{one['server_encode_ms']:.1f} ms per query, mean)")
     for corpus, (p50, qps) in ratios(rows).items():
-        out.append({"goal": f"{corpus}: hybrid p50 at 1 client <= 1.3x vector-only",
-                    "met": p50 <= 1.3, "measured": f"{p50:.2f}x"})
-        out.append({"goal": f"{corpus}: hybrid QPS at {max(CLIENTS)} clients >= 0.8x "
-                            "vector-only", "met": qps >= 0.8, "measured": f"{qps:.2f}x"})
+        goal(f"{corpus}: hybrid p50 at 1 client <= 1.3x vector-only", p50 <= 1.3, f"{p50:.2f}x")
+        goal(f"{corpus}: hybrid QPS at {max(CLIENTS)} clients >= 0.8x vector-only", qps >= 0.8,
+             f"{qps:.2f}x")
     for corpus, memory in result["memory"].items():
         if corpus.startswith("synthetic"):
-            out.append({"goal": f"{corpus}: resident memory of the server < 1.5 GB",
-                        "met": memory["peak_rss_mb"] < 1536,
-                        "measured": f"{memory['rss_mb']:.0f} MB resident, "
-                                    f"{memory['peak_rss_mb']:.0f} MB peak"})
+            goal(f"{corpus}: resident memory of the server < 1.5 GB", memory["peak_rss_mb"] < 1536,
+                 f"{memory['rss_mb']:.0f} MB resident, {memory['peak_rss_mb']:.0f} MB peak")
     return out
 
