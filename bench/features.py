@@ -22,9 +22,9 @@ from models.data.images import open_image, to_array
 
 
 def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -> dict:
-    """Images/s of each image backbone (resize to its side, then its network) on the same
-    decoded images, in batches of IMAGE_BATCH (the index job) and of 1 (a query, on the first
-    IMAGE_BATCH); the backbones take turns within each repeat; medians over repeats."""
+    """Images/s of each image backbone (resize to its side, then its network) on the same decoded
+    images, in batches of IMAGE_BATCH (the index job) and of 1 (a query, on the first
+    IMAGE_BATCH), taking turns within each repeat; medians over repeats."""
     images = [open_image(p) for p in list(dict.fromkeys(paths))[:count]]
 
     def encode(net: EfficientNetLite, todo: list, batch: int) -> None:
@@ -43,7 +43,7 @@ def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -
         for batch in (IMAGE_BATCH, 1)} for name in IMAGE_BACKBONES}}
 
 
-def measure(data: Path, limit: int | None, repeats: int) -> dict:
+def measure(data: Path, limit: int, repeats: int) -> dict:
     corpus = read_corpus(data)
     items = list(corpus.items[:limit] if limit else corpus.items)
     paths = [corpus.image_path(item) for item in items]
@@ -83,8 +83,7 @@ def figure(result: dict) -> Any:
 
 
 def main() -> None:
-    parser = arguments(__doc__, "data", repeats=3)
-    parser.add_argument("--limit", type=int, help="only the first N items")
+    parser = arguments(__doc__, "data", repeats=3, limit=(0, "only the first N items, 0: all"))
     args = parser.parse_args()
     publish(args, "features", lambda: {**measure(args.data, args.limit, args.repeats),
                                        "command": command("bench.features")},

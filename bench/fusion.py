@@ -43,12 +43,11 @@ def validation_signals(checkpoint: Path, data: Path, cache: Path
     items = [item for item in val if "~" not in item.id]
     queries = queries_of(items, list(range(len(items))), keywords)
     assert queries is not None
-    feats = encoder.backbones.features(corpus, items, FeatureCache(cache))
-    images, texts = encoder.embed_features(feats)
-    raw = text_features(queries.texts, encoder.backbones.text, FeatureCache(cache), progress=False)
+    features = FeatureCache(cache)
+    images, texts = encoder.embed_features(encoder.backbones.features(corpus, items, features))
+    raw = text_features(queries.texts, encoder.backbones.text, features, progress=False)
     query_vectors = embed_queries(encoder.method, raw, encoder.device)
-    found = signals(queries.texts, query_vectors, images, items, texts)
-    return found, queries.relevance
+    return signals(queries.texts, query_vectors, images, items, texts), queries.relevance
 
 
 def grid() -> list[dict[str, float]]:

@@ -49,9 +49,8 @@ def command(module: str, argv: Sequence[str] | None = None) -> str:
 
 
 def relative(arg: str) -> str:
-    """A path under the checkout relative to it; an absolute path elsewhere from its
-    `artifacts/` part on (the layout `make demo-artifacts` makes), so that no command written
-    to bench/results/ names a directory of the machine it ran on."""
+    """A path under the checkout relative to it; an absolute path elsewhere from its `artifacts/`
+    part on: no command written to bench/results/ names a directory of the machine it ran on."""
     flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
     path = Path(value)
     if path.is_absolute():
@@ -83,9 +82,8 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any
 
 
 def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
-    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
-    runtime, and a process that has used both (one that built indexes, say)
-    measures either several times too slow; the service keeps them on separate threads."""
+    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP runtime,
+    and a process that has used both (one that built indexes, say) measures either too slow."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(measurement, *args).result()
 
@@ -125,11 +123,10 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def arguments(doc: str, *artifacts: str, work: str | None = None, renders: bool = True,
               **numbers: float | tuple[float, str]) -> argparse.ArgumentParser:
-    """A benchmark's parser: its docstring as help, --out (default bench/results/); for each
-    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts; given
-    `work`, --work (artifacts/WORK); an option for each of `numbers` (`repeats=3`, or with its
-    help, `seconds=(20, "per measured run")`) of its default's type; where it `renders`,
-    --render-only (see `publish`)."""
+    """A benchmark's parser: its docstring as help, --out (default bench/results/), --render-only
+    where it `renders` (see `publish`); for each of `artifacts` (checkpoint, data, cache, index),
+    that path of the demo artifacts; given `work`, --work (artifacts/WORK); an option for each
+    of `numbers` (`repeats=3`, or `seconds=(20, "per measured run")`) of its default's type."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in artifacts:
@@ -176,9 +173,8 @@ def write_results(out: Path, name: str, result: dict | None, markdown: str,
 def publish(args: argparse.Namespace, name: str, measure: Callable[[], dict],
             markdown: Callable[[dict], str], figure: Callable[[dict], Figure] | None = None
             ) -> dict:
-    """`measure()` written to OUT/NAME.json (before the report, which then cannot lose it),
-    or with --render-only that file read back; then its report, OUT/NAME.md (printed too) and
-    OUT/NAME.png."""
+    """`measure()` written to OUT/NAME.json (before the report, which then cannot lose it), or
+    with --render-only that file read back; then its report, OUT/NAME.md (printed) and .png."""
     if args.render_only:
         result = json.loads((args.out / f"{name}.json").read_text())
     else:
@@ -210,9 +206,8 @@ def bars(ax: Any, groups: Sequence[str], series: dict[str, Sequence[float]],
 
 # -- a served index -------------------------------------------------------------------------------
 class Process:
-    """A server in its own process group on loopback, logging to `log`: `argv` with "{port}"
-    standing for a free port, run in `cwd`, ready once GET `ready` answers 200 (within
-    `limit_s`)."""
+    """A server in its own process group on loopback, logging to `log`: `argv` ("{port}": a free
+    port) run in `cwd`, ready once GET `ready` answers 200 (within `limit_s`)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, ready: str,
                  cwd: Path = ROOT, limit_s: float = 300) -> None:
@@ -266,9 +261,9 @@ def server(index: Path, checkpoint: Path, log: Path, settings: dict[str, str] | 
 
 @dataclass
 class Target:
-    """A started server and the load wrk sends it: `requests`, a file of prepared requests for
-    bench/wrk.lua, one a line ("METHOD\tPATH\tBODY"); a good answer is a 200 holding `marker`
-    at least `least` times. `engine`: what answers them, for the report."""
+    """A started server and the load wrk sends it: `requests`, a file of bench/wrk.lua's requests
+    ("METHOD\tPATH\tBODY" lines); a good answer is a 200 holding `marker` at least `least`
+    times. `engine`: what answers them, for the report."""
 
     name: str
     server: Process

@@ -36,14 +36,10 @@ EF_SEARCH = (16, 32, 64, 128, 256)
 def search_timings(store: FaissStore, queries: np.ndarray, size: int
                    ) -> tuple[float, float, float, np.ndarray]:
     """Queries/s, median and p99 ms per search call of `size` queries, and the ids found."""
-    times, found = [], []
-    for start in range(0, len(queries), size):
-        seconds, (_, ids) = timed(store.search, queries[start:start + size], K)
-        times.append(seconds)
-        found.append(ids)
-    t = np.array(times)
+    calls = [timed(store.search, queries[s:s + size], K) for s in range(0, len(queries), size)]
+    t = np.array([seconds for seconds, _ in calls])
     return (len(queries) / t.sum(), 1e3 * float(np.median(t)), 1e3 * float(np.quantile(t, 0.99)),
-            np.concatenate(found))
+            np.concatenate([ids for _, (_, ids) in calls]))
 
 
 def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch: np.ndarray,

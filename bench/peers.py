@@ -141,8 +141,7 @@ def medians(raw: list[dict], names: list[str]) -> list[dict]:
 
 
 def run(args: Any) -> dict:
-    queries = queries_of(args.data)
-    texts = texts_of(args.data)
+    queries, texts = queries_of(args.data), texts_of(args.data)
     systems: list[Target] = []
     result: dict = {"command": harness.command("bench.peers"), "machine": harness.machine(),
                     "load_average_before": harness.load_average(), "seconds": args.seconds,

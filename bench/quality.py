@@ -269,8 +269,7 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
     extra = json.loads(args.override)
-    for name, (method, overrides) in json.loads(args.extra_variants).items():
-        ABLATIONS[name] = (method, overrides)
+    ABLATIONS.update({n: (m, o) for n, (m, o) in json.loads(args.extra_variants).items()})
     rows: list[dict] = []
 
     def save(complete: bool) -> dict:

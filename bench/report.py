@@ -1,9 +1,6 @@
 """The one renderer of every benchmark's markdown: bench/templates/NAME.md.j2 (Jinja2), filled
-with a run's JSON and what its report module derives from it. The templates hold the prose and
-the tables; the modules compute figures and plots.
-
-In a template, `x | f(".1f")` formats a number as format() does, `json` is json.dumps, `loads`
-formats load averages and `median` is statistics.median."""
+with a run's JSON and what its report module derives from it, with the filters of ENV below
+(`x | f(".1f")` formats as format() does). The templates hold the prose and the tables."""
 
 from __future__ import annotations
 

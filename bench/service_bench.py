@@ -30,12 +30,11 @@ if TYPE_CHECKING:
     from models.inference import Encoder
 
 
-# -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, threads: int,
                     seconds: float = 8) -> dict[str, float]:
     """Raw encoder on the service's device and text runtime, on `threads` threads (0: the
-    library's default): the texts/s of `workers` threads encoding batches of the service's
-    size at once (as the service's encoder workers do), and one query's time (median)."""
+    library's default): texts/s of `workers` threads encoding batches of the service's size at
+    once (as its encoder workers do), and one query's time (median)."""
     from models.inference import Encoder
     from service.settings import Settings
 
@@ -160,10 +159,9 @@ def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, quer
                    clients: tuple[int, ...], name: str, labels: dict,
                    settings: dict[str, str] | None = None, modes: tuple[str | None, ...] = (None,),
                    repeats: int = 1) -> tuple[list[dict], dict[str, float], dict[str, float]]:
-    """The runs at each client count against one fresh server (XMR_* `settings` on top of
-    this environment, log server-NAME.log), each labelled with `labels`: in each search mode
-    (None: the service's default) side by side at each client count, in each of `repeats`;
-    its memory after; and with hybrid among the modes, `signals_found` before them."""
+    """The runs labelled `labels` against one fresh server (XMR_* `settings`, log server-NAME.log):
+    each search mode (None: the service's default) side by side at each client count, in each
+    of `repeats`; its memory after; with hybrid among the modes, `signals_found` before them."""
     served = server(index, checkpoint, args.work / f"server-{name}.log", settings)
     try:
         items = httpx.get(f"{served.url}/v1/info").json()["items"]["image"]
@@ -179,10 +177,9 @@ def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, quer
 
 
 def signals_found(url: str, queries: list[str], name: str) -> dict[str, float]:
-    """Per signal, the share of hybrid hits it scored (explain) for the first 50 queries: what
-    hybrid answers on this corpus draw on. The signals hybrid adds must each score some hit;
-    the item vectors may score none where they are far from every query (the synthetic rows
-    against the OpenMoji texts, ranked exactly)."""
+    """Per signal, the share of hybrid hits it scored (explain) for the first 50 queries. The
+    signals hybrid adds must each score some hit; the item vectors may score none where they are
+    far from every query (the synthetic rows against the OpenMoji texts, ranked exactly)."""
     hits = [hit["signals"] for q in queries[:50] for hit in httpx.post(
         f"{url}/v1/search/text-to-image",
         json={"text": q, "k": K, "mode": "hybrid", "explain": True}).json()["results"]]
@@ -206,11 +203,10 @@ def load_run(target: Target, clients: int, args: argparse.Namespace, labels: dic
 
 
 def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
-    """`--runtimes`: the text encoder on each runtime, side by side with its variants
-    interleaved in every repeat: texts/s at batch 1 and 32, one worker and the service's
-    workers (one 1-thread worker per core), in this process; then a fresh server per runtime
-    and repeat at 1 and 32 clients. The checkpoint is copied into --work, so its ONNX export
-    is written there, not beside yours."""
+    """`--runtimes`: the text encoder on each runtime, interleaved in every repeat: texts/s at
+    batch 1 and 32, one worker and the service's workers (one 1-thread worker per core), in this
+    process; then a fresh server per runtime and repeat at 1 and 32 clients. The checkpoint is
+    copied into --work, so its ONNX export is written there, not beside yours."""
     from models.inference import Encoder
     from service.settings import Settings
 
@@ -272,8 +268,7 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Each corpus served in each mode beside its raw figures, its default index's recall
-    against Flat, and the goals."""
+    """Each corpus served in each mode beside its raw figures, its index's recall, the goals."""
     from models.checkpoint import checkpoint_id
     from models.inference import resolve_device
     from service.settings import Settings

@@ -35,8 +35,7 @@ def markdown(result: dict) -> str:
 
 
 def figure(result: dict) -> Any:
-    """QPS, p50 and p99 at each client count per corpus and mode (medians), the raw encoder's
-    batched throughput as a line per corpus."""
+    """QPS, p50 and p99 per client count, corpus and mode (medians); the raw encoder as lines."""
     fig, axes = pyplot().subplots(1, 3, figsize=(16, 4.5))
     rows = {(f"{r['corpus']}, {r.get('mode') or 'default'}", r["clients"]): r
             for r in medians(result["runs"])}
