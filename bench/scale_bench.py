@@ -1,32 +1,18 @@
 """Past one machine: the Ray engine against the local engine, FAISS against Milvus.
 
-    python -m bench.scale_bench [--synthetic 100000]   (demo artifacts by default)
-
-Writes bench/results/scale.{json,md,png}. What is measured, exactly:
-
-1. Embedding engines, side by side in one process, on the same payloads and checkpoint:
-   - OpenMoji: every item's text and image, backbone features read from the feature cache (as
-     `xmr index build --cache` does): the checkpoint's heads plus cache reads, the fixed-cost
-     (start-up dominated) end of the range.
-   - Synthetic, 100k: the OpenMoji texts' real MiniLM sentence vectors drawn at random with 5%
-     noise, through the checkpoint's text head (payload = row number; actors memory-map the
-     .npy): tiny per-row work, so what the engines cost per row at scale.
-   - Synthetic texts, 10k: seeded unique captions (3-6 words of the OpenMoji names'
-     vocabulary), no cache: MiniLM + head for every text, the compute-bound end.
-   Local engine: one process, torch's default threads. Ray engine: a local Ray instance with 2
-   encoder actors (`map_batches`, 1 CPU and 1 torch thread each). Both end to end: loading the
-   encoder; for Ray also starting it (`ray.init`, reported alone too), the actors and the
-   shutdown. Medians over --repeats (OpenMoji) / --synthetic-repeats. Equality: max |local -
-   ray| over every element, rows in order (the job assigns ids in row order).
-2. Search parity, on the vectors the engines computed (OpenMoji images as the database and
-   texts as queries; the synthetic vectors split into database and queries): recall@10 of the
-   FAISS store and the Milvus store (milvus-lite) against exact search (numpy, float64). A
-   returned id counts as a hit when its exact score is within 1e-5 of the 10th exact score
-   (ties between near-duplicate captions are not misses). Default configurations of each
-   (exact FLAT), and the same approximate index types on each (IVF with the nlist
-   `--index-type auto` picks for that size, nprobe 16; HNSW M 32, ef 128: the FAISS store's
-   defaults), with build + search seconds (milvus-lite runs as a local server process, so its
-   seconds include the RPCs).
+1. Embedding engines, side by side in one process on the same payloads and checkpoint, end to
+   end (loading the encoder; for Ray also `ray.init`, reported alone too, the actors and the
+   shutdown; medians over the repeats), their outputs compared element by element:
+   - OpenMoji: every item's text and image, backbone features from the feature cache, through
+     the checkpoint's heads: the fixed-cost (start-up dominated) end of the range;
+   - synthetic, 100k: noisy draws of the OpenMoji texts' MiniLM vectors (`synthetic_features`)
+     through the text head alone: what the engines cost per row at scale;
+   - synthetic texts, 10k: seeded unique captions, MiniLM + head for each: the compute-bound end.
+   Local: one process, torch's default threads; Ray: 2 encoder actors (`map_batches`, 1 CPU and
+   1 torch thread each).
+2. Search parity on the vectors the engines computed: recall@10 of the FAISS store and the
+   Milvus store (milvus-lite, a local server process: its seconds include the RPCs) against
+   exact search (`recall_at_k`), exact and with the same IVF and HNSW settings on each.
 """
 
 from __future__ import annotations
@@ -44,18 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import K, arguments, command, machine, pyplot, timed, write_results
+from bench.harness import K, arguments, bars, command, machine, publish, pyplot, timed
 from bench.report import render
 from index.engines import LocalEngine, embed_rows
 from index.ray_engine import RayEngine
 from index.store import FaissStore, auto_spec
+from models.backbones.cache import FeatureCache
+from models.backbones.extract import text_features
+from models.backbones.text import MAX_TOKENS, MiniLM, TextFeatures
+from models.data.corpus import read_corpus
 from models.embedder import EncoderSpec
+from models.inference import Encoder
 
 
 # -- corpora ---------------------------------------------------------------------------------
 def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
-    from models.data.corpus import read_corpus
-
     corpus = read_corpus(data)
     return (["text"] * len(corpus.items) + ["image"] * len(corpus.items),
             [i.text for i in corpus.items] + [str(corpus.image_path(i)) for i in corpus.items])
@@ -64,11 +53,6 @@ def openmoji_rows(data: Path) -> tuple[list[str], list[str]]:
 def synthetic_features(data: Path, cache: Path, n: int, out: Path, seed: int = 0) -> Path:
     """n synthetic MiniLM sentence vectors: the OpenMoji texts' real ones (from the feature
     cache), each drawn at random plus 5% Gaussian noise, renormalised. Saved as .npy."""
-    from models.backbones.cache import FeatureCache
-    from models.backbones.extract import text_features
-    from models.backbones.text import MiniLM
-    from models.data.corpus import read_corpus
-
     texts = [i.text for i in read_corpus(data).items]
     real = text_features(texts, MiniLM(), FeatureCache(cache), progress=False).pooled
     rng = np.random.default_rng(seed)
@@ -93,19 +77,11 @@ class FeatureSpec:
 
 class FeatureEmbedder:
     def __init__(self, spec: FeatureSpec, device: str, threads: int | None) -> None:
-        import torch
-
-        from models.inference import Encoder
-
-        if threads is not None:
-            torch.set_num_threads(threads)
-        self.encoder = Encoder.load(spec.checkpoint, device)
+        self.encoder = Encoder.load(spec.checkpoint, device, threads)
         self.features = np.load(spec.features, mmap_mode="r")
         self.dim = self.encoder.dim
 
     def embed(self, modality: str, payloads: Sequence[str]) -> np.ndarray:
-        from models.backbones.text import MAX_TOKENS, TextFeatures
-
         pooled = np.ascontiguousarray(self.features[np.asarray(payloads, dtype=np.int64)])
         tokens = np.zeros((len(pooled), MAX_TOKENS, pooled.shape[1]), np.float32)
         tokens[:, 0] = pooled
@@ -114,8 +90,6 @@ class FeatureEmbedder:
 
 
 def synthetic_texts(data: Path, n: int, seed: int = 0) -> list[str]:
-    from models.data.corpus import read_corpus
-
     words = sorted({w.lower() for i in read_corpus(data).items for w in i.text.split()})
     rng = np.random.default_rng(seed)
     texts: dict[str, None] = {}  # unique, in the order drawn
@@ -163,23 +137,17 @@ def compare_engines(name: str, spec: EncoderSpec, modalities: list[str], payload
 
 
 # -- search parity ---------------------------------------------------------------------------
-TIE = 1e-5
+TIE = 1e-5  # near-duplicate captions tie: returning either is no miss
 
 
-def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    scores = queries.astype(np.float64) @ base.astype(np.float64).T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return top, scores
-
-
-def recall_at_k(found: np.ndarray, exact: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> float:
-    """found holds ids; a hit is any id whose exact score ties or beats the k-th exact one."""
+def recall_at_k(found: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> float:
+    """found: the ids each query got; scores: each query's exact score of every row. A hit is
+    any id whose exact score ties (within TIE) or beats the query's K-th best."""
+    kth = -np.sort(-scores, axis=1)[:, K - 1]
     row_of = {int(i): r for r, i in enumerate(ids)}
-    total = 0
-    for q in range(len(found)):
-        kth = scores[q, exact[q, -1]]
-        total += sum(1 for i in found[q] if i >= 0 and scores[q, row_of[int(i)]] >= kth - TIE)
-    return total / (len(found) * exact.shape[1])
+    hits = sum(1 for q, row in enumerate(found) for i in row
+               if i >= 0 and scores[q, row_of[int(i)]] >= kth[q] - TIE)
+    return hits / (len(found) * K)
 
 
 def faiss_search(spec: str, ids: np.ndarray, base: np.ndarray, queries: np.ndarray, k: int
@@ -210,7 +178,7 @@ def milvus_search(kind: str, params: dict, ids: np.ndarray, base: np.ndarray,
 
 def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
     ids = np.arange(len(base), dtype=np.int64) * 7 + 3  # ids are not row positions
-    exact, scores = exact_topk(base, queries, K)
+    scores = queries.astype(np.float64) @ base.astype(np.float64).T
     result: dict = {"database": len(base), "queries": len(queries), "configs": {}}
     auto = auto_spec(len(base), base.shape[1])
     if auto.startswith("IVF"):
@@ -229,7 +197,7 @@ def search_parity(name: str, base: np.ndarray, queries: np.ndarray) -> dict:
     result["faiss_auto_spec"] = auto
     for label, run in configs.items():
         seconds, found = timed(run, ids, base, queries, K)
-        recall = recall_at_k(found, exact, scores, ids)
+        recall = recall_at_k(found, scores, ids)
         result["configs"][label] = {"recall_at_10": recall, "seconds_build_and_search": seconds}
         print(f"{name} {label}: recall@10 {recall:.4f} ({seconds:.1f}s)", flush=True)
     return result
@@ -252,7 +220,7 @@ def run_search(work: Path, synthetic_rows: int) -> dict:
     return search
 
 
-# -- report ----------------------------------------------------------------------------------
+# -- report and run --------------------------------------------------------------------------
 def markdown(result: dict) -> str:
     """The tables; `notes` in the result, written after a run, closes the report."""
     return render("scale", **{"command": None, "search_command": None, "machine": None,
@@ -262,24 +230,17 @@ def markdown(result: dict) -> str:
 def figure(result: dict) -> Any:
     """Rows/s of each engine per corpus, and recall@10 of each search configuration."""
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
-    names = list(result["engines"])
-    for offset, key, label in ((-0.2, "local_rows_per_s", "local"),
-                               (0.2, "ray_rows_per_s", "Ray, 2 workers")):
-        left.bar([i + offset for i in range(len(names))],
-                 [result["engines"][n][key] for n in names], 0.4, label=label)
-    left.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7)
-    left.set(yscale="log", ylabel="rows / s, end to end (log)", title="embedding engines")
-    left.legend()
-    configs = {f"{name}: {label}": c["recall_at_10"]
-               for name, s in result["search"].items() for label, c in s["configs"].items()}
-    labels, values = list(configs), list(configs.values())
-    if not values:  # search stage not run yet
-        right.set_axis_off()
-        return fig
-    right.barh(range(len(values)), values)
-    right.set_yticks(range(len(values)), labels, fontsize=7)
-    right.set(xlim=(min(0.8, min(values) - 0.02), 1.0), xlabel="recall@10 vs exact")
-    right.invert_yaxis()
+    engines = result["engines"]
+    bars(left, [n.replace(" (", "\n(") for n in engines], {label: [e[key] for e in engines.values()]
+         for key, label in (("local_rows_per_s", "local"), ("ray_rows_per_s", "Ray, 2 workers"))},
+         ticks={"fontsize": 7}, yscale="log", ylabel="rows / s, end to end (log)",
+         title="embedding engines")
+    recall = {f"{name}: {label}": c["recall_at_10"]
+              for name, s in result["search"].items() for label, c in s["configs"].items()}
+    if recall:  # else the search stage has not run yet
+        bars(right, list(recall), {"recall@10": list(recall.values())}, horizontal=True,
+             ticks={"fontsize": 7}, xlim=(min(0.8, min(recall.values()) - 0.02), 1.0),
+             xlabel="recall@10 vs exact")
     return fig
 
 
@@ -287,12 +248,15 @@ def main() -> None:
     parser = arguments(__doc__, "checkpoint", "data", "cache", work="scale-bench",
                        synthetic=100_000, repeats=3, synthetic_repeats=1, synthetic_texts=(
                            10_000, "synthetic captions through the full encoder (MiniLM + head)"))
-    parser.add_argument("--stage", default="all",
-                        choices=("all", "engines", "search", "report"),
+    parser.add_argument("--stage", default="all", choices=("all", "engines", "search"),
                         help="engines: time the engines and keep their vectors in --work; "
-                             "search: search parity on the kept vectors (merged into the json); "
-                             "report: re-render md/png from the json")
+                             "search: search parity on the kept vectors (merged into the json)")
     args = parser.parse_args()
+    publish(args, "scale", lambda: run(args), markdown, figure)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The stages `--stage` names, merged into the last results."""
     run_command = command("bench.scale_bench")
     args.work.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "scale.json"
@@ -303,8 +267,7 @@ def main() -> None:
                    "engines": run_engines(args)}
     if args.stage in ("all", "search"):
         result |= {"search_command": run_command, "search": run_search(args.work, args.synthetic)}
-    write_results(args.out, "scale", result, markdown(result), figure(result))
-    print(json.dumps({k: v for k, v in result.items() if "command" not in k}, indent=1))
+    return result
 
 
 def run_engines(args: argparse.Namespace) -> dict:

@@ -1,25 +1,15 @@
-"""Service benchmark: text-to-image search over HTTP at 1, 8 and 32 concurrent clients, on the
-OpenMoji index and on a 100k synthetic corpus of captioned images (indexed with the default
-index type for its size, and Flat), in vector-only and hybrid mode side by side (`--modes`;
-the modes interleaved at each client count in each of `--repeats`, medians reported), beside
-the encoder's raw batched throughput, the bare search time and the default index's recall
-against exact search, all measured in the same run.
-
-    python -m bench.service_bench   (the demo checkpoint, corpus and index by default)
-
-writes bench/results/service.json, service.md and service.png; with `--runtimes torch onnx`
-instead, the text encoder on each runtime side by side (XMR_ENCODER_RUNTIME), raw and served,
-in bench/results/runtimes.*. The server is `xmr serve` in its own process on loopback; the
-load generator is wrk on one thread (`bench.harness.wrk`, as in bench.peers): one keep-alive
-connection per client, each sending its next query when the last one is answered. Both share
-this machine's cores, as they would on a one-box deployment. Timings are what the machine gave
-during the run.
-"""
+"""Service benchmark: text-to-image search over HTTP (`xmr serve` in its own process, wrk as the
+load, both on this machine's cores as on a one-box deployment) at 1, 8 and 32 clients on the
+OpenMoji index and a 100k synthetic captioned corpus (bench.service_corpora), vector-only and
+hybrid side by side, beside the raw encoder's throughput, the bare search time and the default
+index's recall, all in the same run. With `--runtimes`, the text encoder on each runtime
+instead, raw and served (runtimes.*)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,19 +23,18 @@ import httpx
 import numpy as np
 
 from bench import harness, service_report
-from bench.harness import CLIENTS, ROOT, K, Server, Target, arguments, measured_apart, timed
+from bench.harness import CLIENTS, ROOT, K, Target, arguments, measured_apart, server, timed
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
 
 if TYPE_CHECKING:
     from models.inference import Encoder
 
 
-# -- measurements in this process ---------------------------------------------------------------
 def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, threads: int,
                     seconds: float = 8) -> dict[str, float]:
     """Raw encoder on the service's device and text runtime, on `threads` threads (0: the
-    library's default): the texts/s of `workers` threads encoding batches of the service's
-    size at once (as the service's encoder workers do), and one query's time (median)."""
+    library's default): texts/s of `workers` threads encoding batches of the service's size at
+    once (as its encoder workers do), and one query's time (median)."""
     from models.inference import Encoder
     from service.settings import Settings
 
@@ -54,9 +43,8 @@ def encoder_figures(checkpoint: Path, data: Path, batch: int, workers: int, thre
     encoder = Encoder.load(checkpoint, settings.device, threads or None, settings.encoder_runtime)
     encoder.encode_texts(queries[:batch])  # warm-up
     single = [timed(encoder.encode_texts, [query])[0] for query in queries[:200]]
-    return {"encoder_batched_qps": concurrent_texts_per_s(encoder, queries, batch, seconds,
-                                                          workers)[0],
-            "encoder_single_ms": 1000 * statistics.median(single)}
+    batched = concurrent_texts_per_s(encoder, queries, batch, seconds, workers)[0]
+    return {"encoder_batched_qps": batched, "encoder_single_ms": 1000 * statistics.median(single)}
 
 
 def concurrent_texts_per_s(encoder: Encoder, queries: list[str], batch: int, seconds: float,
@@ -171,29 +159,27 @@ def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, quer
                    clients: tuple[int, ...], name: str, labels: dict,
                    settings: dict[str, str] | None = None, modes: tuple[str | None, ...] = (None,),
                    repeats: int = 1) -> tuple[list[dict], dict[str, float], dict[str, float]]:
-    """The runs at each client count against one fresh server (XMR_* `settings` on top of
-    this environment, log server-NAME.log), each labelled with `labels`: in each search mode
-    (None: the service's default) side by side at each client count, in each of `repeats`;
-    its memory after; and with hybrid among the modes, `signals_found` before them."""
-    server = Server(index, checkpoint, args.work / f"server-{name}.log", settings)
+    """The runs labelled `labels` against one fresh server (XMR_* `settings`, log server-NAME.log):
+    each search mode (None: the service's default) side by side at each client count, in each
+    of `repeats`; its memory after; with hybrid among the modes, `signals_found` before them."""
+    served = server(index, checkpoint, args.work / f"server-{name}.log", settings)
     try:
-        items = httpx.get(f"{server.url}/v1/info").json()["items"]["image"]
-        signals = signals_found(server.url, queries, name) if "hybrid" in modes else {}
-        targets = {mode: Target.searches(f"{name}-{mode}", server, queries, K, args.work,
+        items = httpx.get(f"{served.url}/v1/info").json()["items"]["image"]
+        signals = signals_found(served.url, queries, name) if "hybrid" in modes else {}
+        targets = {mode: Target.searches(f"{name}-{mode}", served, queries, K, args.work,
                                          mode=mode) for mode in modes}
         runs = [load_run(targets[mode], n, args,
                          {"mode": mode, "repeat": repeat, **labels, "items": items})
                 for repeat in range(repeats) for n in clients for mode in modes]
-        return runs, server.memory_mb(), signals
+        return runs, served.memory_mb(), signals
     finally:
-        server.stop()
+        served.stop()
 
 
 def signals_found(url: str, queries: list[str], name: str) -> dict[str, float]:
-    """Per signal, the share of hybrid hits it scored (explain) for the first 50 queries: what
-    hybrid answers on this corpus draw on. The signals hybrid adds must each score some hit;
-    the item vectors may score none where they are far from every query (the synthetic rows
-    against the OpenMoji texts, ranked exactly)."""
+    """Per signal, the share of hybrid hits it scored (explain) for the first 50 queries. The
+    signals hybrid adds must each score some hit; the item vectors may score none where they are
+    far from every query (the synthetic rows against the OpenMoji texts, ranked exactly)."""
     hits = [hit["signals"] for q in queries[:50] for hit in httpx.post(
         f"{url}/v1/search/text-to-image",
         json={"text": q, "k": K, "mode": "hybrid", "explain": True}).json()["results"]]
@@ -217,16 +203,14 @@ def load_run(target: Target, clients: int, args: argparse.Namespace, labels: dic
 
 
 def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
-    """`--runtimes`: the text encoder on each runtime, side by side with its variants
-    interleaved in every repeat: texts/s at batch 1 and 32, one worker and the service's
-    workers (one 1-thread worker per core), in this process; then a fresh server per runtime
-    and repeat at 1 and 32 clients. The checkpoint is copied into --work, so its ONNX export
-    is written there, not beside yours."""
-    import shutil
-
+    """`--runtimes`: the text encoder on each runtime, interleaved in every repeat: texts/s at
+    batch 1 and 32, one worker and the service's workers (one 1-thread worker per core), in this
+    process; then a fresh server per runtime and repeat at 1 and 32 clients. The checkpoint is
+    copied into --work, so its ONNX export is written there, not beside yours."""
     from models.inference import Encoder
     from service.settings import Settings
 
+    args.work.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "checkpoint.pt"))
     workers = Settings().encoder_worker_count
     encoders = {name: Encoder.load(checkpoint, "cpu", 1, name) for name in args.runtimes}
@@ -235,10 +219,9 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     for repeat in range(args.repeats):
         for name, encoder in encoders.items():
             for batch, n in ((1, 1), (32, 1), (1, workers), (32, workers)):
-                texts_per_s, cpu = concurrent_texts_per_s(encoder, queries, batch,
-                                                          args.seconds / 4, n)
+                rate, cpu = concurrent_texts_per_s(encoder, queries, batch, args.seconds / 4, n)
                 encoder_runs.append({"runtime": name, "repeat": repeat, "batch": batch,
-                                     "workers": n, "texts_per_s": texts_per_s,
+                                     "workers": n, "texts_per_s": rate,
                                      "cpu_ms_per_text": 1000 * cpu})
                 print(json.dumps(encoder_runs[-1]), flush=True)
     for repeat in range(args.repeats):
@@ -249,9 +232,8 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     quality = {name: ranking_quality(checkpoint, args, name) for name in args.runtimes}
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
             "load_average": harness.load_average(), "load_generator": harness.load_generator(),
-            "seconds": args.seconds, "warmup": args.warmup,
-            "repeats": args.repeats, "encoder": encoder_runs, "service": server_runs,
-            "quality": quality}
+            "seconds": args.seconds, "warmup": args.warmup, "repeats": args.repeats,
+            "encoder": encoder_runs, "service": server_runs, "quality": quality}
 
 
 def ranking_quality(checkpoint: Path, args: argparse.Namespace, runtime: str) -> dict:
@@ -271,36 +253,38 @@ def main() -> int:
                        seconds=(20, "per measured run"), warmup=(3, "per run, not counted"),
                        synthetic=100_000, repeats=(
                            3, "of each run, the modes (or runtimes) interleaved in each"))
-    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"),
-                        help="instead: the text encoder on these runtimes, side by side "
-                             "(bench/results/runtimes.*)")
+    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"), help=
+                        "instead: the text encoder on these runtimes, side by side (runtimes.*)")
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
                         default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
     if args.runtimes:
-        result = runtime_ab(args, queries_of(args.data))
-        harness.write_results(args.out, "runtimes", result,
-                              service_report.runtimes_markdown(result),
-                              service_report.runtimes_figure(result))
-        return 0
+        harness.publish(args, "runtimes", lambda: runtime_ab(args, queries_of(args.data)),
+                        service_report.runtimes_markdown, service_report.runtimes_figure)
+    else:
+        harness.publish(args, "service", lambda: run(args), service_report.markdown,
+                        service_report.figure)
+    return 0
 
+
+def run(args: argparse.Namespace) -> dict:
+    """Each corpus served in each mode beside its raw figures, its index's recall, the goals."""
     from models.checkpoint import checkpoint_id
     from models.inference import resolve_device
     from service.settings import Settings
 
+    args.work.mkdir(parents=True, exist_ok=True)
     ckpt_id = checkpoint_id(args.checkpoint)
     corpora, dim = prepare_corpora(args, ckpt_id)
+    device = device_name(str(resolve_device(Settings().device)))
     result: dict = {
         "command": harness.command("bench.service_bench"),
         "load_average_before": harness.load_average(),
-        "machine": f"{harness.machine()}; the encoder on"
-                   f" {device_name(str(resolve_device(Settings().device)))}, text queries on"
+        "machine": f"{harness.machine()}; the encoder on {device}, text queries on"
                    f" {Settings().encoder_runtime} (XMR_ENCODER_RUNTIME)",
         "load_generator": harness.load_generator(), "seconds": args.seconds,
-        "warmup": args.warmup, "repeats": args.repeats, "runs": [], "memory": {},
-        "recall": {}, "signals": {},
-    }
+        "warmup": args.warmup, "repeats": args.repeats, "runs": [], "memory": {}, "recall": {},
+        "signals": {}}
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
         runs, result["memory"][corpus.name], result["signals"][corpus.name] = serve_and_load(
@@ -312,11 +296,7 @@ def main() -> int:
             result["recall"][corpus.name] = measured_apart(
                 recall_figures, args.checkpoint, args.data, corpus.exact, corpus.index)
     result["load_average_after"] = harness.load_average()
-    result["goals"] = service_report.goals(result)
-    markdown = service_report.markdown(result)
-    harness.write_results(args.out, "service", result, markdown, service_report.figure(result))
-    print(markdown)
-    return 0
+    return {**result, "goals": service_report.goals(result)}
 
 
 if __name__ == "__main__":

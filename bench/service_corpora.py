@@ -79,9 +79,9 @@ class GivenVectors:
 def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str, np.ndarray],
                     levels: tuple[str, ...], n: int, spec: str) -> Path:
     """n image items with `synthetic_vectors`, real OpenMoji files as their sources, each
-    captioned with three of `terms` (term: its encoder vector), indexed as `spec` ("auto": the
-    type `xmr index build` picks by size). Every spec gets the same items, ids, captions and
-    vectors, so their answers can be compared id for id."""
+    captioned with three of `terms` (term: its encoder vector), indexed as `spec` ("auto": by
+    size, as `xmr index build`). Every spec gets the same items, ids and vectors, so that their
+    answers compare id for id."""
     from index.build import build
     from index.catalog import NewItem
 
@@ -106,8 +106,7 @@ def synthetic_index(path: Path, data: Path, checkpoint_id: str, terms: dict[str,
 
 
 def openmoji_index(index: Path, checkpoint: Path, data: Path, cache: Path) -> None:
-    """Build the OpenMoji index with `xmr index build`, backbone features read from the feature
-    cache, unless there is one."""
+    """`xmr index build` of the OpenMoji index (features from the cache) unless there is one."""
     from index import layout
 
     if layout.current(index) is None:

@@ -1,5 +1,5 @@
-"""The service benchmark's report: its goals, checked against the figures of the same run,
-and the markdown table and plot of bench/results/service.*."""
+"""The service and runtimes reports: the service's goals, checked against the figures of the
+same run, and each report's markdown and plot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import statistics
 from typing import Any
 
 from bench import harness
-from bench.harness import CLIENTS, pyplot
+from bench.harness import CLIENTS, bars, pyplot
 from bench.report import render
 
 FIGURES = ("qps", "p50_ms", "p99_ms", "mean_batch", "server_encode_ms", "server_cpu_ms")
@@ -30,35 +30,25 @@ def ratios(rows: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def markdown(result: dict) -> str:
-    """The table of runs (medians per corpus, mode and client count), the modes' ratios, the
-    default index's recall, the goals and the server's memory."""
     rows = medians(result["runs"])
     return render("service", **result, rows=rows, ratios=ratios(rows))
 
 
 def figure(result: dict) -> Any:
-    """Throughput and latency against the client count per corpus and mode (medians), the raw
-    encoder's batched throughput as a line beside them."""
-    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4))
-    rows = medians(result["runs"])
-    for corpus, mode in dict.fromkeys((row["corpus"], row.get("mode")) for row in rows):
-        runs = [row for row in rows if (row["corpus"], row.get("mode")) == (corpus, mode)]
-        xs, name = [run["clients"] for run in runs], f"{corpus}, {mode or 'default'}"
-        axes[0].plot(xs, [run["qps"] for run in runs], marker="o", label=name)
-        axes[1].plot(xs, [run["p50_ms"] for run in runs], marker="o", label=f"{name} p50")
-        axes[1].plot(xs, [run["p99_ms"] for run in runs], marker="x", linestyle=":",
-                     label=f"{name} p99")
-    for corpus in dict.fromkeys(row["corpus"] for row in rows):
-        axes[0].axhline(next(r for r in rows if r["corpus"] == corpus)["encoder_batched_qps"],
-                        linestyle="--", linewidth=0.8, label=f"{corpus}: raw encoder, batch 32")
-    for ax, title in zip(axes, ("throughput (queries/s)", "latency (ms)"), strict=True):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(CLIENTS, [str(c) for c in CLIENTS])
-        ax.set_xlabel("concurrent clients")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[1].set_yscale("log")
+    """QPS, p50 and p99 per client count, corpus and mode (medians); the raw encoder as lines."""
+    fig, axes = pyplot().subplots(1, 3, figsize=(16, 4.5))
+    rows = {(f"{r['corpus']}, {r.get('mode') or 'default'}", r["clients"]): r
+            for r in medians(result["runs"])}
+    for i, (corpus, row) in enumerate({r["corpus"]: r for r in rows.values()}.items()):
+        axes[0].axhline(row["encoder_batched_qps"], color=f"C{2 * i}", linestyle="--",
+                        linewidth=0.8, label=f"{corpus}: raw encoder, batch 32")
+    for ax, key, title in zip(axes, ("qps", "p50_ms", "p99_ms"),
+                              ("queries/s", "p50 ms (log)", "p99 ms (log)"), strict=True):
+        bars(ax, [f"{c} client(s)" for c in CLIENTS], {s: [rows[s, c][key] for c in CLIENTS]
+             for s in dict.fromkeys(s for s, _ in rows)}, legend=False, title=title,
+             yscale="linear" if key == "qps" else "log")
+    axes[2].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper left",
+                   bbox_to_anchor=(1, 1))
     return fig
 
 
@@ -76,62 +66,50 @@ def runtime_rows(result: dict) -> list[tuple[str, dict[str, list[float]]]]:
 
 
 def runtimes_markdown(result: dict) -> str:
-    """Each setting's median (min-max) over the repeats per runtime, and their ratio."""
     runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
     return render("runtimes", **result, runtimes=runtimes, rows=runtime_rows(result))
 
 
 def runtimes_figure(result: dict) -> Any:
     """Medians per setting, one bar per runtime: throughputs left, latencies right."""
-    rows = runtime_rows(result)
     runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
     fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
-    for ax, part in zip(axes, ([r for r in rows if "ms" not in r[0]],
-                               [r for r in rows if "ms" in r[0]]), strict=True):
-        for i, runtime in enumerate(runtimes):
-            ax.barh([j + 0.8 * i / len(runtimes) for j in range(len(part))],
-                    [statistics.median(v[runtime]) for _, v in part], height=0.8 / len(runtimes),
-                    label=runtime)
-        ax.set_yticks([j + 0.4 - 0.4 / len(runtimes) for j in range(len(part))],
-                      [k for k, _ in part], fontsize=7)
-        ax.grid(alpha=0.3, axis="x")
-        ax.legend()
-    axes[0].set_title("throughput (median)")
-    axes[1].set_title("latency, ms (median)")
+    for ax, latency, title in zip(axes, (False, True), ("throughput (median)",
+                                                        "latency, ms (median)"), strict=True):
+        part = [(key, v) for key, v in runtime_rows(result) if ("ms" in key) == latency]
+        bars(ax, [key for key, _ in part], {r: [statistics.median(v[r]) for _, v in part]
+             for r in runtimes}, horizontal=True, ticks={"fontsize": 7}, title=title)
     return fig
 
 
 def goals(result: dict) -> list[dict[str, object]]:
     """Each goal, met or not, with its figures (medians over the repeats)."""
-    out = []
+    out: list[dict[str, object]] = []
     rows = medians(result["runs"])
+
+    def goal(text: str, met: bool, measured: str) -> None:
+        out.append({"goal": text, "met": met, "measured": measured})
+
     # against the raw encoder and search: vector-only; hybrid has its own goals, its ratios
     for corpus in dict.fromkeys(row["corpus"] for row in rows):
         runs = {row["clients"]: row for row in rows
                 if row["corpus"] == corpus and row.get("mode") in (None, "vector")}
         top, one = runs[max(runs)], runs[min(runs)]
         ratio = top["qps"] / top["encoder_batched_qps"]
-        out.append({"goal": f"{corpus}: QPS at {top['clients']} clients >= 0.8x raw batched "
-                            "encoder throughput", "met": ratio >= 0.8,
-                    "measured": f"{top['qps']:.1f} vs {top['encoder_batched_qps']:.1f} "
-                                f"({ratio:.2f}x)"})
+        goal(f"{corpus}: QPS at {top['clients']} clients >= 0.8x raw batched encoder throughput",
+             ratio >= 0.8, f"{top['qps']:.1f} vs {top['encoder_batched_qps']:.1f} ({ratio:.2f}x)")
         budget = one["encoder_single_ms"] + one["search_ms"] + 3
-        out.append({"goal": f"{corpus}: p50 at 1 client <= encoder + search + 3 ms",
-                    "met": one["p50_ms"] <= budget,
-                    "measured": f"p50 {one['p50_ms']:.1f} ms vs {one['encoder_single_ms']:.1f}"
-                                f" + {one['search_ms']:.2f} + 3 = {budget:.1f} ms (the "
-                                "server's own encoder took "
-                                f"{one['server_encode_ms']:.1f} ms per query, mean)"})
+        goal(f"{corpus}: p50 at 1 client <= encoder + search + 3 ms", one["p50_ms"] <= budget,
+             f"p50 {one['p50_ms']:.1f} ms vs {one['encoder_single_ms']:.1f} + "
+             f"{one['search_ms']:.2f} + 3 = {budget:.1f} ms (the server's own encoder took "
+             f"{one['server_encode_ms']:.1f} ms per query, mean)")
     for corpus, (p50, qps) in ratios(rows).items():
-        out.append({"goal": f"{corpus}: hybrid p50 at 1 client <= 1.3x vector-only",
-                    "met": p50 <= 1.3, "measured": f"{p50:.2f}x"})
-        out.append({"goal": f"{corpus}: hybrid QPS at {max(CLIENTS)} clients >= 0.8x "
-                            "vector-only", "met": qps >= 0.8, "measured": f"{qps:.2f}x"})
+        goal(f"{corpus}: hybrid p50 at 1 client <= 1.3x vector-only", p50 <= 1.3, f"{p50:.2f}x")
+        goal(f"{corpus}: hybrid QPS at {max(CLIENTS)} clients >= 0.8x vector-only", qps >= 0.8,
+             f"{qps:.2f}x")
     for corpus, memory in result["memory"].items():
         if corpus.startswith("synthetic"):
-            out.append({"goal": f"{corpus}: resident memory of the server < 1.5 GB",
-                        "met": memory["peak_rss_mb"] < 1536,
-                        "measured": f"{memory['rss_mb']:.0f} MB resident, "
-                                    f"{memory['peak_rss_mb']:.0f} MB peak"})
+            goal(f"{corpus}: resident memory of the server < 1.5 GB", memory["peak_rss_mb"] < 1536,
+                 f"{memory['rss_mb']:.0f} MB resident, {memory['peak_rss_mb']:.0f} MB peak")
     return out
 

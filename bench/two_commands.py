@@ -1,17 +1,9 @@
-"""Time the README's two commands, cold (a fresh clone) and warm (the same clone again).
-
-    python -m bench.two_commands [--source .]
-
-`make test` is timed to its exit; `make demo` (on a free port) until it answers a text-to-image
-search for "cat" (the command keeps serving, so it is stopped once the answer is in). The demo
-check is the README's promise: the text "cat" returns cat emoji among the first results.
-Writes bench/results/two_commands.{json,md}. Run it on an otherwise idle machine: the cold
-figures are dominated by pip and by EfficientNet on two cores, and contention inflates both.
-"""
+"""Time the README's two commands from a fresh clone, cold and then warm: `make test` to its
+exit, `make demo` (on a free port) until it answers a text-to-image search for "cat" with cat
+emoji among the first results, the README's promise. Run it on an otherwise idle machine."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import ROOT, Process, arguments, command, machine, timed, write_results
+from bench.harness import ROOT, Process, arguments, command, machine, publish, timed
 from bench.report import render
 
 CAT_TOP_K = 5
@@ -66,25 +58,25 @@ def markdown(report: dict) -> str:
     return render("two_commands", **{"notes": "", **report}, top=CAT_TOP_K)
 
 
-def main() -> int:
-    parser = arguments(__doc__)
-    parser.add_argument("--source", default=str(ROOT))
-    args = parser.parse_args()
+def run(source: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "xmr"
-        subprocess.run(["git", "clone", "-q", args.source, str(clone)], check=True)
+        subprocess.run(["git", "clone", "-q", source, str(clone)], check=True)
         logs = Path(tempfile.gettempdir())  # the demo's logs are kept for a post-mortem
         seconds = {"test_cold": time_make_test(clone), "test_warm": time_make_test(clone)}
         seconds["demo_cold"], _ = time_make_demo(clone, logs / "two_commands-demo-cold.log")
         seconds["demo_warm"], results = time_make_demo(clone, logs / "two_commands-demo-warm.log")
         cats = cat_image_hashes(clone)
-    report = {"command": command("bench.two_commands"), "machine": machine(), "seconds": seconds,
-              "cat_results": [{k: h.get(k) for k in ("id", "score", "labels")}
-                              | {"is_cat": h["content_hash"] in cats} for h in results],
-              "cats_in_top": sum(h["content_hash"] in cats for h in results)}
-    write_results(args.out, "two_commands", report, markdown(report))
-    print(json.dumps(report, indent=2))
-    return 0 if report["cats_in_top"] else 1
+    return {"command": command("bench.two_commands"), "machine": machine(), "seconds": seconds,
+            "cat_results": [{k: h.get(k) for k in ("id", "score", "labels")}
+                            | {"is_cat": h["content_hash"] in cats} for h in results],
+            "cats_in_top": sum(h["content_hash"] in cats for h in results)}
+
+
+def main() -> int:
+    args = arguments(__doc__, source=(str(ROOT), "the repository to clone")).parse_args()
+    result = publish(args, "two_commands", lambda: run(args.source), markdown)
+    return 0 if result["cats_in_top"] else 1
 
 
 if __name__ == "__main__":
