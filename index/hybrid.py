@@ -22,52 +22,56 @@ from models.lexical import query_tokens
 
 Mode = Literal["hybrid", "vector", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "lexical")
-Proposals = dict[str, tuple[np.ndarray, np.ndarray]]
+Proposals = dict[str, tuple[np.ndarray, np.ndarray]]  # signal: (ids, scores), (queries, n)
 
 
 def search(gen: Generation, queries: np.ndarray, texts: Sequence[str], k: int, modality: str,
            allow: np.ndarray | None, mode: Mode, fusion: Fusion) -> list[list[Hit]]:
-    """Per query row (its text beside it), the best `k` items of `modality`; each hit's
-    `signals` holds every signal's score of it (None where that signal did not propose it).
-    `allow`: the ids the filters leave (None: no filter), resolved by the caller."""
+    """Per query row (its text beside it), the best `k` items of `modality` in mode `hybrid` or
+    `lexical` (the catalog searches `vector` itself); each hit's `signals` holds every signal's
+    score of it (None where that signal did not propose it). `allow`: the ids the filters leave
+    (None: no filter), resolved by the caller."""
     depth = k if mode == "lexical" else max(k, DEPTH)
-    rows = [{} for _ in texts] if mode == "lexical" else \
-        _vector_proposals(gen, queries, modality, depth, allow)
-    ranked = []
-    for proposals, text in zip(rows, texts, strict=True):
-        if mode != "vector":
-            proposals["lexical"] = gen.lexicon(modality).best(query_tokens(text), depth, allow)
-        if mode == "hybrid":
-            ids, scores, signals = fuse_proposals(fusion, proposals, depth)
-        else:
-            (ids, scores), = proposals.values()
-            signals = {next(iter(proposals)): scores}
-        ranked.append((ids[:k], scores[:k], {s: v[:k] for s, v in signals.items()}))
-    records = gen.meta.get_many(sorted({int(i) for ids, _, _ in ranked for i in ids}))
-    return [_hits(records, *row) for row in ranked]
+    proposals = {} if mode == "lexical" else _vector_proposals(gen, queries, modality, depth, allow)
+    proposals["lexical"] = _lexical_proposals(gen, texts, modality, depth, allow)
+    if mode == "hybrid":
+        ids, scores, signals = fuse_proposals(fusion, proposals, depth)
+    else:
+        ids, scores = proposals["lexical"]
+        signals = {"lexical": scores}
+    ids, scores = ids[:, :k], scores[:, :k]
+    records = gen.meta.get_many(sorted(set(ids[ids >= 0].tolist())))
+    return [_hits(records, ids[row], scores[row], {s: v[row, :k] for s, v in signals.items()})
+            for row in range(len(ids))]
 
 
 def _vector_proposals(gen: Generation, queries: np.ndarray, modality: str, depth: int,
-                      allow: np.ndarray | None) -> list[Proposals]:
-    """Per query row, what the vector stores propose: one search of each store for all rows."""
+                      allow: np.ndarray | None) -> Proposals:
+    """What the vector stores propose for every row: one search of each store."""
     spaces = {"vector": "image", "caption": "caption"} if modality == "image" else \
         {"caption": "text"}
-    rows: list[Proposals] = [{} for _ in queries]
+    proposals: Proposals = {}
     for signal, space in spaces.items():
         scores, ids = gen.stores[space].search(queries, depth, allow)
-        for proposals, row_scores, row_ids in zip(rows, scores, ids, strict=True):
-            keep = row_ids >= 0
-            proposals[signal] = (row_ids[keep].astype(np.int64),
-                                 row_scores[keep].astype(np.float64))
-    return rows
+        proposals[signal] = (ids.astype(np.int64), scores.astype(np.float64))
+    return proposals
+
+
+def _lexical_proposals(gen: Generation, texts: Sequence[str], modality: str, depth: int,
+                       allow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """BM25's best `depth` per text (models.bm25), padded with id -1 and score 0."""
+    ids, scores = np.full((len(texts), depth), -1, np.int64), np.zeros((len(texts), depth))
+    lexicon = gen.lexicon(modality)
+    for row, text in enumerate(texts):
+        found, score = lexicon.best(query_tokens(text), depth, allow)
+        ids[row, :len(found)], scores[row, :len(found)] = found, score
+    return ids, scores
 
 
 def _hits(records: Mapping[int, Record], ids: np.ndarray, scores: np.ndarray,
           signals: Mapping[str, np.ndarray]) -> list[Hit]:
-    hits = []
-    for n, item_id in enumerate(ids.tolist()):
-        if item_id in records:
-            explained = {name: None if np.isnan(v[n]) else float(v[n])
-                         for name, v in signals.items()}
-            hits.append(Hit(item_id, float(scores[n]), records[item_id], explained))
-    return hits
+    columns = {name: values.tolist() for name, values in signals.items()}
+    return [Hit(item_id, score, records[item_id],
+                {name: None if np.isnan(c[n]) else c[n] for name, c in columns.items()})
+            for n, (item_id, score) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True))
+            if item_id in records]

@@ -62,89 +62,115 @@ class Fusion:
     def with_weights(self, weights: Mapping[str, float]) -> Fusion:
         return Fusion(self.method, {**self.weights, **weights})
 
-    def fuse(self, signals: Mapping[str, np.ndarray]) -> np.ndarray:
+    def fuse(self, signals: Mapping[str, np.ndarray], valid: np.ndarray | None = None,
+             present: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """One fused score per candidate (last axis), higher is better. `signals`: each signal's
-        scores of the same candidates, (n,) or (queries, n); signals left out count as absent
-        (none of the weighted ones given: all candidates tie at 0)."""
-        fused = np.zeros(np.shape(next(iter(signals.values()))))
+        scores of the same candidates, (n,) or (queries, n); `valid`: which candidates of a row
+        count (None: all; the others score -inf); `present`: per signal, the rows it proposed
+        anything for (None: all). A signal left out, or not present in a row, adds nothing."""
+        shape = np.shape(next(iter(signals.values())))
+        valid = np.ones(shape, bool) if valid is None else valid
+        fused = np.zeros(shape)
         for name, weight in self.weights.items():
             if weight == 0 or name not in signals:
                 continue
-            part = weight * (zscore(signals[name]) if self.method == "zscore"
-                             else _reciprocal_rank(signals[name], lexical=name == "lexical"))
+            part = weight * (zscore(signals[name], valid) if self.method == "zscore"
+                             else _reciprocal_rank(signals[name], valid, name == "lexical"))
+            if present is not None:
+                part = part * present[name][..., None]
             fused = fused + part
-        return fused
+        return np.where(valid, fused, -np.inf)
 
 
-def zscore(scores: np.ndarray) -> np.ndarray:
-    centred = np.asarray(scores, dtype=np.float64)
-    count = max(centred.shape[-1], 1)
-    centred = centred - centred.sum(axis=-1, keepdims=True) / count
+def zscore(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Scores minus their mean over their standard deviation, along the last axis, over the
+    `valid` entries only (None: all); 0 where the row's scores are all equal, and elsewhere."""
+    scores = np.asarray(scores, dtype=np.float64)
+    valid = np.ones(scores.shape, bool) if valid is None else valid
+    count = np.maximum(valid.sum(axis=-1, keepdims=True), 1)
+    mean = np.where(valid, scores, 0.0).sum(axis=-1, keepdims=True) / count
+    centred = np.where(valid, scores - mean, 0.0)
     std = np.sqrt((centred * centred).sum(axis=-1, keepdims=True) / count)
     return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
-def _reciprocal_rank(scores: np.ndarray, lexical: bool) -> np.ndarray:
-    """1 / (RRF_K + rank), rank 1 the best; a lexical non-match (score 0) contributes 0."""
-    scores = np.asarray(scores, dtype=np.float64)
+def _reciprocal_rank(scores: np.ndarray, valid: np.ndarray, lexical: bool) -> np.ndarray:
+    """1 / (RRF_K + rank) among the valid entries, rank 1 the best, ties in entry order; a
+    lexical non-match (score 0) contributes 0, as does an entry that is not valid."""
+    scores = np.where(valid, np.asarray(scores, dtype=np.float64), -np.inf)
     order = np.argsort(-scores, axis=-1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(1, scores.shape[-1] + 1)
                       * np.ones_like(order), axis=-1)
-    out = 1.0 / (RRF_K + ranks)
-    return np.where(scores > 0, out, 0.0) if lexical else out
+    counts = valid & (scores > 0) if lexical else valid
+    return np.where(counts, 1.0 / (RRF_K + ranks), 0.0)
 
 
 def fuse_proposals(fusion: Fusion, proposals: Mapping[str, tuple[np.ndarray, np.ndarray]],
                    depth: int = DEPTH) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """One query's hybrid ranking from what each signal proposes: `proposals[signal]` =
-    (ids, scores), its best `depth` items (fewer where fewer are eligible). The candidates are
-    the union of the proposals; a candidate a signal did not propose gets that signal's lowest
-    proposed score (its score is at most that), or 0 for a lexical list that was not full (the
-    candidate holds none of the query's words). Returns (ids, fused scores) best first, and each
-    signal's score per returned id, NaN where the signal did not propose it."""
-    given = [(name, np.asarray(i, np.int64), np.asarray(s, np.float64))
-             for name, (i, s) in proposals.items() if len(i)]
-    if not given:
-        return np.zeros(0, np.int64), np.zeros(0), {}
-    ids, where = np.unique(np.concatenate([i for _, i, _ in given]), return_inverse=True)
-    found: dict[str, np.ndarray] = {}
-    filled: dict[str, np.ndarray] = {}
-    start = 0
-    for name, own_ids, own_scores in given:
-        rows = where[start:start + len(own_ids)]
-        start += len(own_ids)
-        found[name] = np.full(len(ids), np.nan)
-        found[name][rows] = own_scores
-        floor = 0.0 if name == "lexical" and len(own_ids) < depth else own_scores.min()
-        filled[name] = np.full(len(ids), floor)
-        filled[name][rows] = own_scores
-    fused = fusion.fuse(filled)
-    order = np.lexsort((ids, -fused))
-    return ids[order], fused[order], {name: c[order] for name, c in found.items()}
+    """The hybrid ranking of a batch of queries from what each signal proposes:
+    `proposals[signal]` = (ids, scores), each (queries, n): per row its best `depth` items, id
+    -1 where it has fewer. A row's candidates are the union of its proposals; a candidate a
+    signal did not propose gets that signal's lowest proposed score in the row (its score is at
+    most that), or 0 for a lexical list that was not full (the candidate holds none of the
+    query's words). Returns (ids, fused scores), (queries, width), each row best first (ties by
+    id) and padded with id -1 / score -inf; and each signal's score per returned id, NaN where
+    the signal did not propose it."""
+    names = list(proposals)
+    ids = np.concatenate([np.asarray(proposals[n][0], np.int64) for n in names], axis=1)
+    scores = np.concatenate([np.asarray(proposals[n][1], np.float64) for n in names], axis=1)
+    owner = np.repeat(np.arange(len(names)), [np.shape(proposals[n][0])[1] for n in names])
+    # Sorting each row's proposed ids lines up the proposals of one candidate; the candidate's
+    # column is the count of distinct ids before it. Absent proposals sort last.
+    order = np.argsort(np.where(ids < 0, np.iinfo(np.int64).max, ids), axis=1, kind="stable")
+    ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
+    owner, proposed = owner[order], ids >= 0
+    first = proposed.copy()
+    first[:, 1:] &= ids[:, 1:] != ids[:, :-1]
+    column = np.cumsum(first, axis=1) - 1
+    counts = first.sum(axis=1)
+    width = int(counts.max()) if len(counts) else 0
+    rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
+    candidates = np.full((len(ids), width), -1, np.int64)
+    candidates[rows[first], column[first]] = ids[first]
+    valid = candidates >= 0
+    found, filled, present = {}, {}, {}
+    for signal, name in enumerate(names):
+        own = proposed & (owner == signal)
+        given = own.sum(axis=1)
+        lowest = np.where(own, scores, np.inf).min(axis=1, initial=np.inf)
+        empty = (given == 0) | (name == "lexical") & (given < depth)
+        found[name] = np.full((len(ids), width), np.nan)
+        found[name][rows[own], column[own]] = scores[own]
+        filled[name] = np.where(np.isnan(found[name]), np.where(empty, 0.0, lowest)[:, None],
+                                found[name])
+        present[name] = given > 0
+    fused = fusion.fuse(filled, valid, present)
+    best = np.argsort(-fused, axis=1, kind="stable")  # candidates are in id order: ties by id
+    return (np.take_along_axis(candidates, best, 1), np.take_along_axis(fused, best, 1),
+            {name: np.take_along_axis(f, best, 1) for name, f in found.items()})
 
 
 def proposals_of(scores: Mapping[str, np.ndarray], depth: int = DEPTH
                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """What each signal proposes for one query, from its scores of every item (an evaluation
-    over a whole split; an index gets the same lists from its searches): the best `depth`,
-    and for lexical only items that hold a query word."""
+    """What each signal proposes for each query row, from its (queries, items) scores of every
+    item (an evaluation over a whole split; an index gets the same lists from its searches):
+    the best `depth`, ties by item, and for lexical only items that hold a query word (id -1
+    for the rest)."""
     out = {}
-    for name, row in scores.items():
-        eligible = np.flatnonzero(row > 0) if name == "lexical" else np.arange(len(row))
-        top = eligible[np.argsort(-row[eligible], kind="stable")[:depth]]
-        out[name] = (top, row[top])
+    for name, matrix in scores.items():
+        top = np.argsort(-matrix, axis=1, kind="stable")[:, :depth]
+        best = np.take_along_axis(matrix, top, 1)
+        out[name] = (np.where(best > 0, top, -1) if name == "lexical" else top, best)
     return out
 
 
 def hybrid_scores(signals: Mapping[str, np.ndarray], fusion: Fusion,
                   depth: int = DEPTH) -> np.ndarray:
     """Fused (queries, items) scores as a served query gets them (`fuse_proposals` over
-    `proposals_of` each row); items no signal proposed rank after all candidates."""
-    n_queries, n_items = next(iter(signals.values())).shape
-    out = np.full((n_queries, n_items), -np.inf)
-    for row in range(n_queries):
-        ids, fused, _ = fuse_proposals(
-            fusion, proposals_of({name: s[row] for name, s in signals.items()}, depth), depth)
-        out[row, ids] = fused
+    `proposals_of`); items no signal proposed rank after all candidates."""
+    ids, fused, _ = fuse_proposals(fusion, proposals_of(signals, depth), depth)
+    out = np.full(next(iter(signals.values())).shape, -np.inf)
+    rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
+    out[rows[ids >= 0], ids[ids >= 0]] = fused[ids >= 0]
     return out

@@ -43,9 +43,10 @@ def test_a_signal_alone_keeps_its_order() -> None:
 
 def test_proposals_fill_what_a_signal_did_not_propose() -> None:
     fusion = Fusion("zscore", {"vector": 0.5, "lexical": 0.5})
-    proposals = {"vector": (np.array([3, 1]), np.array([0.9, 0.5])),
-                 "lexical": (np.array([7]), np.array([4.0]))}
+    proposals = {"vector": (np.array([[3, 1]]), np.array([[0.9, 0.5]])),
+                 "lexical": (np.array([[7, -1]]), np.array([[4.0, 0.0]]))}
     ids, fused, found = fuse_proposals(fusion, proposals, depth=2)
+    ids, fused, found = ids[0], fused[0], {name: f[0] for name, f in found.items()}
     assert set(ids.tolist()) == {1, 3, 7}
     filled = {"vector": np.array([0.5, 0.9, 0.5]), "lexical": np.array([0.0, 0.0, 4.0])}
     expected = dict(zip([1, 3, 7], fusion.fuse(filled), strict=True))
@@ -54,9 +55,45 @@ def test_proposals_fill_what_a_signal_did_not_propose() -> None:
     assert found["vector"][ids.tolist().index(3)] == pytest.approx(0.9)
 
 
+def one_query(fusion: Fusion, proposals: dict, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """A query's fusion written plainly, one candidate at a time: the rule the batch follows."""
+    given = {name: {int(i): float(s) for i, s in zip(*pair, strict=True) if i >= 0}
+             for name, pair in proposals.items()}
+    given = {name: found for name, found in given.items() if found}
+    candidates = sorted({i for found in given.values() for i in found})
+    filled = {}
+    for name, found in given.items():
+        floor = 0.0 if name == "lexical" and len(found) < depth else min(found.values())
+        filled[name] = np.array([found.get(i, floor) for i in candidates])
+    fused = fusion.fuse(filled) if filled else np.zeros(0)
+    order = sorted(range(len(candidates)), key=lambda n: (-fused[n], candidates[n]))
+    return np.array(candidates)[order], fused[order]
+
+
+@pytest.mark.parametrize("method", ["zscore", "rrf"])
+def test_a_batch_fuses_each_query_as_alone(method: str) -> None:
+    rng = np.random.default_rng(2)
+    fusion = Fusion(method, {"vector": 0.2, "caption": 0.3, "lexical": 0.5})
+    depth, queries = 6, 40
+    proposals = {}
+    for name in ("vector", "caption", "lexical"):
+        ids = np.stack([rng.choice(15, depth, replace=False) for _ in range(queries)])
+        ids[rng.random(ids.shape) < (0.5 if name == "lexical" else 0.1)] = -1  # fewer proposed
+        ids[0] = -1  # a query no signal proposes anything for
+        scores = np.round(rng.random(ids.shape) * 4, 1) * (ids >= 0)  # ties happen
+        proposals[name] = (ids, scores)
+    ids, fused, _ = fuse_proposals(fusion, proposals, depth)
+    for row in range(queries):
+        alone = one_query(fusion, {n: (i[row], s[row]) for n, (i, s) in proposals.items()}, depth)
+        kept = ids[row] >= 0
+        assert ids[row][kept].tolist() == alone[0].tolist()
+        np.testing.assert_allclose(fused[row][kept], alone[1], rtol=1e-12, atol=1e-12)
+        assert np.isneginf(fused[row][~kept]).all()
+
+
 def test_emulation_proposes_only_matching_lexical_items() -> None:
-    found = proposals_of({"lexical": np.array([0.0, 2.0, 0.0, 1.0])}, depth=3)
-    assert found["lexical"][0].tolist() == [1, 3]
+    found = proposals_of({"lexical": np.array([[0.0, 2.0, 0.0, 1.0]])}, depth=3)
+    assert found["lexical"][0].tolist() == [[1, 3, -1]]
 
 
 @pytest.mark.parametrize(("method", "weights"), [
