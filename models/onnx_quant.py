@@ -42,7 +42,8 @@ ISOLATED = "_to_int8"  # suffix of the Identity outputs `isolate` adds
 
 def calibration_texts() -> list[str]:
     """A fixed sample of short real queries: Unicode CLDR's English emoji names and keywords
-    (models.resources), which are the OpenMoji corpus's captions and keyword queries."""
+    (models.resources; the OpenMoji corpus's keyword queries, and names as its captions are),
+    shipped with the code, so every checkpoint is calibrated on the same texts."""
     texts = set(cldr_names().values())
     texts.update(word for words in cldr_keywords().values() for word in words)
     return random.Random(0).sample(sorted(texts), CALIBRATION_TEXTS)
