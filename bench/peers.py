@@ -202,7 +202,7 @@ def figure(result: dict) -> Any:
 def main() -> int:
     parser = arguments(__doc__, "checkpoint", "data", "index", work="peers", repeats=3,
                        seconds=(10, "per measured run"), warmup=(2, "per run, not counted"))
-    parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8"),
+    parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8", "onnx-int8-static"),
                         default=Settings.model_fields["encoder_runtime"].default,
                         help="what runs xmr's text queries (default: the service's default)")
     parser.add_argument("--infinity", nargs="+", default=["optimum", "torch"],

@@ -253,8 +253,9 @@ def main() -> int:
                        seconds=(20, "per measured run"), warmup=(3, "per run, not counted"),
                        synthetic=100_000, repeats=(
                            3, "of each run, the modes (or runtimes) interleaved in each"))
-    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8"), help=
-                        "instead: the text encoder on these runtimes, side by side (runtimes.*)")
+    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8",
+                        "onnx-int8-static"), help="instead: the text encoder on these runtimes, "
+                        "side by side (runtimes.*)")
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
                         default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()

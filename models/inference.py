@@ -27,14 +27,17 @@ from models.device import resolve_device
 from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
+from models.onnx_text import Quant
 
 __all__ = ["CheckpointError", "Encoder", "ImageError", "Runtime", "checkpoint_id", "open_image",
            "resolve_device"]
 log = logging.getLogger(__name__)
 # What runs the queries: torch, or ONNX Runtime for texts (models.onnx_text) and images
-# (models.onnx_image); onnx-int8 is the text graph with its encoder weights quantised to 8 bits
-# (images stay float).
-Runtime = Literal["torch", "onnx", "onnx-int8"]
+# (models.onnx_image); onnx-int8 and onnx-int8-static run an 8-bit copy of the text graph
+# (models.onnx_quant: activations scaled per call, or with scales fixed at export so a text's
+# vector does not depend on its batch); images stay float.
+Runtime = Literal["torch", "onnx", "onnx-int8", "onnx-int8-static"]
+QUANT: dict[str, Quant] = {"onnx-int8": "dynamic", "onnx-int8-static": "static"}
 EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
 
 
@@ -72,7 +75,7 @@ class Encoder:
              threads: int | None = None, runtime: Runtime = "torch") -> Encoder:
         """`device`: as `resolve_device` takes it. `threads`: torch's intra-op threads, a
         process-wide setting (None leaves it as it is), and ONNX Runtime's per call.
-        `runtime`: what runs text queries; `onnx` and `onnx-int8` fall back to torch, with a
+        `runtime`: what runs text queries; the ONNX runtimes fall back to torch, with a
         warning, where the checkpoint or this machine cannot take them."""
         if threads is not None:
             torch.set_num_threads(threads)
@@ -95,7 +98,7 @@ class Encoder:
             from models.onnx_text import OnnxText
 
             return OnnxText.build(path, self.checkpoint_id, self.backbones.text, self.method,
-                                  threads, int8=runtime == "onnx-int8")
+                                  threads, QUANT.get(runtime))
         except Exception as err:  # onnxruntime missing, export failed, outputs differ
             log.warning("text queries run on torch: the ONNX path failed (%s)", err)
             return None

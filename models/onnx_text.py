@@ -1,9 +1,12 @@
 """The text query path on ONNX Runtime: MiniLM, its pooling and the method's text head as one
 graph, exported once per checkpoint and cached beside it (`checkpoint.pt` ->
 `checkpoint.text.onnx`, the checkpoint's id in the graph's metadata so a changed checkpoint
-rebuilds it). `int8` adds a copy with the encoder's matrix weights quantised to 8 bits
-(ONNX Runtime's dynamic quantisation, per channel: `checkpoint.text.int8.onnx`), faster on the
-CPU and close to, not equal to, the float graph: it is checked on cosine, not on digits.
+rebuilds it). `quant` adds an 8-bit copy made from it (models.onnx_quant), faster on the CPU and
+close to, not equal to, the float graph: it is checked on cosine, not on digits. `dynamic`
+(`checkpoint.text.int8.onnx`) quantises activations per call, so a text's vector moves slightly
+with its batch mates; `static` (`checkpoint.text.int8s.onnx`) fixes their scales at export,
+calibrated on short real queries, so it does not. Each copy's tag extends the float graph's, so
+a new float graph makes them again.
 
 Only methods whose text embedding reads the pooled vector alone (`Method.reads_tokens` false) can
 take this path; `OnnxText.build` refuses the others and the encoder stays on torch for them.
@@ -13,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from models import onnx_graphs as graphs
+from models import onnx_quant
 from models.backbones.text import MiniLM, hidden_and_pooled
 from models.methods.base import Method
 
@@ -29,7 +33,10 @@ KEY = "xmr_text_graph"  # the graph's metadata entry holding its tag (models.onn
 # Bump when the exported graph changes for the same checkpoint, so old caches are rebuilt.
 EXPORT_VERSION = "1"
 TOLERANCE = 1e-4  # max abs difference from the torch path on the probe texts, or no ONNX
-INT8_MIN_COSINE = 0.95  # the 8-bit graph's least cosine to the torch path on the probe texts
+INT8_MIN_COSINE = 0.95  # an 8-bit graph's least cosine to the torch path on the probe texts
+Quant = Literal["dynamic", "static"]  # the 8-bit copies; None: the float graph
+SUFFIXES = {None: ".text.onnx", "dynamic": ".text.int8.onnx", "static": ".text.int8s.onnx"}
+ENCODER = "/bert/"  # the exported names of MiniLM's nodes: what the static copy quantises
 
 
 class TextGraph(nn.Module):
@@ -51,8 +58,15 @@ class TextGraph(nn.Module):
         return self.method.embed_texts(self.method.transform_texts(feats))
 
 
-def onnx_path(checkpoint: Path, int8: bool = False) -> Path:
-    return checkpoint.with_suffix(".text.int8.onnx" if int8 else ".text.onnx")
+def onnx_path(checkpoint: Path, quant: Quant | None = None) -> Path:
+    return checkpoint.with_suffix(SUFFIXES[quant])
+
+
+def quant_tag(tag: str, quant: Quant | None) -> str:
+    """The tag of `quant`'s copy of the float graph tagged `tag`."""
+    if quant is None:
+        return tag
+    return f"{tag}:int8" if quant == "dynamic" else f"{tag}:int8s:{onnx_quant.STATIC_VERSION}"
 
 
 def export(graph: TextGraph, example: tuple[torch.Tensor, ...], out: Path, tag: str) -> None:
@@ -61,20 +75,20 @@ def export(graph: TextGraph, example: tuple[torch.Tensor, ...], out: Path, tag: 
     graphs.export(graph, example, out, KEY, tag, INPUTS, {**axes, "embedding": {0: "batch"}})
 
 
-def quantize(source: Path, out: Path, tag: str) -> None:
-    """The 8-bit copy of the graph at `source` at `out`: the encoder's MatMul weights per
-    output channel (the rest stays float: it costs little)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def feed(inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    """`MiniLM.inputs` as the graph's named inputs."""
+    return {name: tensor.cpu().numpy().astype(np.int64)
+            for name, tensor in zip(INPUTS, inputs, strict=True)}
 
-    def write(tmp: str) -> None:
-        logging.disable(logging.WARNING)  # its advice to pre-process goes to the root logger
-        try:
-            quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])
-        finally:
-            logging.disable(logging.NOTSET)
 
-    graphs.write_tagged(out, KEY, tag, write)
+def quantize(quant: Quant, source: Path, out: Path, tag: str, minilm: MiniLM) -> None:
+    """`quant`'s 8-bit copy of the float graph at `source` at `out`."""
+    if quant == "dynamic":
+        onnx_quant.quantize_dynamic(source, out, KEY, tag)
+    else:
+        texts = onnx_quant.calibration_texts()
+        onnx_quant.quantize_static(source, out, KEY, tag, ENCODER,
+                                   (feed(minilm.inputs([text])) for text in texts))
 
 
 class OnnxText:
@@ -86,33 +100,33 @@ class OnnxText:
 
     @classmethod
     def build(cls, checkpoint: Path, checkpoint_id: str, minilm: MiniLM, method: Method,
-              threads: int | None, int8: bool = False) -> OnnxText:
+              threads: int | None, quant: Quant | None = None) -> OnnxText:
         """The cached graph of `checkpoint` (exported now when missing or made for another
         checkpoint), checked against the torch path on probe texts. `threads`: ONNX Runtime's
-        intra-op threads per call (None: its default, one per core). `int8`: the quantised
-        copy of that graph instead."""
+        intra-op threads per call (None: its default, one per core). `quant`: that graph's
+        8-bit copy of this kind instead (made now when missing or made from another graph)."""
         if method.reads_tokens:
             raise ValueError(f"{type(method).__name__} reads token vectors; ONNX covers "
                              "methods that read the pooled text vector only")
         graph = TextGraph(minilm, method).eval()
         probe = minilm.inputs(["a photo of a cat", "two dogs running on a long road"])
         tag = f"{checkpoint_id}:{EXPORT_VERSION}"
-        wanted, wanted_tag = onnx_path(checkpoint, int8), tag + (":int8" if int8 else "")
+        wanted, wanted_tag = onnx_path(checkpoint, quant), quant_tag(tag, quant)
         session = graphs.tagged_session(wanted, KEY, wanted_tag, threads)
         if session is None:
-            source = onnx_path(checkpoint)  # the float graph, which int8 is quantised from
-            if not int8 or graphs.tagged_session(source, KEY, tag, threads) is None:
+            source = onnx_path(checkpoint)  # the float graph, which the copies are made from
+            if quant is None or graphs.tagged_session(source, KEY, tag, threads) is None:
                 log.info("exporting the text graph of %s to %s", checkpoint, source)
                 export(graph, probe, source, tag)
-            if int8:
-                log.info("quantising %s to 8 bits", source)
-                quantize(source, wanted, wanted_tag)
+            if quant is not None:
+                log.info("quantising %s to 8 bits (%s) at %s", source, quant, wanted)
+                quantize(quant, source, wanted, wanted_tag, minilm)
             session = graphs.session(wanted, threads)
         text = cls(minilm, session)
         with torch.inference_mode():
             want = graph(*probe).float().numpy()
         got = text.run(probe)
-        if int8:  # unit vectors: the dot product is the cosine
+        if quant is not None:  # unit vectors: the dot product is the cosine
             if not (got * want).sum(1).min() >= INT8_MIN_COSINE:
                 raise ValueError(f"8-bit text graph's cosine to torch: {(got * want).sum(1)}")
         elif not np.abs(got - want).max() <= TOLERANCE:
@@ -120,9 +134,7 @@ class OnnxText:
         return text
 
     def run(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
-        feed = {name: tensor.cpu().numpy().astype(np.int64)
-                for name, tensor in zip(INPUTS, inputs, strict=True)}
-        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+        return np.asarray(self.session.run(None, feed(inputs))[0], dtype=np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.run(self.minilm.inputs(texts))

@@ -85,12 +85,15 @@ class Settings(StoreSettings):
     # equal to torch within 1e-4 (onnx); the same graph with 8-bit encoder weights (onnx-int8:
     # more served throughput and a ranking close to the float graph's, both measured in
     # bench/results/runtimes.md, but its activations are quantised per batch, so a query's
-    # scores move slightly with the queries batched beside it); or torch. The ONNX
-    # runtimes stay on torch, with a log line, for methods that read token vectors, on a GPU,
-    # where onnxruntime is missing or the export fails. Image queries and ingested images run
-    # on ONNX Runtime too (the image backbone and the method's image head as one float graph,
-    # equal to torch within 1e-4, exported on the first image) under either ONNX runtime.
-    encoder_runtime: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    # scores move slightly with the queries batched beside it); the same with activation
+    # scales fixed at export, calibrated on short real queries, so a query's vector does not
+    # depend on its batch (onnx-int8-static, made beside the float graph on first use); or
+    # torch. The ONNX runtimes stay on torch, with a log line, for methods that read token
+    # vectors, on a GPU, where onnxruntime is missing or the export fails. Image queries and
+    # ingested images run on ONNX Runtime too (the image backbone and the method's image head
+    # as one float graph, equal to torch within 1e-4, exported on the first image) under every
+    # ONNX runtime.
+    encoder_runtime: Literal["torch", "onnx", "onnx-int8", "onnx-int8-static"] = "onnx"
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 

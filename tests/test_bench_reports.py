@@ -19,6 +19,7 @@ from bench import (
     report,
     scale_bench,
     service_report,
+    text_quant,
     two_commands,
 )
 from bench.harness import RESULTS
@@ -28,6 +29,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "quality": quality_report.markdown, "peers": peers.markdown,
     "service": service_report.markdown, "runtimes": service_report.runtimes_markdown,
     "two_commands": two_commands.markdown, "fusion": fusion.markdown,
+    "text_quant": text_quant.markdown,
     "docker": lambda result: report.render("docker", **result),
 }
 

@@ -27,15 +27,24 @@ VARIATION_SELECTOR = "\ufe0f"
 
 def cldr_keywords() -> dict[str, tuple[str, ...]]:
     """Emoji (as characters, U+FE0F removed, as CLDR writes them) -> its keywords."""
-    data = resources.files("models.resources").joinpath(CLDR_RESOURCE).read_bytes()
-    root = ET.fromstring(gzip.decompress(data))
     out: dict[str, tuple[str, ...]] = {}
-    for node in root.iter("annotation"):
+    for node in _cldr_annotations():
         if node.get("type") == "tts" or not node.text:
             continue
         words = (word.strip() for word in node.text.split("|"))
         out[node.get("cp", "")] = tuple(dict.fromkeys(w for w in words if w))
     return out
+
+
+def cldr_names() -> dict[str, str]:
+    """Emoji (as `cldr_keywords` keys them) -> its English short name (`cat face`)."""
+    return {node.get("cp", ""): node.text.strip() for node in _cldr_annotations()
+            if node.get("type") == "tts" and node.text and node.text.strip()}
+
+
+def _cldr_annotations() -> list[ET.Element]:
+    data = resources.files("models.resources").joinpath(CLDR_RESOURCE).read_bytes()
+    return list(ET.fromstring(gzip.decompress(data)).iter("annotation"))
 
 
 def emoji_chars(hex_stem: str) -> str:

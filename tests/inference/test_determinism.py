@@ -1,15 +1,18 @@
 """One query, one vector: a text query's vector does not depend on what it is batched with.
 Each of 64 real queries (CLDR emoji names and keywords, one word to a long phrase) is encoded
-alone and inside 20 random batches of 32 other queries, on the service's default text runtime,
-and every vector of a query must be the same direction as its vector alone."""
+alone and inside 20 random batches of 32 other queries, on the service's default text runtime
+and on the static 8-bit one (activation scales fixed at export), and every vector of a query
+must be the same direction as its vector alone."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
+import pytest
+
 from models.data.keywords import cldr_keywords
-from models.inference import Encoder
+from models.inference import Encoder, Runtime
 from service.settings import Settings
 
 QUERIES, BATCHES = 64, 20
@@ -24,10 +27,12 @@ def real_queries(n: int, seed: int) -> list[str]:
             for i, w in enumerate(picked)]  # one in eight a long phrase: padding differs
 
 
-def test_a_text_vector_does_not_depend_on_its_batch(tiny_run: tuple[Path, Path]) -> None:
-    runtime = Settings.model_fields["encoder_runtime"].default
+@pytest.mark.parametrize("runtime", dict.fromkeys(
+    [Settings.model_fields["encoder_runtime"].default, "onnx-int8-static"]))
+def test_a_text_vector_does_not_depend_on_its_batch(tiny_run: tuple[Path, Path],
+                                                    runtime: Runtime) -> None:
     encoder = Encoder.load(tiny_run[1], "cpu", runtime=runtime)
-    assert encoder.text_runtime == runtime  # the default runtime itself, not a fallback
+    assert encoder.text_runtime == runtime  # the runtime itself, not a fallback
     queries = real_queries(QUERIES, seed=0)
     others = real_queries(2 * BATCHES, seed=1)
     alone = {q: encoder.encode_texts([q])[0] for q in queries}

@@ -108,7 +108,7 @@ def test_int8_is_close_to_torch_and_cached_beside_the_float_graph(
     on_torch = Encoder.load(shared, "cpu")
     on_int8 = Encoder.load(shared, "cpu", runtime="onnx-int8")
     assert on_int8.text_runtime == "onnx-int8"
-    int8_file = onnx_path(shared, int8=True)
+    int8_file = onnx_path(shared, "dynamic")
     assert graph_tag(int8_file).startswith(on_int8.checkpoint_id)
     # 8-bit matrices; the token embedding table, a third of the graph, stays float
     assert int8_file.stat().st_size < 0.75 * onnx_path(shared).stat().st_size
@@ -129,7 +129,7 @@ def test_eval_embeds_the_texts_with_the_runtime_asked_for(
     from xmr.cli import main
 
     reports = {}
-    for runtime in ("torch", "onnx", "onnx-int8"):
+    for runtime in ("torch", "onnx", "onnx-int8", "onnx-int8-static"):
         out = tmp_path / f"{runtime}.json"
         assert main(["eval", "--checkpoint", str(shared), "--data", str(tiny_run[0]),
                      "--json", str(out), "--cache", str(tiny_cache(tiny_run[1])),
@@ -138,3 +138,4 @@ def test_eval_embeds_the_texts_with_the_runtime_asked_for(
         assert reports[runtime]["runtime"] == runtime
     assert reports["onnx"]["avg_map"] == pytest.approx(reports["torch"]["avg_map"], abs=1e-6)
     assert 0 < reports["onnx-int8"]["avg_map"] <= 1
+    assert 0 < reports["onnx-int8-static"]["avg_map"] <= 1
