@@ -19,7 +19,6 @@ from bench import (
     report,
     scale_bench,
     service_report,
-    text_quant,
     two_commands,
 )
 from bench.harness import RESULTS
@@ -29,7 +28,6 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "quality": quality_report.markdown, "peers": peers.markdown,
     "service": service_report.markdown, "runtimes": service_report.runtimes_markdown,
     "two_commands": two_commands.markdown, "fusion": fusion.markdown,
-    "text_quant": text_quant.markdown,
     "docker": lambda result: report.render("docker", **result),
 }
 
