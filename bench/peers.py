@@ -23,6 +23,7 @@ from bench import harness
 from bench.harness import CLIENTS, K, Process, Target, arguments, bars, pyplot, server, usage
 from bench.report import render
 from bench.service_corpora import queries_of, texts_of
+from models.device import RUNTIMES
 from service.settings import Settings
 
 TORCH = "torch==2.13.0"  # the project's pin; a looser one pulls a multi-GB CUDA build
@@ -202,7 +203,7 @@ def figure(result: dict) -> Any:
 def main() -> int:
     parser = arguments(__doc__, "checkpoint", "data", "index", work="peers", repeats=3,
                        seconds=(10, "per measured run"), warmup=(2, "per run, not counted"))
-    parser.add_argument("--xmr-runtime", choices=("torch", "onnx", "onnx-int8", "onnx-int8-static"),
+    parser.add_argument("--xmr-runtime", choices=RUNTIMES,
                         default=Settings.model_fields["encoder_runtime"].default,
                         help="what runs xmr's text queries (default: the service's default)")
     parser.add_argument("--infinity", nargs="+", default=["optimum", "torch"],

@@ -25,6 +25,7 @@ import numpy as np
 from bench import harness, service_report
 from bench.harness import CLIENTS, ROOT, K, Target, arguments, measured_apart, server, timed
 from bench.service_corpora import Corpus, prepare_corpora, queries_of, synthetic_vectors
+from models.device import RUNTIMES
 
 if TYPE_CHECKING:
     from models.inference import Encoder
@@ -253,9 +254,8 @@ def main() -> int:
                        seconds=(20, "per measured run"), warmup=(3, "per run, not counted"),
                        synthetic=100_000, repeats=(
                            3, "of each run, the modes (or runtimes) interleaved in each"))
-    parser.add_argument("--runtimes", nargs="+", choices=("torch", "onnx", "onnx-int8",
-                        "onnx-int8-static"), help="instead: the text encoder on these runtimes, "
-                        "side by side (runtimes.*)")
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, help="instead: the text "
+                        "encoder on these runtimes, side by side (runtimes.*)")
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
                         default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()

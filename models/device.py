@@ -2,15 +2,19 @@
 the `--device` flag, else the XMR_DEVICE environment variable, else `auto`; resolved by
 `resolve_device`, which refuses a device torch cannot use before any work starts.
 
+Beside it, the names of the runtimes that may run queries on that device (`Runtime`; what each
+is: models.inference).
+
 torch is imported when a device is resolved, not with this module: the settings and command
-lines of the index and service layers read `PATTERN` and `HELP` without loading torch."""
+lines of the index and service layers read `PATTERN`, `HELP` and `RUNTIMES` without loading
+torch."""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     import torch
@@ -18,6 +22,8 @@ if TYPE_CHECKING:
 ENV = "XMR_DEVICE"
 PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # auto: cuda when torch sees a CUDA device, else cpu
 HELP = "auto, cpu, cuda or cuda:N (XMR_DEVICE; default auto: cuda when present)"  # --device
+Runtime = Literal["torch", "onnx", "onnx-int8", "onnx-int8-static"]  # XMR_ENCODER_RUNTIME
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
 
 
 def device_setting(flag: str | None, environ: Mapping[str, str] = os.environ) -> str:

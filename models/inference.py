@@ -23,7 +23,7 @@ from models.backbones.text import MiniLM, TextFeatures
 from models.checkpoint import CheckpointError, checkpoint_id, load_checkpoint
 from models.config import TrainConfig
 from models.data.images import ImageError, open_image, to_array
-from models.device import resolve_device
+from models.device import Runtime, resolve_device
 from models.features import Backbones, FeatureSet
 from models.methods import build_method
 from models.methods.base import MethodDims
@@ -32,11 +32,11 @@ from models.onnx_text import Quant
 __all__ = ["CheckpointError", "Encoder", "ImageError", "Runtime", "checkpoint_id", "open_image",
            "resolve_device"]
 log = logging.getLogger(__name__)
-# What runs the queries: torch, or ONNX Runtime for texts (models.onnx_text) and images
-# (models.onnx_image); onnx-int8 and onnx-int8-static run an 8-bit copy of the text graph
-# (models.onnx_quant: activations scaled per call, or with scales fixed at export so a text's
-# vector does not depend on its batch); images stay float.
-Runtime = Literal["torch", "onnx", "onnx-int8", "onnx-int8-static"]
+# What each runtime (models.device.Runtime) runs queries on: torch, or ONNX Runtime for texts
+# (models.onnx_text) and images (models.onnx_image); onnx-int8 and onnx-int8-static run an 8-bit
+# copy of the text graph (models.onnx_quant: activations scaled per call, or with scales fixed
+# at export so a text's vector does not depend on its batch), images stay float. QUANT: the
+# copy each 8-bit runtime runs.
 QUANT: dict[str, Quant] = {"onnx-int8": "dynamic", "onnx-int8-static": "static"}
 EMBED_CHUNK = 512  # rows per forward pass when embedding a whole split
 

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from index.settings import Device, StoreSettings
+from models.device import Runtime
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -93,7 +94,7 @@ class Settings(StoreSettings):
     # ingested images run on ONNX Runtime too (the image backbone and the method's image head
     # as one float graph, equal to torch within 1e-4, exported on the first image) under every
     # ONNX runtime.
-    encoder_runtime: Literal["torch", "onnx", "onnx-int8", "onnx-int8-static"] = "onnx"
+    encoder_runtime: Runtime = "onnx"
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from models.device import HELP as DEVICE_HELP
+from models.device import RUNTIMES
 
 DEFAULT_CACHE = Path("artifacts/cache")
 
@@ -23,8 +24,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, required=True, help="report JSON (markdown and PNG beside)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="feature cache directory")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
-    p.add_argument("--runtime", default="torch",
-                   choices=("torch", "onnx", "onnx-int8", "onnx-int8-static"),
+    p.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="what embeds the texts and keyword queries: torch from cached backbone "
                         "features, or an ONNX runtime from the raw texts, as the service does")
     p.set_defaults(run=run)
