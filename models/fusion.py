@@ -84,7 +84,8 @@ class Fusion:
 
 def zscore(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Scores minus their mean over their standard deviation, along the last axis, over the
-    `valid` entries only (None: all); 0 where the row's scores are all equal, and elsewhere."""
+    `valid` entries only (None: all); 0 where a row's valid scores are all equal, and at the
+    entries that are not valid."""
     scores = np.asarray(scores, dtype=np.float64)
     valid = np.ones(scores.shape, bool) if valid is None else valid
     count = np.maximum(valid.sum(axis=-1, keepdims=True), 1)

@@ -40,7 +40,7 @@ def test_calibration_texts_are_a_fixed_sample_of_short_real_queries() -> None:
 def test_static_is_close_to_torch_cached_and_reused(shared: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="models.onnx_text")
-    got = eight_bit_texts(shared, "onnx-int8-static", "static")
+    got = eight_bit_texts(shared, "onnx-int8-static")
     assert "quantising" in caplog.text
     path = onnx_path(shared, "static")
     assert path.name == "checkpoint.text.int8s.onnx"
@@ -69,8 +69,9 @@ def test_only_the_encoders_weight_matmuls_read_8_bit_values(shared: Path) -> Non
     projections = set(weight_matmuls(float_graph, ENCODER))
     assert len(projections) == 36  # 6 layers x (query, key, value, output, 2 feed-forward)
     assert eight_bit == projections
+    weights = {tensor.name for tensor in static.graph.initializer}
     quantised_inputs = [node for node in static.graph.node if node.op_type == "QuantizeLinear"
-                        and node.input[0] not in {t.name for t in static.graph.initializer}]
+                        and node.input[0] not in weights]
     assert len(quantised_inputs) == 24  # one per distinct projection input: q, k, v share one
     assert {node.op_type for node in static.graph.node} >= {"Softmax", "Gemm"}
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.inference import Encoder, Runtime
+from models.inference import QUANT, Encoder, Runtime
 from models.onnx_text import onnx_path
 
 TEXTS = ["a", "grinning face", "a red apple on a wooden kitchen table beside a knife",
@@ -103,14 +103,14 @@ def test_without_onnxruntime_text_queries_stay_on_torch(
                                   Encoder.load(checkpoint, "cpu").encode_texts(TEXTS))
 
 
-def eight_bit_texts(checkpoint: Path, runtime: Runtime, kind: str) -> np.ndarray:
+def eight_bit_texts(checkpoint: Path, runtime: Runtime) -> np.ndarray:
     """TEXTS on an 8-bit runtime: its graph cached beside the float one for this checkpoint and
     smaller (8-bit matrices; the token embedding table, a third of the graph, stays float), its
     vectors close to torch's in direction but not the float graph's numbers."""
     on_torch = Encoder.load(checkpoint, "cpu")
     on_8_bits = Encoder.load(checkpoint, "cpu", runtime=runtime)
     assert on_8_bits.text_runtime == runtime
-    graph = onnx_path(checkpoint, kind)
+    graph = onnx_path(checkpoint, QUANT[runtime])
     assert graph_tag(graph).startswith(on_8_bits.checkpoint_id)
     assert graph.stat().st_size < 0.75 * onnx_path(checkpoint).stat().st_size
     want, got = on_torch.encode_texts(TEXTS), on_8_bits.encode_texts(TEXTS)
@@ -122,7 +122,7 @@ def eight_bit_texts(checkpoint: Path, runtime: Runtime, kind: str) -> np.ndarray
 
 def test_int8_is_close_to_torch_and_cached_beside_the_float_graph(
         shared: Path, caplog: pytest.LogCaptureFixture) -> None:
-    got = eight_bit_texts(shared, "onnx-int8", "dynamic")
+    got = eight_bit_texts(shared, "onnx-int8")
     caplog.set_level(logging.INFO, logger="models.onnx_text")
     again = Encoder.load(shared, "cpu", runtime="onnx-int8")  # both graphs reused
     assert "exporting" not in caplog.text and "quantising" not in caplog.text
