@@ -19,6 +19,10 @@ Each document sits in a slot; a token's postings are the slots of the documents 
 and how often each does. A removed document's slot is marked free at once and its postings are
 skipped by every query; they are cut out, and the free slots reused, once free slots make up a
 quarter of all slots.
+
+A query word's gains (its live slots and what each gains) are kept once computed, until the next
+write changes what they depend on (the row count, the mean length, its postings): a service
+answers many queries between writes, and most of them share common words.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Postings:
         self._free: list[int] = []  # free slots whose postings are cut out: reusable
         self._stale = 0  # free slots whose postings are not cut out yet
         self._tokens = 0  # over every document
+        self._gains: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per token id, until a write
 
     @classmethod
     def load(cls, rowids: np.ndarray, postings: Mapping[str, tuple[np.ndarray, np.ndarray]]
@@ -74,6 +79,7 @@ class Postings:
         """Add each (rowid, tokens) document, replacing one of the same rowid."""
         found = [(int(rowid), Counter(tokens)) for rowid, tokens in documents]
         self.remove(rowid for rowid, _ in found)
+        self._gains.clear()
         by_token: dict[int, tuple[list[int], list[int]]] = {}
         for rowid, counts in found:
             slot = self._take_slot(rowid, sum(counts.values()))
@@ -91,6 +97,7 @@ class Postings:
 
     def remove(self, rowids: Iterable[int]) -> None:
         """Drop these documents (rowids not held are ignored)."""
+        self._gains.clear()
         for rowid in rowids:
             slot = self._slot_of.pop(int(rowid), None)
             if slot is not None:
@@ -103,24 +110,13 @@ class Postings:
 
     def scores(self, phrases: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(rowids, BM25 scores) of the documents holding any of `phrases` (query tokens)."""
-        rows = len(self._slot_of)
-        mean_length = self._tokens / rows if rows else 1.0
         slots, gains = [], []
         for phrase in phrases:
             token_id = self._token_id.get(phrase)
-            if token_id is None:
-                continue
-            held, tf = self._slots[token_id], self._tf[token_id]
-            if self._stale:
-                live = self._rowid[held] >= 0
-                held, tf = held[live], tf[live]
-            if not len(held):
-                continue
-            idf = math.log((rows - len(held) + 0.5) / (len(held) + 0.5))
-            idf = idf if idf > 0 else 1e-6
-            norm = K1 * (1 - B + B * self._length[held] / mean_length)
-            slots.append(held)
-            gains.append(idf * (tf * (K1 + 1)) / (tf + norm))
+            held, gain = self._gains_of(token_id) if token_id is not None else ((), ())
+            if len(held):
+                slots.append(held)
+                gains.append(gain)
         if not slots:
             return np.zeros(0, np.int64), np.zeros(0)
         if len(slots) == 1:
@@ -130,8 +126,25 @@ class Postings:
             found, where = np.unique(held, return_inverse=True)
             return self._rowid[found], np.bincount(where, gain)
         total = np.bincount(held, gain, minlength=len(self._rowid))
-        found = np.flatnonzero(total)  # every gain is above 0: a matched slot sums above 0
+        # Every gain is above 0, so a matched slot sums above 0 (compared first: numpy finds
+        # the set entries of a boolean array several times faster than those of a float one).
+        found = np.flatnonzero(total > 0)
         return self._rowid[found], total[found]
+
+    def _gains_of(self, token_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(live slots holding the token, each one's BM25 gain for it)."""
+        if token_id in self._gains:
+            return self._gains[token_id]
+        held, tf = self._slots[token_id], self._tf[token_id]
+        if self._stale:
+            live = self._rowid[held] >= 0
+            held, tf = held[live], tf[live]
+        rows = len(self._slot_of)
+        idf = math.log((rows - len(held) + 0.5) / (len(held) + 0.5))
+        idf = idf if idf > 0 else 1e-6
+        norm = K1 * (1 - B + B * self._length[held] / (self._tokens / rows if rows else 1.0))
+        self._gains[token_id] = held, idf * (tf * (K1 + 1)) / (tf + norm)
+        return self._gains[token_id]
 
     def best(self, phrases: Sequence[str], k: int, allow: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ def test_scores_are_fts5_bm25_through_adds_replacements_and_removals() -> None:
     gone = list(range(5, 300, 2))  # more than a quarter: the stale postings are cut out
     db.executemany("DELETE FROM t WHERE rowid = ?", [(r,) for r in gone])
     postings.remove(gone)
+    assert_same(db, postings, queries)  # what the queries above computed is not kept past a write
     changed = {rowid: document(text(4)) for rowid in [*range(6, 120, 5), *range(500, 540)]}
     write(db, changed)
     postings.set(zip(changed, tokenize(list(changed.values())), strict=True))
