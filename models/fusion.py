@@ -67,19 +67,24 @@ class Fusion:
         """One fused score per candidate (last axis), higher is better. `signals`: each signal's
         scores of the same candidates, (n,) or (queries, n); `valid`: which candidates of a row
         count (None: all; the others score -inf); `present`: per signal, the rows it proposed
-        anything for (None: all). A signal left out, or not present in a row, adds nothing."""
+        anything for (None: all). A signal left out, or not present in a row, adds nothing.
+        Every weighted signal is scored at once, stacked on a first axis."""
         shape = np.shape(next(iter(signals.values())))
         valid = np.ones(shape, bool) if valid is None else valid
-        fused = np.zeros(shape)
-        for name, weight in self.weights.items():
-            if weight == 0 or name not in signals:
-                continue
-            part = weight * (zscore(signals[name], valid) if self.method == "zscore"
-                             else _reciprocal_rank(signals[name], valid, name == "lexical"))
-            if present is not None:
-                part = part * present[name][..., None]
-            fused = fused + part
-        return np.where(valid, fused, -np.inf)
+        names = [name for name, weight in self.weights.items() if weight and name in signals]
+        if not names:
+            return np.where(valid, 0.0, -np.inf)
+        stacked = np.stack([np.asarray(signals[name], np.float64) for name in names])
+        if self.method == "zscore":
+            parts = zscore(stacked, valid)
+        else:
+            lexical = np.array([name == "lexical" for name in names])
+            parts = _reciprocal_rank(stacked, valid, lexical.reshape(-1, *[1] * len(shape)))
+        weights = np.array([self.weights[name] for name in names])
+        parts = parts * weights.reshape(-1, *[1] * len(shape))
+        if present is not None:
+            parts = parts * np.stack([present[name] for name in names])[..., None]
+        return np.where(valid, parts.sum(axis=0), -np.inf)
 
 
 def zscore(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -95,15 +100,16 @@ def zscore(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
-def _reciprocal_rank(scores: np.ndarray, valid: np.ndarray, lexical: bool) -> np.ndarray:
-    """1 / (RRF_K + rank) among the valid entries, rank 1 the best, ties in entry order; a
-    lexical non-match (score 0) contributes 0, as does an entry that is not valid."""
+def _reciprocal_rank(scores: np.ndarray, valid: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    """1 / (RRF_K + rank) among the valid entries, rank 1 the best, ties in entry order; an
+    entry that is not valid contributes 0, and so does a lexical non-match (score 0): `lexical`
+    says, broadcast against `scores`, which entries are lexical scores."""
     scores = np.where(valid, np.asarray(scores, dtype=np.float64), -np.inf)
     order = np.argsort(-scores, axis=-1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(1, scores.shape[-1] + 1)
                       * np.ones_like(order), axis=-1)
-    counts = valid & (scores > 0) if lexical else valid
+    counts = valid & ((scores > 0) | ~lexical)
     return np.where(counts, 1.0 / (RRF_K + ranks), 0.0)
 
 
@@ -135,21 +141,20 @@ def fuse_proposals(fusion: Fusion, proposals: Mapping[str, tuple[np.ndarray, np.
     candidates = np.full((len(ids), width), -1, np.int64)
     candidates[rows[first], column[first]] = ids[first]
     valid = candidates >= 0
-    found, filled, present = {}, {}, {}
-    for signal, name in enumerate(names):
-        own = proposed & (owner == signal)
-        given = own.sum(axis=1)
-        lowest = np.where(own, scores, np.inf).min(axis=1, initial=np.inf)
-        empty = (given == 0) | (name == "lexical") & (given < depth)
-        found[name] = np.full((len(ids), width), np.nan)
-        found[name][rows[own], column[own]] = scores[own]
-        filled[name] = np.where(np.isnan(found[name]), np.where(empty, 0.0, lowest)[:, None],
-                                found[name])
-        present[name] = given > 0
-    fused = fusion.fuse(filled, valid, present)
+    # Every signal's score of every candidate at once: (signals, queries, width), NaN where the
+    # signal did not propose the candidate, then filled in as the docstring says.
+    given = np.stack([(np.asarray(proposals[name][0]) >= 0).sum(axis=1) for name in names])
+    found = np.full((len(names), len(ids), width), np.nan)
+    found[owner[proposed], rows[proposed], column[proposed]] = scores[proposed]
+    lowest = np.fmin.reduce(found, axis=2, initial=np.inf)  # fmin skips the NaNs
+    lexical = np.array([name == "lexical" for name in names])[:, None]
+    empty = (given == 0) | lexical & (given < depth)
+    filled = np.where(np.isnan(found), np.where(empty, 0.0, lowest)[..., None], found)
+    fused = fusion.fuse(dict(zip(names, filled, strict=True)), valid,
+                        dict(zip(names, given > 0, strict=True)))
     best = np.argsort(-fused, axis=1, kind="stable")  # candidates are in id order: ties by id
     return (np.take_along_axis(candidates, best, 1), np.take_along_axis(fused, best, 1),
-            {name: np.take_along_axis(f, best, 1) for name, f in found.items()})
+            dict(zip(names, np.take_along_axis(found, best[None], 2), strict=True)))
 
 
 def proposals_of(scores: Mapping[str, np.ndarray], depth: int = DEPTH
