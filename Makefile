@@ -38,10 +38,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv with everything (CPU torch, faiss-cpu, dev tools)
 
-system-deps: ## Debian packages for the browser tests (chromium + chromedriver)
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+system-deps: ## Debian packages the tests use: chromium + chromedriver (the page), wrk (load runs)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! command -v wrk >/dev/null; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver wrk >/dev/null; \
 	fi
 
 $(TWEMOJI)/.fetched:
@@ -69,8 +69,12 @@ demo: demo-artifacts ## prepare OpenMoji, train, index, serve the search page on
 	@echo "search page: http://$(HOST):$(PORT)/"
 	$(PY) -m xmr serve --index $(INDEX) --checkpoint $(RUN)/checkpoint.pt --host $(HOST) --port $(PORT)
 
+# The default suite runs one pytest worker per core (pytest-xdist; TEST_WORKERS=0 runs it in
+# one process), each test file on one worker so that a file's shared server or export is made
+# once.
+TEST_WORKERS ?= auto
 test: $(STAMP) system-deps ## the default test suite (no slow, no gpu tests)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP) system-deps ## the long checks only (fault injection, load, schemathesis)
 	$(PY) -m pytest -m slow
