@@ -110,10 +110,13 @@ class Postings:
 
     def scores(self, phrases: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(rowids, BM25 scores) of the documents holding any of `phrases` (query tokens)."""
-        slots, gains = [], []
+        slots: list[np.ndarray] = []
+        gains: list[np.ndarray] = []
         for phrase in phrases:
             token_id = self._token_id.get(phrase)
-            held, gain = self._gains_of(token_id) if token_id is not None else ((), ())
+            if token_id is None:
+                continue
+            held, gain = self._gains_of(token_id)
             if len(held):
                 slots.append(held)
                 gains.append(gain)
