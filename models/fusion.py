@@ -75,13 +75,13 @@ class Fusion:
         if not names:
             return np.where(valid, 0.0, -np.inf)
         stacked = np.stack([np.asarray(signals[name], np.float64) for name in names])
+        per_signal = (-1, *[1] * len(shape))  # one value per signal, against `stacked`
         if self.method == "zscore":
             parts = zscore(stacked, valid)
         else:
-            lexical = np.array([name == "lexical" for name in names])
-            parts = _reciprocal_rank(stacked, valid, lexical.reshape(-1, *[1] * len(shape)))
-        weights = np.array([self.weights[name] for name in names])
-        parts = parts * weights.reshape(-1, *[1] * len(shape))
+            lexical = np.array([name == "lexical" for name in names]).reshape(per_signal)
+            parts = _reciprocal_rank(stacked, valid, lexical)
+        parts = parts * np.array([self.weights[name] for name in names]).reshape(per_signal)
         if present is not None:
             parts = parts * np.stack([present[name] for name in names])[..., None]
         return np.where(valid, parts.sum(axis=0), -np.inf)
