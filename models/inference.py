@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,7 +69,12 @@ class Encoder:
         self._image_graph = (path, threads) if runtime != "torch" else None  # built on first use
         self._onnx_image: Any = None
         self._image_lock = threading.Lock()
-        self.dim = int(self.encode_texts(["probe"]).shape[1])
+
+    @cached_property
+    def dim(self) -> int:
+        """The embeddings' width (found by embedding a text on first use: the torch text path
+        loads its model then, so a process that reads its features from the cache never does)."""
+        return int(self.encode_texts(["probe"]).shape[1])
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu",

@@ -1,13 +1,16 @@
 """What the ONNX query paths (models.onnx_text, models.onnx_image) share: a graph exported once
 per checkpoint and cached beside it, its tag (the checkpoint's id and the export's version) in
 the graph's metadata so a changed checkpoint makes it again, written through a temporary file
-so a reader never sees a partial graph; and the ONNX Runtime session that runs it.
+so a reader never sees a partial graph; the torch path's output on the export's probe inputs,
+kept in the metadata too (`reference`), so that a cached graph is checked at load without
+torch's model; and the ONNX Runtime session that runs it.
 
 ONNX Runtime computes on its own intra-op threads and releases the GIL for the whole call, so
 encoder worker threads and the event loop never wait on each other while a batch runs."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -16,16 +19,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
 OPSET = 17
+REFERENCE = "xmr_reference"  # metadata entry: the torch path's output on the probe inputs
 
 
 def export(graph: nn.Module, example: tuple[torch.Tensor, ...], out: Path, key: str, tag: str,
-           inputs: Sequence[str], axes: Mapping[str, dict[int, str]]) -> None:
-    """`graph` as ONNX at `out` (one output, `embedding`), tagged `key` = `tag`."""
+           inputs: Sequence[str], axes: Mapping[str, dict[int, str]],
+           reference: np.ndarray | None = None) -> None:
+    """`graph` as ONNX at `out` (one output, `embedding`), tagged `key` = `tag`, with
+    `reference` (graph's output on `example`) kept beside the tag."""
 
     def write(tmp: str) -> None:
         fast = torch.backends.mha.get_fastpath_enabled()
@@ -39,12 +46,13 @@ def export(graph: nn.Module, example: tuple[torch.Tensor, ...], out: Path, key: 
         finally:
             torch.backends.mha.set_fastpath_enabled(fast)
 
-    write_tagged(out, key, tag, write)
+    write_tagged(out, key, tag, write, reference)
 
 
-def write_tagged(out: Path, key: str, tag: str, write: Callable[[str], None]) -> None:
-    """Run `write` on a temporary file beside `out`, put `key` = `tag` in the graph's metadata
-    and rename it to `out`."""
+def write_tagged(out: Path, key: str, tag: str, write: Callable[[str], None],
+                 reference: np.ndarray | None = None) -> None:
+    """Run `write` on a temporary file beside `out`, put `key` = `tag` (and `reference`) in the
+    graph's metadata and rename it to `out`."""
     import onnx
 
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
@@ -52,7 +60,10 @@ def write_tagged(out: Path, key: str, tag: str, write: Callable[[str], None]) ->
     try:
         write(tmp)
         model = onnx.load(tmp)
-        onnx.helper.set_model_props(model, {key: tag})
+        props = {key: tag}
+        if reference is not None:
+            props[REFERENCE] = json.dumps(np.asarray(reference, dtype=np.float32).tolist())
+        onnx.helper.set_model_props(model, props)
         onnx.save(model, tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the checkpoint beside it is not
         os.replace(tmp, out)
@@ -75,6 +86,12 @@ def tagged_session(path: Path, key: str, tag: str, threads: int | None) -> Any:
     if found.get_modelmeta().custom_metadata_map.get(key) != tag:
         return None
     return found
+
+
+def reference(session: Any) -> np.ndarray | None:
+    """The torch path's output on the probe inputs kept in a session's graph, or None."""
+    kept = session.get_modelmeta().custom_metadata_map.get(REFERENCE)
+    return None if kept is None else np.asarray(json.loads(kept), dtype=np.float32)
 
 
 def session(path: Path, threads: int | None) -> Any:

@@ -59,14 +59,15 @@ def quiet(run: Callable[[], None]) -> None:
         logging.disable(logging.NOTSET)
 
 
-def quantize_dynamic(source: Path, out: Path, key: str, tag: str) -> None:
+def quantize_dynamic(source: Path, out: Path, key: str, tag: str,
+                     reference: np.ndarray | None = None) -> None:
     """The dynamic 8-bit copy of the graph at `source` at `out`: every MatMul's weights per
-    output channel."""
+    output channel. `reference`: kept in its metadata (models.onnx_graphs.write_tagged)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graphs.write_tagged(out, key, tag, lambda tmp: quiet(lambda: quantize_dynamic(
         str(source), tmp, weight_type=QuantType.QInt8, per_channel=True,
-        op_types_to_quantize=["MatMul"])))
+        op_types_to_quantize=["MatMul"])), reference)
 
 
 def weight_matmuls(model: Any, prefix: str) -> list[str]:
@@ -98,10 +99,12 @@ def isolate(model: Any, names: set[str]) -> None:
 
 
 def quantize_static(source: Path, out: Path, key: str, tag: str, prefix: str,
-                    feeds: Iterable[dict[str, np.ndarray]]) -> None:
+                    feeds: Iterable[dict[str, np.ndarray]],
+                    reference: np.ndarray | None = None) -> None:
     """The static 8-bit copy of the graph at `source` at `out` (see the module's docstring):
     the weight MatMuls of the nodes named under `prefix` quantised, their activation ranges
-    taken from running `feeds` (one calibration text each) through the float graph."""
+    taken from running `feeds` (one calibration text each) through the float graph.
+    `reference`: kept in its metadata (models.onnx_graphs.write_tagged)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -132,4 +135,4 @@ def quantize_static(source: Path, out: Path, key: str, tag: str, prefix: str,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]}))
 
-    graphs.write_tagged(out, key, tag, write)
+    graphs.write_tagged(out, key, tag, write, reference)

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 KEY = "xmr_text_graph"  # the graph's metadata entry holding its tag (models.onnx_graphs)
 # Bump when the exported graph changes for the same checkpoint, so old caches are rebuilt.
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"
+PROBE = ("a photo of a cat", "two dogs running on a long road")  # checked at every load
 TOLERANCE = 1e-4  # max abs difference from the torch path on the probe texts, or no ONNX
 INT8_MIN_COSINE = 0.95  # an 8-bit graph's least cosine to the torch path on the probe texts
 Quant = Literal["dynamic", "static"]  # the 8-bit copies; None: the float graph
@@ -58,6 +59,26 @@ class TextGraph(nn.Module):
         return self.method.embed_texts(self.method.transform_texts(feats))
 
 
+def export_tag(checkpoint_id: str) -> str:
+    """The float graph's tag: what it was exported from and by, so that another checkpoint,
+    export or version of torch or transformers exports it again (and checks it against torch)."""
+    import transformers
+
+    return (f"{checkpoint_id}:{EXPORT_VERSION}:torch {torch.__version__}:"
+            f"transformers {transformers.__version__}")
+
+
+def check(got: np.ndarray, want: np.ndarray | None, quant: Quant | None) -> None:
+    """A graph's output on the probe texts against the torch path's (`want`, kept at export)."""
+    if want is None:
+        raise ValueError("the ONNX text graph keeps no reference output")
+    if quant is not None:  # unit vectors: the dot product is the cosine
+        if not (got * want).sum(1).min() >= INT8_MIN_COSINE:
+            raise ValueError(f"8-bit text graph's cosine to torch: {(got * want).sum(1)}")
+    elif not np.abs(got - want).max() <= TOLERANCE:
+        raise ValueError(f"ONNX text graph differs from torch by {np.abs(got - want).max()}")
+
+
 def onnx_path(checkpoint: Path, quant: Quant | None = None) -> Path:
     return checkpoint.with_suffix(SUFFIXES[quant])
 
@@ -69,10 +90,16 @@ def quant_tag(tag: str, quant: Quant | None) -> str:
     return f"{tag}:int8" if quant == "dynamic" else f"{tag}:int8s:{onnx_quant.STATIC_VERSION}"
 
 
-def export(graph: TextGraph, example: tuple[torch.Tensor, ...], out: Path, tag: str) -> None:
-    """`graph` as ONNX at `out`, with dynamic batch and sequence axes."""
+def export(graph: TextGraph, example: tuple[torch.Tensor, ...], out: Path, tag: str
+           ) -> np.ndarray:
+    """`graph` as ONNX at `out`, with dynamic batch and sequence axes; its torch output on
+    `example` is returned and kept in the graph (models.onnx_graphs.reference)."""
+    with torch.inference_mode():
+        reference = graph(*example).float().numpy()
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
-    graphs.export(graph, example, out, KEY, tag, INPUTS, {**axes, "embedding": {0: "batch"}})
+    graphs.export(graph, example, out, KEY, tag, INPUTS, {**axes, "embedding": {0: "batch"}},
+                  reference)
+    return reference
 
 
 def feed(inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
@@ -81,14 +108,15 @@ def feed(inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
             for name, tensor in zip(INPUTS, inputs, strict=True)}
 
 
-def quantize(quant: Quant, source: Path, out: Path, tag: str, minilm: MiniLM) -> None:
-    """`quant`'s 8-bit copy of the float graph at `source` at `out`."""
+def quantize(quant: Quant, source: Path, out: Path, tag: str, minilm: MiniLM,
+             reference: np.ndarray) -> None:
+    """`quant`'s 8-bit copy of the float graph at `source` at `out`, keeping `reference`."""
     if quant == "dynamic":
-        onnx_quant.quantize_dynamic(source, out, KEY, tag)
+        onnx_quant.quantize_dynamic(source, out, KEY, tag, reference)
     else:
         texts = onnx_quant.calibration_texts()
         onnx_quant.quantize_static(source, out, KEY, tag, ENCODER,
-                                   (feed(minilm.inputs([text])) for text in texts))
+                                   (feed(minilm.inputs([text])) for text in texts), reference)
 
 
 class OnnxText:
@@ -102,35 +130,30 @@ class OnnxText:
     def build(cls, checkpoint: Path, checkpoint_id: str, minilm: MiniLM, method: Method,
               threads: int | None, quant: Quant | None = None) -> OnnxText:
         """The cached graph of `checkpoint` (exported now when missing or made for another
-        checkpoint), checked against the torch path on probe texts. `threads`: ONNX Runtime's
-        intra-op threads per call (None: its default, one per core). `quant`: that graph's
-        8-bit copy of this kind instead (made now when missing or made from another graph)."""
+        checkpoint or by other versions of torch and transformers), checked against the torch
+        path's output on the probe texts that it keeps. `threads`: ONNX Runtime's intra-op
+        threads per call (None: its default, one per core). `quant`: that graph's 8-bit copy
+        of this kind instead (made now when missing or made from another graph)."""
         if method.reads_tokens:
             raise ValueError(f"{type(method).__name__} reads token vectors; ONNX covers "
                              "methods that read the pooled text vector only")
-        graph = TextGraph(minilm, method).eval()
-        probe = minilm.inputs(["a photo of a cat", "two dogs running on a long road"])
-        tag = f"{checkpoint_id}:{EXPORT_VERSION}"
+        probe = minilm.inputs(list(PROBE))
+        tag = export_tag(checkpoint_id)
         wanted, wanted_tag = onnx_path(checkpoint, quant), quant_tag(tag, quant)
         session = graphs.tagged_session(wanted, KEY, wanted_tag, threads)
         if session is None:
             source = onnx_path(checkpoint)  # the float graph, which the copies are made from
-            if quant is None or graphs.tagged_session(source, KEY, tag, threads) is None:
+            made = None if quant is None else graphs.tagged_session(source, KEY, tag, threads)
+            reference = None if made is None else graphs.reference(made)
+            if reference is None:
                 log.info("exporting the text graph of %s to %s", checkpoint, source)
-                export(graph, probe, source, tag)
+                reference = export(TextGraph(minilm, method).eval(), probe, source, tag)
             if quant is not None:
                 log.info("quantising %s to 8 bits (%s) at %s", source, quant, wanted)
-                quantize(quant, source, wanted, wanted_tag, minilm)
+                quantize(quant, source, wanted, wanted_tag, minilm, reference)
             session = graphs.session(wanted, threads)
         text = cls(minilm, session)
-        with torch.inference_mode():
-            want = graph(*probe).float().numpy()
-        got = text.run(probe)
-        if quant is not None:  # unit vectors: the dot product is the cosine
-            if not (got * want).sum(1).min() >= INT8_MIN_COSINE:
-                raise ValueError(f"8-bit text graph's cosine to torch: {(got * want).sum(1)}")
-        elif not np.abs(got - want).max() <= TOLERANCE:
-            raise ValueError(f"ONNX text graph differs from torch by {np.abs(got - want).max()}")
+        check(text.run(probe), graphs.reference(session), quant)
         return text
 
     def run(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:

