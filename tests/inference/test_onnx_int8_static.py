@@ -77,10 +77,12 @@ def test_only_the_encoders_weight_matmuls_read_8_bit_values(shared: Path) -> Non
 
 
 def test_a_new_float_graph_makes_the_static_copy_again(
-        tiny_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    checkpoint = Path(shutil.copy(tiny_run[1], tmp_path / "checkpoint.pt"))
-    first = Encoder.load(checkpoint, "cpu", runtime="onnx-int8-static").encode_texts(TEXTS)
+    first = Encoder.load(shared, "cpu", runtime="onnx-int8-static").encode_texts(TEXTS)
+    checkpoint = Path(shutil.copy(shared, tmp_path / "checkpoint.pt"))
+    for graph in (onnx_path(shared), onnx_path(shared, "static")):  # reused: only the new
+        shutil.copy(graph, checkpoint.parent / graph.name)  # export below is made here
     old_tag = graph_tag(onnx_path(checkpoint, "static"))
     monkeypatch.setattr(onnx_text, "EXPORT_VERSION", "a later export")
     caplog.set_level(logging.INFO, logger="models.onnx_text")
