@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,5 +33,17 @@ def wikipedia_src_chinese(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(corpus dir, checkpoint): see tests.fixtures.train_tiny_run; trained once per session."""
-    return train_tiny_run(tmp_path_factory.mktemp("tiny-run"))
+    """(corpus dir, checkpoint): see tests.fixtures.train_tiny_run; trained once per test run.
+    The workers of `pytest -n` share it (and the graphs exported beside it): the first to ask
+    trains it in their common temporary folder while the others wait on its lock. Tests that
+    change a checkpoint or its graphs work on a copy."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return train_tiny_run(tmp_path_factory.mktemp("tiny-run"))
+    root = tmp_path_factory.getbasetemp().parent / "tiny-run"
+    with open(f"{root}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "trained").exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a worker that failed half-way left
+            train_tiny_run(root)
+            (root / "trained").touch()
+    return root / "corpus", root / "run" / "checkpoint.pt"
