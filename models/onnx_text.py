@@ -15,6 +15,7 @@ take this path; `OnnxText.build` refuses the others and the encoder stays on tor
 from __future__ import annotations
 
 import logging
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,10 +63,8 @@ class TextGraph(nn.Module):
 def export_tag(checkpoint_id: str) -> str:
     """The float graph's tag: what it was exported from and by, so that another checkpoint,
     export or version of torch or transformers exports it again (and checks it against torch)."""
-    import transformers
-
     return (f"{checkpoint_id}:{EXPORT_VERSION}:torch {torch.__version__}:"
-            f"transformers {transformers.__version__}")
+            f"transformers {version('transformers')}")
 
 
 def check(got: np.ndarray, want: np.ndarray | None, quant: Quant | None) -> None:

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -103,16 +104,14 @@ class MiniLM:
         batch's length, so a trace fixes no length."""
         with self._tokenizing:
             if self._tokenizer is None:
-                from transformers import AutoTokenizer
-
-                self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            batch = self._tokenizer([text.strip() for text in texts], padding=True,
-                                    truncation="longest_first", max_length=MAX_TOKENS + 2,
-                                    return_tensors="pt")
-        ids = batch["input_ids"].to(self.device)
+                self._tokenizer = wordpiece(Path(self.path) / "tokenizer.json")
+            encoded = self._tokenizer.encode_batch([text.strip() for text in texts])
+        ids = torch.tensor([e.ids for e in encoded], dtype=torch.long, device=self.device)
+        mask = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long,
+                            device=self.device)
         n, length = ids.shape
         positions = torch.arange(length, device=ids.device).expand(n, length)
-        return ids, batch["attention_mask"].to(ids.device), torch.zeros_like(ids), positions
+        return ids, mask, torch.zeros_like(ids), positions
 
     @torch.inference_mode()
     def encode(self, texts: list[str], tokens: bool = True) -> TextFeatures:
@@ -128,6 +127,17 @@ class MiniLM:
         mask[torch.arange(len(texts)), attention.sum(1) - 1] = False
         words = hidden * mask.unsqueeze(-1)
         return _fixed_width(pooled, words[:, 1:], mask[:, 1:])
+
+
+def wordpiece(path: Path) -> Any:
+    """The model's own tokenizer (Hugging Face `tokenizers`, from its tokenizer.json: lower
+    case, [CLS] ... [SEP]), cutting at MAX_TOKENS words and padding to a batch's longest text."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.enable_truncation(max_length=MAX_TOKENS + 2)  # + [CLS] and [SEP]
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+    return tokenizer
 
 
 @contextmanager
