@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from models.backbones.image import ImageFeatures
-from models.backbones.text import MiniLM, TextFeatures
+from models.backbones.text import MAX_TOKENS, MiniLM, TextFeatures
 from models.checkpoint import CheckpointError, checkpoint_id, load_checkpoint
 from models.config import TrainConfig
 from models.data.images import ImageError, open_image, to_array
@@ -64,6 +64,7 @@ class Encoder:
         )
         self.method.load_state_dict(saved.state_dict)
         self.method.to(device).eval()
+        threads = torch.get_num_threads() if threads is None else threads  # ONNX's too
         self.onnx_text = None if runtime == "torch" else self._onnx_text(path, threads, runtime)
         self._runtime: Runtime = "torch" if self.onnx_text is None else runtime
         self._image_graph = (path, threads) if runtime != "torch" else None  # built on first use
@@ -72,15 +73,21 @@ class Encoder:
 
     @cached_property
     def dim(self) -> int:
-        """The embeddings' width (found by embedding a text on first use: the torch text path
-        loads its model then, so a process that reads its features from the cache never does)."""
-        return int(self.encode_texts(["probe"]).shape[1])
+        """The embeddings' width: the method's output for one blank text of the backbone's
+        shape (no backbone runs, so a process that reads its features from the cache never
+        loads the text model)."""
+        width, mask = self.backbones.text.dim, np.zeros((1, MAX_TOKENS), dtype=bool)
+        mask[0, 0] = True
+        blank = TextFeatures(np.zeros((1, width), np.float32),
+                             np.zeros((1, MAX_TOKENS, width), np.float16), mask)
+        return int(self.embed_text_features(blank).shape[1])
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu",
              threads: int | None = None, runtime: Runtime = "torch") -> Encoder:
         """`device`: as `resolve_device` takes it. `threads`: torch's intra-op threads, a
-        process-wide setting (None leaves it as it is), and ONNX Runtime's per call.
+        process-wide setting, and ONNX Runtime's per call (None: torch's as they are, which
+        OMP_NUM_THREADS sets, for both).
         `runtime`: what runs text queries; the ONNX runtimes fall back to torch, with a
         warning, where the checkpoint or this machine cannot take them."""
         if threads is not None:
@@ -91,7 +98,7 @@ class Encoder:
     def text_runtime(self) -> Runtime:
         return self._runtime
 
-    def _onnx_text(self, path: Path, threads: int | None, runtime: Runtime) -> Any:
+    def _onnx_text(self, path: Path, threads: int, runtime: Runtime) -> Any:
         """The ONNX text path (models.onnx_text), or None (torch) where it does not apply."""
         if self.device.type != "cpu" or not isinstance(self.backbones.text, MiniLM):
             log.info("text queries run on torch: ONNX covers MiniLM on the CPU only")
@@ -121,7 +128,7 @@ class Encoder:
                 self._onnx_image = self._build_onnx_image(path, threads)
             return self._onnx_image
 
-    def _build_onnx_image(self, path: Path, threads: int | None) -> Any:
+    def _build_onnx_image(self, path: Path, threads: int) -> Any:
         if self.device.type != "cpu":
             return None
         try:

@@ -105,6 +105,7 @@ def test_chinese_wikipedia_corpus_trains_and_evaluates_with_a_config_choice(
     fresh = [open_image(corpus.image_path(item)) for item in items]
     np.testing.assert_allclose(text_rows, encoder.encode_texts([i.text for i in items]),
                                atol=2e-3)
+    assert encoder.dim == text_rows.shape[1]  # found without running the backbone
     np.testing.assert_allclose(image_rows, encoder.encode_images(fresh), atol=2e-3)
 
 
@@ -113,6 +114,7 @@ def test_encoder_without_scorer_refuses_to_rerank(zh_corpus: Path, tmp_path: Pat
     assert train(zh_corpus, tmp_path / "run", "--config", str(config)) == 0
     encoder = Encoder.load(tmp_path / "run" / "checkpoint.pt")
     assert not encoder.can_rerank
+    assert encoder.dim == encoder.encode_texts(["油画"]).shape[1]
     with pytest.raises(ValueError, match="cannot re-rank"):
         encoder.score_text_to_images("油画", [Image.new("RGB", (8, 8))])
 
