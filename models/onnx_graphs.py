@@ -75,7 +75,10 @@ def write_tagged(out: Path, key: str, tag: str, write: Callable[[str], None],
 def tagged_session(path: Path, key: str, tag: str, threads: int | None) -> Any:
     """A session of the graph at `path` when it was made for `tag`; None when there is none,
     it cannot be read (a partial file from another version, say) or it is another
-    checkpoint's: then it is made again."""
+    checkpoint's: then it is made again. Without ONNX Runtime it raises ImportError, before
+    anything is exported for it."""
+    import onnxruntime  # noqa: F401
+
     if not path.is_file():
         return None
     try:
