@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,10 +42,38 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return train_tiny_run(tmp_path_factory.mktemp("tiny-run"))
     root = tmp_path_factory.getbasetemp().parent / "tiny-run"
-    with open(f"{root}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(Path(f"{root}.lock")):
         if not (root / "trained").exists():
             shutil.rmtree(root, ignore_errors=True)  # what a worker that failed half-way left
             train_tiny_run(root)
             (root / "trained").touch()
     return root / "corpus", root / "run" / "checkpoint.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_graphs(tiny_run: tuple[Path, Path]) -> Path:
+    """The tiny checkpoint with its ONNX text graphs made beside it: the float graph and the
+    8-bit copy of each 8-bit runtime, made once for the whole run (under a lock: the workers of
+    `pytest -n` share them). Tests that only read graphs start from a `copy_run` of it."""
+    from models.inference import QUANT, Encoder
+
+    checkpoint = tiny_run[1]
+    with locked(checkpoint.with_suffix(".lock")):
+        for runtime in QUANT:  # each makes the float graph first, when it is missing
+            assert Encoder.load(checkpoint, "cpu", runtime=runtime).text_runtime == runtime
+    return checkpoint
+
+
+def copy_run(checkpoint: Path, folder: Path) -> Path:
+    """A copy of `checkpoint` in `folder` with the graphs made beside it; returns the copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in (checkpoint, *checkpoint.parent.glob(f"{checkpoint.stem}.*.onnx")):
+        shutil.copy(made, folder / made.name)
+    return folder / checkpoint.name
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -19,13 +19,14 @@ from models.onnx_quant import CALIBRATION_TEXTS, calibration_texts, weight_matmu
 from models.onnx_text import ENCODER, onnx_path
 from service.lifecycle import load_encoder
 from service.settings import Settings
+from tests.conftest import copy_run
 from tests.inference.test_onnx_text import TEXTS, eight_bit_texts, graph_tag
 
 
 @pytest.fixture(scope="module")
-def shared(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny checkpoint whose graphs the tests that only read them share."""
-    return Path(shutil.copy(tiny_run[1], tmp_path_factory.mktemp("int8s") / "checkpoint.pt"))
+def shared(tiny_graphs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny checkpoint with its graphs, for the tests that only read them."""
+    return copy_run(tiny_graphs, tmp_path_factory.mktemp("int8s"))
 
 
 def test_calibration_texts_are_a_fixed_sample_of_short_real_queries() -> None:
@@ -39,14 +40,12 @@ def test_calibration_texts_are_a_fixed_sample_of_short_real_queries() -> None:
 
 def test_static_is_close_to_torch_cached_and_reused(shared: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="models.onnx_text")
-    got = eight_bit_texts(shared, "onnx-int8-static")
-    assert "quantising" in caplog.text
+    got = eight_bit_texts(shared, "onnx-int8-static")  # made: see the test of a new float graph
     path = onnx_path(shared, "static")
     assert path.name == "checkpoint.text.int8s.onnx"
     assert graph_tag(path) == onnx_text.quant_tag(graph_tag(onnx_path(shared)), "static")
 
-    caplog.clear()
+    caplog.set_level(logging.INFO, logger="models.onnx_text")
     again = Encoder.load(shared, "cpu", runtime="onnx-int8-static")  # both graphs reused
     assert "exporting" not in caplog.text and "quantising" not in caplog.text
     np.testing.assert_array_equal(again.encode_texts(TEXTS), got)

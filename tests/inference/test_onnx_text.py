@@ -20,6 +20,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.inference import QUANT, Encoder, Runtime
 from models.onnx_graphs import REFERENCE
 from models.onnx_text import onnx_path
+from tests.conftest import copy_run
 
 TEXTS = ["a", "grinning face", "a red apple on a wooden kitchen table beside a knife",
          "the quick brown fox jumps over the lazy dog " * 6, "Ölgemälde, 油画", "?"]
@@ -33,11 +34,9 @@ def checkpoint(tiny_run: tuple[Path, Path], tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny checkpoint for the tests that only read its export: whichever runs
-    first exports the graph beside it (each of them checks what it needs either way), the
-    others reuse it."""
-    return Path(shutil.copy(tiny_run[1], tmp_path_factory.mktemp("onnx") / "checkpoint.pt"))
+def shared(tiny_graphs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny checkpoint with its graphs, for the tests that only read them."""
+    return copy_run(tiny_graphs, tmp_path_factory.mktemp("onnx"))
 
 
 def graph_tag(path: Path) -> str:
