@@ -51,17 +51,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_graphs(tiny_run: tuple[Path, Path]) -> Path:
-    """The tiny checkpoint with its ONNX text graphs made beside it: the float graph and the
-    8-bit copy of each 8-bit runtime, made once for the whole run (under a lock: the workers of
-    `pytest -n` share them). Tests that only read graphs start from a `copy_run` of it."""
+def tiny_exported(tiny_run: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The tiny run with its ONNX text graphs made beside the checkpoint: the float graph and
+    the 8-bit copy of each 8-bit runtime, made once for the whole run (under a lock: the
+    workers of `pytest -n` share them). Servers over the tiny run start from it, so none
+    exports at its start; tests that only read graphs start from a `copy_run` of it."""
     from models.inference import QUANT, Encoder
 
     checkpoint = tiny_run[1]
     with locked(checkpoint.with_suffix(".lock")):
         for runtime in QUANT:  # each makes the float graph first, when it is missing
             assert Encoder.load(checkpoint, "cpu", runtime=runtime).text_runtime == runtime
-    return checkpoint
+    return tiny_run
 
 
 def copy_run(checkpoint: Path, folder: Path) -> Path:

@@ -28,6 +28,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from models.inference import Encoder
+from service.settings import Settings
 from tests.fixtures import make_karpathy_layout
 from xmr.cli import main as xmr
 
@@ -191,9 +193,9 @@ def make_demo_shaped_corpus(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
-    """The server the curl lines talk to. Its checkpoint and index are made in this process
-    (they are no README line; a child process each would only load the backbones again);
-    `xmr serve` runs as a user starts it."""
+    """The server the curl lines talk to. Its checkpoint, index and the ONNX graphs the server
+    runs are made in this process (they are no README line; a child process each would only
+    load the backbones again); `xmr serve` runs as a user starts it."""
     folder = tmp_path_factory.mktemp("readme-rest")
     shell = Shell(folder, free_port())
     corpus = make_demo_shaped_corpus(folder / "artifacts/data/openmoji")
@@ -202,6 +204,10 @@ def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
                 "--out", str(run), "--cache", str(folder / "artifacts/cache")]) == 0
     assert xmr(["index", "build", "--checkpoint", str(run / "checkpoint.pt"), "--data",
                 str(corpus), "--out", str(folder / "index"), "--no-progress"]) == 0
+    runtime = Settings().encoder_runtime
+    encoder = Encoder.load(run / "checkpoint.pt", runtime=runtime)
+    encoder.encode_images([Image.new("RGB", (8, 8))])  # the image graph is made on first use
+    assert (encoder.text_runtime, encoder.image_runtime) == (runtime, "onnx")
     Image.new("RGB", (80, 60), (200, 120, 60)).save(folder / "photo.jpg")
     Image.new("RGB", (80, 60), (40, 60, 200)).save(folder / "shoe.jpg")
     for _ in shell.serve("xmr serve --index index --checkpoint run/checkpoint.pt"):

@@ -24,9 +24,9 @@ from tests.inference.test_onnx_text import TEXTS, eight_bit_texts, graph_tag
 
 
 @pytest.fixture(scope="module")
-def shared(tiny_graphs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shared(tiny_exported: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny checkpoint with its graphs, for the tests that only read them."""
-    return copy_run(tiny_graphs, tmp_path_factory.mktemp("int8s"))
+    return copy_run(tiny_exported[1], tmp_path_factory.mktemp("int8s"))
 
 
 def test_calibration_texts_are_a_fixed_sample_of_short_real_queries() -> None:

@@ -34,9 +34,9 @@ def checkpoint(tiny_run: tuple[Path, Path], tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared(tiny_graphs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shared(tiny_exported: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny checkpoint with its graphs, for the tests that only read them."""
-    return copy_run(tiny_graphs, tmp_path_factory.mktemp("onnx"))
+    return copy_run(tiny_exported[1], tmp_path_factory.mktemp("onnx"))
 
 
 def graph_tag(path: Path) -> str:

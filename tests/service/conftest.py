@@ -123,10 +123,10 @@ def serving(corpus: Path, checkpoint: Path, root: Path, env: dict[str, str] | No
 
 
 @pytest.fixture(scope="session")
-def server(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+def server(tiny_exported: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
     """The server most tests share; a test that changes what the others see undoes it."""
-    with serving(*tiny_run, tmp_path_factory.mktemp("service")) as running:
+    with serving(*tiny_exported, tmp_path_factory.mktemp("service")) as running:
         yield running
 
 

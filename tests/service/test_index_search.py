@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 
 from index.manifest import Manifest
+from tests.fixtures import tiny_cache
 from tests.service.conftest import ROOT, start_server
 
 
-def test_info_shows_the_tuned_search_parameter(tiny_run: tuple[Path, Path],
+def test_info_shows_the_tuned_search_parameter(tiny_exported: tuple[Path, Path],
                                                tmp_path: Path) -> None:
-    corpus, checkpoint = tiny_run
+    corpus, checkpoint = tiny_exported
     index = tmp_path / "index"
     done = subprocess.run(
         [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", str(checkpoint),
          "--data", str(corpus), "--out", str(index), "--index-type", "IVF4,Flat",
-         "--recall-target", "0.9", "--no-progress"],
+         "--recall-target", "0.9", "--no-progress", "--cache", str(tiny_cache(checkpoint))],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     recorded = Manifest.read(index / (index / "CURRENT").read_text().strip()).search

@@ -35,9 +35,9 @@ T2I, I2T = "/v1/search/text-to-image", "/v1/search/image-to-text"
 
 
 @pytest.fixture(scope="module")
-def small_k(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+def small_k(tiny_exported: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Server]:
-    with serving(*tiny_run, tmp_path_factory.mktemp("newcomer"),
+    with serving(*tiny_exported, tmp_path_factory.mktemp("newcomer"),
                  env={"XMR_MAX_K": str(MAX_K), "XMR_LOG_LEVEL": "warning"}) as server:
         yield server
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from models.inference import checkpoint_id
+from tests.fixtures import tiny_cache
 from tests.service.conftest import ROOT, Server, serving
 from tests.service.test_jobs import variant, wait_for
 
@@ -24,22 +25,24 @@ BOUND_S = 30.0  # no answer may take longer (the client gives up after this: a h
 
 
 @pytest.fixture(scope="module")
-def served(tiny_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+def served(tiny_exported: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
     """One server for the module: each test first rebuilds the index it serves with a
     checkpoint of its own (a variant of its own seed), so neither depends on what the other
     left."""
-    with serving(*tiny_run, tmp_path_factory.mktemp("rebuild"),
+    with serving(*tiny_exported, tmp_path_factory.mktemp("rebuild"),
                  env={"XMR_SWAP_WAIT_S": str(SWAP_WAIT_S),
                       "XMR_REQUEST_TIMEOUT_S": "20"}) as running:
         yield running
 
 
 def rebuild(server: Server, checkpoint: Path) -> None:
-    """`xmr index build` as a user runs it beside the service, on the index it serves."""
+    """`xmr index build` as a user runs it beside the service, on the index it serves (with
+    the feature cache the corpus was trained with)."""
     done = subprocess.run(
         [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", str(checkpoint),
-         "--data", str(server.corpus), "--out", str(server.index), "--no-progress"],
+         "--data", str(server.corpus), "--out", str(server.index), "--no-progress",
+         "--cache", str(tiny_cache(server.checkpoint))],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
 
