@@ -69,10 +69,11 @@ demo: demo-artifacts ## prepare OpenMoji, train, index, serve the search page on
 	@echo "search page: http://$(HOST):$(PORT)/"
 	$(PY) -m xmr serve --index $(INDEX) --checkpoint $(RUN)/checkpoint.pt --host $(HOST) --port $(PORT)
 
-# The default suite runs one pytest worker per core (pytest-xdist; TEST_WORKERS=0 runs it in
-# one process), each test file on one worker so that a file's shared server or export is made
-# once.
-TEST_WORKERS ?= auto
+# The default suite runs one pytest worker per core and one more (pytest-xdist; TEST_WORKERS=0
+# runs it in one process): many tests wait on a server or command they started, and the extra
+# worker runs while they wait. Each test file stays on one worker, so that a file's shared
+# server or export is made once.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP) system-deps ## the default test suite (no slow, no gpu tests)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
