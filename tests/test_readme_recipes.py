@@ -203,7 +203,8 @@ def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
     assert xmr(["train", "--data", str(corpus), "--method", "linear", "--epochs", "3",
                 "--out", str(run), "--cache", str(folder / "artifacts/cache")]) == 0
     assert xmr(["index", "build", "--checkpoint", str(run / "checkpoint.pt"), "--data",
-                str(corpus), "--out", str(folder / "index"), "--no-progress"]) == 0
+                str(corpus), "--out", str(folder / "index"), "--no-progress",
+                "--cache", str(folder / "artifacts/cache")]) == 0  # as the recipe above
     runtime = Settings().encoder_runtime
     encoder = Encoder.load(run / "checkpoint.pt", runtime=runtime)
     encoder.encode_images([Image.new("RGB", (8, 8))])  # the image graph is made on first use
