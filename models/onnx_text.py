@@ -159,4 +159,13 @@ class OnnxText:
         return np.asarray(self.session.run(None, feed(inputs))[0], dtype=np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return self.run(self.minilm.inputs(texts))
+        """One session run per token length, unpadded: no text is padded to a longer mate's
+        length, so a batch runs only real tokens, and a text's vector never sees padding."""
+        inputs = self.minilm.inputs(texts)
+        lengths = inputs[1].sum(1).numpy()
+        runs = [(rows, self.run(tuple(tensor[rows, :length] for tensor in inputs)))
+                for length in np.unique(lengths) for rows in [np.flatnonzero(lengths == length)]]
+        vectors = np.empty((len(texts), runs[0][1].shape[1]), dtype=np.float32)
+        for rows, part in runs:
+            vectors[rows] = part
+        return vectors

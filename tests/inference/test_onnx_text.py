@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -58,6 +59,25 @@ def test_onnx_equals_torch_over_batch_sizes_and_lengths(shared: Path) -> None:
         assert got.shape == want.shape == (size, on_torch.dim) and got.dtype == np.float32
         assert np.abs(got - want).max() <= 1e-4, size
     assert on_onnx.encode_texts([]).shape == (0, on_onnx.dim)
+
+
+def test_texts_run_with_mates_of_their_own_token_length_unpadded(
+        shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = Encoder.load(shared, "cpu", runtime="onnx")
+    session, masks = encoder.onnx_text.session, []
+
+    def run(names: object, feeds: dict[str, np.ndarray]) -> object:
+        masks.append(feeds["attention_mask"])
+        return session.run(names, feeds)
+
+    monkeypatch.setattr(encoder.onnx_text, "session", SimpleNamespace(run=run))
+    texts = [TEXTS[i] for i in (1, 2, 0, 1, 3, 5, 2)]
+    got = encoder.encode_texts(texts)
+    assert len(masks) == len({len(encoder.onnx_text.minilm.inputs([t])[0][0]) for t in texts})
+    assert all(mask.all() for mask in masks) and sum(len(mask) for mask in masks) == len(texts)
+    monkeypatch.undo()
+    for text, vector in zip(texts, got, strict=True):
+        np.testing.assert_allclose(vector, encoder.encode_texts([text])[0], atol=1e-6)
 
 
 def test_changed_checkpoint_rebuilds_the_export(checkpoint: Path,
