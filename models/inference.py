@@ -64,7 +64,7 @@ class Encoder:
         )
         self.method.load_state_dict(saved.state_dict)
         self.method.to(device).eval()
-        threads = torch.get_num_threads() if threads is None else threads  # ONNX's too
+        threads = torch.get_num_threads() if threads is None else threads  # for ONNX too
         self.onnx_text = None if runtime == "torch" else self._onnx_text(path, threads, runtime)
         self._runtime: Runtime = "torch" if self.onnx_text is None else runtime
         self._image_graph = (path, threads) if runtime != "torch" else None  # built on first use

@@ -163,9 +163,7 @@ class OnnxText:
         length, so a batch runs only real tokens, and a text's vector never sees padding."""
         inputs = self.minilm.inputs(texts)
         lengths = inputs[1].sum(1).numpy()
-        runs = [(rows, self.run(tuple(tensor[rows, :length] for tensor in inputs)))
-                for length in np.unique(lengths) for rows in [np.flatnonzero(lengths == length)]]
-        vectors = np.empty((len(texts), runs[0][1].shape[1]), dtype=np.float32)
-        for rows, part in runs:
-            vectors[rows] = part
-        return vectors
+        groups = [np.flatnonzero(lengths == length) for length in np.unique(lengths)]
+        parts = [self.run(tuple(tensor[rows, :lengths[rows[0]]] for tensor in inputs))
+                 for rows in groups]
+        return np.concatenate(parts)[np.argsort(np.concatenate(groups))]  # the texts' order
