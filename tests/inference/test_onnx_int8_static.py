@@ -6,7 +6,6 @@ Its batch independence is tests/inference/test_determinism.py's."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +78,7 @@ def test_a_new_float_graph_makes_the_static_copy_again(
         shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     first = Encoder.load(shared, "cpu", runtime="onnx-int8-static").encode_texts(TEXTS)
-    checkpoint = Path(shutil.copy(shared, tmp_path / "checkpoint.pt"))
-    for graph in (onnx_path(shared), onnx_path(shared, "static")):  # reused: only the new
-        shutil.copy(graph, checkpoint.parent / graph.name)  # export below is made here
+    checkpoint = copy_run(shared, tmp_path)  # its graphs reused: only the export below is new
     old_tag = graph_tag(onnx_path(checkpoint, "static"))
     monkeypatch.setattr(onnx_text, "EXPORT_VERSION", "a later export")
     caplog.set_level(logging.INFO, logger="models.onnx_text")
