@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from index.mapped import MappedStore
 from index.store import FaissStore, VectorStore
 
 BACKENDS = ("faiss", "milvus")
@@ -57,14 +58,18 @@ def create_store(dim: int, generation: Path, settings: BackendSettings | None = 
 
 def load_store(directory: Path, settings: BackendSettings | None = None, *,
                gpu: bool = False) -> VectorStore:
-    """The store saved in `directory`, on the backend its `store.json` names."""
+    """The store saved in `directory`, on the backend its `store.json` names. A FAISS store
+    searched on the CPU is memory-mapped (index.mapped), so processes that serve one index
+    share one copy of its vectors."""
     doc = json.loads((directory / STORE_FILE).read_text())
     if doc.get("backend", "faiss") == "milvus":
         from index.milvus_store import MilvusStore
 
         token = (settings or BackendSettings()).milvus_token
         return MilvusStore.load(directory, token=token)
-    return FaissStore.load(directory, gpu=gpu)
+    if gpu:
+        return FaissStore.load(directory, gpu=True)
+    return MappedStore.load(directory)
 
 
 def drop_external_stores(generation: Path, settings: BackendSettings | None = None) -> int:

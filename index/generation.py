@@ -20,6 +20,7 @@ from index.backends import BackendSettings, create_store, load_store
 from index.database import DATABASE, SPACES, ItemDatabase
 from index.fsutil import atomic_write_text, fsync_dir, fsync_tree
 from index.manifest import Manifest
+from index.mapped import MappedStore
 from index.store import VectorStore
 from models.bm25 import Postings
 
@@ -156,6 +157,9 @@ def write_snapshot(gen: Generation, replace: Sequence[str] = ()) -> None:
     with gen.meta.write(allow_sealed=True):
         if snapshot_seq(gen.path) < gen.applied:
             _point_at(gen.path, gen.applied)
+    for name, store in gen.stores.items():  # map what was just saved, drop the writes held
+        if isinstance(store, MappedStore):
+            store.rebase(gen.path / SNAPSHOTS / f"snap-{gen.applied:012d}" / name)
 
 
 def _write_stores(path: Path, stores: Mapping[str, VectorStore], seq: int) -> bool:

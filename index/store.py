@@ -173,9 +173,10 @@ class FaissStore:
         return cls(index, spec, dim, **kwargs)
 
     @classmethod
-    def load(cls, directory: Path, gpu: bool = False) -> FaissStore:
+    def load(cls, directory: Path, gpu: bool = False, flags: int = 0) -> FaissStore:
+        """`flags`: FAISS's read flags (index.mapped maps the file read-only)."""
         meta = json.loads((directory / "store.json").read_text())
-        index = faiss.read_index(str(directory / "index.faiss"))
+        index = faiss.read_index(str(directory / "index.faiss"), flags)
         tombstones = np.load(directory / "tombstones.npy")
         return cls(index, meta["spec"], meta["dim"], tombstones=tombstones,
                    nprobe=meta["nprobe"], ef_search=meta["ef_search"], gpu=gpu)

@@ -8,6 +8,7 @@ import pytest
 
 from index.catalog import Catalog, ManifestMismatch, NewItem, StaleCheckpoint
 from index.database import DATABASE
+from index.mapped import MappedStore
 from index.records import bytes_hash, text_hash
 from tests.index.helpers import clustered, exact
 
@@ -142,6 +143,8 @@ def test_snapshots_are_taken_and_reused(tmp_path: Path) -> None:
         cat.ingest(texts(1, row), vectors[row:row + 1])
     snaps = list((next(root.glob("gen-*")) / "snapshots").glob("snap-*"))
     assert len(snaps) == 1 and int(snaps[0].name[5:]) >= 20
+    store = cat._gen.stores["text"]  # maps the snapshot it wrote, holds only the writes since
+    assert isinstance(store, MappedStore) and store.count() == 25 and store.delta.count() < 10
     cat.close()
     again = Catalog.open(root, checkpoint_id=CKPT, dim=DIM)
     assert again.count() == 25

@@ -70,7 +70,7 @@ def test_cli_tunes_the_search_parameter_on_the_other_modality(
         assert (tuning["param"], tuning["target"]) == ("nprobe", 0.95)
         assert tuning["query_modality"] == "text" and 1 <= tuning["value"] <= 4
         store = gen.stores["image"]
-        assert store.nprobe == tuning["value"]  # type: ignore[attr-defined]
+        assert store.knob().value == tuning["value"]  # type: ignore[union-attr]
         ids, base = gen.meta.all_vectors("image", gen.manifest.dim)
         _, queries = gen.meta.all_vectors("text", gen.manifest.dim)
         assert tuning["queries"] == len(queries) == len(read_corpus(corpus).items)

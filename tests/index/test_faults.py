@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 
@@ -44,7 +43,7 @@ def _check(root: Path, alive: dict[int, tuple[str, str | None]], deleted: set[in
         gen = catalog._gen
         meta_ids = {int(r[0]) for r in gen.meta.db.execute("SELECT id FROM items")}
         store = gen.stores["text"]
-        faiss_ids = set(faiss.vector_to_array(store.index.id_map).tolist())  # type: ignore[attr-defined]
+        faiss_ids = set(store.ids().tolist())  # type: ignore[attr-defined]
         assert faiss_ids == meta_ids, "index and metadata disagree (a half-item)"
         words_ids = words.ids(gen.meta.db)
         assert words_ids == meta_ids, "lexical table and metadata disagree"
