@@ -293,6 +293,14 @@ class Catalog:
         log.info("index now serves %s (checkpoint %s)", live.name, self.checkpoint_id)
         return True
 
+    def follow(self) -> bool:
+        """`reload` once a re-index, run by any process, has sealed the generation served (one
+        SQLite read while it has not). True when the generation changed."""
+        with self._lock:
+            if self._gen.meta.sealed() is None:
+                return False
+        return self.reload()
+
     def snapshot(self) -> None:
         with self._lock:
             write_snapshot(self._gen)

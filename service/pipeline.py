@@ -142,6 +142,8 @@ class SearchPipeline:
         """Groups of searches sharing their params in one catalog call: usually one group, an
         encoder batch; more when batches queued meanwhile. Searches by stored items run one
         catalog call each (the catalog reads the vector)."""
+        self._catalog.follow()  # an index rebuilt by another process, or by a job another
+        # worker process of this service ran
         if isinstance(params, _BySimilar):
             return [self._similar(params.params, ref) for ref in groups]
         vectors = [v for group in groups for v in group]

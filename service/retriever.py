@@ -148,6 +148,13 @@ class Retriever:
     async def on_encoder_thread(self, fn: Callable[[], Any]) -> Any:
         return await self._pipeline.on_encoder_thread(fn)
 
+    async def follow(self) -> None:
+        """Serve the generation CURRENT names once a re-index (of any process) sealed the one
+        served, with its encoder (waited for as a search waits: `settle`)."""
+        await self.run(self._catalog.follow)
+        if self.index_checkpoint_id != self.checkpoint_id:
+            await self._encoders.settle()
+
     # -- searching -------------------------------------------------------------------------------
     async def encode(self, query: str | Image.Image) -> Vector:
         return await self._pipeline.encode(query)

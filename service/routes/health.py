@@ -83,10 +83,11 @@ async def metrics(request: Request) -> Response:
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/info", response_model=Info, tags=["search"])
+@router.get("/v1/info", response_model=Info, tags=["search"], responses=responses(409, 503))
 async def info(retriever: RetrieverDep, settings: SettingsDep) -> Info:
     """What is served: checkpoint, label levels and values (for filters), counts, limits,
     each index's tuned search parameter with its measured recall, and how text is ranked."""
+    await retriever.follow()
     known = await retriever.label_values()
     counts = {m: await retriever.count(m) for m in ("image", "text")}
     return Info(

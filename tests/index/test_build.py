@@ -242,3 +242,17 @@ def test_progress_is_reported_as_numbers_and_unreadable_images_count_as_done(
     assert report.skipped == [str((corpus / "images/3.png").resolve())]
     assert report.embedded == 21 and seen[-1] == (22, 22)
     assert [done for done, _ in seen] == sorted({done for done, _ in seen})  # one per batch
+
+
+def test_follow_moves_to_the_new_generation_once_the_old_one_is_sealed(
+        tmp_path: Path, corpus: Path) -> None:
+    """What a service's searches do: another process's build is followed, nothing else."""
+    root = tmp_path / "idx"
+    old_enc, new_enc = HashEmbedder(salt="a"), HashEmbedder(salt="b")
+    _build(root, old_enc, corpus)
+    live = _open(root, old_enc)
+    assert not live.follow() and live.checkpoint_id == old_enc.checkpoint_id
+    _build(root, new_enc, corpus)
+    assert live.follow() and live.checkpoint_id == new_enc.checkpoint_id
+    assert not live.follow()
+    assert _text_id(live, new_enc, "caption number 5") is not None
