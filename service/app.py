@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.jobs.close()
+            app.state.media.close()
             app.state.retriever = None
             await asyncio.to_thread(retriever.close)
 

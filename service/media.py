@@ -3,12 +3,15 @@ across index generations) and removed when the item that uses them is deleted.
 
 Ingest and delete of the same content hash, and upserts of the same key, are serialised by a
 striped lock, so a delete never removes a file an ingest just attached to the (same,
-deduplicated) item, and no upsert leaves behind the file of an item another one replaced.
+deduplicated) item, and no upsert leaves behind the file of an item another one replaced. A
+stripe is an asyncio lock within the process and an flock on a file under `media/.locks/`
+across the service's worker processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
 import tempfile
@@ -20,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 STRIPES = 64
+LOCKS = ".locks"  # in the media directory: one file per stripe
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp",
             "TIFF": ".tif"}
 
@@ -28,19 +32,46 @@ class MediaStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._locks = [asyncio.Lock() for _ in range(STRIPES)]
+        self._files: dict[int, int] = {}  # stripe -> its lock file, opened on first use
 
-    def lock(self, content_hash: str) -> asyncio.Lock:
-        return self._locks[zlib.crc32(content_hash.encode()) % STRIPES]
+    @staticmethod
+    def stripe(name: str) -> int:
+        return zlib.crc32(name.encode()) % STRIPES
 
     @asynccontextmanager
     async def locked(self, names: list[str]) -> AsyncIterator[None]:
         """Hold the stripes of these names (content hashes, item keys), taken in one global
-        order (no deadlock between two batches)."""
-        ordered = sorted({id(self.lock(n)): self.lock(n) for n in names}.items())
+        order (no deadlock between two batches, in one process or across processes)."""
         async with AsyncExitStack() as stack:
-            for _, lock in ordered:
-                await stack.enter_async_context(lock)
+            for stripe in sorted({self.stripe(n) for n in names}):
+                await stack.enter_async_context(self._locks[stripe])
+                await stack.enter_async_context(self._file_locked(stripe))
             yield
+
+    @asynccontextmanager
+    async def _file_locked(self, stripe: int) -> AsyncIterator[None]:
+        """The stripe's flock, polled without blocking: a blocking call would hold the event
+        loop, or, in a thread, outlive a cancelled request and keep the lock."""
+        if stripe not in self._files:
+            folder = self.root / LOCKS
+            folder.mkdir(parents=True, exist_ok=True)
+            self._files[stripe] = os.open(folder / f"{stripe:02d}", os.O_RDWR | os.O_CREAT)
+        fd = self._files[stripe]
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.002)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
 
     def path(self, content_hash: str, data: bytes) -> Path:
         """media/ab/abcdef...png for content hash "b:abcdef..." (no colon in file names)."""
