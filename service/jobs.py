@@ -9,7 +9,9 @@ The child is started with fork+exec in C (`asyncio.create_subprocess_exec`): a f
 interpreter, so no torch or FAISS thread state is inherited (forking a warmed-up process and
 running Python in the child hangs). On success the service adopts the new generation through
 the retriever (catalog.reload(), plus the new encoder when the checkpoint changed) without
-dropping a request. One job runs at a time; the last `KEEP` jobs are remembered.
+dropping a request; the service's other worker processes follow the new generation on their
+next search or write (index.catalog). One job runs at a time across the processes, and every
+process answers for every job (service.job_board).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from index import layout
 from index.manifest import Manifest
+from service.job_board import JobBoard
 from service.problems import Problem
 from service.settings import Settings
 
@@ -37,9 +40,9 @@ if TYPE_CHECKING:
     from service.retriever import Retriever
 
 log = logging.getLogger("service.jobs")
-KEEP = 50
 ROOT = Path(__file__).resolve().parents[1]  # so the child imports this very checkout
 FEATURE_CACHE = "feature-cache"  # in the index directory, when its manifest names none
+SAVE_EVERY_S = 0.25  # how often a running job's progress is written for the other processes
 
 
 @dataclass
@@ -78,13 +81,11 @@ class JobManager:
     def __init__(self, settings: Settings, retriever: Callable[[], Retriever | None]) -> None:
         self.settings = settings
         self._retriever = retriever
-        self.jobs: collections.OrderedDict[str, ReindexJob] = collections.OrderedDict()
+        self.board = JobBoard(Path(settings.index))
         self._tasks: set[asyncio.Task[None]] = set()
         self._process: asyncio.subprocess.Process | None = None
 
     def start(self, data: str, checkpoint: str | None) -> ReindexJob:
-        if any(job.state in ("queued", "running") for job in self.jobs.values()):
-            raise Problem(409, "a re-index job is already running; watch it under /v1/jobs")
         corpus = Path(data)
         if not (corpus / "manifest.jsonl").is_file():
             raise Problem(422, f"data {data!r} is not a corpus directory (no manifest.jsonl)")
@@ -94,18 +95,22 @@ class JobManager:
         ckpt = checkpoint or served
         if not Path(ckpt).is_file():
             raise Problem(422, f"checkpoint {ckpt!r} does not exist")
+        if not self.board.claim():
+            raise Problem(409, "a re-index job is already running; watch it under /v1/jobs")
         job = ReindexJob(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()),
-                  str(feature_cache(Path(self.settings.index))))
-        self.jobs[job.id] = job
-        while len(self.jobs) > KEEP:
-            self.jobs.popitem(last=False)
+                         str(feature_cache(Path(self.settings.index))))
+        self._save(job)
         task = asyncio.get_running_loop().create_task(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    def get(self, job_id: str) -> ReindexJob | None:
-        return self.jobs.get(job_id)
+    def get(self, job_id: str) -> dict[str, object] | None:
+        """The job as /v1/jobs shows it, whichever process runs or ran it."""
+        return self.board.get(job_id)
+
+    def all(self) -> list[dict[str, object]]:
+        return self.board.all()
 
     async def close(self) -> None:
         if self._process is not None and self._process.returncode is None:
@@ -113,11 +118,16 @@ class JobManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.board.release()
+
+    def _save(self, job: ReindexJob) -> None:
+        self.board.save(job.public())
 
     # -- the job -------------------------------------------------------------------------------
     async def _run(self, job: ReindexJob) -> None:
         job.state = "running"
         job.message = "building the new generation"
+        self._save(job)
         command = [sys.executable, "-m", "xmr", "index", "build", "--checkpoint", job.checkpoint,
                    "--data", job.data, "--out", str(Path(self.settings.index).resolve()),
                    "--cache", job.cache, "--progress-json"]
@@ -139,6 +149,7 @@ class JobManager:
                 self._fail(job, f"xmr index build exited with {job.exit_code}")
                 return
             job.message = "adopting the new generation"
+            self._save(job)
             await self._adopt(job, await preload)
             job.state, job.finished_at = "succeeded", time.time()
             log.info("job %s succeeded: %s", job.id, job.message)
@@ -152,15 +163,20 @@ class JobManager:
             self._process = None
             if preload is not None and not preload.done():
                 preload.cancel()
+            self._save(job)
+            self.board.release()
 
     async def _follow(self, job: ReindexJob, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
-        buffer = b""
+        buffer, saved = b"", time.monotonic()
         while chunk := await process.stdout.read(4096):
             buffer += chunk
             *lines, buffer = re.split(rb"[\r\n]", buffer)
             for raw in lines:
                 self._note(job, raw.decode("utf-8", "replace").strip())
+            if time.monotonic() - saved >= SAVE_EVERY_S:
+                self._save(job)
+                saved = time.monotonic()
         self._note(job, buffer.decode("utf-8", "replace").strip())
 
     def _note(self, job: ReindexJob, line: str) -> None:

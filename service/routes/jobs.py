@@ -24,7 +24,7 @@ async def start_job(body: JobIn, jobs: JobsDep) -> JobOut:
 
 @router.get("", response_model=JobsOut)
 async def list_jobs(jobs: JobsDep) -> JobsOut:
-    return JobsOut(jobs=[JobOut.model_validate(job.public()) for job in jobs.jobs.values()])
+    return JobsOut(jobs=[JobOut.model_validate(job) for job in jobs.all()])
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(404, 422))
@@ -32,4 +32,4 @@ async def get_job(job_id: JobId, jobs: JobsDep) -> JobOut:
     job = jobs.get(job_id)
     if job is None:
         raise Problem(404, f"no job {job_id}")
-    return JobOut.model_validate(job.public())
+    return JobOut.model_validate(job)
