@@ -1,10 +1,13 @@
-"""`xmr serve [--index INDEX] [--checkpoint CKPT] [--host H] [--port P] [--device D]`: every
-flag also has an XMR_* environment variable (service.settings); flags win."""
+"""`xmr serve [--index INDEX] [--checkpoint CKPT] [--host H] [--port P] [--device D]
+[--workers N]`: every flag also has an XMR_* environment variable (service.settings); flags
+win."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from typing import TYPE_CHECKING
 
 from models.device import HELP as DEVICE_HELP
@@ -22,6 +25,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="address to bind (XMR_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (XMR_PORT, default 8000)")
     p.add_argument("--device", help=f"for the encoder: {DEVICE_HELP}")
+    p.add_argument("--workers", type=int,
+                   help="server processes on one port, sharing the index (XMR_WORKERS, default 1)")
     p.set_defaults(run=run)
 
 
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from index.settings import setting_problems
     from service.settings import Settings
 
-    flags = ("index", "checkpoint", "host", "port", "device")
+    flags = ("index", "checkpoint", "host", "port", "device", "workers")
     given = {key: getattr(args, key) for key in flags if getattr(args, key) is not None}
     try:
         settings = Settings(**given)
@@ -39,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in setting_problems(err, given):
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        return serve_workers(settings, given)
 
     from service.app import create_app
 
@@ -60,3 +67,29 @@ def serve(app: FastAPI, settings: Settings) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port,
                 log_config=log_config(settings.log_level), timeout_graceful_shutdown=10,
                 server_header=False)
+
+
+def serve_workers(settings: Settings, given: dict[str, object]) -> int:
+    """`settings.workers` processes of the app on one socket, under uvicorn's supervisor (which
+    starts a process again when one dies). Each reads its settings from the environment, where
+    the flags are put, and writes its metrics where every process's /metrics reads them."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from service.logging import log_config
+
+    for key, value in given.items():
+        os.environ[f"XMR_{key.upper()}"] = str(value)
+    with tempfile.TemporaryDirectory(prefix="xmr-metrics-") as metrics:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+        config = uvicorn.Config("service.app:create_app", factory=True, host=settings.host,
+                                port=settings.port, workers=settings.workers,
+                                log_config=log_config(settings.log_level),
+                                timeout_graceful_shutdown=10, server_header=False)
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        print("error: a server process failed to start (its log is above)", file=sys.stderr)
+        return 2
+    return 0

@@ -20,7 +20,7 @@ _ACCEPTED = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # for behind the encoder workers under load; an id needs to be unique, not unpredictable.
 _PREFIX = os.urandom(8).hex()
 _NEXT = itertools.count()  # next() on it is atomic under the GIL
-FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+FORMAT = "%(asctime)s %(levelname)s %(process)d [%(request_id)s] %(name)s: %(message)s"
 
 
 def current_request_id() -> str:

@@ -5,20 +5,27 @@ several apps (tests) can live in one process.
 The HTTP metrics keep the names and labels prometheus-fastapi-instrumentator gave them
 (`http_request_duration_seconds` and `http_requests_total`, by handler, method and status),
 so dashboards carry over; the instrumentator itself is gone: it matched every route's regex
-again on each request to name the handler, which the router has already done."""
+again on each request to name the handler, which the router has already done.
+
+Several server processes (`xmr serve --workers N`) write their counts to files in
+PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads when that variable is set before it is
+imported; a scrape, whichever process answers it, sums them. The gauges (index size, queue
+depth, encoder swaps) are those of the process that answers."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 EXPOSED = "/metrics"  # where the routes serve `exposition()`
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -41,6 +48,7 @@ class Metrics:
             "http_requests", "HTTP requests answered", ["handler", "method", "status"],
             registry=self.registry)
         self._by_request: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._gauges: list[Collector] = []
 
     def observe_batch(self, kind: str, size: int, seconds: float) -> None:
         if kind == "search":
@@ -62,11 +70,18 @@ class Metrics:
         children[1].inc()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if not os.environ.get(MULTIPROCESS):
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        for gauges in self._gauges:
+            merged.register(gauges)
+        return generate_latest(merged)
 
     def watch(self, state: Callable[[], dict[str, float]]) -> None:
         """Gauges read at scrape time: `state()` -> {name: value}."""
-        self.registry.register(_StateCollector(state))
+        self._gauges.append(_StateCollector(state))
+        self.registry.register(self._gauges[-1])
 
 
 class _StateCollector(Collector):

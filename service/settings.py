@@ -72,12 +72,20 @@ class Settings(StoreSettings):
     # (a swap half done, or the encoder of a rebuilt index loading) before a 503.
     swap_wait_s: Annotated[float, Field(gt=0)] = 10.0
 
+    # Server processes: each runs the app (its own encoder, event loop and threads) on one
+    # listening socket. They share the index's vectors (memory-mapped snapshots, index.mapped)
+    # and see each other's writes through its journal; metrics are summed over them and
+    # re-index jobs answered by any. More than one puts to work the cores one process leaves
+    # idle while Python runs one thread at a time.
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+
     # Encoder workers: threads that each run whole batches at once, sharing one model; torch
-    # gives each an OpenMP team of `encoder_threads`. Unset: one worker per core this process
-    # may use on the CPU (one on a GPU), each on one thread. Several one-thread workers beat
-    # one team spanning the cores: a team waits at every barrier for a core the event loop
-    # holds, lone workers just share the cores (measured in bench/results/service_ab.md).
-    # FAISS (the search thread) runs on one core fewer than this process may use (at least 1).
+    # gives each an OpenMP team of `encoder_threads`. Unset: on the CPU, the cores this process
+    # may use shared out among the server processes, one worker each (one on a GPU), each on
+    # one thread. Several one-thread workers beat one team spanning the cores: a team waits at
+    # every barrier for a core the event loop holds, lone workers just share the cores
+    # (measured in bench/results/service_ab.md). FAISS (the search thread) runs on one core
+    # fewer, shared out the same way (at least 1).
     encoder_workers: Annotated[int, Field(ge=1, le=256)] | None = None
     encoder_threads: Annotated[int, Field(ge=1, le=256)] = 1
     search_threads: Annotated[int, Field(ge=1)] | None = None
@@ -123,11 +131,11 @@ class Settings(StoreSettings):
     def encoder_worker_count(self) -> int:
         if self.encoder_workers is not None:
             return self.encoder_workers
-        return 1 if self.device.startswith("cuda") else usable_cores()
+        return 1 if self.device.startswith("cuda") else max(1, usable_cores() // self.workers)
 
     @property
     def search_thread_count(self) -> int:
-        return self.search_threads or spare_cores()
+        return self.search_threads or max(1, spare_cores() // self.workers)
 
     @property
     def writable(self) -> bool:
