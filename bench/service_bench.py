@@ -8,6 +8,7 @@ instead, raw and served (runtimes.*)."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import statistics
@@ -198,8 +199,8 @@ def load_run(target: Target, clients: int, args: argparse.Namespace, labels: dic
     before = encoder_counters(target.server.url)
     run = {**labels, **harness.measure(target, clients, args.seconds, 31 * clients)}
     rows, batches, seconds = (encoder_counters(target.server.url) - before).tolist()
-    run.update(mean_batch=rows / max(1.0, batches),
-               server_encode_ms=1000 * seconds / max(1.0, batches))
+    run.update(mean_batch=rows / max(1.0, batches), busy_cores=run["server_cpu_ms"] * run["qps"]
+               / 1000, server_encode_ms=1000 * seconds / max(1.0, batches))
     return harness.show(run)
 
 
@@ -221,15 +222,14 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
         for name, encoder in encoders.items():
             for batch, n in ((1, 1), (32, 1), (1, workers), (32, workers)):
                 rate, cpu = concurrent_texts_per_s(encoder, queries, batch, args.seconds / 4, n)
-                encoder_runs.append({"runtime": name, "repeat": repeat, "batch": batch,
-                                     "workers": n, "texts_per_s": rate,
-                                     "cpu_ms_per_text": 1000 * cpu})
+                encoder_runs.append({"runtime": name, "repeat": repeat, "batch": batch, "workers":
+                                     n, "texts_per_s": rate, "cpu_ms_per_text": 1000 * cpu})
                 print(json.dumps(encoder_runs[-1]), flush=True)
-    for repeat in range(args.repeats):
-        for name in args.runtimes:
-            server_runs += serve_and_load(args.index, checkpoint, args, queries, (1, 32), name,
-                                          {"runtime": name, "repeat": repeat},
-                                          {"XMR_ENCODER_RUNTIME": name})[0]
+    for repeat, name, n in itertools.product(range(args.repeats), args.runtimes, args.processes):
+        setting = name if n == 1 else f"{name}, {n} processes"  # its column in the report
+        server_runs += serve_and_load(args.index, checkpoint, args, queries, (1, 32), setting,
+                                      {"runtime": setting, "repeat": repeat},
+                                      {"XMR_ENCODER_RUNTIME": name, "XMR_WORKERS": str(n)})[0]
     quality = {name: ranking_quality(checkpoint, args, name) for name in args.runtimes}
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
             "load_average": harness.load_average(), "load_generator": harness.load_generator(),
@@ -256,6 +256,8 @@ def main() -> int:
                            3, "of each run, the modes (or runtimes) interleaved in each"))
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, help="instead: the text "
                         "encoder on these runtimes, side by side (runtimes.*)")
+    parser.add_argument("--processes", nargs="+", type=int, default=[1], help="with --runtimes:"
+                        " serve each runtime with each of these numbers of server processes")
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
                         default=["vector", "hybrid"], help="text search modes, side by side")
     args = parser.parse_args()

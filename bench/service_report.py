@@ -59,25 +59,26 @@ def runtime_rows(result: dict) -> list[tuple[str, dict[str, list[float]]]]:
         key = f"encoder texts/s, batch {run['batch']}, {run['workers']} worker(s)"
         rows.setdefault(key, {}).setdefault(run["runtime"], []).append(run["texts_per_s"])
     for run in result["service"]:
-        for figure, name in (("qps", "QPS"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+        for figure, name in (("qps", "QPS"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
+                             ("busy_cores", "busy cores")):
             key = f"service {name}, {run['clients']} client(s)"
             rows.setdefault(key, {}).setdefault(run["runtime"], []).append(run[figure])
     return list(rows.items())
 
 
 def runtimes_markdown(result: dict) -> str:
-    runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
+    runtimes = list(dict.fromkeys(r["runtime"] for r in result["encoder"] + result["service"]))
     return render("runtimes", **result, runtimes=runtimes, rows=runtime_rows(result))
 
 
 def runtimes_figure(result: dict) -> Any:
     """Medians per setting, one bar per runtime: throughputs left, latencies right."""
-    runtimes = list(dict.fromkeys(run["runtime"] for run in result["encoder"]))
+    runtimes = list(dict.fromkeys(r["runtime"] for r in result["encoder"] + result["service"]))
     fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
     for ax, latency, title in zip(axes, (False, True), ("throughput (median)",
                                                         "latency, ms (median)"), strict=True):
         part = [(key, v) for key, v in runtime_rows(result) if ("ms" in key) == latency]
-        bars(ax, [key for key, _ in part], {r: [statistics.median(v[r]) for _, v in part]
+        bars(ax, [key for key, _ in part], {r: [statistics.median(v.get(r, [0])) for _, v in part]
              for r in runtimes}, horizontal=True, ticks={"fontsize": 7}, title=title)
     return fig
 
