@@ -32,9 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("name", help="the template, bench/templates/NAME.md.j2")
     parser.add_argument("result", type=Path, help="the JSON; the markdown goes beside it")
-    args = parser.parse_args(argv)
-    result = json.loads(args.result.read_text())
-    args.result.with_suffix(".md").write_text(render(args.name, **result))
+    name, result = vars(parser.parse_args(argv)).values()
+    result.with_suffix(".md").write_text(render(name, **json.loads(result.read_text())))
 
 
 if __name__ == "__main__":

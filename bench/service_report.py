@@ -77,7 +77,8 @@ def runtimes_figure(result: dict) -> Any:
     fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
     for ax, latency, title in zip(axes, (False, True), ("throughput (median)",
                                                         "latency, ms (median)"), strict=True):
-        part = [(key, v) for key, v in runtime_rows(result) if ("ms" in key) == latency]
+        part = [(key, v) for key, v in runtime_rows(result)
+                if ("ms" in key) == latency and "busy" not in key]  # busy cores: the table's
         bars(ax, [key for key, _ in part], {r: [statistics.median(v.get(r, [0])) for _, v in part]
              for r in runtimes}, horizontal=True, ticks={"fontsize": 7}, title=title)
     return fig
