@@ -122,8 +122,7 @@ class Catalog:
     @property
     def fusion(self) -> Fusion:
         """How hybrid search combines its signals here (the manifest's, else the default)."""
-        found = self._gen.manifest.fusion
-        return Fusion.from_dict(found) if found else Fusion()
+        return self._gen.fusion
 
     @property
     def text_fields(self) -> tuple[str, ...]:

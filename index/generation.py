@@ -4,6 +4,7 @@ loaded from the latest snapshot and caught up with the metadata's journal; and s
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from index.manifest import Manifest
 from index.mapped import MappedStore
 from index.store import VectorStore
 from models.bm25 import Postings
+from models.fusion import Fusion
 
 log = logging.getLogger(__name__)
 SNAPSHOTS = "snapshots"
@@ -39,6 +41,12 @@ class Generation:
     stores: dict[str, VectorStore]
     applied: int  # journal sequence the stores (and lexicons) reflect
     lexicons: dict[str, Postings] = field(default_factory=dict)  # by modality, see lexicon()
+
+    @functools.cached_property
+    def fusion(self) -> Fusion:
+        """How hybrid search combines its signals here (the manifest's, else the default)."""
+        found = self.manifest.fusion
+        return Fusion.from_dict(found) if found else Fusion()
 
     def lexicon(self, modality: str) -> Postings:
         """BM25 over the words of `modality`'s items (models.bm25), read from the database

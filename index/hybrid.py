@@ -10,6 +10,7 @@ is the embedding of its words, so it stands in the `caption` signal and `vector`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -72,6 +73,6 @@ def _hits(records: Mapping[int, Record], ids: np.ndarray, scores: np.ndarray,
           signals: Mapping[str, np.ndarray]) -> list[Hit]:
     columns = {name: values.tolist() for name, values in signals.items()}
     return [Hit(item_id, score, records[item_id],
-                {name: None if np.isnan(c[n]) else c[n] for name, c in columns.items()})
+                {name: None if math.isnan(c[n]) else c[n] for name, c in columns.items()})
             for n, (item_id, score) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True))
             if item_id in records]

@@ -66,10 +66,11 @@ async def _mode(retriever: Retriever, asked: SearchIn, modality: Modality) -> Se
     checked against the index's here, so a bad combination is a 422, not a failed search."""
     if not isinstance(asked.query, str):
         return None
-    try:
-        retriever.fusion.with_weights(dict(asked.weights))
-    except ValueError as err:
-        raise Problem(422, f"weights: {err}") from err
+    if asked.weights:
+        try:
+            retriever.fusion.with_weights(dict(asked.weights))
+        except ValueError as err:
+            raise Problem(422, f"weights: {err}") from err
     return asked.mode or await retriever.default_mode(modality)
 
 
