@@ -1,5 +1,11 @@
 """The GPU side of a FAISS store: where searches may run on a GPU, and the search-only GPU copy
-of a CPU index (index.store explains why the CPU index stays the master)."""
+of a CPU index.
+
+Placement is decided in one function, `use_gpu(wanted)`, called at the edge with the
+XMR_FAISS_GPU setting: wanted, FAISS built with GPU support and a GPU present -> searches run on
+a GPU copy of the CPU index (index.store's `gpu=True`); otherwise on the CPU index. The CPU index
+stays the master (saved, mutated, filtered searches), so results are the same either way
+(bitwise for Flat; up to float summation order on the GPU)."""
 
 from __future__ import annotations
 

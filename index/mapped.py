@@ -6,7 +6,7 @@ one copy per process. A mapped FAISS index must never change (FAISS aborts the p
 mapped array is resized), so writes go beside it:
 
 - `delta`, an in-memory exact (Flat) store, holds every vector added since the snapshot;
-- the base's `tombstones` hide the base ids that were removed or replaced since.
+- the base's tombstones hide the base ids that were removed or replaced since.
 
 A search asks both and keeps the best k; `save` writes base and delta merged as one index of
 the snapshot's type, and `rebase` maps that newer snapshot and empties the delta, so the

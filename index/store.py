@@ -7,13 +7,8 @@ positions. Index types come from FAISS factory strings ("Flat", "IVF4096,Flat", 
 
 Removal: Flat (through IndexIDMap2) and IVF indexes remove ids in place. HNSW cannot, so removed
 ids become tombstones that every search excludes (an IDSelector on the CPU), and an upsert of a
-present id compacts the graph. GPU indexes cannot remove either: see index.gpu.GpuMirror.
-
-GPU placement is decided in one function, `index.gpu.use_gpu(wanted)`, called at the edge with
-the XMR_FAISS_GPU setting: wanted, FAISS built with GPU support and a GPU present -> searches run on
-a GPU copy of the CPU index (`gpu=True`); otherwise on the CPU index. The CPU index stays the
-master (saved, mutated, filtered searches), so results are the same either way (bitwise for
-Flat; up to float summation order on the GPU).
+present id compacts the graph; index.mapped hides the ids of a mapped file this way.
+`gpu=True`: searches run on a GPU copy of the CPU index, which stays the master (index.gpu).
 """
 
 from __future__ import annotations
@@ -150,6 +145,7 @@ class FaissStore:
         self.spec = spec
         self.dim = dim
         self.tombstones: set[int] = set() if tombstones is None else set(tombstones.tolist())
+        self._excluded: tuple[set[int], int, np.ndarray, Any, Any] | None = None  # _exclusion
         self.nprobe = nprobe
         self.ef_search = ef_search
         self._gpu: GpuMirror | None = None
@@ -278,7 +274,7 @@ class FaissStore:
 
     def reset(self) -> None:
         self.index.reset()
-        self.tombstones.clear()
+        self.tombstones = set()
         if self._gpu is not None:
             self._gpu.reclone(self.index)
 
@@ -299,13 +295,12 @@ class FaissStore:
         fresh = FaissStore.create(self.dim, self.spec, gpu=False)
         fresh.index.add_with_ids(vectors, stored[keep])
         self.index = fresh.index
-        self.tombstones.clear()
+        self.tombstones = set()
         return int(drop.sum())
 
     # -- search -------------------------------------------------------------------------------
-    def search(
-        self, queries: np.ndarray, k: int, allow: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int,
+               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = check_vectors(queries, self.dim, "queries")
         if not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -332,8 +327,7 @@ class FaissStore:
     def _search_cpu(
         self, queries: np.ndarray, k: int, allow: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        tomb = np.array(sorted(self.tombstones), dtype=np.int64)
-        selector: Any = None
+        tomb, selector = self._exclusion()
         if allow is not None:
             allow = check_ids(allow)
             if len(tomb):
@@ -341,10 +335,6 @@ class FaissStore:
             if not len(allow):
                 return _empty(len(queries), k)
             selector = faiss.IDSelectorBatch(allow)
-        elif len(tomb):
-            inner = faiss.IDSelectorBatch(tomb)
-            selector = faiss.IDSelectorNot(inner)
-            selector.keep_alive = inner  # the C++ object must outlive the search
         self._set_search_knobs(self.index)
         if selector is None:
             scores, ids = self.index.search(queries, k)
@@ -364,6 +354,18 @@ class FaissStore:
             dead = np.isin(ids, list(self._gpu.tombstones))
             scores, ids = _compact_rows(scores, ids, ~dead, k)
         return scores[:, :k], ids[:, :k]
+
+    def _exclusion(self) -> tuple[np.ndarray, Any]:
+        """The tombstones, sorted, and a selector of every id but them (None without any), made
+        again only when they change: the set only grows, and is replaced when emptied."""
+        found = self._excluded
+        if found is None or found[0] is not self.tombstones or found[1] != len(self.tombstones):
+            tomb = np.array(sorted(self.tombstones), dtype=np.int64)
+            inner = faiss.IDSelectorBatch(tomb) if len(tomb) else None
+            selector = None if inner is None else faiss.IDSelectorNot(inner)
+            # `inner` is kept with the selector: the C++ object must outlive it
+            found = self._excluded = (self.tombstones, len(tomb), tomb, selector, inner)
+        return found[2], found[3]
 
     def _set_search_knobs(self, index: Any) -> None:
         if self.spec.startswith("IVF"):

@@ -115,3 +115,23 @@ def test_auto_spec_by_size() -> None:
     assert auto_spec(1000, 256) == "Flat"
     assert auto_spec(1_000_000, 256) == "IVF4096,Flat"
     assert auto_spec(10_000_000, 256) == "IVF16384,PQ64"
+
+
+def test_a_tombstone_leaves_searches_as_soon_as_it_is_gone(data: np.ndarray) -> None:
+    """The searches' selector of tombstones is kept between searches: it must follow every
+    change (a remove adds tombstones; an upsert compacts them away; reset empties them)."""
+    store = FaissStore.create(DIM, "HNSW16", gpu=False)
+    store.ef_search = 512
+    ids = _ids(len(data))
+    store.add(ids, data)
+    assert store.search(data[:1], 1)[1][0, 0] == ids[0]
+    store.remove(ids[:1])
+    assert store.search(data[:1], 1)[1][0, 0] != ids[0]
+    store.remove(ids[1:2])  # one more tombstone, same set
+    assert store.search(data[1:2], 1)[1][0, 0] != ids[1]
+    store.add(ids[:1], data[:1])  # compaction: the tombstones go, id 0 is back
+    assert store.search(data[:1], 1)[1][0, 0] == ids[0]
+    assert store.search(data[1:2], 1)[1][0, 0] != ids[1]
+    store.reset()
+    store.add(ids[1:2], data[1:2])
+    assert store.search(data[1:2], 1)[1][0, 0] == ids[1]
