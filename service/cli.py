@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from typing import TYPE_CHECKING
 
 from models.device import HELP as DEVICE_HELP
+
+MADE_HERE = "_XMR_METRICS_MADE"  # the metrics directory serve_workers made, removed at the end
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -71,24 +74,41 @@ def serve(app: FastAPI, settings: Settings) -> None:
 
 def serve_workers(settings: Settings, given: dict[str, object]) -> int:
     """`settings.workers` processes of the app on one socket, under uvicorn's supervisor (which
-    starts a process again when one dies). Each reads its settings from the environment, where
-    the flags are put, and writes its metrics where every process's /metrics reads them."""
+    starts a process again when one dies). The processes inherit the supervisor's environment:
+    it holds the settings (the flags as XMR_* variables) and the directory where every process
+    writes its metrics and every /metrics reads them all (prometheus_client's multiprocess
+    mode, which reads PROMETHEUS_MULTIPROC_DIR). Without that directory this command first
+    runs itself again with one made for it (the same process, a new program image), so that
+    no environment is changed under running code."""
+    from service.metrics import MULTIPROCESS
+
+    if not os.environ.get(MULTIPROCESS):
+        made = tempfile.mkdtemp(prefix="xmr-metrics-")
+        env = {**os.environ, **{f"XMR_{key.upper()}": str(value) for key, value in given.items()},
+               MULTIPROCESS: made, MADE_HERE: made}
+        os.execve(sys.executable, [sys.executable, "-m", "xmr", "serve"], env)
+    try:
+        return supervise(settings)
+    finally:
+        if os.environ.get(MADE_HERE) == os.environ[MULTIPROCESS]:
+            shutil.rmtree(os.environ[MULTIPROCESS], ignore_errors=True)
+
+
+def supervise(settings: Settings) -> int:
+    """uvicorn's supervisor over `settings.workers` processes of the app; 2 when one failed to
+    start (which stops them all)."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
     from service.logging import log_config
 
-    for key, value in given.items():
-        os.environ[f"XMR_{key.upper()}"] = str(value)
-    with tempfile.TemporaryDirectory(prefix="xmr-metrics-") as metrics:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
-        config = uvicorn.Config("service.app:create_app", factory=True, host=settings.host,
-                                port=settings.port, workers=settings.workers,
-                                log_config=log_config(settings.log_level),
-                                timeout_graceful_shutdown=10, server_header=False)
-        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
-        supervisor.run()
+    config = uvicorn.Config("service.app:create_app", factory=True, host=settings.host,
+                            port=settings.port, workers=settings.workers,
+                            log_config=log_config(settings.log_level),
+                            timeout_graceful_shutdown=10, server_header=False)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         print("error: a server process failed to start (its log is above)", file=sys.stderr)
         return 2

@@ -4,7 +4,10 @@ generation that job swaps in, and the metrics count the requests of both."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ import httpx
 import pytest
 
 from models.checkpoint import checkpoint_id
-from tests.service.conftest import Server, serving
+from tests.service.conftest import ROOT, Server, free_port, serving
 from tests.service.test_jobs import variant, wait_for
 
 ACCESS = re.compile(r" INFO (\d+) \[([^\]]+)\] uvicorn\.access: ")
@@ -97,3 +100,14 @@ def test_a_job_run_by_one_process_is_seen_and_followed_by_both(two: Server,
               json={"text": "river", "k": 3})
     from_both(two, "GET", "/v1/info", on_the_new_checkpoint)
     two.checkpoint = new
+
+
+def test_a_process_that_cannot_start_stops_them_all_with_an_error(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "xmr", "serve", "--workers", "2", "--port", str(free_port()),
+         "--checkpoint", str(tmp_path / "missing.pt"), "--index", str(tmp_path / "index")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "a server process failed to start" in done.stderr
+    assert not list(tmp_path.glob("xmr-metrics-*")), "the metrics directory was left behind"
