@@ -97,9 +97,14 @@ class JobManager:
             raise Problem(422, f"checkpoint {ckpt!r} does not exist")
         if not self.board.claim():
             raise Problem(409, "a re-index job is already running; watch it under /v1/jobs")
-        job = ReindexJob(uuid.uuid4().hex[:12], str(corpus.resolve()), str(Path(ckpt).resolve()),
-                         str(feature_cache(Path(self.settings.index))))
-        self._save(job)
+        try:
+            cache = feature_cache(Path(self.settings.index))
+            job = ReindexJob(uuid.uuid4().hex[:12], str(corpus.resolve()),
+                             str(Path(ckpt).resolve()), str(cache))
+            self._save(job)
+        except BaseException:  # no job started: the slot must not stay taken
+            self.board.release()
+            raise
         task = asyncio.get_running_loop().create_task(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

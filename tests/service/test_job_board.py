@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from service.job_board import KEEP, ORPHANED, JobBoard
+from service.jobs import JobManager
+from service.settings import Settings
 
 
 def job(job_id: str, state: str = "running", created_at: float = 1.0) -> dict[str, object]:
@@ -34,3 +38,21 @@ def test_finished_jobs_read_as_saved_and_old_ones_are_forgotten(tmp_path: Path) 
     kept = board.all()
     assert [j["id"] for j in kept] == [f"{n:04x}" for n in range(3, KEEP + 3)]
     assert board.get("0000") is None and board.get("nothing") is None
+
+
+def test_a_job_that_cannot_be_recorded_leaves_the_slot_free(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    corpus, checkpoint = tmp_path / "corpus", tmp_path / "checkpoint.pt"
+    corpus.mkdir()
+    (corpus / "manifest.jsonl").write_text("")
+    checkpoint.write_bytes(b"")
+    jobs = JobManager(Settings(index=tmp_path / "index", checkpoint=checkpoint), lambda: None)
+
+    def disk_full(job: dict[str, object]) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(jobs.board, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        jobs.start(str(corpus), None)
+    assert not jobs.board.running(), "a job that never started holds the running slot"
