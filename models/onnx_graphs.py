@@ -10,12 +10,14 @@ encoder worker threads and the event loop never wait on each other while a batch
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,19 @@ def write_tagged(out: Path, key: str, tag: str, write: Callable[[str], None],
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def making(path: Path) -> Iterator[None]:
+    """Held while graphs beside `path` are made: an flock on its folder (nothing is written
+    there for it), so that several processes starting on one new checkpoint (`xmr serve
+    --workers N`) make each graph once, the others waiting and then loading it."""
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
 
 
 def tagged_session(path: Path, key: str, tag: str, threads: int | None) -> Any:

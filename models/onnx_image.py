@@ -59,10 +59,13 @@ class OnnxImage:
         tag, path = f"{checkpoint_id}:{EXPORT_VERSION}", onnx_path(checkpoint)
         session = graphs.tagged_session(path, KEY, tag, threads)
         if session is None:
-            log.info("exporting the image graph of %s to %s", checkpoint, path)
-            graphs.export(graph, (probe,), path, KEY, tag, ["pixels"],
-                          {"pixels": {0: "batch"}, "embedding": {0: "batch"}})
-            session = graphs.session(path, threads)
+            with graphs.making(path):  # and look again: another process may have made it
+                session = graphs.tagged_session(path, KEY, tag, threads)
+                if session is None:
+                    log.info("exporting the image graph of %s to %s", checkpoint, path)
+                    graphs.export(graph, (probe,), path, KEY, tag, ["pixels"],
+                                  {"pixels": {0: "batch"}, "embedding": {0: "batch"}})
+                    session = graphs.session(path, threads)
         image = cls(session)
         with torch.inference_mode():
             want = graph(probe).float().numpy()

@@ -141,19 +141,30 @@ class OnnxText:
         wanted, wanted_tag = onnx_path(checkpoint, quant), quant_tag(tag, quant)
         session = graphs.tagged_session(wanted, KEY, wanted_tag, threads)
         if session is None:
-            source = onnx_path(checkpoint)  # the float graph, which the copies are made from
-            made = None if quant is None else graphs.tagged_session(source, KEY, tag, threads)
-            reference = None if made is None else graphs.reference(made)
-            if reference is None:
-                log.info("exporting the text graph of %s to %s", checkpoint, source)
-                reference = export(TextGraph(minilm, method).eval(), probe, source, tag)
-            if quant is not None:
-                log.info("quantising %s to 8 bits (%s) at %s", source, quant, wanted)
-                quantize(quant, source, wanted, wanted_tag, minilm, reference)
-            session = graphs.session(wanted, threads)
+            with graphs.making(wanted):  # and look again: another process may have made it
+                session = graphs.tagged_session(wanted, KEY, wanted_tag, threads) or \
+                    cls._make(checkpoint, tag, minilm, method, threads, quant)
         text = cls(minilm, session)
         check(text.run(probe), graphs.reference(session), quant)
         return text
+
+    @staticmethod
+    def _make(checkpoint: Path, tag: str, minilm: MiniLM, method: Method, threads: int | None,
+              quant: Quant | None) -> Any:
+        """Export the float graph (unless it is there already, for a copy), make the copy of
+        `quant`, and open a session of the graph wanted."""
+        source = onnx_path(checkpoint)  # the float graph, which the copies are made from
+        made = None if quant is None else graphs.tagged_session(source, KEY, tag, threads)
+        reference = None if made is None else graphs.reference(made)
+        if reference is None:
+            log.info("exporting the text graph of %s to %s", checkpoint, source)
+            probe = minilm.inputs(list(PROBE))
+            reference = export(TextGraph(minilm, method).eval(), probe, source, tag)
+        wanted = onnx_path(checkpoint, quant)
+        if quant is not None:
+            log.info("quantising %s to 8 bits (%s) at %s", source, quant, wanted)
+            quantize(quant, source, wanted, quant_tag(tag, quant), minilm, reference)
+        return graphs.session(wanted, threads)
 
     def run(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
         return np.asarray(self.session.run(None, feed(inputs))[0], dtype=np.float32)

@@ -9,6 +9,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -197,3 +198,17 @@ def test_eval_embeds_the_texts_with_the_runtime_asked_for(
     assert reports["onnx"]["avg_map"] == pytest.approx(reports["torch"]["avg_map"], abs=1e-6)
     assert 0 < reports["onnx-int8"]["avg_map"] <= 1
     assert 0 < reports["onnx-int8-static"]["avg_map"] <= 1
+
+
+def test_loads_started_together_on_a_new_checkpoint_export_it_once(
+        checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What `xmr serve --workers N` does at its first start: each process loads the encoder.
+    Two threads stand for two processes (the lock is an flock, which two open files of one
+    process contend for as two processes do)."""
+    caplog.set_level(logging.INFO, logger="models.onnx_text")
+    with ThreadPoolExecutor(2) as pool:
+        loaded = list(pool.map(lambda _: Encoder.load(checkpoint, "cpu", runtime="onnx"),
+                               range(2)))
+    assert [e.text_runtime for e in loaded] == ["onnx", "onnx"]
+    assert caplog.text.count("exporting the text graph") == 1, caplog.text
+    np.testing.assert_array_equal(loaded[0].encode_texts(TEXTS), loaded[1].encode_texts(TEXTS))
