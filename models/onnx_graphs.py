@@ -74,6 +74,18 @@ def write_tagged(out: Path, key: str, tag: str, write: Callable[[str], None],
             os.unlink(tmp)
 
 
+def tagged_or_made(path: Path, key: str, tag: str, threads: int | None,
+                   make: Callable[[], Any]) -> Any:
+    """A session of the graph at `path` made for `tag` (`tagged_session`); when there is none,
+    `make()` makes it and returns its session. The making is done under `making`, after one
+    more look: another process may have made the graph meanwhile."""
+    found = tagged_session(path, key, tag, threads)
+    if found is None:
+        with making(path):
+            found = tagged_session(path, key, tag, threads) or make()
+    return found
+
+
 @contextmanager
 def making(path: Path) -> Iterator[None]:
     """Held while graphs beside `path` are made: an flock on its folder (nothing is written

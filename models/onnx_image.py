@@ -57,16 +57,13 @@ class OnnxImage:
         graph = ImageGraph(backbone, method).eval()
         probe = torch.from_numpy(_probe_pixels(backbone.size))
         tag, path = f"{checkpoint_id}:{EXPORT_VERSION}", onnx_path(checkpoint)
-        session = graphs.tagged_session(path, KEY, tag, threads)
-        if session is None:
-            with graphs.making(path):  # and look again: another process may have made it
-                session = graphs.tagged_session(path, KEY, tag, threads)
-                if session is None:
-                    log.info("exporting the image graph of %s to %s", checkpoint, path)
-                    graphs.export(graph, (probe,), path, KEY, tag, ["pixels"],
-                                  {"pixels": {0: "batch"}, "embedding": {0: "batch"}})
-                    session = graphs.session(path, threads)
-        image = cls(session)
+        def make() -> Any:
+            log.info("exporting the image graph of %s to %s", checkpoint, path)
+            graphs.export(graph, (probe,), path, KEY, tag, ["pixels"],
+                          {"pixels": {0: "batch"}, "embedding": {0: "batch"}})
+            return graphs.session(path, threads)
+
+        image = cls(graphs.tagged_or_made(path, KEY, tag, threads, make))
         with torch.inference_mode():
             want = graph(probe).float().numpy()
         got = image.encode(probe.numpy())

@@ -139,18 +139,16 @@ class OnnxText:
         probe = minilm.inputs(list(PROBE))
         tag = export_tag(checkpoint_id)
         wanted, wanted_tag = onnx_path(checkpoint, quant), quant_tag(tag, quant)
-        session = graphs.tagged_session(wanted, KEY, wanted_tag, threads)
-        if session is None:
-            with graphs.making(wanted):  # and look again: another process may have made it
-                session = graphs.tagged_session(wanted, KEY, wanted_tag, threads) or \
-                    cls._make(checkpoint, tag, minilm, method, threads, quant)
+        session = graphs.tagged_or_made(
+            wanted, KEY, wanted_tag, threads,
+            lambda: cls._make(checkpoint, tag, minilm, method, probe, threads, quant))
         text = cls(minilm, session)
         check(text.run(probe), graphs.reference(session), quant)
         return text
 
     @staticmethod
-    def _make(checkpoint: Path, tag: str, minilm: MiniLM, method: Method, threads: int | None,
-              quant: Quant | None) -> Any:
+    def _make(checkpoint: Path, tag: str, minilm: MiniLM, method: Method,
+              probe: tuple[torch.Tensor, ...], threads: int | None, quant: Quant | None) -> Any:
         """Export the float graph (unless it is there already, for a copy), make the copy of
         `quant`, and open a session of the graph wanted."""
         source = onnx_path(checkpoint)  # the float graph, which the copies are made from
@@ -158,7 +156,6 @@ class OnnxText:
         reference = None if made is None else graphs.reference(made)
         if reference is None:
             log.info("exporting the text graph of %s to %s", checkpoint, source)
-            probe = minilm.inputs(list(PROBE))
             reference = export(TextGraph(minilm, method).eval(), probe, source, tag)
         wanted = onnx_path(checkpoint, quant)
         if quant is not None:
