@@ -32,10 +32,6 @@ PINS = {"txtai": ["txtai[api]==9.14.0"],
 PACKAGES = {"txtai": ["txtai", "faiss-cpu", "transformers", "torch"],
             "infinity-emb": ["infinity-emb", "optimum", "onnxruntime", "transformers", "torch"]}
 SYSTEMS = ("xmr", "txtai", "infinity-emb")  # the peers; other systems run as references
-# The quick side-by-side that motivated the benchmark: a thread-per-client Python load
-# generator on the same two cores, 2 repeats of 15 s, infinity-emb on its torch engine.
-QUICK = {"xmr": ("174-195", "19-23"), "txtai": ("29-34", "29-33"),
-         "infinity-emb": ("not run", "not run"), "infinity-emb/torch": ("90-95", "30")}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
            "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
 
@@ -100,7 +96,7 @@ def start_txtai(args: Any, queries: list[str], texts: list[str]) -> Target:
 
 def start_infinity(args: Any, queries: list[str], engine: str, name: str) -> Target:
     """On `engine`: optimum (ONNX Runtime, on MiniLM exported for it once), its fastest here,
-    or torch (the quick side-by-side's)."""
+    or torch (a reference engine)."""
     bin_dir = venv(args.work, "infinity-emb")
     model = args.work / "infinity-emb" / "minilm-onnx" if engine == "optimum" else minilm()
     if not (model / "model.onnx").exists() and engine == "optimum":
@@ -186,7 +182,7 @@ def row(result: dict, system: str, clients: int) -> dict | None:
 
 def markdown(result: dict) -> str:
     return render("peers", **result, row=lambda system, clients: row(result, system, clients),
-                  systems=SYSTEMS, quick=QUICK)
+                  systems=SYSTEMS)
 
 
 def figure(result: dict) -> Any:
