@@ -5,11 +5,13 @@ with bench/wrk.lua, one closed-loop load generator for every served figure."""
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import multiprocessing
 import os
 import platform
+import random
 import resource
 import signal
 import socket
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
+
+from models.data.corpus import read_corpus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -62,11 +66,12 @@ def relative(arg: str) -> str:
 
 
 def machine() -> str:
-    """Cores, processor and Python; torch's thread count where torch is loaded."""
+    """Cores, processor and Python; where torch is loaded, its threads and GPU (or none)."""
     out = (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
            f"Python {platform.python_version()}")
     torch = sys.modules.get("torch")
-    return out + (f", {torch.get_num_threads()} torch thread(s)" if torch else "")
+    gpu = torch.cuda.get_device_name() if torch and torch.cuda.is_available() else "no GPU"
+    return out + (f", {torch.get_num_threads()} torch thread(s), {gpu}" if torch else "")
 
 
 def load_average() -> list[float]:
@@ -288,6 +293,15 @@ class Target:
         lines = [f"POST\t/v1/search/text-to-image\t{json.dumps({'text': q, 'k': k, **extra})}"
                  for q in queries]
         return cls.of(name, server, lines, '"score"', k, work, engine)
+
+    @classmethod
+    def images(cls, name: str, server: Process, data: Path, k: int, work: Path) -> Target:
+        """xmr's image-to-text search (JSON, base64) for 200 of the images of the corpus `data`."""
+        files = sorted({data / item.image for item in read_corpus(data).items})
+        lines = ["POST\t/v1/search/image-to-text\t" + json.dumps(
+            {"image_base64": base64.b64encode(file.read_bytes()).decode(), "k": k})
+            for file in random.Random(0).sample(files, min(200, len(files)))]
+        return cls.of(name, server, lines, '"score"', k, work)
 
 
 # -- the load: wrk, one closed-loop generator for every served figure ------------------------------

@@ -188,12 +188,10 @@ def summarize(rows: list[dict], levels: tuple[str, ...]) -> dict[str, Any]:
         "hierarchical_map": at("test", "hierarchical", "avg_map"),
         "recall": {d: {k: at("test", "recall", d, k) for k in ("R@1", "R@5", "R@10")}
                    for d in ("i2t", "t2i")},
-        "paired_r1": agg(lambda r: paired_recall(r, "R@1")),
-        "val_avg_map": at("val_avg_map"),
+        "paired_r1": agg(lambda r: paired_recall(r, "R@1")), "val_avg_map": at("val_avg_map"),
         "modality_classifier_acc": at("gap", "modality_classifier_acc"),
-        "paired_cosine": at("gap", "paired_cosine"),
+        "paired_cosine": at("gap", "paired_cosine"), "seeds": [r["seed"] for r in rows],
         "epochs_to_95": at("epochs_to_95"), "train_seconds": at("train_seconds"),
-        "seeds": [r["seed"] for r in rows],
     }
     if all("test_concat" in r for r in rows):
         out["concat_retrieval"] = {

@@ -117,15 +117,6 @@ def recall_figures(checkpoint: Path, data: Path, exact: Path, approximate: Path
     return out
 
 
-def device_name(device: str) -> str:
-    """`device` (XMR_DEVICE: the service's and the raw encoder's), with the GPU's name."""
-    if device == "cpu":
-        return "the CPU, no GPU"
-    import torch
-
-    return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-
-
 def encoder_counters(url: str) -> np.ndarray:
     """The server's text encoder histograms so far: summed batch sizes (rows encoded), batches
     and seconds spent encoding them."""
@@ -162,14 +153,16 @@ def serve_and_load(index: Path, checkpoint: Path, args: argparse.Namespace, quer
                    settings: dict[str, str] | None = None, modes: tuple[str | None, ...] = (None,),
                    repeats: int = 1) -> tuple[list[dict], dict[str, float], dict[str, float]]:
     """The runs labelled `labels` against one fresh server (XMR_* `settings`, log server-NAME.log):
-    each search mode (None: the service's default) side by side at each client count, in each
-    of `repeats`; its memory after; with hybrid among the modes, `signals_found` before them."""
+    each search mode (None: the service's default; "image-to-text": images) side by side at each
+    client count, in each of `repeats`; its memory after; with hybrid, `signals_found` first."""
     served = server(index, checkpoint, args.work / f"server-{name}.log", settings)
     try:
         items = httpx.get(f"{served.url}/v1/info").json()["items"]["image"]
         signals = signals_found(served.url, queries, name) if "hybrid" in modes else {}
-        targets = {mode: Target.searches(f"{name}-{mode}", served, queries, K, args.work,
-                                         mode=mode) for mode in modes}
+        targets = {mode: Target.images(f"{name}-image", served, args.data, K, args.work)
+                   if mode == "image-to-text" else
+                   Target.searches(f"{name}-{mode}", served, queries, K, args.work, mode=mode)
+                   for mode in modes}
         runs = [load_run(targets[mode], n, args,
                          {"mode": mode, "repeat": repeat, **labels, "items": items})
                 for repeat in range(repeats) for n in clients for mode in modes]
@@ -216,20 +209,21 @@ def runtime_ab(args: argparse.Namespace, queries: list[str]) -> dict:
     checkpoint = Path(shutil.copy(args.checkpoint, args.work / "checkpoint.pt"))
     workers = Settings().encoder_worker_count
     encoders = {name: Encoder.load(checkpoint, "cpu", 1, name) for name in args.runtimes}
-    assert [e.text_runtime for e in encoders.values()] == args.runtimes, "a runtime fell back"
+    assert [(e.text_runtime, e.image_runtime) for e in encoders.values()] == [  # graphs made
+        (name, "torch" if name == "torch" else "onnx") for name in args.runtimes], "fell back"
     encoder_runs, server_runs = [], []
-    for repeat in range(args.repeats):
-        for name, encoder in encoders.items():
-            for batch, n in ((1, 1), (32, 1), (1, workers), (32, workers)):
-                rate, cpu = concurrent_texts_per_s(encoder, queries, batch, args.seconds / 4, n)
-                encoder_runs.append({"runtime": name, "repeat": repeat, "batch": batch, "workers":
-                                     n, "texts_per_s": rate, "cpu_ms_per_text": 1000 * cpu})
-                print(json.dumps(encoder_runs[-1]), flush=True)
+    for repeat, (name, encoder), (batch, n) in itertools.product(
+            range(args.repeats), encoders.items(), ((1, 1), (32, 1), (1, workers), (32, workers))):
+        rate, cpu = concurrent_texts_per_s(encoder, queries, batch, args.seconds / 4, n)
+        encoder_runs.append({"runtime": name, "repeat": repeat, "batch": batch, "workers": n,
+                             "texts_per_s": rate, "cpu_ms_per_text": 1000 * cpu})
+        print(json.dumps(encoder_runs[-1]), flush=True)
     for repeat, name, n in itertools.product(range(args.repeats), args.runtimes, args.processes):
         setting = name if n == 1 else f"{name}, {n} processes"  # its column in the report
         server_runs += serve_and_load(args.index, checkpoint, args, queries, (1, 32), setting,
                                       {"runtime": setting, "repeat": repeat},
-                                      {"XMR_ENCODER_RUNTIME": name, "XMR_WORKERS": str(n)})[0]
+                                      {"XMR_ENCODER_RUNTIME": name, "XMR_WORKERS": str(n)},
+                                      modes=(None, "image-to-text"))[0]
     quality = {name: ranking_quality(checkpoint, args, name) for name in args.runtimes}
     return {"command": harness.command("bench.service_bench"), "machine": harness.machine(),
             "load_average": harness.load_average(), "load_generator": harness.load_generator(),
@@ -279,15 +273,14 @@ def run(args: argparse.Namespace) -> dict:
     args.work.mkdir(parents=True, exist_ok=True)
     ckpt_id = checkpoint_id(args.checkpoint)
     corpora, dim = prepare_corpora(args, ckpt_id)
-    device = device_name(str(resolve_device(Settings().device)))
+    device = resolve_device(Settings().device)
     result: dict = {
         "command": harness.command("bench.service_bench"),
         "load_average_before": harness.load_average(),
         "machine": f"{harness.machine()}; the encoder on {device}, text queries on"
                    f" {Settings().encoder_runtime} (XMR_ENCODER_RUNTIME)",
-        "load_generator": harness.load_generator(), "seconds": args.seconds,
-        "warmup": args.warmup, "repeats": args.repeats, "runs": [], "memory": {}, "recall": {},
-        "signals": {}}
+        "load_generator": harness.load_generator(), "seconds": args.seconds, "signals": {},
+        "warmup": args.warmup, "repeats": args.repeats, "runs": [], "memory": {}, "recall": {}}
     for corpus in corpora:
         raw = reference(corpus, args, ckpt_id, dim, Settings().batch_max_size)
         runs, result["memory"][corpus.name], result["signals"][corpus.name] = serve_and_load(

@@ -145,10 +145,8 @@ def prepare_corpora(args: argparse.Namespace, ckpt_id: str) -> tuple[list[Corpus
     picked = auto_spec(n, dim)
     probes = f", nprobe {DEFAULT_NPROBE}" if picked.startswith("IVF") else ""
     exact = synthetic("Flat")
-    return [
-        Corpus("openmoji", args.index, "default (the demo index)"),
-        Corpus(f"synthetic-{n // 1000}k", synthetic("auto"), f"{picked}{probes} (default)",
-               exact=None if picked == "Flat" else exact),
-        Corpus(f"synthetic-{n // 1000}k-flat", exact, "Flat (exact)"),
-    ], dim
+    return [Corpus("openmoji", args.index, "default (the demo index)"),
+            Corpus(f"synthetic-{n // 1000}k", synthetic("auto"), f"{picked}{probes} (default)",
+                   exact=None if picked == "Flat" else exact),
+            Corpus(f"synthetic-{n // 1000}k-flat", exact, "Flat (exact)")], dim
 

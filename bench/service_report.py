@@ -59,9 +59,10 @@ def runtime_rows(result: dict) -> list[tuple[str, dict[str, list[float]]]]:
         key = f"encoder texts/s, batch {run['batch']}, {run['workers']} worker(s)"
         rows.setdefault(key, {}).setdefault(run["runtime"], []).append(run["texts_per_s"])
     for run in result["service"]:
+        search = f" {run['mode']}" if run.get("mode") else ""  # image-to-text; text: default
         for figure, name in (("qps", "QPS"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
                              ("busy_cores", "busy cores")):
-            key = f"service {name}, {run['clients']} client(s)"
+            key = f"service{search} {name}, {run['clients']} client(s)"
             rows.setdefault(key, {}).setdefault(run["runtime"], []).append(run[figure])
     return list(rows.items())
 
