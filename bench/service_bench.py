@@ -2,8 +2,8 @@
 load, both on this machine's cores as on a one-box deployment) at 1, 8 and 32 clients on the
 OpenMoji index and a 100k synthetic captioned corpus (bench.service_corpora), vector-only and
 hybrid side by side, beside the raw encoder's throughput, the bare search time and the default
-index's recall, all in the same run. With `--runtimes`, the text encoder on each runtime
-instead, raw and served (runtimes.*)."""
+index's recall, all in the same run. With `--runtimes`, each encoder runtime instead: the text
+encoder raw, text and image searches served (runtimes.*)."""
 
 from __future__ import annotations
 
@@ -248,8 +248,8 @@ def main() -> int:
                        seconds=(20, "per measured run"), warmup=(3, "per run, not counted"),
                        synthetic=100_000, repeats=(
                            3, "of each run, the modes (or runtimes) interleaved in each"))
-    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, help="instead: the text "
-                        "encoder on these runtimes, side by side (runtimes.*)")
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, help="instead: the "
+                        "encoders on these runtimes, side by side (runtimes.*)")
     parser.add_argument("--processes", nargs="+", type=int, default=[1], help="with --runtimes:"
                         " serve each runtime with each of these numbers of server processes")
     parser.add_argument("--modes", nargs="+", choices=("vector", "hybrid", "lexical"),
